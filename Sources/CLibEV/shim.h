@@ -1,0 +1,25 @@
+#ifndef PGMUX_CLIBEV_SHIM_H
+#define PGMUX_CLIBEV_SHIM_H
+#include <ev.h>
+#include <sys/socket.h>
+#include <sys/resource.h>
+/* accept4() is a GNU extension; Swift's Glibc module is built without _GNU_SOURCE. */
+extern int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+
+typedef void (*pgmux_io_cb)(struct ev_loop *loop, ev_io *w, int revents);
+typedef void (*pgmux_timer_cb)(struct ev_loop *loop, ev_timer *w, int revents);
+typedef void (*pgmux_signal_cb)(struct ev_loop *loop, ev_signal *w, int revents);
+typedef void (*pgmux_check_cb)(struct ev_loop *loop, ev_check *w, int revents);
+
+/* libev's initialisers are macros: wrap them so Swift can call them. */
+static inline void pgmux_ev_io_init(ev_io *w, pgmux_io_cb cb, int fd, int events, void *data) {
+  ev_io_init(w, cb, fd, events); w->data = data; }
+static inline void pgmux_ev_io_set(ev_io *w, int fd, int events) { ev_io_set(w, fd, events); }
+static inline void pgmux_ev_timer_init(ev_timer *w, pgmux_timer_cb cb, ev_tstamp after, ev_tstamp repeat, void *data) {
+  ev_timer_init(w, cb, after, repeat); w->data = data; }
+static inline void pgmux_ev_signal_init(ev_signal *w, pgmux_signal_cb cb, int signum, void *data) {
+  ev_signal_init(w, cb, signum); w->data = data; }
+static inline void pgmux_ev_check_init(ev_check *w, pgmux_check_cb cb, void *data) {
+  ev_check_init(w, cb); w->data = data; }
+static inline int pgmux_ev_is_active(const void *w) { return ev_is_active((const ev_watcher *)w); }
+#endif

@@ -1,0 +1,11 @@
+#ifndef PGMUX_COPENSSL_SHIM_H
+#define PGMUX_COPENSSL_SHIM_H
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+/* These are macros over *_ctrl, invisible to Swift. */
+static inline int pgmux_SSL_CTX_set_min_proto_version(SSL_CTX *c, int v) { return (int)SSL_CTX_set_min_proto_version(c, v); }
+static inline long pgmux_SSL_CTX_set_mode(SSL_CTX *c, long m) { return SSL_CTX_set_mode(c, m); }
+#endif
