@@ -1,0 +1,226 @@
+/// How the pooler authenticates clients (auth_type / hba result) for the methods handled here.
+public enum ClientAuthMethod: Equatable, Sendable {
+    case trust
+    case plain
+    case md5
+    case scramSHA256
+}
+
+/// What the connection code must do next. Semantic, not wire bytes: another layer encodes
+/// AuthenticationCleartextPassword (R/3), MD5Password (R/5 + salt), SASL (R/10 + mechanism list),
+/// SASLContinue (R/11), SASLFinal (R/12), and the FATAL ErrorResponse (08P01) for `.failed`.
+public enum ClientAuthAction: Equatable, Sendable {
+    case sendAuthenticationCleartext
+    case sendAuthenticationMD5(salt: [UInt8])
+    case sendAuthenticationSASL(mechanisms: [String])
+    case sendSASLContinue([UInt8])
+    /// Send AuthenticationSASLFinal; the client is then authenticated (`isAuthenticated` is true),
+    /// so continue exactly as after `.succeeded` (AuthenticationOk, welcome).
+    case sendSASLFinal([UInt8])
+    case succeeded
+    case failed(message: String)
+}
+
+/// Sans-I/O state machine for the pooler authenticating one client, mirroring PgBouncer's
+/// `handle_client_startup` / `check_client_passwd`:
+/// * `md5` switches to SCRAM when the stored secret is a SCRAM verifier;
+/// * `plain` accepts plain, md5 and SCRAM stored secrets;
+/// * SCRAM with a plain stored password uses an ad-hoc verifier (cached);
+/// * unknown users (`storedSecret == nil`) and unusable secrets go through the same messages and
+///   fail with the same text as a wrong password, so user existence is not revealed.
+/// Failure texts are PgBouncer's (`password authentication failed`, `SASL authentication failed`,
+/// `empty password returned by client`, `"trust" authentication failed`,
+/// `client selected an invalid SASL authentication mechanism`).
+public struct ClientAuthenticator {
+    public static let passwordFailed = "password authentication failed"
+    public static let saslFailed = "SASL authentication failed"
+    public static let emptyPassword = "empty password returned by client"
+    public static let trustFailed = "\"trust\" authentication failed"
+    public static let invalidMechanism = "client selected an invalid SASL authentication mechanism"
+    public static let unexpectedMessage = "unexpected password packet"
+
+    private enum Phase {
+        case notStarted
+        case awaitingPassword
+        case awaitingMD5(salt: [UInt8])
+        case awaitingSASLInitial
+        case awaitingSASLResponse
+        case done
+    }
+
+    public let user: String
+    /// The method actually used (md5 may have become scramSHA256).
+    public let method: ClientAuthMethod
+    private let storedSecret: String?
+    private let cache: SCRAMKeyCache
+    private var exchange: SCRAMServerExchange?
+    private var phase: Phase = .notStarted
+
+    /// True once the client proved its identity.
+    public private(set) var isAuthenticated = false
+    /// After a successful SCRAM login against a stored SCRAM verifier: the keys for SCRAM
+    /// pass-through server logins. nil for ad-hoc verifiers (the plain password is known anyway).
+    public private(set) var passThroughKeys: SCRAMPassThroughKeys?
+
+    /// - Parameters:
+    ///   - storedSecret: auth_file / auth_query secret (plain, `md5…` or `SCRAM-SHA-256$…`);
+    ///     nil for an unknown user (mock authentication).
+    ///   - scramIterations: iterations for ad-hoc verifiers (PgBouncer's `scram_iterations`).
+    ///   - mockSaltKey: optional per-process secret making mock salts stable per user name.
+    ///   - nonceSource: server nonce for SCRAM, called at most once, during init.
+    public init(method: ClientAuthMethod, user: String, storedSecret: String?, keyCache: SCRAMKeyCache,
+                scramIterations: Int = 4096, mockSaltKey: [UInt8]? = nil,
+                nonceSource: () -> [UInt8] = SCRAMNonce.random) {
+        self.user = user
+        self.storedSecret = storedSecret
+        self.cache = keyCache
+        var effective = method
+        if method == .md5, let s = storedSecret, SCRAMSecret.isSCRAMSecret(s) { effective = .scramSHA256 }
+        self.method = effective
+        guard effective == .scramSHA256 else { return }
+
+        // Pick the SCRAM credential now (the nonce source cannot be kept). PBKDF2 runs here for
+        // ad-hoc verifiers, at most once per password thanks to the cache.
+        func mock() -> SCRAMServerExchange {
+            SCRAMServerExchange.mock(user: user, iterations: scramIterations, mockSaltKey: mockSaltKey,
+                                     nonceSource: nonceSource)
+        }
+        if let s = storedSecret, !s.isEmpty {
+            if SCRAMSecret.isSCRAMSecret(s) {
+                if let parsed = SCRAMSecret(parsing: s) {
+                    exchange = SCRAMServerExchange(secret: parsed, nonceSource: nonceSource)
+                } else {
+                    exchange = mock()
+                }
+            } else if MD5Password.isSecret(s) {
+                exchange = mock()  // an md5 secret cannot verify SCRAM
+            } else if let adHoc = SCRAMServerExchange(password: s, iterations: scramIterations, cache: keyCache,
+                                                      nonceSource: nonceSource) {
+                exchange = adHoc
+            } else {
+                exchange = mock()
+            }
+        } else {
+            exchange = mock()
+        }
+    }
+
+    private mutating func finish(_ action: ClientAuthAction) -> ClientAuthAction {
+        phase = .done
+        if case .failed = action { isAuthenticated = false; passThroughKeys = nil }
+        return action
+    }
+
+    /// The first action after the startup packet.
+    public mutating func start() -> ClientAuthAction {
+        guard case .notStarted = phase else { return finish(.failed(message: ClientAuthenticator.unexpectedMessage)) }
+        switch method {
+        case .trust:
+            guard storedSecret != nil else { return finish(.failed(message: ClientAuthenticator.trustFailed)) }
+            isAuthenticated = true
+            return finish(.succeeded)
+        case .plain:
+            phase = .awaitingPassword
+            return .sendAuthenticationCleartext
+        case .md5:
+            let salt = Crypto.randomBytes(4)
+            phase = .awaitingMD5(salt: salt)
+            return .sendAuthenticationMD5(salt: salt)
+        case .scramSHA256:
+            phase = .awaitingSASLInitial
+            return .sendAuthenticationSASL(mechanisms: [SCRAMSyntax.mechanism])
+        }
+    }
+
+    /// Handles the body of a client 'p' message (PasswordMessage, SASLInitialResponse or
+    /// SASLResponse, depending on the phase).
+    public mutating func receivePassword(_ payload: [UInt8]) -> ClientAuthAction {
+        switch phase {
+        case .awaitingPassword:
+            return finish(checkPassword(payload, md5Salt: nil))
+        case .awaitingMD5(let salt):
+            return finish(checkPassword(payload, md5Salt: salt))
+        case .awaitingSASLInitial:
+            return saslInitial(payload)
+        case .awaitingSASLResponse:
+            return saslResponse(payload)
+        case .notStarted, .done:
+            return finish(.failed(message: ClientAuthenticator.unexpectedMessage))
+        }
+    }
+
+    /// PasswordMessage: exactly one NUL-terminated string filling the body.
+    private mutating func checkPassword(_ payload: [UInt8], md5Salt: [UInt8]?) -> ClientAuthAction {
+        var reader = AuthBodyReader(payload)
+        guard let password = reader.readCString(), reader.atEnd else {
+            return .failed(message: ClientAuthenticator.passwordFailed)
+        }
+        if password.isEmpty { return .failed(message: ClientAuthenticator.emptyPassword) }
+        // Unknown users and empty stored secrets never match (PgBouncer: "disallow empty passwords").
+        guard let stored = storedSecret, !stored.isEmpty else { return .failed(message: ClientAuthenticator.passwordFailed) }
+
+        let ok: Bool
+        if let salt = md5Salt {
+            ok = MD5Password.verify(response: password, storedSecret: stored, user: user, salt: salt)
+        } else {
+            ok = verifyPlain(password, stored: stored)
+        }
+        guard ok else { return .failed(message: ClientAuthenticator.passwordFailed) }
+        isAuthenticated = true
+        return .succeeded
+    }
+
+    /// Cleartext password against any stored form.
+    private func verifyPlain(_ password: [UInt8], stored: String) -> Bool {
+        if SCRAMSecret.isSCRAMSecret(stored) {
+            guard let secret = SCRAMSecret(parsing: stored),
+                  let keys = cache.keys(password: password, salt: secret.salt, iterations: secret.iterations)
+            else { return false }
+            return Crypto.constantTimeEquals(keys.storedKey, secret.storedKey)
+                && Crypto.constantTimeEquals(keys.serverKey, secret.serverKey)
+        }
+        if MD5Password.isSecret(stored) {
+            // md5(password + user) over the raw bytes (exact even for non-UTF-8 passwords).
+            let computed = "md5" + Crypto.md5Hex(password + Array(user.utf8))
+            return Crypto.constantTimeEquals(Array(computed.utf8), Array(stored.utf8))
+        }
+        return Crypto.constantTimeEquals(password, Array(stored.utf8))
+    }
+
+    /// SASLInitialResponse: mechanism (NUL-terminated), int32 length (-1 = no data), data.
+    private mutating func saslInitial(_ payload: [UInt8]) -> ClientAuthAction {
+        var reader = AuthBodyReader(payload)
+        guard let mechanism = reader.readCString() else { return finish(.failed(message: ClientAuthenticator.saslFailed)) }
+        guard mechanism == Array(SCRAMSyntax.mechanism.utf8) else {
+            return finish(.failed(message: ClientAuthenticator.invalidMechanism))
+        }
+        guard let length = reader.readInt32(), length >= 0, let data = reader.readBytes(Int(length)), reader.atEnd,
+              var exchange = self.exchange else {
+            return finish(.failed(message: ClientAuthenticator.saslFailed))
+        }
+        let result = exchange.clientFirst(data)
+        self.exchange = exchange
+        switch result {
+        case .success(let serverFirst):
+            phase = .awaitingSASLResponse
+            return .sendSASLContinue(serverFirst)
+        case .failure:
+            return finish(.failed(message: ClientAuthenticator.saslFailed))
+        }
+    }
+
+    /// SASLResponse: the whole body is the client-final-message.
+    private mutating func saslResponse(_ payload: [UInt8]) -> ClientAuthAction {
+        guard var exchange = self.exchange else { return finish(.failed(message: ClientAuthenticator.saslFailed)) }
+        let result = exchange.clientFinal(payload)
+        self.exchange = exchange
+        switch result {
+        case .success(let serverFinal):
+            isAuthenticated = true
+            if !exchange.isAdHoc && !exchange.isMock { passThroughKeys = exchange.passThroughKeys }
+            return finish(.sendSASLFinal(serverFinal))
+        case .failure:
+            return finish(.failed(message: ClientAuthenticator.saslFailed))
+        }
+    }
+}

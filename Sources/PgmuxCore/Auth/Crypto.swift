@@ -1,0 +1,189 @@
+import COpenSSL
+
+/// Thin, allocation-friendly wrappers over OpenSSL for the login path.
+///
+/// Why: every primitive (hashes, HMAC, PBKDF2, base64, randomness, constant-time compare) must come
+/// from OpenSSL — no home-grown crypto. `[UInt8]` in and out keeps callers simple; this is not the
+/// relay hot path.
+///
+/// Failures of OpenSSL itself with valid arguments (allocation failure, an unseedable RNG) cannot be
+/// handled meaningfully by an authenticator and are treated as fatal (`precondition`). Every
+/// *input-dependent* check (lengths, iteration counts, base64 syntax) is done by the callers or
+/// reported through return values, so untrusted input never reaches a trap.
+public enum Crypto {
+    public static let sha256Length = 32
+
+    /// Calls `body` with a non-nil pointer even for an empty array: OpenSSL treats a NULL key in
+    /// `HMAC()` specially, so empty inputs get a pointer to a dummy byte with length 0.
+    @inline(__always)
+    private static func withBytes<R>(_ bytes: [UInt8], _ body: (UnsafePointer<UInt8>, Int) -> R) -> R {
+        if bytes.isEmpty {
+            var dummy: UInt8 = 0
+            return withUnsafePointer(to: &dummy) { body($0, 0) }
+        }
+        return bytes.withUnsafeBufferPointer { buf in
+            guard let base = buf.baseAddress else { preconditionFailure("non-empty array without storage") }
+            return body(base, buf.count)
+        }
+    }
+
+    private static func digest(_ data: [UInt8], _ md: OpaquePointer?, length: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var outLen: UInt32 = 0
+        let ok = withBytes(data) { p, n in
+            out.withUnsafeMutableBufferPointer { EVP_Digest(p, n, $0.baseAddress, &outLen, md, nil) }
+        }
+        precondition(ok == 1 && Int(outLen) == length, "EVP_Digest failed")
+        return Array(out.prefix(length))
+    }
+
+    /// SHA-256 via `EVP_Digest` (the one-shot `SHA256()` is deprecated in OpenSSL 3).
+    public static func sha256(_ data: [UInt8]) -> [UInt8] {
+        digest(data, EVP_sha256(), length: sha256Length)
+    }
+
+    /// Raw MD5 via `EVP_Digest`; only for PostgreSQL's legacy md5 password scheme.
+    public static func md5(_ data: [UInt8]) -> [UInt8] {
+        digest(data, EVP_md5(), length: 16)
+    }
+
+    /// Lower-case hex MD5, the form PostgreSQL's md5 secrets and responses use.
+    public static func md5Hex(_ data: [UInt8]) -> String {
+        hex(md5(data))
+    }
+
+    /// One-shot `HMAC()` (`HMAC_CTX` is deprecated in OpenSSL 3).
+    public static func hmacSHA256(key: [UInt8], data: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var outLen: UInt32 = 0
+        let result = withBytes(key) { kp, kn in
+            withBytes(data) { dp, dn in
+                out.withUnsafeMutableBufferPointer { HMAC(EVP_sha256(), kp, Int32(kn), dp, dn, $0.baseAddress, &outLen) }
+            }
+        }
+        precondition(result != nil && Int(outLen) == sha256Length, "HMAC failed")
+        return Array(out.prefix(sha256Length))
+    }
+
+    /// PBKDF2-HMAC-SHA-256 with a 32-byte output (SCRAM's `Hi()`).
+    /// Callers must validate `iterations` (1...Int32.max) and keep the password under Int32.max
+    /// bytes; SCRAM code validates against `SCRAMSecret.maxIterations` before calling.
+    public static func pbkdf2SHA256(password: [UInt8], salt: [UInt8], iterations: Int) -> [UInt8] {
+        precondition(iterations > 0 && iterations <= Int(Int32.max), "PBKDF2 iterations out of range")
+        precondition(password.count <= Int(Int32.max) && salt.count <= Int(Int32.max), "PBKDF2 input too long")
+        var out = [UInt8](repeating: 0, count: sha256Length)
+        let ok = password.withUnsafeBufferPointer { pw in
+            withBytes(salt) { sp, sn in
+                out.withUnsafeMutableBufferPointer { o in
+                    pw.withMemoryRebound(to: CChar.self) { pwc in
+                        // A NULL password pointer with length 0 is accepted by OpenSSL.
+                        PKCS5_PBKDF2_HMAC(pwc.baseAddress, Int32(pwc.count), sp, Int32(sn), Int32(iterations),
+                                          EVP_sha256(), Int32(sha256Length), o.baseAddress)
+                    }
+                }
+            }
+        }
+        precondition(ok == 1, "PKCS5_PBKDF2_HMAC failed")
+        return out
+    }
+
+    /// Cryptographically strong random bytes (`RAND_bytes`) for salts and nonces.
+    public static func randomBytes(_ count: Int) -> [UInt8] {
+        precondition(count >= 0 && count <= Int(Int32.max), "randomBytes count out of range")
+        var out = [UInt8](repeating: 0, count: count)
+        if count == 0 { return out }
+        let ok = out.withUnsafeMutableBufferPointer { RAND_bytes($0.baseAddress, Int32(count)) }
+        precondition(ok == 1, "RAND_bytes failed: no usable entropy source")
+        return out
+    }
+
+    /// Compares in time independent of the contents (`CRYPTO_memcmp`). Lengths are not secret:
+    /// different lengths return false immediately.
+    public static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        if a.isEmpty { return true }
+        return a.withUnsafeBytes { pa in
+            b.withUnsafeBytes { pb in CRYPTO_memcmp(pa.baseAddress, pb.baseAddress, a.count) == 0 }
+        }
+    }
+
+    /// Standard base64 with padding (`EVP_EncodeBlock`).
+    public static func base64Encode(_ data: [UInt8]) -> String {
+        if data.isEmpty { return "" }
+        precondition(data.count <= Int(Int32.max) / 2, "base64 input too long")
+        let outCount = 4 * ((data.count + 2) / 3)
+        var out = [UInt8](repeating: 0, count: outCount + 1)  // + NUL written by OpenSSL
+        let written = withBytes(data) { p, n in
+            out.withUnsafeMutableBufferPointer { EVP_EncodeBlock($0.baseAddress, p, Int32(n)) }
+        }
+        precondition(Int(written) == outCount, "EVP_EncodeBlock failed")
+        return String(decoding: out.prefix(outCount), as: UTF8.self)
+    }
+
+    /// Strict standard base64 decoding. Returns nil unless the input is a whole number of 4-character
+    /// groups from the standard alphabet with at most two `=` only at the very end (no whitespace,
+    /// which `EVP_DecodeBlock` would otherwise tolerate) and canonical padding bits. `EVP_DecodeBlock`
+    /// counts padding as zero bytes, so the padding count is subtracted.
+    public static func base64Decode<S: Sequence>(_ encoded: S) -> [UInt8]? where S.Element == UInt8 {
+        let input = Array(encoded)
+        if input.isEmpty { return [] }
+        guard input.count % 4 == 0, input.count <= Int(Int32.max) else { return nil }
+        var padding = 0
+        for (i, c) in input.enumerated() {
+            if c == UInt8(ascii: "=") {
+                // '=' only in the last two positions, and "x=y=" style gaps are invalid.
+                guard i >= input.count - 2 else { return nil }
+                padding += 1
+            } else {
+                guard padding == 0, isBase64Alphabet(c) else { return nil }
+            }
+        }
+        var out = [UInt8](repeating: 0, count: input.count / 4 * 3)
+        let n = input.withUnsafeBufferPointer { inp in
+            out.withUnsafeMutableBufferPointer { EVP_DecodeBlock($0.baseAddress, inp.baseAddress, Int32(inp.count)) }
+        }
+        guard n >= 0, Int(n) == out.count else { return nil }
+        let decoded = Array(out.prefix(out.count - padding))
+        // Canonical form only: unused bits before '=' must be zero, so each byte string has exactly
+        // one accepted encoding (a proof or signature cannot be re-spelled).
+        guard Array(base64Encode(decoded).utf8) == input else { return nil }
+        return decoded
+    }
+
+    /// Convenience for base64 text held in a `String`.
+    public static func base64Decode(_ encoded: String) -> [UInt8]? {
+        base64Decode(Array(encoded.utf8))
+    }
+
+    @inline(__always)
+    private static func isBase64Alphabet(_ c: UInt8) -> Bool {
+        switch c {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+             UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "+"), UInt8(ascii: "/"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Lower-case hex encoding (formatting only, not crypto).
+    public static func hex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0x0f)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Byte-wise XOR of two equal-length strings (SCRAM's ClientKey = proof XOR signature).
+    /// Returns nil on a length mismatch instead of trapping.
+    public static func xor(_ a: [UInt8], _ b: [UInt8]) -> [UInt8]? {
+        guard a.count == b.count else { return nil }
+        var out = a
+        for i in out.indices { out[i] ^= b[i] }
+        return out
+    }
+}

@@ -1,0 +1,141 @@
+/// The pooler logging in to PostgreSQL with SCRAM-SHA-256 (client side of RFC 5802, as libpq does:
+/// gs2 header `n,,`, empty username, no channel binding).
+///
+/// Two credential kinds:
+/// * a plain password — PBKDF2 with the server's salt/iterations, memoized in `SCRAMKeyCache`;
+/// * pass-through keys (ClientKey + ServerKey) taken from a client's successful SCRAM exchange.
+///   These only work when the server's verifier has the same salt and iteration count as the one
+///   the keys came from — PgBouncer assumes the auth_file/auth_query secret is the server's. If the
+///   keys carry their salt/iterations and the server announces different ones, the exchange fails
+///   with `.passThroughMismatch` before sending a proof.
+///
+/// The server is untrusted too: malformed input yields `.failure`, and `serverFinal` verifies the
+/// server signature so an impostor that does not know the verifier is detected.
+public struct SCRAMClientExchange {
+    public enum Credential {
+        case password(String)
+        case passThrough(SCRAMPassThroughKeys)
+    }
+
+    private enum State {
+        case initial
+        case awaitingServerFinal(authMessage: [UInt8], serverKey: [UInt8])
+        case failed
+    }
+
+    private let credential: Credential
+    private let cache: SCRAMKeyCache?
+    private let clientNonce: [UInt8]
+    /// Always empty in production (PostgreSQL ignores it, libpq sends `n=`); tests set it to
+    /// replay RFC 7677's vector, which uses `n=user`. Must not contain ',' or '='.
+    var username: [UInt8] = []
+    private var state: State = .initial
+
+    /// Uses a plain password; PBKDF2 results go through `cache`.
+    public init(password: String, cache: SCRAMKeyCache, nonceSource: () -> [UInt8] = SCRAMNonce.random) {
+        self.credential = .password(password)
+        self.cache = cache
+        self.clientNonce = nonceSource()
+        precondition(!clientNonce.isEmpty && SCRAMSyntax.isPrintable(clientNonce[...]),
+                     "nonce source must return printable text")
+    }
+
+    /// Uses SCRAM pass-through keys (no password, no PBKDF2).
+    public init(passThrough keys: SCRAMPassThroughKeys, nonceSource: () -> [UInt8] = SCRAMNonce.random) {
+        self.credential = .passThrough(keys)
+        self.cache = nil
+        self.clientNonce = nonceSource()
+        precondition(!clientNonce.isEmpty && SCRAMSyntax.isPrintable(clientNonce[...]),
+                     "nonce source must return printable text")
+    }
+
+    /// `client-first-message-bare`: empty username, as libpq sends (the server uses the startup user).
+    private var clientFirstBare: [UInt8] { Array("n=".utf8) + username + Array(",r=".utf8) + clientNonce }
+
+    /// `n,,n=,r=<nonce>` — the data of SASLInitialResponse.
+    public func clientFirstMessage() -> [UInt8] {
+        Array("n,,".utf8) + clientFirstBare
+    }
+
+    private mutating func fail<T>(_ failure: SCRAMFailure) -> Result<T, SCRAMFailure> {
+        state = .failed
+        return .failure(failure)
+    }
+
+    /// Parses `r=<nonce>,s=<salt>,i=<iterations>[,ext...]` and returns
+    /// `c=biws,r=<nonce>,p=<proof>` (the data of SASLResponse).
+    public mutating func serverFirst(_ message: [UInt8]) -> Result<[UInt8], SCRAMFailure> {
+        guard case .initial = state else { return fail(.outOfOrder) }
+        var cursor = SCRAMCursor(message)
+        if cursor.peekAttribute() == UInt8(ascii: "m") {
+            return fail(.malformed("server requires an unsupported SCRAM extension"))
+        }
+        if cursor.peekAttribute() == UInt8(ascii: "e"), let text = cursor.read(UInt8(ascii: "e")) {
+            return fail(.serverError(String(decoding: text, as: UTF8.self)))
+        }
+        guard let nonce = cursor.read(UInt8(ascii: "r")) else { return fail(.malformed("nonce attribute expected")) }
+        guard nonce.count > clientNonce.count, nonce.starts(with: clientNonce) else { return fail(.nonceMismatch) }
+        guard SCRAMSyntax.isPrintable(nonce) else { return fail(.malformed("non-printable server nonce")) }
+        guard let saltB64 = cursor.read(UInt8(ascii: "s")) else { return fail(.malformed("salt attribute expected")) }
+        guard let salt = Crypto.base64Decode(saltB64), !salt.isEmpty else { return fail(.malformed("invalid salt")) }
+        guard let iterText = cursor.read(UInt8(ascii: "i")) else { return fail(.malformed("iteration count expected")) }
+        guard let iterations = SCRAMSyntax.parsePositiveInt(iterText, max: SCRAMSecret.maxIterations) else {
+            return fail(.malformed("invalid iteration count"))
+        }
+        while !cursor.atEnd {
+            guard cursor.readAny() != nil else { return fail(.malformed("garbage at end of server-first-message")) }
+        }
+        if cursor.endsWithDanglingComma { return fail(.malformed("trailing comma in server-first-message")) }
+
+        let clientKey: [UInt8]
+        let storedKey: [UInt8]
+        let serverKey: [UInt8]
+        switch credential {
+        case .password(let password):
+            guard let cache, let keys = cache.keys(password: Array(password.utf8), salt: salt, iterations: iterations)
+            else { return fail(.malformed("invalid salt or iteration count")) }
+            clientKey = keys.clientKey
+            storedKey = keys.storedKey
+            serverKey = keys.serverKey
+        case .passThrough(let keys):
+            if let knownSalt = keys.salt, knownSalt != salt { return fail(.passThroughMismatch) }
+            if let knownIterations = keys.iterations, knownIterations != iterations { return fail(.passThroughMismatch) }
+            guard keys.clientKey.count == Crypto.sha256Length, keys.serverKey.count == Crypto.sha256Length else {
+                return fail(.passThroughMismatch)
+            }
+            clientKey = keys.clientKey
+            storedKey = Crypto.sha256(keys.clientKey)
+            serverKey = keys.serverKey
+        }
+
+        // c=biws is base64("n,,"), the gs2 header of clientFirstMessage().
+        let withoutProof = Array("c=biws,r=".utf8) + Array(nonce)
+        let authMessage = clientFirstBare + [SCRAMSyntax.comma] + message + [SCRAMSyntax.comma] + withoutProof
+        let clientSignature = Crypto.hmacSHA256(key: storedKey, data: authMessage)
+        guard let proof = Crypto.xor(clientKey, clientSignature) else { return fail(.passThroughMismatch) }
+        state = .awaitingServerFinal(authMessage: authMessage, serverKey: serverKey)
+        return .success(withoutProof + Array(",p=".utf8) + Array(Crypto.base64Encode(proof).utf8))
+    }
+
+    /// Checks `v=<server signature>[,ext...]`; `e=<text>` becomes `.serverError(text)`.
+    public func serverFinal(_ message: [UInt8]) -> Result<Void, SCRAMFailure> {
+        guard case let .awaitingServerFinal(authMessage, serverKey) = state else { return .failure(.outOfOrder) }
+        var cursor = SCRAMCursor(message)
+        if let text = cursor.read(UInt8(ascii: "e")) {
+            return .failure(.serverError(String(decoding: text, as: UTF8.self)))
+        }
+        guard let signatureB64 = cursor.read(UInt8(ascii: "v")) else {
+            return .failure(.malformed("server signature expected"))
+        }
+        while !cursor.atEnd {
+            guard cursor.readAny() != nil else { return .failure(.malformed("garbage at end of server-final-message")) }
+        }
+        if cursor.endsWithDanglingComma { return .failure(.malformed("trailing comma in server-final-message")) }
+        guard let signature = Crypto.base64Decode(signatureB64), signature.count == Crypto.sha256Length else {
+            return .failure(.malformed("invalid server signature encoding"))
+        }
+        let expected = Crypto.hmacSHA256(key: serverKey, data: authMessage)
+        guard Crypto.constantTimeEquals(expected, signature) else { return .failure(.serverSignatureMismatch) }
+        return .success(())
+    }
+}

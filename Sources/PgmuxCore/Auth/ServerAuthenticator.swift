@@ -1,0 +1,149 @@
+/// What the server-login code must do after an Authentication ('R') message.
+public enum ServerAuthAction: Equatable, Sendable {
+    /// Send a PasswordMessage ('p') holding this string (cleartext password or md5 response).
+    case sendPassword(String)
+    /// Send SASLInitialResponse ('p': mechanism, int32 length, data).
+    case sendSASLInitial(mechanism: String, data: [UInt8])
+    /// Send SASLResponse ('p': raw data).
+    case sendSASLResponse([UInt8])
+    /// Nothing to send (e.g. SASLFinal verified; AuthenticationOk follows).
+    case none
+    /// AuthenticationOk: the login continues with ParameterStatus/BackendKeyData/ReadyForQuery.
+    case authenticated
+    /// Abort the server login with this reason (for logs and the cached login error).
+    case failed(String)
+}
+
+/// Sans-I/O: the pooler answering PostgreSQL's Authentication requests during a server login.
+///
+/// Credentials, as in PgBouncer: the stored secret for this login (`password`: plain text, an md5
+/// secret or a SCRAM verifier) and optionally SCRAM pass-through keys from an authenticated client.
+/// * cleartext (3) needs a plain password;
+/// * md5 (5) works with a plain password or an md5 secret (the secret *is* md5(password+user));
+/// * SASL (10) SCRAM-SHA-256 works with a plain password, or with pass-through keys when only a
+///   SCRAM verifier is stored (same salt/iterations as the server required).
+/// The server's final signature is verified, and AuthenticationOk before a started SCRAM exchange
+/// completed is refused, so a fake server cannot skip mutual authentication.
+public struct ServerAuthenticator {
+    public static let noPassword = "no password for server login"
+
+    private enum Phase {
+        case waiting
+        case saslInProgress
+        case saslVerified
+        case done
+    }
+
+    public let user: String
+    private let password: String?
+    private let passThroughKeys: SCRAMPassThroughKeys?
+    private let cache: SCRAMKeyCache
+    private let clientNonce: [UInt8]
+    private var exchange: SCRAMClientExchange?
+    private var phase: Phase = .waiting
+
+    /// - Parameters:
+    ///   - password: the secret to log in with; nil/empty if none is known.
+    ///   - passThroughKeys: from a client's SCRAM login (`ClientAuthenticator.passThroughKeys`).
+    ///   - nonceSource: SCRAM client nonce, called once, during init.
+    public init(user: String, password: String?, passThroughKeys: SCRAMPassThroughKeys? = nil,
+                keyCache: SCRAMKeyCache, nonceSource: () -> [UInt8] = SCRAMNonce.random) {
+        self.user = user
+        self.password = (password?.isEmpty ?? true) ? nil : password
+        self.passThroughKeys = passThroughKeys
+        self.cache = keyCache
+        self.clientNonce = nonceSource()
+    }
+
+    private var plainPassword: String? {
+        guard let p = password, !MD5Password.isSecret(p), !SCRAMSecret.isSCRAMSecret(p) else { return nil }
+        return p
+    }
+
+    private mutating func fail(_ reason: String) -> ServerAuthAction {
+        phase = .done
+        return .failed(reason)
+    }
+
+    /// Handles the body of an 'R' message: int32 code followed by code-specific data.
+    public mutating func receive(_ body: [UInt8]) -> ServerAuthAction {
+        if case .done = phase { return fail("unexpected authentication request") }
+        var reader = AuthBodyReader(body)
+        guard let code = reader.readInt32() else { return fail("malformed authentication request") }
+        switch code {
+        case 0:
+            if case .saslInProgress = phase { return fail("server did not complete SCRAM authentication") }
+            phase = .done
+            return .authenticated
+        case 3:
+            guard case .waiting = phase else { return fail("unexpected authentication request") }
+            if let p = plainPassword { return .sendPassword(p) }
+            if password != nil { return fail("cannot do cleartext authentication with a hashed password") }
+            return fail(ServerAuthenticator.noPassword)
+        case 5:
+            guard case .waiting = phase else { return fail("unexpected authentication request") }
+            guard let salt = reader.readBytes(4), reader.atEnd else { return fail("malformed MD5 authentication request") }
+            guard let stored = password else { return fail(ServerAuthenticator.noPassword) }
+            if SCRAMSecret.isSCRAMSecret(stored) { return fail("cannot do MD5 authentication with a SCRAM secret") }
+            let secret = MD5Password.isSecret(stored) ? stored : MD5Password.secret(password: stored, user: user)
+            return .sendPassword(MD5Password.response(secret: secret, salt: salt))
+        case 10:
+            guard case .waiting = phase else { return fail("unexpected authentication request") }
+            return saslStart(&reader)
+        case 11:
+            guard case .saslInProgress = phase, var exchange = self.exchange else {
+                return fail("unexpected SASLContinue message")
+            }
+            let result = exchange.serverFirst(reader.readRest())
+            self.exchange = exchange
+            switch result {
+            case .success(let clientFinal): return .sendSASLResponse(clientFinal)
+            case .failure(let failure): return fail(failure.message)
+            }
+        case 12:
+            guard case .saslInProgress = phase, let exchange = self.exchange else {
+                return fail("unexpected SASLFinal message")
+            }
+            switch exchange.serverFinal(reader.readRest()) {
+            case .success:
+                phase = .saslVerified
+                return .none
+            case .failure(let failure):
+                return fail(failure.message)
+            }
+        default:
+            return fail("unsupported authentication method: \(code)")
+        }
+    }
+
+    /// AuthenticationSASL: a list of NUL-terminated mechanism names ended by an empty one.
+    private mutating func saslStart(_ reader: inout AuthBodyReader) -> ServerAuthAction {
+        var mechanisms: [[UInt8]] = []
+        while true {
+            guard let m = reader.readCString() else { return fail("malformed SASL mechanism list") }
+            if m.isEmpty { break }
+            mechanisms.append(m)
+        }
+        guard reader.atEnd else { return fail("malformed SASL mechanism list") }
+        guard mechanisms.contains(Array(SCRAMSyntax.mechanism.utf8)) else {
+            return fail("none of the server's SASL authentication mechanisms are supported")
+        }
+        let nonce = clientNonce
+        let newExchange: SCRAMClientExchange
+        if let p = plainPassword {
+            newExchange = SCRAMClientExchange(password: p, cache: cache, nonceSource: { nonce })
+        } else if let keys = passThroughKeys {
+            newExchange = SCRAMClientExchange(passThrough: keys, nonceSource: { nonce })
+        } else if let stored = password, MD5Password.isSecret(stored) {
+            return fail("cannot do SCRAM authentication with an MD5 secret")
+        } else if password != nil {
+            return fail("cannot do SCRAM authentication: password is SCRAM secret but client authentication "
+                        + "did not provide SCRAM keys")
+        } else {
+            return fail(ServerAuthenticator.noPassword)
+        }
+        exchange = newExchange
+        phase = .saslInProgress
+        return .sendSASLInitial(mechanism: SCRAMSyntax.mechanism, data: newExchange.clientFirstMessage())
+    }
+}

@@ -1,0 +1,48 @@
+/// Tracks where a server connection stands in the request/response conversation, from message
+/// headers alone, to decide when it may go back to the pool: only at a ReadyForQuery 'I' that
+/// answers the last request, with nothing sent since (PgBouncer's release rule, §3.2).
+public struct TransactionTracker: Sendable, Equatable {
+    /// Requests sent that each still owe one ReadyForQuery (Query, Sync, FunctionCall).
+    public var pendingReady = 0
+    /// Extended-protocol messages were sent after the last Sync: the server is mid-conversation.
+    public var unsynced = false
+    /// Status byte of the last ReadyForQuery: 'I' idle, 'T' in transaction, 'E' failed transaction.
+    public var status: UInt8 = UInt8(ascii: "I")
+
+    public init() {}
+
+    /// A frontend message header went to the server.
+    @inlinable @inline(__always)
+    public mutating func sent(_ type: UInt8) {
+        switch type {
+        case UInt8(ascii: "Q"), UInt8(ascii: "S"), UInt8(ascii: "F"):
+            pendingReady += 1
+            unsynced = false
+        case UInt8(ascii: "P"), UInt8(ascii: "B"), UInt8(ascii: "D"), UInt8(ascii: "E"),
+             UInt8(ascii: "C"), UInt8(ascii: "H"):
+            unsynced = true
+        default:
+            break  // CopyData/CopyDone/CopyFail belong to an already counted request
+        }
+    }
+
+    /// A ReadyForQuery with `status` came back.
+    @inlinable @inline(__always)
+    public mutating func readyForQuery(_ status: UInt8) {
+        if pendingReady > 0 { pendingReady -= 1 }
+        self.status = status
+    }
+
+    /// Requests the pooler sends itself (reset, parameter sync, health check) count the same way.
+    public mutating func sentOwnQuery() { pendingReady += 1; unsynced = false }
+
+    /// True when the server owes nothing and holds no open transaction.
+    @inlinable
+    public var isIdle: Bool { pendingReady == 0 && !unsynced && status == UInt8(ascii: "I") }
+
+    /// True when the client side is between requests (nothing owed), whatever the transaction state.
+    @inlinable
+    public var isQuiet: Bool { pendingReady == 0 && !unsynced }
+
+    public mutating func reset() { self = TransactionTracker() }
+}

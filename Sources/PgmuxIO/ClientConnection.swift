@@ -1,0 +1,240 @@
+import Glibc
+import CLibEV
+import PgmuxCore
+
+/// One application connection: its login, then the relay of its messages to whichever server the
+/// pool lends it. States follow PgBouncer's client lists (login, idle, waiting, active).
+public final class ClientConnection: Endpoint {
+    public enum State: Equatable {
+        /// Waiting for the startup packet (possibly after answering SSLRequest with 'N').
+        case startup
+        /// Password / SASL exchange in progress.
+        case authenticating
+        /// Authenticated; the pool has no server parameters to greet with yet.
+        case waitingForWelcome
+        /// Logged in, not linked to a server.
+        case idle
+        /// Has a request buffered and waits in its pool's queue for a server.
+        case waiting
+        /// Linked to a server.
+        case active
+        case closing
+    }
+
+    public internal(set) var state: State = .startup
+    let remote: Socket.Address
+    let isUnixSocket: Bool
+    public internal(set) var user = ""
+    public internal(set) var database = ""
+    /// Tracked parameters this client asked for (lowercased name → value).
+    var params: [String: String] = [:]
+    var authenticator: ClientAuthenticator?
+    unowned(unsafe) var pool: Pool?
+    unowned(unsafe) var server: ServerConnection?
+    /// The key this client was given in BackendKeyData.
+    var cancelKey: UInt64 = 0
+    var waitStart: Double = 0
+    var queryStart: Double = 0
+    var scramKeys: SCRAMPassThroughKeys?
+    /// Counted against max_client_conn (from a valid startup packet until close).
+    var countedAsLoggedIn = false
+
+    init(loop: EventLoop, fd: Int32, remote: Socket.Address) {
+        self.remote = remote
+        self.isUnixSocket = remote.family == AF_UNIX
+        super.init(loop: loop, fd: fd)
+        setupWatchers(read: clientReadable, write: clientWritable)
+    }
+
+    /// `C-0x…: db/user@addr:port` prefix as PgBouncer logs it.
+    var logPrefix: String {
+        let db = database.isEmpty ? "(nodb)" : database, u = user.isEmpty ? "(nouser)" : user
+        let addr = isUnixSocket ? "unix" : remote.description
+        return "C-0x\(String(id, radix: 16)): \(db)/\(u)@\(addr)"
+    }
+
+    // MARK: reading
+
+    func onReadable() {
+        switch readSome() {
+        case .data: break
+        case .wouldBlock: return
+        case .full: stopReading(); return
+        case .eof:
+            disconnect(reason: state == .startup ? "client unexpected eof" : "client close request", notify: false)
+            return
+        case .error(let e):
+            disconnect(reason: "read failed: \(String(cString: strerror(e)))", notify: false)
+            return
+        }
+        switch state {
+        case .startup: loop.login.handleStartup(self)
+        case .authenticating: loop.login.handleAuthMessage(self)
+        case .waitingForWelcome, .waiting, .closing: stopReading()
+        case .idle: requestServer()
+        case .active: relay()
+        }
+    }
+
+    /// Called when the client sent data while unlinked: queue for a server of its pool.
+    func requestServer() {
+        guard let pool else { return }
+        stopReading()
+        state = .waiting
+        waitStart = loop.now
+        pool.enqueue(self)
+    }
+
+    /// Walks newly read client messages, counts requests on the server's tracker, forwards them.
+    @inline(__always)
+    func relay() {
+        guard let server else { return }
+        if server.state != .active { stopReading(); return }  // parameter sync in progress
+        let base = UnsafeRawPointer(inbuf.base!)
+        var pos = inbuf.scanned
+        let maxPacket = loop.maxPacketSize
+        scan: while true {
+            let step = scanner.next(base, position: pos, end: inbuf.end, capacity: loop.buffers.size,
+                                    maxPacketSize: maxPacket, wantWhole: { _ in false }, wantHeader: { _ in true })
+            switch step {
+            case .needMore(let p):
+                pos = p
+                break scan
+            case .header(let type, let start, let total):
+                if type == UInt8(ascii: "X") {
+                    // Terminate: forward what came before it, never the Terminate itself.
+                    scanner.passthrough = 0
+                    inbuf.scanned = start
+                    inbuf.end = start
+                    if queryStart == 0 { queryStart = loop.now }
+                    _ = server.forward(from: self)
+                    disconnect(reason: "client close request", notify: false)
+                    return
+                }
+                _ = total
+                server.tracker.sent(type)
+                if queryStart == 0 { queryStart = loop.now }
+                pos = start
+            case .message:
+                break  // not requested
+            case .invalid(let length):
+                protocolError("invalid packet length \(length)")
+                return
+            }
+        }
+        inbuf.scanned = pos
+        if server.forward(from: self) {
+            if inbuf.isEmpty { releaseBufferIfEmpty() }
+        }
+    }
+
+    func onWritable() {
+        guard flushOwn() else { return }
+        if closeAfterFlush { finishClose(); return }
+        if let server {
+            guard forward(from: server) else { return }
+            stopWriting()
+            server.afterClientFlushed()
+        } else {
+            stopWriting()
+        }
+    }
+
+    // MARK: pooler messages
+
+    /// Sends an ErrorResponse; FATAL errors close the connection once written.
+    func sendError(_ message: String, code: String = SQLState.protocolViolation, fatal: Bool = true) {
+        if loop.config.settings.logPoolerErrors {
+            loop.log.warning("\(logPrefix) pooler error: \(message)")
+        }
+        var m = MessageBuilder()
+        m.errorResponse(severity: fatal ? "FATAL" : "ERROR", code: code, message: message)
+        if !fatal { m.readyForQuery(UInt8(ascii: "I")) }
+        queue(m.bytes)
+        if fatal {
+            disconnect(reason: message, notify: false)
+        }
+    }
+
+    func protocolError(_ detail: String) {
+        sendError("protocol violation: \(detail)")
+    }
+
+    /// Sends the welcome: AuthenticationOk, the pool's server parameters with this client's own
+    /// values in place, a fresh cancel key, ReadyForQuery.
+    func sendWelcome(serverParameters: [(String, String)]) {
+        var m = MessageBuilder()
+        m.authenticationOk()
+        var seen = Set<String>()
+        for (name, value) in serverParameters {
+            let key = name.lowercased()
+            seen.insert(key)
+            m.parameterStatus(name, params[key] ?? value)
+        }
+        for (key, value) in params where !seen.contains(key) { m.parameterStatus(key, value) }
+        cancelKey = loop.registerCancelKey(for: self)
+        m.backendKeyData(cancelKey)
+        m.readyForQuery(UInt8(ascii: "I"))
+        queue(m.bytes)
+        state = .idle
+        if loop.config.settings.logConnections {
+            loop.log.log("\(logPrefix) login attempt: db=\(database) user=\(user) tls=no replication=no")
+        }
+        // The client may already have pipelined its first query behind the startup packet.
+        if !inbuf.isEmpty { requestServer() } else { releaseBufferIfEmpty(); startReading() }
+    }
+
+    /// A ParameterStatus from the linked server: the client's own view follows it.
+    func noteParameter(_ name: String, _ value: String, tracked: Bool) {
+        if tracked { params[name.lowercased()] = value }
+    }
+
+    // MARK: closing
+
+    /// Closes this client. Its server, if any, goes back to the pool only if it is clean.
+    func disconnect(reason: String, notify: Bool) {
+        guard state != .closing else { return }
+        let wasLoggedIn = state != .startup && state != .authenticating
+        if notify {
+            var m = MessageBuilder()
+            m.errorResponse(severity: "FATAL", code: SQLState.protocolViolation, message: reason)
+            ownOut.append(contentsOf: m.bytes)
+        }
+        let previous = state
+        state = .closing
+        stopReading()
+        if let pool {
+            switch previous {
+            case .waiting: pool.removeWaiting(self)
+            case .waitingForWelcome: pool.removeWelcomeWaiter(self)
+            default: break
+            }
+        }
+        if let server {
+            self.server = nil
+            server.clientGone(unsentBytes: !inbuf.isEmpty && inbuf.scanned > inbuf.start)
+        }
+        if let pool { pool.clientCount -= 1 }
+        if countedAsLoggedIn { loop.loggedInClients -= 1; countedAsLoggedIn = false }
+        if cancelKey != 0 { loop.unregisterCancelKey(cancelKey) }
+        if wasLoggedIn && loop.config.settings.logDisconnections {
+            loop.log.log("\(logPrefix) closing because: \(reason) (age=\(Int(loop.now - connectTime))s)")
+        }
+        loop.clientClosed(self)
+        if flushOwn() { finishClose() } else { closeAfterFlush = true }
+    }
+
+    private func finishClose() {
+        closeSocket()
+    }
+}
+
+func clientReadable(_ l: OpaquePointer?, _ w: UnsafeMutablePointer<ev_io>?, _ revents: Int32) {
+    guard let w, let ctx = w.pointee.data else { return }
+    Unmanaged<ClientConnection>.fromOpaque(ctx)._withUnsafeGuaranteedRef { $0.onReadable() }
+}
+
+func clientWritable(_ l: OpaquePointer?, _ w: UnsafeMutablePointer<ev_io>?, _ revents: Int32) {
+    guard let w, let ctx = w.pointee.data else { return }
+    Unmanaged<ClientConnection>.fromOpaque(ctx)._withUnsafeGuaranteedRef { $0.onWritable() }
+}

@@ -1,0 +1,348 @@
+import Glibc
+import CLibEV
+import PgmuxCore
+
+/// Everything one event loop owns: its libev loop, configuration, pools, connections, timers and
+/// counters. There are no globals, so several loops (one per core) can run side by side.
+public final class EventLoop {
+    let ev: OpaquePointer
+    public internal(set) var config: Config
+    var authFile: [String: String] = [:]
+    public let log: Log
+    let buffers: BufferPool
+    let stats = Stats()
+    lazy var login = LoginHandler(loop: self)
+    var maxPacketSize: Int
+    var trackedParameters: Set<String>
+
+    var pools: [String: Pool] = [:]
+    var clients: [UInt64: ClientConnection] = [:]
+    var servers: [UInt64: ServerConnection] = [:]
+    var cancelKeys: [UInt64: ClientConnection] = [:]
+    var listeners: [Listener] = []
+    /// Closed connections, freed after the current loop iteration (never inside their callbacks).
+    private var graveyard: [Endpoint] = []
+    private var idCounter: UInt64 = 0
+    var bytesForwarded: UInt64 = 0
+    var dbServerCounts: [String: Int] = [:]
+    var userServerCounts: [String: Int] = [:]
+    var shuttingDown = false
+    /// Clients past a valid startup packet, checked against max_client_conn.
+    var loggedInClients = 0
+    /// PBKDF2 results, so no login repeats the 4096-round derivation.
+    let scramCache = SCRAMKeyCache()
+
+    private let check = UnsafeMutablePointer<ev_check>.allocate(capacity: 1)
+    private let maintenance = UnsafeMutablePointer<ev_timer>.allocate(capacity: 1)
+    private var signals: [UnsafeMutablePointer<ev_signal>] = []
+
+    public init(config: Config, log: Log) throws {
+        guard let ev = ev_loop_new(UInt32(EVFLAG_AUTO)) else { throw SocketError("ev_loop_new", 0) }
+        self.ev = ev
+        self.config = config
+        self.log = log
+        buffers = BufferPool(size: max(config.settings.pktBuf, 16384))
+        maxPacketSize = config.settings.maxPacketSize
+        trackedParameters = ParameterTracking.trackedSet(extra: config.settings.trackExtraParameters)
+        check.initialize(to: ev_check())
+        maintenance.initialize(to: ev_timer())
+        try loadAuthFile()
+    }
+
+    var now: Double { ev_now(ev) }
+
+    func nextID() -> UInt64 { idCounter &+= 1; return idCounter }
+
+    func loadAuthFile() throws {
+        if let path = config.settings.authFile, !path.isEmpty {
+            authFile = try AuthFile.load(path: path)
+        } else {
+            authFile = [:]
+        }
+    }
+
+    func isTracked(_ name: String) -> Bool { trackedParameters.contains(name.lowercased()) }
+
+    // MARK: lifecycle
+
+    /// Opens the listeners, installs timers and signal handlers, and runs until shutdown.
+    public func run() throws {
+        try openListeners()
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        pgmux_ev_check_init(check, loopCheck, me)
+        ev_check_start(ev, check)
+        pgmux_ev_timer_init(maintenance, loopMaintenance, 1.0 / 3.0, 1.0 / 3.0, me)
+        ev_timer_start(ev, maintenance)
+        for sig in [SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2] {
+            let w = UnsafeMutablePointer<ev_signal>.allocate(capacity: 1)
+            w.initialize(to: ev_signal())
+            pgmux_ev_signal_init(w, loopSignal, sig, me)
+            ev_signal_start(ev, w)
+            signals.append(w)
+        }
+        ev_run(ev, 0)
+        for l in listeners { l.close() }
+    }
+
+    func openListeners() throws {
+        let s = config.settings
+        for addr in s.listenAddr where !addr.isEmpty {
+            let host = addr == "*" ? "" : addr
+            var addresses = try Socket.Address.resolve(host: host, port: s.listenPort, passive: true)
+            if addr == "*" { addresses.sort { $0.family == AF_INET && $1.family != AF_INET } }
+            for a in addresses {
+                let fd = try Socket.listen(a, backlog: Int32(s.listenBacklog), reusePort: s.soReuseport)
+                listeners.append(Listener(loop: self, fd: fd, description: a.description))
+                log.log("listening on \(a.description)")
+            }
+        }
+        if !s.unixSocketDir.isEmpty {
+            let path = "\(s.unixSocketDir)/.s.PGSQL.\(s.listenPort)"
+            guard let a = Socket.Address.unix(path: path) else { throw SocketError("unix socket path too long: \(path)", 0) }
+            // A socket file left by a dead process is removed; a live one means another pooler.
+            if access(path, F_OK) == 0 {
+                if let probe = try? Socket.connect(a) {
+                    var pfd = pollfd(fd: probe, events: Int16(POLLOUT), revents: 0)
+                    _ = poll(&pfd, 1, 200)
+                    let alive = Socket.pendingError(probe) == 0 && pfd.revents & Int16(POLLOUT) != 0
+                    Glibc.close(probe)
+                    if alive { throw SocketError("unix socket \(path) is in use by another process", 0) }
+                }
+                unlink(path)
+            }
+            let fd = try Socket.listen(a, backlog: Int32(s.listenBacklog), reusePort: false)
+            chmod(path, mode_t(s.unixSocketMode))
+            listeners.append(Listener(loop: self, fd: fd, description: "unix:\(path)", unixPath: path))
+            log.log("listening on unix:\(path)")
+        }
+        guard !listeners.isEmpty else { throw SocketError("nothing to listen on (listen_addr and unix_socket_dir are empty)", 0) }
+    }
+
+    func stop() { ev_break(ev, Int32(EVBREAK_ALL)) }
+
+    // MARK: connection registry
+
+    func bury(_ e: Endpoint) { graveyard.append(e) }
+
+    fileprivate func sweep() {
+        if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
+        if shuttingDown && servers.values.allSatisfy({ $0.state != .active }) && clientsInTransaction == 0 {
+            log.log("server connections dropped, exiting")
+            stop()
+        }
+    }
+
+    var clientsInTransaction: Int { clients.values.reduce(0) { $0 + ($1.server != nil ? 1 : 0) } }
+
+    func clientAccepted(_ c: ClientConnection) { clients[c.id] = c }
+    func clientClosed(_ c: ClientConnection) {
+        bury(c)  // keeps it alive until the iteration ends: callers still run on it
+        clients[c.id] = nil
+    }
+    func serverOpened(_ s: ServerConnection) {
+        servers[s.id] = s
+        dbServerCounts[s.pool.database.dbname, default: 0] += 1
+        userServerCounts[s.pool.serverUser, default: 0] += 1
+    }
+    func serverClosed(_ s: ServerConnection) {
+        bury(s)
+        servers[s.id] = nil
+        dbServerCounts[s.pool.database.dbname, default: 1] -= 1
+        userServerCounts[s.pool.serverUser, default: 1] -= 1
+    }
+
+    /// max_db_connections / max_user_connections across all pools.
+    func limitsAllow(_ pool: Pool) -> Bool {
+        let maxDb = pool.database.maxDbConnections ?? config.settings.maxDbConnections
+        if maxDb > 0 && dbServerCounts[pool.database.dbname, default: 0] >= maxDb { return false }
+        let maxUser = config.users[pool.userName]?.maxUserConnections ?? config.settings.maxUserConnections
+        if maxUser > 0 && userServerCounts[pool.serverUser, default: 0] >= maxUser { return false }
+        return true
+    }
+
+    /// Random cancel key for a client, unique among live clients; the pid half is positive.
+    func registerCancelKey(for client: ClientConnection) -> UInt64 {
+        while true {
+            var key: UInt64 = 0
+            for b in Crypto.randomBytes(8) { key = key << 8 | UInt64(b) }
+            key &= ~(UInt64(1) << 63)
+            if key != 0 && cancelKeys[key] == nil { cancelKeys[key] = client; return key }
+        }
+    }
+
+    func unregisterCancelKey(_ key: UInt64) { cancelKeys[key] = nil }
+
+    /// A CancelRequest: forwarded with the real backend key if the client has a server.
+    func handleCancel(key: UInt64) {
+        guard let client = cancelKeys[key] else { return }
+        guard let server = client.server, server.backendKey != 0 else {
+            log.debug("\(client.logPrefix) cancel request for idle client")
+            return
+        }
+        do {
+            let fd = try Socket.connect(server.address)
+            _ = CancelForwarder(loop: self, fd: fd, key: server.backendKey)
+        } catch {
+            log.warning("\(client.logPrefix) cancel request failed: \(error)")
+        }
+    }
+
+    // MARK: pools
+
+    /// The pool for (database, user), created on first use.
+    func pool(database name: String, entry: DatabaseEntry, user: String) -> Pool {
+        let serverUser = entry.user ?? user
+        let key = "\(name)\u{0}\(serverUser)"
+        if let p = pools[key] { return p }
+        var password = entry.password
+        if password == nil, let secret = authFile[serverUser], !SCRAMSecret.isSCRAMSecret(secret) {
+            password = secret  // plain, or an md5 secret (usable with md5 servers)
+        }
+        let p = Pool(loop: self, databaseName: name, database: entry, userName: serverUser,
+                     serverUser: serverUser, serverPassword: password)
+        pools[key] = p
+        return p
+    }
+
+    /// Where a database's servers live: a TCP host, or the Unix socket of `host` (a directory) or
+    /// of unix_socket_dir when no host is given.
+    func serverAddress(for db: DatabaseEntry) -> Socket.Address? {
+        let host = db.host ?? ""
+        if host.isEmpty || host.hasPrefix("/") {
+            let dir = host.isEmpty ? config.settings.unixSocketDir : host
+            return Socket.Address.unix(path: "\(dir)/.s.PGSQL.\(db.port)")
+        }
+        let first = host.split(separator: ",").first.map(String.init) ?? host
+        do {
+            return try Socket.Address.resolve(host: first, port: db.port).first
+        } catch {
+            log.warning("\(db.name): \(error)")
+            return nil
+        }
+    }
+
+    // MARK: periodic work
+
+    fileprivate func maintain() {
+        let s = config.settings
+        let t = now
+        for client in clients.values {
+            switch client.state {
+            case .startup, .authenticating:
+                if s.clientLoginTimeout > 0 && t - client.connectTime > s.clientLoginTimeout {
+                    client.sendError("client_login_timeout")
+                }
+            case .waitingForWelcome:
+                if s.clientLoginTimeout > 0 && t - client.connectTime > s.clientLoginTimeout {
+                    client.sendError("client_login_timeout (server down)")
+                }
+            case .waiting:
+                if s.queryWaitTimeout > 0 && t - client.waitStart > s.queryWaitTimeout {
+                    client.sendError("query_wait_timeout")
+                }
+            default:
+                break
+            }
+        }
+        for server in servers.values {
+            switch server.state {
+            case .connecting, .loggingIn:
+                if s.serverConnectTimeout > 0 && t - server.connectTime > s.serverConnectTimeout {
+                    server.pool.connectFailed(server, message: "connect timeout")
+                }
+            case .idle:
+                let pool = server.pool
+                if s.serverIdleTimeout > 0 && t - server.lastUsed > s.serverIdleTimeout && pool.serverCount > pool.minSize {
+                    server.close(reason: "server idle timeout", notifyClient: false)
+                } else if t - server.connectTime > pool.effectiveLifetime && pool.serverCount > pool.minSize {
+                    server.close(reason: "server lifetime over", notifyClient: false)
+                }
+            default:
+                break
+            }
+        }
+        for pool in pools.values where !shuttingDown { pool.topUp() }
+    }
+
+    // MARK: signals
+
+    fileprivate func onSignal(_ sig: Int32) {
+        switch sig {
+        case SIGHUP:
+            log.log("got SIGHUP, re-reading config")
+            reload()
+        case SIGINT:
+            if shuttingDown { log.log("got SIGINT while shutting down, fast exit"); stop(); return }
+            log.log("got SIGINT, shutting down, waiting for all servers connections to be released")
+            beginShutdown()
+        case SIGTERM:
+            log.log("got SIGTERM, fast exit")
+            stop()
+        case SIGQUIT:
+            log.log("got SIGQUIT, fast exit")
+            stop()
+        default:
+            break
+        }
+    }
+
+    /// Safe shutdown: stop accepting, let running transactions finish, then exit.
+    func beginShutdown() {
+        shuttingDown = true
+        for l in listeners { l.close() }
+        listeners.removeAll()
+        for c in clients.values where c.server == nil && c.state != .closing {
+            c.sendError("pooler is shutting down", code: SQLState.adminShutdown)
+        }
+    }
+
+    /// Re-reads the configuration and auth_file. A bad file keeps the running configuration.
+    @discardableResult
+    public func reload() -> Bool {
+        do {
+            let fresh = try Config.load(path: config.path)
+            for w in fresh.warnings { log.warning(w) }
+            let old = config
+            config = fresh
+            maxPacketSize = fresh.settings.maxPacketSize
+            log.verbose = max(log.verbose, fresh.settings.verbose)
+            log.open(path: fresh.settings.logfile)
+            try loadAuthFile()
+            for pool in pools.values {
+                let name = pool.databaseName
+                if let entry = fresh.database(named: name) {
+                    if entry != pool.database { for s in servers.values where s.pool === pool { s.closeNeeded = true } }
+                    pool.database = entry
+                    pool.mode = fresh.poolMode(database: name, user: pool.userName)
+                    pool.size = fresh.poolSize(database: name, user: pool.userName)
+                    pool.reserveSize = fresh.reservePoolSize(database: name, user: pool.userName)
+                    pool.minSize = fresh.minPoolSize(database: name)
+                    pool.serverPassword = entry.password ?? pool.serverPassword
+                    pool.launchIfNeeded()
+                }
+            }
+            _ = old
+            return true
+        } catch {
+            log.error("\(error)")
+            log.error("RELOAD failed, keeping the running configuration")
+            return false
+        }
+    }
+}
+
+private func loopCheck(_ l: OpaquePointer?, _ w: UnsafeMutablePointer<ev_check>?, _ revents: Int32) {
+    guard let w, let ctx = w.pointee.data else { return }
+    Unmanaged<EventLoop>.fromOpaque(ctx)._withUnsafeGuaranteedRef { $0.sweep() }
+}
+
+private func loopMaintenance(_ l: OpaquePointer?, _ w: UnsafeMutablePointer<ev_timer>?, _ revents: Int32) {
+    guard let w, let ctx = w.pointee.data else { return }
+    Unmanaged<EventLoop>.fromOpaque(ctx)._withUnsafeGuaranteedRef { $0.maintain() }
+}
+
+private func loopSignal(_ l: OpaquePointer?, _ w: UnsafeMutablePointer<ev_signal>?, _ revents: Int32) {
+    guard let w, let ctx = w.pointee.data else { return }
+    let sig = w.pointee.signum
+    Unmanaged<EventLoop>.fromOpaque(ctx)._withUnsafeGuaranteedRef { $0.onSignal(sig) }
+}

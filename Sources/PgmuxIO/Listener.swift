@@ -1,0 +1,78 @@
+import Glibc
+import CLibEV
+import PgmuxCore
+
+/// A listening socket. Accepts in a loop until EAGAIN; when the process runs out of file
+/// descriptors it pauses accepting for a moment instead of spinning, and says so once.
+final class Listener {
+    unowned(unsafe) let loop: EventLoop
+    let fd: Int32
+    let description: String
+    let unixPath: String?
+    private let watcher = UnsafeMutablePointer<ev_io>.allocate(capacity: 1)
+    private let pauseTimer = UnsafeMutablePointer<ev_timer>.allocate(capacity: 1)
+    private var closed = false
+
+    init(loop: EventLoop, fd: Int32, description: String, unixPath: String? = nil) {
+        self.loop = loop
+        self.fd = fd
+        self.description = description
+        self.unixPath = unixPath
+        watcher.initialize(to: ev_io())
+        pauseTimer.initialize(to: ev_timer())
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        pgmux_ev_io_init(watcher, listenerReadable, fd, Int32(EV_READ), me)
+        pgmux_ev_timer_init(pauseTimer, listenerResume, 0.5, 0, me)
+        ev_io_start(loop.ev, watcher)
+    }
+
+    func onReadable() {
+        let s = loop.config.settings
+        for _ in 0..<64 {
+            var remote = Socket.Address()
+            let cfd = Socket.accept(fd, into: &remote)
+            if cfd < 0 {
+                let e = errno
+                if e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED { return }
+                if e == EMFILE || e == ENFILE {
+                    loop.log.warning("accept() failed: \(String(cString: strerror(e))); new connections paused for 0.5 s")
+                    ev_io_stop(loop.ev, watcher)
+                    ev_timer_start(loop.ev, pauseTimer)
+                    return
+                }
+                loop.log.warning("accept() failed: \(String(cString: strerror(e)))")
+                return
+            }
+            if unixPath != nil { remote = Socket.Address(); remote.storage.ss_family = sa_family_t(AF_UNIX) }
+            Socket.tune(cfd, family: Int32(remote.storage.ss_family), keepalive: s.tcpKeepalive,
+                        keepIdle: s.tcpKeepidle, keepIntvl: s.tcpKeepintvl, keepCnt: s.tcpKeepcnt,
+                        userTimeout: s.tcpUserTimeout)
+            let client = ClientConnection(loop: loop, fd: cfd, remote: remote)
+            loop.clientAccepted(client)
+            client.startReading()
+        }
+    }
+
+    func resume() {
+        if !closed { ev_io_start(loop.ev, watcher) }
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        ev_io_stop(loop.ev, watcher)
+        ev_timer_stop(loop.ev, pauseTimer)
+        Glibc.close(fd)
+        if let unixPath { unlink(unixPath) }
+    }
+}
+
+private func listenerReadable(_ l: OpaquePointer?, _ w: UnsafeMutablePointer<ev_io>?, _ revents: Int32) {
+    guard let w, let ctx = w.pointee.data else { return }
+    Unmanaged<Listener>.fromOpaque(ctx)._withUnsafeGuaranteedRef { $0.onReadable() }
+}
+
+private func listenerResume(_ l: OpaquePointer?, _ w: UnsafeMutablePointer<ev_timer>?, _ revents: Int32) {
+    guard let w, let ctx = w.pointee.data else { return }
+    Unmanaged<Listener>.fromOpaque(ctx)._withUnsafeGuaranteedRef { $0.resume() }
+}

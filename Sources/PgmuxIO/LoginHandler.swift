@@ -1,0 +1,217 @@
+import Glibc
+import PgmuxCore
+
+/// Drives a client from its first byte to the welcome: startup packet, TLS/GSS refusal, cancel
+/// requests, authentication against auth_file, database and pool lookup.
+final class LoginHandler {
+    unowned(unsafe) let loop: EventLoop
+
+    init(loop: EventLoop) { self.loop = loop }
+
+    /// Handles bytes of a client that has not sent its startup packet yet.
+    func handleStartup(_ client: ClientConnection) {
+        guard let base = client.inbuf.base else { return }
+        while client.state == .startup {
+            let avail = client.inbuf.pending
+            guard let length = StartupPacket.length(base + client.inbuf.start, available: avail) else { return }
+            guard length >= 8, length <= StartupPacket.maxLength else {
+                client.sendError("invalid startup packet length \(length)")
+                return
+            }
+            guard avail >= length else { return }
+            let packet = StartupPacket.parse(UnsafeRawBufferPointer(start: base + client.inbuf.start, count: length))
+            client.inbuf.start += length
+            client.inbuf.scanned = client.inbuf.start
+            switch packet {
+            case .failure(.oldProtocol):
+                client.sendError("old V2 protocol not supported")
+                return
+            case .failure(.unsupportedProtocol(let code)):
+                client.sendError("unsupported protocol version \(code >> 16).\(code & 0xffff)")
+                return
+            case .failure(.layout(let text)):
+                client.sendError(text)
+                return
+            case .failure(.badLength):
+                client.sendError("invalid startup packet")
+                return
+            case .success(.sslRequest), .success(.gssEncRequest):
+                // No TLS configured: 'N', and the client goes on in plaintext.
+                client.queue([UInt8(ascii: "N")])
+            case .success(.cancel(let key)):
+                loop.handleCancel(key: key)
+                client.disconnect(reason: "cancel request", notify: false)
+                return
+            case .success(.startup(let minor, let parameters)):
+                startup(client, minor: minor, parameters: parameters)
+                return
+            }
+        }
+    }
+
+    private func startup(_ client: ClientConnection, minor: Int, parameters: [(String, String)]) {
+        let s = loop.config.settings
+        var unsupportedProtocolOptions: [String] = []
+        for (key, value) in parameters {
+            let k = key.lowercased()
+            switch k {
+            case "user": client.user = value
+            case "database": client.database = value
+            case "options":
+                if s.ignoreStartupParameters.contains(where: { $0.lowercased() == "options" }) { continue }
+                guard let items = ParameterTracking.parseOptions(value) else {
+                    client.sendError("unsupported options startup parameter: only '-c config=val' and '--config=val' are allowed")
+                    return
+                }
+                for (name, v) in items {
+                    let n = name.lowercased()
+                    if loop.isTracked(n) { client.params[n] = v }
+                    else if !s.ignoreStartupParameters.contains(where: { $0.lowercased() == n }) {
+                        client.sendError("unsupported startup parameter in options: \(name)")
+                        return
+                    }
+                }
+            case "replication":
+                client.sendError("replication connections are not supported")
+                return
+            default:
+                if k.hasPrefix("_pq_.") { unsupportedProtocolOptions.append(key); continue }
+                if loop.isTracked(k) { client.params[k] = value; continue }
+                if s.ignoreStartupParameters.contains(where: { $0.lowercased() == k }) { continue }
+                client.sendError("unsupported startup parameter: \(key)")
+                return
+            }
+        }
+        guard !client.user.isEmpty else { client.sendError("no username supplied"); return }
+        if client.database.isEmpty { client.database = client.user }
+        if loop.shuttingDown { client.sendError("pooler is shutting down", code: SQLState.adminShutdown); return }
+        if loop.loggedInClients >= s.maxClientConn {
+            client.sendError("no more connections allowed (max_client_conn)", code: SQLState.tooManyConnections)
+            return
+        }
+        if minor > 0 || !unsupportedProtocolOptions.isEmpty {
+            var m = MessageBuilder()
+            m.negotiateProtocolVersion(minor: 0, unsupported: unsupportedProtocolOptions)
+            client.queue(m.bytes)
+        }
+        loop.loggedInClients += 1
+        client.countedAsLoggedIn = true
+        beginAuthentication(client)
+    }
+
+    // MARK: authentication
+
+    private func beginAuthentication(_ client: ClientConnection) {
+        let s = loop.config.settings
+        let secret = loop.authFile[client.user]
+        let method: ClientAuthMethod
+        switch s.authType {
+        case .trust, .any:
+            if s.authType == .trust, loop.config.settings.authFile != nil, secret == nil {
+                client.sendError("\"trust\" authentication failed", code: SQLState.invalidAuthorization)
+                return
+            }
+            authenticated(client)
+            return
+        case .plain: method = .plain
+        case .md5: method = .md5
+        case .scramSHA256: method = .scramSHA256
+        default:
+            client.sendError("bouncer config error: auth_type \(s.authType) is not supported yet")
+            return
+        }
+        if secret == nil, loop.config.settings.logPoolerErrors {
+            loop.log.log("\(client.logPrefix) no such user: \(client.user)")
+        }
+        var auth = ClientAuthenticator(method: method, user: client.user, storedSecret: secret,
+                                       keyCache: loop.scramCache, scramIterations: s.scramIterations)
+        client.state = .authenticating
+        let action = auth.start()
+        client.authenticator = auth
+        perform(action, client)
+    }
+
+    /// Reads whole password messages ('p') of a client in the middle of authentication.
+    func handleAuthMessage(_ client: ClientConnection) {
+        guard let base = client.inbuf.base else { return }
+        while client.state == .authenticating {
+            switch Framing.peek(base + client.inbuf.start, available: client.inbuf.pending, maxPacketSize: 8192) {
+            case .needHeader: return
+            case .invalid(let length):
+                client.sendError("invalid packet length \(length) during authentication")
+                return
+            case .message(let type, let total):
+                guard client.inbuf.pending >= total else { return }
+                guard type == UInt8(ascii: "p") else {
+                    if type == UInt8(ascii: "X") { client.disconnect(reason: "client close request", notify: false); return }
+                    client.sendError("expected a password message during authentication")
+                    return
+                }
+                let body = Array(UnsafeRawBufferPointer(start: base + client.inbuf.start + 5, count: total - 5))
+                client.inbuf.start += total
+                client.inbuf.scanned = client.inbuf.start
+                guard var auth = client.authenticator else { return }
+                let action = auth.receivePassword(body)
+                client.authenticator = auth
+                perform(action, client)
+            }
+        }
+    }
+
+    private func perform(_ action: ClientAuthAction, _ client: ClientConnection) {
+        var m = MessageBuilder()
+        switch action {
+        case .sendAuthenticationCleartext: m.authenticationCleartext()
+        case .sendAuthenticationMD5(let salt): m.authenticationMD5(salt: salt)
+        case .sendAuthenticationSASL(let mechanisms): m.authenticationSASL(mechanisms: mechanisms)
+        case .sendSASLContinue(let data): m.authenticationSASLContinue(data)
+        case .sendSASLFinal(let data):
+            // SASLFinal is the success of a SCRAM exchange; AuthenticationOk follows in the welcome.
+            m.authenticationSASLFinal(data)
+            client.queue(m.bytes)
+            fallthrough
+        case .succeeded:
+            client.scramKeys = client.authenticator?.passThroughKeys
+            client.authenticator = nil
+            authenticated(client)
+            return
+        case .failed(let message):
+            client.authenticator = nil
+            loop.log.log("\(client.logPrefix) login failed: db=\(client.database) user=\(client.user)")
+            client.sendError(message, code: SQLState.invalidPassword)
+            return
+        }
+        client.queue(m.bytes)
+    }
+
+    // MARK: after authentication
+
+    private func authenticated(_ client: ClientConnection) {
+        guard let entry = loop.config.database(named: client.database) else {
+            client.sendError("no such database: \(client.database)", code: SQLState.invalidCatalogName)
+            return
+        }
+        if loop.config.databases[client.database] == nil {
+            loop.log.log("registered new auto-database: \(client.database)")
+        }
+        let pool = loop.pool(database: client.database, entry: entry, user: client.user)
+        if pool.scramPassThrough == nil, pool.serverPassword == nil, let keys = client.scramKeys {
+            pool.scramPassThrough = keys
+        }
+        client.pool = pool
+        pool.clientCount += 1
+        if let welcome = pool.welcome {
+            client.sendWelcome(serverParameters: welcome)
+            return
+        }
+        if let failure = pool.lastLoginError, loop.now - failure.time < loop.config.settings.serverLoginRetry {
+            client.sendError("server login has been failing, cached error: \(failure.message) (server_login_retry)",
+                             code: failure.code)
+            return
+        }
+        client.state = .waitingForWelcome
+        client.stopReading()
+        pool.welcomeWaiters.append(client)
+        pool.launchIfNeeded()
+    }
+}

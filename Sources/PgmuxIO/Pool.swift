@@ -1,0 +1,251 @@
+import Glibc
+import PgmuxCore
+
+/// The servers of one (database, user) pair and the clients waiting for them. Idle servers are
+/// reused most-recently-used first; waiting clients are served first-come first-served.
+public final class Pool {
+    unowned(unsafe) let loop: EventLoop
+    public let databaseName: String
+    public let userName: String
+    var database: DatabaseEntry
+    /// Login name and password used toward PostgreSQL (a forced `user=` wins over the client's).
+    let serverUser: String
+    var serverPassword: String?
+    var mode: PoolMode
+    var size: Int
+    var reserveSize: Int
+    var minSize: Int
+
+    var idle: [ServerConnection] = []
+    var waiting = FIFOQueue<ClientConnection>()
+    var welcomeWaiters: [ClientConnection] = []
+    /// ParameterStatus set of the first server login, replayed to every client of this pool.
+    var welcome: [(String, String)]?
+    /// Servers lent to a client or running the pooler's own query.
+    public internal(set) var activeCount = 0
+    public internal(set) var connectingCount = 0
+    /// Logged-in clients of this pool.
+    public internal(set) var clientCount = 0
+    var lastLoginError: (message: String, code: String, time: Double)?
+    var lastConnectFailure: Double = 0
+    /// SCRAM keys from a client's exchange, for logging in without the plain password.
+    var scramPassThrough: SCRAMPassThroughKeys?
+
+    init(loop: EventLoop, databaseName: String, database: DatabaseEntry, userName: String,
+         serverUser: String, serverPassword: String?) {
+        self.loop = loop
+        self.databaseName = databaseName
+        self.database = database
+        self.userName = userName
+        self.serverUser = serverUser
+        self.serverPassword = serverPassword
+        let c = loop.config
+        mode = c.poolMode(database: databaseName, user: userName)
+        size = c.poolSize(database: databaseName, user: userName)
+        reserveSize = c.reservePoolSize(database: databaseName, user: userName)
+        minSize = c.minPoolSize(database: databaseName)
+    }
+
+    /// Servers that exist or are being opened.
+    public var serverCount: Int { idle.count + activeCount + connectingCount }
+
+    var startupParameters: [(String, String)] {
+        var p: [(String, String)] = [("database", database.dbname), ("user", serverUser)]
+        if let v = database.clientEncoding { p.append(("client_encoding", v)) }
+        if let v = database.datestyle { p.append(("DateStyle", v)) }
+        if let v = database.timezone { p.append(("TimeZone", v)) }
+        if let v = database.applicationName { p.append(("application_name", v)) }
+        return p
+    }
+
+    func makeServerAuthenticator() -> ServerAuthenticator {
+        ServerAuthenticator(user: serverUser, password: serverPassword, passThroughKeys: scramPassThrough,
+                            keyCache: loop.scramCache)
+    }
+
+    // MARK: lending servers
+
+    /// A logged-in client has a request: lend it an idle server or queue it.
+    func enqueue(_ client: ClientConnection) {
+        if let server = takeIdle() {
+            link(client, server)
+            return
+        }
+        waiting.append(client)
+        launchIfNeeded()
+    }
+
+    private func takeIdle() -> ServerConnection? {
+        while let s = idle.popLast() {
+            if s.closeNeeded || loop.now - s.connectTime > effectiveLifetime {
+                s.close(reason: s.closeNeeded ? "database configuration changed" : "server lifetime over", notifyClient: false)
+                continue
+            }
+            return s
+        }
+        return nil
+    }
+
+    var effectiveLifetime: Double {
+        let l = database.serverLifetime ?? loop.config.settings.serverLifetime
+        return l > 0 ? l : .infinity
+    }
+
+    /// Links a client to a server, syncing tracked parameters first when they differ.
+    func link(_ client: ClientConnection, _ server: ServerConnection) {
+        activeCount += 1
+        server.state = .active
+        server.client = client
+        server.lastUsed = loop.now
+        client.server = server
+        client.state = .active
+        if client.waitStart > 0 { loop.stats.waited(loop.now - client.waitStart); client.waitStart = 0 }
+        var sets = ""
+        for (key, value) in client.params where server.params[key]?.value != value {
+            let name = server.params[key]?.name ?? key
+            sets += "SET \(name)=\(quoteLiteral(value));"
+        }
+        if !sets.isEmpty {
+            server.runOwnQuery(sets, kind: .parameterSync)
+            return
+        }
+        server.startReading()
+        client.startReading()
+        if !client.inbuf.isEmpty { client.relay() }
+    }
+
+    private func quoteLiteral(_ v: String) -> String {
+        "'" + String(v.flatMap { $0 == "'" ? ["'", "'"] : [$0] }) + "'"
+    }
+
+    /// A server is done with its client (or its reset): lend it to the next waiter or keep it.
+    func release(_ server: ServerConnection) {
+        if let client = server.client {
+            server.client = nil
+            client.server = nil
+            if client.state == .active {
+                client.state = .idle
+                client.queryStart = 0
+                loop.stats.transactionDone()
+                if client.inbuf.isEmpty { client.releaseBufferIfEmpty() }
+                client.startReading()
+            }
+        }
+        if server.state != .idle { activeCount -= 1 }  // active and own-query servers count as in use
+        server.state = .idle
+        server.stopReading()
+        server.tracker.reset()
+        server.releaseBufferIfEmpty()
+        server.lastUsed = loop.now
+        if server.closeNeeded || loop.now - server.connectTime > effectiveLifetime {
+            server.close(reason: server.closeNeeded ? "database configuration changed" : "server lifetime over",
+                         notifyClient: false)
+            launchIfNeeded()
+            return
+        }
+        if let next = waiting.popFirst() {
+            server.state = .idle
+            link(next, server)
+        } else {
+            idle.append(server)
+            server.startReading()  // notice a server that closes while idle
+        }
+    }
+
+    func removeWaiting(_ client: ClientConnection) { waiting.remove(client) }
+    func removeWelcomeWaiter(_ client: ClientConnection) { welcomeWaiters.removeAll { $0 === client } }
+
+    // MARK: opening servers
+
+    /// Opens servers while clients wait and the limits allow. Unlike PgBouncer (one connect in
+    /// flight per pool), pgmux opens as many as there are waiting clients, so a cold pool under a
+    /// burst fills in one round trip instead of one login after another.
+    func launchIfNeeded() {
+        let demand = waiting.count + (welcome == nil && !welcomeWaiters.isEmpty ? 1 : 0)
+        var toOpen = demand - connectingCount
+        while toOpen > 0 && canOpen() {
+            if !launch() { break }
+            toOpen -= 1
+        }
+    }
+
+    /// Keeps `min_pool_size` servers open (called by the maintenance timer).
+    func topUp() {
+        while serverCount < minSize && canOpen() { if !launch() { break } }
+        launchIfNeeded()
+    }
+
+    private func canOpen() -> Bool {
+        if loop.now - lastConnectFailure < loop.config.settings.serverLoginRetry { return false }
+        var limit = size
+        if let first = waiting.first, reserveSize > 0,
+           loop.now - first.waitStart >= loop.config.settings.reservePoolTimeout {
+            limit += reserveSize
+            if serverCount >= size && serverCount < limit {
+                loop.log.log("\(first.logPrefix) taking connection from reserve_pool")
+            }
+        }
+        guard serverCount < limit else { return false }
+        return loop.limitsAllow(self)
+    }
+
+    @discardableResult
+    func launch() -> Bool {
+        guard let address = loop.serverAddress(for: database) else {
+            lastConnectFailure = loop.now
+            return false
+        }
+        let fd: Int32
+        do { fd = try Socket.connect(address) } catch {
+            loop.log.warning("\(databaseName)/\(userName): \(error)")
+            lastConnectFailure = loop.now
+            return false
+        }
+        let server = ServerConnection(loop: loop, pool: self, fd: fd, address: address)
+        connectingCount += 1
+        loop.serverOpened(server)
+        server.startWriting()
+        return true
+    }
+
+    func serverLoggedIn(_ server: ServerConnection) {
+        connectingCount -= 1
+        lastLoginError = nil
+        if welcome == nil {
+            welcome = server.reportedOrder.compactMap { k in server.params[k].map { ($0.name, $0.value) } }
+        }
+        let greeted = welcomeWaiters
+        welcomeWaiters.removeAll()
+        for c in greeted { c.sendWelcome(serverParameters: welcome ?? []) }
+        server.state = .idle
+        release(server)
+    }
+
+    func connectFailed(_ server: ServerConnection, message: String) {
+        loop.log.warning("\(server.logPrefix) \(message)")
+        lastConnectFailure = loop.now
+        server.close(reason: message, notifyClient: false)
+    }
+
+    /// The server refused the login: every client waiting on this pool gets its message.
+    func loginFailed(_ server: ServerConnection, message: String, code: String) {
+        loop.log.warning("\(server.logPrefix) server login failed: \(message)")
+        lastLoginError = (message, code, loop.now)
+        lastConnectFailure = loop.now
+        server.close(reason: "server login failed: \(message)", notifyClient: false)
+        let toFail = welcomeWaiters + waiting.drain()
+        welcomeWaiters.removeAll()
+        for c in toFail { c.sendError(message, code: code) }
+    }
+
+    func serverClosed(_ server: ServerConnection, previousState: ServerConnection.State) {
+        switch previousState {
+        case .connecting, .loggingIn: connectingCount -= 1
+        case .active, .ownQuery: activeCount -= 1
+        case .idle: idle.removeAll { $0 === server }
+        case .closed: break
+        }
+        loop.serverClosed(server)
+        if !waiting.isEmpty || (welcome == nil && !welcomeWaiters.isEmpty) { launchIfNeeded() }
+    }
+}

@@ -1,0 +1,379 @@
+import Glibc
+import CLibEV
+import PgmuxCore
+
+/// One connection to PostgreSQL, owned by a pool: connect, log in, then relay the responses to the
+/// client it is lent to, watching ReadyForQuery to know when it can be given back.
+public final class ServerConnection: Endpoint {
+    public enum State: Equatable {
+        case connecting
+        case loggingIn
+        /// In the pool's idle list.
+        case idle
+        /// Linked to a client.
+        case active
+        /// Running the pooler's own query (parameter sync, reset, health check); its replies are
+        /// swallowed until ReadyForQuery.
+        case ownQuery(OwnQuery)
+        case closed
+    }
+
+    public enum OwnQuery: Equatable { case parameterSync, reset, healthCheck }
+
+    public internal(set) var state: State = .connecting
+    unowned(unsafe) let pool: Pool
+    unowned(unsafe) var client: ClientConnection?
+    var tracker = TransactionTracker()
+    /// The backend's own cancel key (never shown to clients).
+    var backendKey: UInt64 = 0
+    /// Parameters as the server reported them: lowercased name → (spelling, value).
+    var params: [String: (name: String, value: String)] = [:]
+    /// Reported parameters in arrival order, used as the pool's welcome.
+    var reportedOrder: [String] = []
+    var authenticator: ServerAuthenticator?
+    /// Release once everything has reached the client.
+    var releaseAfterFlush = false
+    /// Close once the reply in progress ends (set by reload, lifetime, errors).
+    var closeNeeded = false
+    var lastUsed: Double
+    let address: Socket.Address
+    var localAddress = Socket.Address()
+
+    init(loop: EventLoop, pool: Pool, fd: Int32, address: Socket.Address) {
+        self.pool = pool
+        self.address = address
+        self.lastUsed = 0
+        super.init(loop: loop, fd: fd)
+        lastUsed = loop.now
+        setupWatchers(read: serverReadable, write: serverWritable)
+    }
+
+    var logPrefix: String {
+        "S-0x\(String(id, radix: 16)): \(pool.databaseName)/\(pool.userName)@\(address.description)"
+    }
+
+    // MARK: connect and login
+
+    /// Connect finished (writable): send the StartupMessage.
+    func onConnected() {
+        let err = Socket.pendingError(fd)
+        guard err == 0 else {
+            pool.connectFailed(self, message: "connect failed: \(String(cString: strerror(err)))")
+            return
+        }
+        stopWriting()
+        localAddress = Socket.localAddress(fd)
+        Socket.tune(fd, family: address.family, keepalive: loop.config.settings.tcpKeepalive,
+                    keepIdle: loop.config.settings.tcpKeepidle, keepIntvl: loop.config.settings.tcpKeepintvl,
+                    keepCnt: loop.config.settings.tcpKeepcnt, userTimeout: loop.config.settings.tcpUserTimeout)
+        if loop.config.settings.logConnections {
+            loop.log.log("\(logPrefix) new connection to server (from \(localAddress.description))")
+        }
+        state = .loggingIn
+        var m = MessageBuilder()
+        m.startupMessage(pool.startupParameters)
+        queue(m.bytes)
+        startReading()
+    }
+
+    /// Processes whole login messages: authentication requests, parameters, the cancel key.
+    private func handleLogin() {
+        while let (type, body) = nextWholeMessage() {
+            switch type {
+            case UInt8(ascii: "R"):
+                if authenticator == nil { authenticator = pool.makeServerAuthenticator() }
+                switch authenticator!.receive(body) {
+                case .sendPassword(let text):
+                    var m = MessageBuilder(); m.password(text); queue(m.bytes)
+                case .sendSASLInitial(let mechanism, let data):
+                    var m = MessageBuilder(); m.saslInitialResponse(mechanism: mechanism, data: data); queue(m.bytes)
+                case .sendSASLResponse(let data):
+                    var m = MessageBuilder(); m.saslResponse(data); queue(m.bytes)
+                case .none, .authenticated:
+                    break
+                case .failed(let why):
+                    pool.loginFailed(self, message: why, code: SQLState.connectionFailure)
+                    return
+                }
+            case UInt8(ascii: "S"):
+                if let (name, value) = MessageReader.parameterStatus(body) { recordParameter(name, value) }
+            case UInt8(ascii: "K"):
+                var r = MessageReader(body)
+                if let pid = r.int32(), let secret = r.int32() {
+                    backendKey = UInt64(UInt32(bitPattern: pid)) << 32 | UInt64(UInt32(bitPattern: secret))
+                }
+            case UInt8(ascii: "E"):
+                let f = MessageReader.errorFields(body)
+                pool.loginFailed(self, message: f[UInt8(ascii: "M")] ?? "server login failed",
+                                 code: f[UInt8(ascii: "C")] ?? SQLState.connectionFailure)
+                return
+            case UInt8(ascii: "Z"):
+                authenticator = nil
+                tracker.reset()
+                state = .idle
+                pool.serverLoggedIn(self)
+                return
+            default:
+                break  // NoticeResponse, NegotiateProtocolVersion: nothing to do
+            }
+        }
+    }
+
+    /// Pops one whole message from `inbuf` (login and own-query paths only).
+    private func nextWholeMessage() -> (UInt8, [UInt8])? {
+        guard let base = inbuf.base else { return nil }
+        switch Framing.peek(base + inbuf.start, available: inbuf.pending, maxPacketSize: loop.buffers.size) {
+        case .needHeader:
+            return nil
+        case .invalid(let length):
+            close(reason: "server sent invalid packet length \(length)", notifyClient: true)
+            return nil
+        case .message(let type, let total):
+            guard inbuf.pending >= total else { return nil }
+            let body = Array(UnsafeRawBufferPointer(start: base + inbuf.start + 5, count: total - 5))
+            inbuf.start += total
+            inbuf.scanned = max(inbuf.scanned, inbuf.start)
+            if inbuf.isEmpty { inbuf.clear() }
+            return (type, body)
+        }
+    }
+
+    func recordParameter(_ name: String, _ value: String) {
+        let key = name.lowercased()
+        if params[key] == nil { reportedOrder.append(key) }
+        params[key] = (name, value)
+    }
+
+    // MARK: relay
+
+    func onReadable() {
+        switch readSome() {
+        case .data: break
+        case .wouldBlock: return
+        case .full: stopReading(); return
+        case .eof:
+            close(reason: "server conn crashed?", notifyClient: true, serverEOF: true)
+            return
+        case .error(let e):
+            close(reason: "server read failed: \(String(cString: strerror(e)))", notifyClient: true, serverEOF: true)
+            return
+        }
+        switch state {
+        case .loggingIn: handleLogin()
+        case .active: relay()
+        case .ownQuery(let q): handleOwnQueryReply(q)
+        case .idle:
+            // Idle servers should be silent; anything here (a notice, an error before a forced
+            // disconnect) is dropped, and the server re-tested before it is lent again.
+            inbuf.clear()
+            releaseBufferIfEmpty()
+        case .connecting, .closed:
+            break
+        }
+    }
+
+    /// Walks server messages: ReadyForQuery drives the release rule, ParameterStatus updates the
+    /// client's view. Everything is forwarded to the client as one contiguous write.
+    @inline(__always)
+    func relay() {
+        guard let client else { return }
+        let base = UnsafeRawPointer(inbuf.base!)
+        var pos = inbuf.scanned
+        scan: while true {
+            let step = scanner.next(base, position: pos, end: inbuf.end, capacity: loop.buffers.size,
+                                    maxPacketSize: loop.maxPacketSize,
+                                    wantWhole: { $0 == UInt8(ascii: "Z") || $0 == UInt8(ascii: "S") },
+                                    wantHeader: { _ in false })
+            switch step {
+            case .needMore(let p):
+                pos = p
+                break scan
+            case .message(let type, let start, let total):
+                pos = start + total
+                if type == UInt8(ascii: "Z") {
+                    guard total == 6 else { close(reason: "server sent bad ReadyForQuery", notifyClient: true); return }
+                    let status = base.load(fromByteOffset: start + 5, as: UInt8.self)
+                    tracker.readyForQuery(status)
+                    switch ReleasePolicy.atReadyForQuery(mode: pool.mode, tracker: tracker) {
+                    case .keep: break
+                    case .release:
+                        if client.scanner.passthrough == 0 { releaseAfterFlush = true }
+                    case .refuseTransaction:
+                        inbuf.clear()
+                        client.sendError("transaction blocks not allowed in statement pooling mode")
+                        return
+                    }
+                    loop.stats.queryDone(client: client, now: loop.now)
+                } else {
+                    let body = Array(UnsafeRawBufferPointer(start: base + start + 5, count: total - 5))
+                    if let (name, value) = MessageReader.parameterStatus(body) {
+                        recordParameter(name, value)
+                        client.noteParameter(name, value, tracked: loop.isTracked(name))
+                    }
+                }
+            case .header:
+                break
+            case .invalid(let length):
+                close(reason: "server sent invalid packet length \(length)", notifyClient: true)
+                return
+            }
+        }
+        inbuf.scanned = pos
+        if client.ownOut.isEmpty && client.forward(from: self) {
+            afterClientFlushed()
+        } else if !client.ownOut.isEmpty {
+            stopReading(); client.startWriting()
+        }
+    }
+
+    /// Everything read from this server has reached the client.
+    func afterClientFlushed() {
+        if inbuf.isEmpty { releaseBufferIfEmpty() }
+        if releaseAfterFlush {
+            releaseAfterFlush = false
+            if tracker.isIdle { pool.release(self); return }
+        }
+        if case .active = state { startReading() }
+    }
+
+    func onWritable() {
+        if state == .connecting { onConnected(); return }
+        guard flushOwn() else { return }
+        if let client, client.inbuf.scanned > client.inbuf.start {
+            guard forward(from: client) else { return }
+        }
+        stopWriting()
+        if let client, case .active = state { client.startReading() }
+    }
+
+    // MARK: own queries
+
+    /// Sends a query of the pooler's own; replies are swallowed until its ReadyForQuery.
+    func runOwnQuery(_ sql: String, kind: OwnQuery) {
+        state = .ownQuery(kind)
+        tracker.sentOwnQuery()
+        var m = MessageBuilder()
+        m.query(sql)
+        queue(m.bytes)
+        startReading()
+    }
+
+    private func handleOwnQueryReply(_ kind: OwnQuery) {
+        var failed: String?
+        while let (type, body) = nextWholeMessageOrSkip() {
+            switch type {
+            case UInt8(ascii: "S"):
+                if let (name, value) = MessageReader.parameterStatus(body) { recordParameter(name, value) }
+            case UInt8(ascii: "E"):
+                failed = MessageReader.errorFields(body)[UInt8(ascii: "M")] ?? "error"
+            case UInt8(ascii: "Z"):
+                guard let status = body.first else { break }
+                tracker.readyForQuery(status)
+                guard tracker.pendingReady == 0 else { continue }
+                if let failed {
+                    let what = kind == .parameterSync ? "var change failed" : kind == .reset ? "reset query failed" : "test query failed"
+                    loop.log.warning("\(logPrefix) \(what): \(failed)")
+                    close(reason: what, notifyClient: true)
+                    return
+                }
+                ownQueryDone(kind)
+                return
+            default:
+                break
+            }
+        }
+    }
+
+    /// Like `nextWholeMessage`, but large replies of own queries are skipped, not buffered.
+    private func nextWholeMessageOrSkip() -> (UInt8, [UInt8])? {
+        guard let base = inbuf.base else { return nil }
+        while true {
+            let step = scanner.next(base, position: inbuf.start, end: inbuf.end, capacity: loop.buffers.size,
+                                    maxPacketSize: loop.maxPacketSize, wantWhole: { _ in true }, wantHeader: { _ in false })
+            switch step {
+            case .needMore(let p):
+                inbuf.start = p; inbuf.scanned = p
+                if inbuf.isEmpty { inbuf.clear() }
+                return nil
+            case .message(let type, let start, let total):
+                let body = Array(UnsafeRawBufferPointer(start: base + start + 5, count: total - 5))
+                inbuf.start = start + total; inbuf.scanned = inbuf.start
+                if inbuf.isEmpty { inbuf.clear() }
+                return (type, body)
+            case .header:
+                continue
+            case .invalid(let length):
+                close(reason: "server sent invalid packet length \(length)", notifyClient: true)
+                return nil
+            }
+        }
+    }
+
+    private func ownQueryDone(_ kind: OwnQuery) {
+        switch kind {
+        case .parameterSync:
+            state = .active
+            guard let client else { pool.release(self); return }
+            for (key, value) in client.params { if let p = params[key] { _ = p; params[key] = (p.name, value) } }
+            client.startReading()
+            if !client.inbuf.isEmpty { client.relay() }
+        case .reset, .healthCheck:
+            state = .idle
+            pool.release(self)
+        }
+    }
+
+    // MARK: client gone / closing
+
+    /// The linked client disconnected: reuse the server only if it is clean.
+    func clientGone(unsentBytes: Bool) {
+        client = nil
+        releaseAfterFlush = false
+        let s = loop.config.settings
+        switch ReleasePolicy.onClientGone(mode: pool.mode, tracker: tracker, unsentBytes: unsentBytes || scanner.passthrough > 0,
+                                          resetQuery: s.serverResetQuery, resetAlways: s.serverResetQueryAlways) {
+        case .close(let reason):
+            close(reason: reason, notifyClient: false)
+        case .reuse(let reset):
+            inbuf.clear()
+            if let reset { runOwnQuery(reset, kind: .reset) } else { pool.release(self) }
+        }
+    }
+
+    /// Closes the server. A linked client is told (with the server's fate) and disconnected.
+    func close(reason: String, notifyClient: Bool, serverEOF: Bool = false) {
+        guard state != .closed else { return }
+        let wasLoggedIn = state != .connecting && state != .loggingIn
+        let previous = state
+        state = .closed
+        if !serverEOF && wasLoggedIn && fd >= 0 {
+            var m = MessageBuilder(); m.terminate()
+            m.bytes.withUnsafeBytes { b in _ = send(fd, b.baseAddress, b.count, Int32(MSG_NOSIGNAL)) }
+        }
+        if wasLoggedIn && loop.config.settings.logDisconnections {
+            loop.log.log("\(logPrefix) closing because: \(reason) (age=\(Int(loop.now - connectTime))s)")
+        }
+        if let client {
+            self.client = nil
+            client.server = nil
+            if notifyClient {
+                client.sendError(serverEOF ? "server closed the connection unexpectedly" : reason,
+                                 code: serverEOF ? SQLState.connectionFailure : SQLState.protocolViolation)
+            } else {
+                client.disconnect(reason: reason, notify: false)
+            }
+        }
+        closeSocket()
+        pool.serverClosed(self, previousState: previous)
+    }
+}
+
+func serverReadable(_ l: OpaquePointer?, _ w: UnsafeMutablePointer<ev_io>?, _ revents: Int32) {
+    guard let w, let ctx = w.pointee.data else { return }
+    Unmanaged<ServerConnection>.fromOpaque(ctx)._withUnsafeGuaranteedRef { $0.onReadable() }
+}
+
+func serverWritable(_ l: OpaquePointer?, _ w: UnsafeMutablePointer<ev_io>?, _ revents: Int32) {
+    guard let w, let ctx = w.pointee.data else { return }
+    Unmanaged<ServerConnection>.fromOpaque(ctx)._withUnsafeGuaranteedRef { $0.onWritable() }
+}

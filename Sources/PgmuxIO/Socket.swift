@@ -1,0 +1,189 @@
+import Glibc
+import CLibEV
+
+/// Thin wrappers over the BSD socket calls the shell needs. All sockets are non-blocking and
+/// close-on-exec; errors come back as `SocketError` carrying errno's text.
+public struct SocketError: Error, CustomStringConvertible {
+    public let what: String
+    public let code: Int32
+    public init(_ what: String, _ code: Int32 = errno) { self.what = what; self.code = code }
+    public var description: String { "\(what): \(String(cString: strerror(code)))" }
+}
+
+public enum Socket {
+    static let nonblockCloexec = Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue)
+
+    /// A resolved socket address of any family.
+    public struct Address {
+        public var storage = sockaddr_storage()
+        public var length: socklen_t = 0
+        public init() {}
+
+        public var family: Int32 { Int32(storage.ss_family) }
+
+        /// `1.2.3.4:5432`, `[::1]:5432` or `unix` — the form PgBouncer logs.
+        public var description: String {
+            var s = storage
+            var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            var serv = [CChar](repeating: 0, count: Int(NI_MAXSERV))
+            if family == AF_UNIX { return "unix" }
+            let rc = withUnsafePointer(to: &s) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    getnameinfo($0, length, &host, socklen_t(host.count), &serv, socklen_t(serv.count),
+                                NI_NUMERICHOST | NI_NUMERICSERV)
+                }
+            }
+            guard rc == 0 else { return "unknown" }
+            let h = String(cString: host), p = String(cString: serv)
+            return family == AF_INET6 ? "[\(h)]:\(p)" : "\(h):\(p)"
+        }
+
+        /// Address text without the port, for SHOW CLIENTS' addr column.
+        public var hostText: String {
+            let d = description
+            if d == "unix" { return "unix" }
+            guard let colon = d.lastIndex(of: ":") else { return d }
+            return String(d[..<colon]).trimmingCharacters(in: "[]")
+        }
+
+        public var port: Int {
+            var s = storage
+            switch family {
+            case AF_INET: return withUnsafePointer(to: &s) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) } }
+            case AF_INET6: return withUnsafePointer(to: &s) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) } }
+            default: return 0
+            }
+        }
+
+        public static func unix(path: String) -> Address? {
+            var a = Address()
+            var sun = sockaddr_un()
+            sun.sun_family = sa_family_t(AF_UNIX)
+            let bytes = Array(path.utf8)
+            guard bytes.count < MemoryLayout.size(ofValue: sun.sun_path) else { return nil }
+            withUnsafeMutableBytes(of: &sun.sun_path) { p in
+                for (i, b) in bytes.enumerated() { p[i] = b }
+                p[bytes.count] = 0
+            }
+            withUnsafeMutableBytes(of: &a.storage) { dst in
+                withUnsafeBytes(of: &sun) { src in dst.copyMemory(from: src) }
+            }
+            a.length = socklen_t(MemoryLayout<sockaddr_un>.size)
+            return a
+        }
+
+        /// Resolves `host`:`port` (blocking getaddrinfo; numeric and local names resolve at once).
+        public static func resolve(host: String, port: Int, passive: Bool = false) throws -> [Address] {
+            var hints = addrinfo()
+            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+            hints.ai_family = AF_UNSPEC
+            if passive { hints.ai_flags = AI_PASSIVE }
+            var res: UnsafeMutablePointer<addrinfo>?
+            let h: String? = (host == "*" || host.isEmpty) ? nil : host
+            let rc = getaddrinfo(h, String(port), &hints, &res)
+            guard rc == 0, let first = res else {
+                throw SocketError("could not resolve \(host): \(String(cString: gai_strerror(rc)))", 0)
+            }
+            defer { freeaddrinfo(res) }
+            var out: [Address] = []
+            var cur: UnsafeMutablePointer<addrinfo>? = first
+            while let ai = cur {
+                var a = Address()
+                withUnsafeMutableBytes(of: &a.storage) { dst in
+                    dst.copyMemory(from: UnsafeRawBufferPointer(start: ai.pointee.ai_addr, count: Int(ai.pointee.ai_addrlen)))
+                }
+                a.length = ai.pointee.ai_addrlen
+                out.append(a)
+                cur = ai.pointee.ai_next
+            }
+            return out
+        }
+    }
+
+    /// A listening socket bound to `address`.
+    public static func listen(_ address: Address, backlog: Int32, reusePort: Bool) throws -> Int32 {
+        let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | nonblockCloexec, 0)
+        guard fd >= 0 else { throw SocketError("socket") }
+        var one: Int32 = 1
+        if address.family != AF_UNIX {
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            if reusePort { setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size)) }
+            if address.family == AF_INET6 {
+                setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
+            }
+        }
+        var a = address
+        let rc = withUnsafePointer(to: &a.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, a.length) }
+        }
+        guard rc == 0 else { let e = SocketError("bind \(address.description)"); Glibc.close(fd); throw e }
+        guard Glibc.listen(fd, backlog) == 0 else { let e = SocketError("listen"); Glibc.close(fd); throw e }
+        return fd
+    }
+
+    /// Starts a non-blocking connect; completion is signalled by writability.
+    public static func connect(_ address: Address) throws -> Int32 {
+        let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | nonblockCloexec, 0)
+        guard fd >= 0 else { throw SocketError("socket") }
+        var a = address
+        let rc = withUnsafePointer(to: &a.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, a.length) }
+        }
+        if rc != 0 && errno != EINPROGRESS {
+            let e = SocketError("connect to \(address.description)")
+            Glibc.close(fd)
+            throw e
+        }
+        return fd
+    }
+
+    /// The pending error of a non-blocking connect (0 when it succeeded).
+    public static func pendingError(_ fd: Int32) -> Int32 {
+        var err: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
+        return err
+    }
+
+    public static func accept(_ listenFD: Int32, into address: inout Address) -> Int32 {
+        address.length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        return withUnsafeMutablePointer(to: &address.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                accept4(listenFD, $0, &address.length, nonblockCloexec)
+            }
+        }
+    }
+
+    public static func localAddress(_ fd: Int32) -> Address {
+        var a = Address()
+        a.length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &a.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &a.length) }
+        }
+        return a
+    }
+
+    /// TCP_NODELAY and keepalive settings for TCP sockets (no-ops on Unix sockets).
+    public static func tune(_ fd: Int32, family: Int32, keepalive: Bool, keepIdle: Int, keepIntvl: Int,
+                            keepCnt: Int, userTimeout: Int) {
+        guard family == AF_INET || family == AF_INET6 else { return }
+        var one: Int32 = 1
+        let sz = socklen_t(MemoryLayout<Int32>.size)
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, sz)
+        guard keepalive else { return }
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sz)
+        if keepIdle > 0 { var v = Int32(keepIdle); setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPIDLE, &v, sz) }
+        if keepIntvl > 0 { var v = Int32(keepIntvl); setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPINTVL, &v, sz) }
+        if keepCnt > 0 { var v = Int32(keepCnt); setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPCNT, &v, sz) }
+        if userTimeout > 0 { var v = Int32(userTimeout); setsockopt(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &v, sz) }
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s.removeFirst() }
+        while let l = s.last, set.contains(l) { s.removeLast() }
+        return String(s)
+    }
+}

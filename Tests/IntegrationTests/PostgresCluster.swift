@@ -1,0 +1,183 @@
+import Foundation
+import Glibc
+
+/// A throwaway PostgreSQL 15 cluster shared by all integration tests: created in a temp dir on first
+/// use, started as the `postgres` user when the tests run as root (postgres refuses root), and torn
+/// down at exit. A watchdog shell also stops it if the test process dies without cleaning up.
+final class PostgresCluster: @unchecked Sendable {
+    static let shared: PostgresCluster = {
+        do { return try PostgresCluster() } catch { fatalError("cannot start PostgreSQL: \(error)") }
+    }()
+
+    let dir: String
+    let port: Int
+    let binDir: String
+    let runAsPostgres: Bool
+    /// Users created for the tests, with their passwords and how the server checks them.
+    static let scramUser = ("scram_user", "scram_pw")
+    static let md5User = ("md5_user", "md5_pw")
+    static let database = "pgmux_test"
+
+    struct Failure: Error, CustomStringConvertible { let description: String }
+
+    private init() throws {
+        binDir = ["/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin"].first {
+            FileManager.default.fileExists(atPath: "\($0)/initdb")
+        } ?? "/usr/lib/postgresql/15/bin"
+        runAsPostgres = geteuid() == 0
+        var template = Array("/tmp/pgmux-test-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw Failure(description: "mkdtemp failed") }
+        dir = String(cString: made)
+        chmod(dir, 0o755)
+        if runAsPostgres { try Shell.run("chown", ["postgres:postgres", dir]) }
+        port = PostgresCluster.freePort()
+        try asPostgres("\(binDir)/initdb", ["-D", "\(dir)/data", "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                                            "--locale=C"])
+        let conf = """
+            listen_addresses = '127.0.0.1'
+            port = \(port)
+            unix_socket_directories = '\(dir)'
+            max_connections = 300
+            fsync = off
+            synchronous_commit = off
+            full_page_writes = off
+            shared_buffers = 64MB
+            password_encryption = 'scram-sha-256'
+            log_min_messages = warning
+            """
+        try appendFile("\(dir)/data/postgresql.conf", conf)
+        let hba = """
+            local all postgres trust
+            local all all trust
+            host all postgres 127.0.0.1/32 trust
+            host all \(PostgresCluster.md5User.0) 127.0.0.1/32 md5
+            host all all 127.0.0.1/32 scram-sha-256
+            """
+        try writeFile("\(dir)/data/pg_hba.conf", hba)
+        try asPostgres("\(binDir)/pg_ctl", ["-D", "\(dir)/data", "-l", "\(dir)/postgres.log", "-w", "start"])
+        startWatchdog()
+        atexit {
+            let c = PostgresCluster.shared
+            _ = try? c.asPostgres("\(c.binDir)/pg_ctl", ["-D", "\(c.dir)/data", "-m", "immediate", "stop"])
+            try? FileManager.default.removeItem(atPath: c.dir)
+        }
+        try psql("""
+            CREATE ROLE \(Self.scramUser.0) LOGIN SUPERUSER PASSWORD '\(Self.scramUser.1)';
+            SET password_encryption = 'md5';
+            CREATE ROLE \(Self.md5User.0) LOGIN SUPERUSER PASSWORD '\(Self.md5User.1)';
+            CREATE DATABASE \(Self.database) OWNER \(Self.scramUser.0);
+            """)
+        try Shell.run("/usr/bin/pgbench", ["-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres",
+                                           Self.database])
+        try psql("GRANT ALL ON ALL TABLES IN SCHEMA public TO \(Self.md5User.0), \(Self.scramUser.0);", db: Self.database)
+    }
+
+    /// Runs a command as the postgres user (via runuser) when we are root.
+    @discardableResult
+    func asPostgres(_ cmd: String, _ args: [String]) throws -> String {
+        if runAsPostgres { return try Shell.run("/usr/sbin/runuser", ["-u", "postgres", "--", cmd] + args) }
+        return try Shell.run(cmd, args)
+    }
+
+    /// Runs SQL as the superuser over TCP, directly (not through pgmux).
+    @discardableResult
+    func psql(_ sql: String, db: String = "postgres") throws -> String {
+        try Shell.run("/usr/bin/psql", ["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+                                        "-p", "\(port)", "-U", "postgres", "-d", db, "-c", sql])
+    }
+
+    /// Backends PostgreSQL has for `user` (excluding the querying one).
+    func backendCount(user: String) throws -> Int {
+        let out = try psql("SELECT count(*) FROM pg_stat_activity WHERE usename = '\(user)' AND pid <> pg_backend_pid()")
+        return Int(out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    }
+
+    private func startWatchdog() {
+        let pid = getpid()
+        let script = """
+            while kill -0 \(pid) 2>/dev/null; do sleep 1; done
+            \(runAsPostgres ? "runuser -u postgres -- " : "")\(binDir)/pg_ctl -D \(dir)/data -m immediate stop >/dev/null 2>&1
+            rm -rf \(dir)
+            """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
+        p.arguments = ["/bin/sh", "-c", script]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try? p.run()
+    }
+
+    private func writeFile(_ path: String, _ text: String) throws {
+        try text.write(toFile: path, atomically: false, encoding: .utf8)
+        if runAsPostgres { try Shell.run("chown", ["postgres:postgres", path]) }
+    }
+
+    private func appendFile(_ path: String, _ text: String) throws {
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        h.seekToEndOfFile()
+        h.write(("\n" + text + "\n").data(using: .utf8)!)
+        h.closeFile()
+    }
+
+    /// A loopback TCP port nobody listens on right now.
+    static func freePort() -> Int {
+        for _ in 0..<200 {
+            let candidate = Int.random(in: 20000...50000)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = in_port_t(UInt16(candidate).bigEndian)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let rc = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            close(fd)
+            if rc == 0 { return candidate }
+        }
+        return 45432
+    }
+}
+
+/// Runs external programs and returns their output; a non-zero exit is an error with stderr.
+enum Shell {
+    struct Failed: Error, CustomStringConvertible {
+        let command: String, status: Int32, output: String
+        var description: String { "\(command) exited \(status): \(output)" }
+    }
+
+    @discardableResult
+    static func run(_ cmd: String, _ args: [String], env: [String: String] = [:], timeout: Double = 120) throws -> String {
+        let r = try runStatus(cmd, args, env: env, timeout: timeout)
+        guard r.status == 0 else { throw Failed(command: ([cmd] + args).joined(separator: " "), status: r.status, output: r.output) }
+        return r.output
+    }
+
+    static func runStatus(_ cmd: String, _ args: [String], env: [String: String] = [:], timeout: Double = 120) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: cmd.hasPrefix("/") ? cmd : "/usr/bin/env")
+        p.arguments = cmd.hasPrefix("/") ? args : [cmd] + args
+        var environment = ProcessInfo.processInfo.environment
+        for (k, v) in env { environment[k] = v }
+        p.environment = environment
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        var data = Data()
+        let reader = out.fileHandleForReading
+        let group = DispatchGroup()
+        group.enter()
+        let box = DataBox()
+        DispatchQueue.global().async { box.data = reader.readDataToEndOfFile(); group.leave() }
+        while p.isRunning && Date() < deadline { usleep(20_000) }
+        if p.isRunning { p.terminate(); kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+        _ = group.wait(timeout: .now() + 5)
+        data = box.data
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
+
+final class DataBox: @unchecked Sendable { var data = Data() }
