@@ -21,16 +21,24 @@ final class CancelForwarder: Endpoint {
             // PostgreSQL closes the connection after reading the request; then we close ours.
             var b: UInt8 = 0
             let n = recv(fd, &b, 1, 0)
-            if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) { closeSocket() }
+            if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) { finish() }
             return
         }
-        guard Socket.pendingError(fd) == 0 else { closeSocket(); return }
+        guard Socket.pendingError(fd) == 0 else { finish(); return }
         var m = MessageBuilder()
         m.cancelRequest(key)
         queue(m.bytes)
         sent = true
         stopWriting()
         startReading()
+    }
+}
+
+extension CancelForwarder {
+    /// Closes the socket and drops the loop's reference (the graveyard keeps it to the iteration's end).
+    func finish() {
+        closeSocket()
+        loop.cancelForwarders[id] = nil
     }
 }
 

@@ -169,6 +169,9 @@ public final class ClientConnection: Endpoint {
         for (name, value) in serverParameters {
             let key = name.lowercased()
             seen.insert(key)
+            // Tracked values the client did not choose start as the pool's defaults, so they are
+            // restored when it lands on a server another client changed.
+            if params[key] == nil && loop.isTracked(key) { params[key] = value }
             m.parameterStatus(name, params[key] ?? value)
         }
         for (key, value) in params where !seen.contains(key) { m.parameterStatus(key, value) }

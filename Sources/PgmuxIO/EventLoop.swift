@@ -19,6 +19,8 @@ public final class EventLoop {
     var clients: [UInt64: ClientConnection] = [:]
     var servers: [UInt64: ServerConnection] = [:]
     var cancelKeys: [UInt64: ClientConnection] = [:]
+    /// Cancel requests on their way to PostgreSQL (each holds its own short-lived connection).
+    var cancelForwarders: [UInt64: CancelForwarder] = [:]
     var listeners: [Listener] = []
     /// Closed connections, freed after the current loop iteration (never inside their callbacks).
     private var graveyard: [Endpoint] = []
@@ -181,7 +183,8 @@ public final class EventLoop {
         }
         do {
             let fd = try Socket.connect(server.address)
-            _ = CancelForwarder(loop: self, fd: fd, key: server.backendKey)
+            let forwarder = CancelForwarder(loop: self, fd: fd, key: server.backendKey)
+            cancelForwarders[forwarder.id] = forwarder
         } catch {
             log.warning("\(client.logPrefix) cancel request failed: \(error)")
         }

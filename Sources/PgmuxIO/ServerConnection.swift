@@ -183,7 +183,7 @@ public final class ServerConnection: Endpoint {
             let step = scanner.next(base, position: pos, end: inbuf.end, capacity: loop.buffers.size,
                                     maxPacketSize: loop.maxPacketSize,
                                     wantWhole: { $0 == UInt8(ascii: "Z") || $0 == UInt8(ascii: "S") },
-                                    wantHeader: { _ in false })
+                                    wantHeader: { $0 == UInt8(ascii: "G") })
             switch step {
             case .needMore(let p):
                 pos = p
@@ -211,8 +211,9 @@ public final class ServerConnection: Endpoint {
                         client.noteParameter(name, value, tracked: loop.isTracked(name))
                     }
                 }
-            case .header:
-                break
+            case .header(_, let start, _):
+                tracker.copyInStarted()  // CopyInResponse
+                pos = start
             case .invalid(let length):
                 close(reason: "server sent invalid packet length \(length)", notifyClient: true)
                 return

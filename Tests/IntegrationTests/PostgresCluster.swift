@@ -61,12 +61,9 @@ final class PostgresCluster: @unchecked Sendable {
             _ = try? c.asPostgres("\(c.binDir)/pg_ctl", ["-D", "\(c.dir)/data", "-m", "immediate", "stop"])
             try? FileManager.default.removeItem(atPath: c.dir)
         }
-        try psql("""
-            CREATE ROLE \(Self.scramUser.0) LOGIN SUPERUSER PASSWORD '\(Self.scramUser.1)';
-            SET password_encryption = 'md5';
-            CREATE ROLE \(Self.md5User.0) LOGIN SUPERUSER PASSWORD '\(Self.md5User.1)';
-            CREATE DATABASE \(Self.database) OWNER \(Self.scramUser.0);
-            """)
+        try psql("CREATE ROLE \(Self.scramUser.0) LOGIN SUPERUSER PASSWORD '\(Self.scramUser.1)'")
+        try psql("SET password_encryption = 'md5'; CREATE ROLE \(Self.md5User.0) LOGIN SUPERUSER PASSWORD '\(Self.md5User.1)'")
+        try psql("CREATE DATABASE \(Self.database) OWNER \(Self.scramUser.0)")
         try Shell.run("/usr/bin/pgbench", ["-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres",
                                            Self.database])
         try psql("GRANT ALL ON ALL TABLES IN SCHEMA public TO \(Self.md5User.0), \(Self.scramUser.0);", db: Self.database)
@@ -99,12 +96,7 @@ final class PostgresCluster: @unchecked Sendable {
             \(runAsPostgres ? "runuser -u postgres -- " : "")\(binDir)/pg_ctl -D \(dir)/data -m immediate stop >/dev/null 2>&1
             rm -rf \(dir)
             """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
-        p.arguments = ["/bin/sh", "-c", script]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try? p.run()
+        _ = try? Child("/usr/bin/setsid", ["/bin/sh", "-c", script], outputPath: "/dev/null")
     }
 
     private func writeFile(_ path: String, _ text: String) throws {
@@ -138,7 +130,8 @@ final class PostgresCluster: @unchecked Sendable {
     }
 }
 
-/// Runs external programs and returns their output; a non-zero exit is an error with stderr.
+/// Runs external programs with posix_spawn (Foundation's Process can miss the exit of a child
+/// whose own children, like postgres under pg_ctl, keep its output open). Output goes to a file.
 enum Shell {
     struct Failed: Error, CustomStringConvertible {
         let command: String, status: Int32, output: String
@@ -153,31 +146,69 @@ enum Shell {
     }
 
     static func runStatus(_ cmd: String, _ args: [String], env: [String: String] = [:], timeout: Double = 120) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: cmd.hasPrefix("/") ? cmd : "/usr/bin/env")
-        p.arguments = cmd.hasPrefix("/") ? args : [cmd] + args
-        var environment = ProcessInfo.processInfo.environment
-        for (k, v) in env { environment[k] = v }
-        p.environment = environment
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        var data = Data()
-        let reader = out.fileHandleForReading
-        let group = DispatchGroup()
-        group.enter()
-        let box = DataBox()
-        DispatchQueue.global().async { box.data = reader.readDataToEndOfFile(); group.leave() }
-        while p.isRunning && Date() < deadline { usleep(20_000) }
-        if p.isRunning { p.terminate(); kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
-        _ = group.wait(timeout: .now() + 5)
-        data = box.data
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        let outPath = "/tmp/pgmux-shell-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).out"
+        defer { unlink(outPath) }
+        let child = try Child(cmd, args, env: env, outputPath: outPath)
+        let status = child.wait(timeout: timeout)
+        let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+        return (status, output)
     }
 }
 
-final class DataBox: @unchecked Sendable { var data = Data() }
+/// A spawned child process: stdin from /dev/null, stdout and stderr appended to `outputPath`.
+final class Child: @unchecked Sendable {
+    let pid: pid_t
+    private var exitStatus: Int32?
+
+    init(_ cmd: String, _ args: [String], env: [String: String] = [:], outputPath: String) throws {
+        var environment = ProcessInfo.processInfo.environment
+        for (k, v) in env { environment[k] = v }
+        let path = cmd.hasPrefix("/") ? cmd : (["/usr/bin", "/bin", "/usr/sbin", "/sbin"].map { "\($0)/\(cmd)" }
+            .first { FileManager.default.isExecutableFile(atPath: $0) } ?? cmd)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o666)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv = ([path] + args).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
+        var p: pid_t = 0
+        let rc = posix_spawn(&p, path, &actions, nil, argv, envp)
+        guard rc == 0 else { throw PostgresCluster.Failure(description: "spawn \(path): \(String(cString: strerror(rc)))") }
+        pid = p
+    }
+
+    /// Waits up to `timeout` seconds; kills the child when it runs over. Returns the exit status
+    /// (128 + signal when killed by a signal).
+    @discardableResult
+    func wait(timeout: Double) -> Int32 {
+        if let exitStatus { return exitStatus }
+        let deadline = Date().addingTimeInterval(timeout)
+        var status: Int32 = 0
+        while true {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { break }
+            if r < 0 { exitStatus = -1; return -1 }
+            if Date() > deadline { kill(pid, SIGKILL); waitpid(pid, &status, 0); break }
+            usleep(10_000)
+        }
+        let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        exitStatus = code
+        return code
+    }
+
+    var isRunning: Bool {
+        if exitStatus != nil { return false }
+        var status: Int32 = 0
+        let r = waitpid(pid, &status, WNOHANG)
+        if r == pid {
+            exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            return false
+        }
+        return r == 0
+    }
+
+    func signal(_ sig: Int32) { kill(pid, sig) }
+}

@@ -34,7 +34,7 @@ public enum ReleasePolicy {
 
     public static func onClientGone(mode: PoolMode, tracker: TransactionTracker, unsentBytes: Bool,
                                     resetQuery: String, resetAlways: Bool) -> OnClientGone {
-        if tracker.pendingReady > 0 || tracker.unsynced || unsentBytes {
+        if !tracker.isQuiet || unsentBytes {
             return .close(reason: "client disconnected with query in progress")
         }
         if tracker.status != UInt8(ascii: "I") {

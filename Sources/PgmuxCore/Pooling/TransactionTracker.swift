@@ -8,6 +8,11 @@ public struct TransactionTracker: Sendable, Equatable {
     public var unsynced = false
     /// Status byte of the last ReadyForQuery: 'I' idle, 'T' in transaction, 'E' failed transaction.
     public var status: UInt8 = UInt8(ascii: "I")
+    /// Syncs sent since the last Execute or Query: if that request turns out to be a COPY FROM
+    /// STDIN, the server receives them in copy-in mode and ignores them (no ReadyForQuery).
+    public var syncsSinceRequest = 0
+    /// The server is in copy-in mode (CopyInResponse seen, CopyDone/CopyFail not yet sent).
+    public var copyIn = false
 
     public init() {}
 
@@ -15,14 +20,24 @@ public struct TransactionTracker: Sendable, Equatable {
     @inlinable @inline(__always)
     public mutating func sent(_ type: UInt8) {
         switch type {
-        case UInt8(ascii: "Q"), UInt8(ascii: "S"), UInt8(ascii: "F"):
+        case UInt8(ascii: "S"):
+            if copyIn { return }  // ignored by the server in copy-in mode
             pendingReady += 1
+            syncsSinceRequest += 1
             unsynced = false
-        case UInt8(ascii: "P"), UInt8(ascii: "B"), UInt8(ascii: "D"), UInt8(ascii: "E"),
-             UInt8(ascii: "C"), UInt8(ascii: "H"):
+        case UInt8(ascii: "Q"), UInt8(ascii: "F"):
+            pendingReady += 1
+            syncsSinceRequest = 0
+            unsynced = false
+        case UInt8(ascii: "E"):
+            syncsSinceRequest = 0
             unsynced = true
+        case UInt8(ascii: "P"), UInt8(ascii: "B"), UInt8(ascii: "D"), UInt8(ascii: "C"), UInt8(ascii: "H"):
+            unsynced = true
+        case UInt8(ascii: "c"), UInt8(ascii: "f"):
+            copyIn = false
         default:
-            break  // CopyData/CopyDone/CopyFail belong to an already counted request
+            break  // CopyData belongs to an already counted request
         }
     }
 
@@ -33,16 +48,25 @@ public struct TransactionTracker: Sendable, Equatable {
         self.status = status
     }
 
+    /// The server sent CopyInResponse: Syncs pipelined after the COPY's Execute were received in
+    /// copy-in mode and will never be answered.
+    @inlinable
+    public mutating func copyInStarted() {
+        pendingReady = max(0, pendingReady - syncsSinceRequest)
+        syncsSinceRequest = 0
+        copyIn = true
+    }
+
     /// Requests the pooler sends itself (reset, parameter sync, health check) count the same way.
     public mutating func sentOwnQuery() { pendingReady += 1; unsynced = false }
 
     /// True when the server owes nothing and holds no open transaction.
     @inlinable
-    public var isIdle: Bool { pendingReady == 0 && !unsynced && status == UInt8(ascii: "I") }
+    public var isIdle: Bool { isQuiet && status == UInt8(ascii: "I") }
 
     /// True when the client side is between requests (nothing owed), whatever the transaction state.
     @inlinable
-    public var isQuiet: Bool { pendingReady == 0 && !unsynced }
+    public var isQuiet: Bool { pendingReady == 0 && !unsynced && !copyIn }
 
     public mutating func reset() { self = TransactionTracker() }
 }

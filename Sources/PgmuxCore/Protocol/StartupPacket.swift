@@ -57,7 +57,7 @@ public enum StartupPacket: Equatable, Sendable {
         if major < 3 { return .failure(.oldProtocol) }
         guard major == 3 else { return .failure(.unsupportedProtocol(code)) }
         // Body: (name NUL value NUL)* NUL
-        guard bytes[bytes.count - 1] == 0 else {
+        guard bytes.count > 8, bytes[bytes.count - 1] == 0 else {
             return .failure(.layout("invalid startup packet layout: expected terminator as last byte"))
         }
         var params: [(String, String)] = []
@@ -67,7 +67,7 @@ public enum StartupPacket: Equatable, Sendable {
             guard let nameEnd = indexOfNul(bytes, from: i), nameEnd < end else {
                 return .failure(.layout("invalid startup packet layout: expected terminator as last byte"))
             }
-            guard let valueEnd = indexOfNul(bytes, from: nameEnd + 1), valueEnd < end + 1 else {
+            guard let valueEnd = indexOfNul(bytes, from: nameEnd + 1), valueEnd < end else {
                 return .failure(.layout("invalid startup packet layout: expected terminator as last byte"))
             }
             guard let name = utf8(bytes, i, nameEnd), let value = utf8(bytes, nameEnd + 1, valueEnd) else {

@@ -1,0 +1,132 @@
+import CLibPQ
+import Foundation
+
+/// A small libpq wrapper: the real client library applications use, driven synchronously.
+final class PQConnection: @unchecked Sendable {
+    let conn: OpaquePointer
+
+    struct Error: Swift.Error, CustomStringConvertible {
+        let description: String
+        let sqlstate: String?
+    }
+
+    init(_ conninfo: String) throws {
+        conn = PQconnectdb(conninfo)
+        guard PQstatus(conn) == CONNECTION_OK else {
+            let message = String(cString: PQerrorMessage(conn))
+            throw Error(description: message, sqlstate: nil)
+        }
+    }
+
+    deinit { PQfinish(conn) }
+
+    /// Runs a query; returns the rows of the last result as text (nil for NULL).
+    @discardableResult
+    func query(_ sql: String) throws -> [[String?]] {
+        guard let res = PQexec(conn, sql) else { throw Error(description: String(cString: PQerrorMessage(conn)), sqlstate: nil) }
+        defer { PQclear(res) }
+        return try rows(res)
+    }
+
+    func scalar(_ sql: String) throws -> String? { try query(sql).first?.first ?? nil }
+
+    /// Extended protocol with parameters (Parse/Bind/Describe/Execute/Sync).
+    func queryParams(_ sql: String, _ params: [String]) throws -> [[String?]] {
+        var cstrings = params.map { strdup($0) }
+        defer { cstrings.forEach { free($0) } }
+        let res = cstrings.withUnsafeMutableBufferPointer { buf -> OpaquePointer? in
+            buf.withMemoryRebound(to: UnsafePointer<CChar>?.self) { p in
+                PQexecParams(conn, sql, Int32(params.count), nil, p.baseAddress, nil, nil, 0)
+            }
+        }
+        guard let res else { throw Error(description: String(cString: PQerrorMessage(conn)), sqlstate: nil) }
+        defer { PQclear(res) }
+        return try rows(res)
+    }
+
+    private func rows(_ res: OpaquePointer) throws -> [[String?]] {
+        let status = PQresultStatus(res)
+        guard status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK || status == PGRES_COPY_IN || status == PGRES_COPY_OUT else {
+            let state = PQresultErrorField(res, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+            // libpq keeps a FATAL sent just before a close in the connection's message, not the result's.
+            let text = String(cString: PQresultErrorMessage(res)) + String(cString: PQerrorMessage(conn))
+            throw Error(description: text, sqlstate: state)
+        }
+        var out: [[String?]] = []
+        for r in 0..<PQntuples(res) {
+            var row: [String?] = []
+            for c in 0..<PQnfields(res) {
+                row.append(PQgetisnull(res, r, c) == 1 ? nil : String(cString: PQgetvalue(res, r, c)))
+            }
+            out.append(row)
+        }
+        return out
+    }
+
+    /// COPY ... FROM STDIN with the given text lines.
+    func copyIn(_ sql: String, lines: [String]) throws {
+        try query(sql)
+        for line in lines {
+            let data = Array((line + "\n").utf8)
+            guard data.withUnsafeBufferPointer({ $0.withMemoryRebound(to: CChar.self) { PQputCopyData(conn, $0.baseAddress, Int32($0.count)) } }) == 1 else {
+                throw Error(description: String(cString: PQerrorMessage(conn)), sqlstate: nil)
+            }
+        }
+        guard PQputCopyEnd(conn, nil) == 1 else { throw Error(description: String(cString: PQerrorMessage(conn)), sqlstate: nil) }
+        while let res = PQgetResult(conn) {
+            defer { PQclear(res) }
+            _ = try rows(res)
+        }
+    }
+
+    /// COPY ... TO STDOUT: returns the text received.
+    func copyOut(_ sql: String) throws -> String {
+        try query(sql)
+        var text = ""
+        while true {
+            var buf: UnsafeMutablePointer<CChar>?
+            let n = PQgetCopyData(conn, &buf, 0)
+            if n > 0, let buf { text += String(cString: buf); PQfreemem(buf); continue }
+            break
+        }
+        while let res = PQgetResult(conn) { defer { PQclear(res) }; _ = try rows(res) }
+        return text
+    }
+
+    /// Sends a cancel for the query in progress (from another thread).
+    func cancel() -> Bool {
+        guard let c = PQgetCancel(conn) else { return false }
+        defer { PQfreeCancel(c) }
+        var err = [CChar](repeating: 0, count: 256)
+        return PQcancel(c, &err, 256) == 1
+    }
+
+    var backendPID: Int32 { PQbackendPID(conn) }
+    func parameter(_ name: String) -> String? { PQparameterStatus(conn, name).map { String(cString: $0) } }
+    var isOK: Bool { PQstatus(conn) == CONNECTION_OK }
+}
+
+/// Sends raw bytes to a TCP port and returns whatever comes back until the peer closes.
+func rawExchange(port: Int, send bytes: [UInt8], timeout: Double = 3) -> [UInt8] {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let rc = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard rc == 0 else { return [] }
+    var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1_000_000))
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = recv(fd, &buf, buf.count, 0)
+        if n <= 0 { break }
+        out += buf[0..<n]
+    }
+    return out
+}

@@ -1,0 +1,106 @@
+import Foundation
+import Glibc
+
+/// A pgmux process started from the binary `swift test` built, with its own config file, port and
+/// Unix socket directory. Stopped (SIGTERM) by `stop()` or when the test ends.
+final class PgmuxProcess {
+    let port: Int
+    let dir: String
+    let configPath: String
+    let logPath: String
+    private var child: Child!
+
+    static var binary: String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("pgmux").path
+    }
+
+    /// Writes the config (`[pgmux]` settings plus `extra` sections) and starts pgmux.
+    init(settings: [String: String] = [:], databases: [String: String]? = nil, users: [String: String] = [:],
+         userlist: [(String, String)]? = nil) throws {
+        let cluster = PostgresCluster.shared
+        port = PostgresCluster.freePort()
+        dir = cluster.dir + "/pgmux-\(port)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        chmod(dir, 0o777)
+        configPath = dir + "/pgmux.ini"
+        logPath = dir + "/pgmux.log"
+        let list = userlist ?? [PostgresCluster.scramUser, PostgresCluster.md5User, ("postgres", "unused")]
+        try list.map { "\"\($0.0)\" \"\($0.1)\"" }.joined(separator: "\n")
+            .write(toFile: dir + "/userlist.txt", atomically: false, encoding: .utf8)
+        var s: [String: String] = [
+            "listen_addr": "127.0.0.1", "listen_port": "\(port)", "unix_socket_dir": dir,
+            "auth_type": "scram-sha-256", "auth_file": dir + "/userlist.txt", "pool_mode": "transaction",
+            "default_pool_size": "5", "log_connections": "0", "log_disconnections": "0",
+        ]
+        for (k, v) in settings { s[k] = v }
+        let dbs = databases ?? [
+            PostgresCluster.database: "host=127.0.0.1 port=\(cluster.port) dbname=\(PostgresCluster.database)",
+            "*": "host=127.0.0.1 port=\(cluster.port)",
+        ]
+        var text = "[databases]\n" + dbs.map { "\($0.key) = \($0.value)" }.sorted().joined(separator: "\n")
+        text += "\n\n[users]\n" + users.map { "\($0.key) = \($0.value)" }.joined(separator: "\n")
+        text += "\n\n[pgmux]\n" + s.map { "\($0.key) = \($0.value)" }.sorted().joined(separator: "\n") + "\n"
+        try text.write(toFile: configPath, atomically: false, encoding: .utf8)
+
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        chmod(logPath, 0o666)
+        child = try Child(Self.binary, (geteuid() == 0 ? ["-u", "postgres"] : []) + [configPath], outputPath: logPath)
+        try waitForPort()
+    }
+
+    private func waitForPort() throws {
+        for _ in 0..<200 {
+            if !child.isRunning { throw PostgresCluster.Failure(description: "pgmux exited: \(self.log)") }
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = in_port_t(UInt16(port).bigEndian)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let rc = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            close(fd)
+            if rc == 0 { return }
+            usleep(25_000)
+        }
+        throw PostgresCluster.Failure(description: "pgmux did not start listening: \(log)")
+    }
+
+    var pid: Int32 { child.pid }
+    var isRunning: Bool { child.isRunning }
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    func signal(_ sig: Int32) { child.signal(sig) }
+
+    /// Stops pgmux and returns its exit status.
+    @discardableResult
+    func stop() -> Int32 {
+        if child.isRunning { child.signal(SIGTERM) }
+        return child.wait(timeout: 10)
+    }
+
+    /// libpq connection string for `user` through this pgmux.
+    func conninfo(user: String = PostgresCluster.scramUser.0, password: String? = PostgresCluster.scramUser.1,
+                  database: String = PostgresCluster.database, extra: String = "") -> String {
+        var s = "host=127.0.0.1 port=\(port) user=\(user) dbname=\(database) connect_timeout=10 \(extra)"
+        if let password { s += " password=\(password)" }
+        return s
+    }
+
+    /// Open file descriptors of the pgmux process.
+    var openFDs: Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
+    }
+
+    /// Resident set size in kB.
+    var rssKB: Int {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
+        }
+        return -1
+    }
+
+    deinit { stop() }
+}

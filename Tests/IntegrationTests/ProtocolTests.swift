@@ -1,0 +1,148 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// Cancel, COPY, authentication both ways, limits, garbage on the port, config errors.
+final class ProtocolTests: XCTestCase {
+    func testCancelReachesTheRightBackend() throws {
+        let pgmux = try PgmuxProcess(settings: ["pool_mode": "transaction", "default_pool_size": "2"])
+        let c = try PQConnection(pgmux.conninfo())
+        let other = try PQConnection(pgmux.conninfo())
+        let started = Date()
+        let canceller = Thread {
+            usleep(500_000)
+            _ = c.cancel()
+        }
+        canceller.start()
+        XCTAssertThrowsError(try c.query("SELECT pg_sleep(20)")) { error in
+            XCTAssertEqual((error as? PQConnection.Error)?.sqlstate, "57014", "\(error)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10)
+        XCTAssertEqual(try c.scalar("SELECT 'still usable'"), "still usable")
+        XCTAssertEqual(try other.scalar("SELECT 1"), "1")
+    }
+
+    func testCopyInAndOut() throws {
+        let pgmux = try PgmuxProcess(settings: ["pool_mode": "transaction", "default_pool_size": "2"])
+        let c = try PQConnection(pgmux.conninfo())
+        try c.query("DROP TABLE IF EXISTS copied; CREATE TABLE copied (id int, name text)")
+        let lines = (1...5000).map { "\($0)\tname \($0)" }
+        try c.copyIn("COPY copied FROM STDIN", lines: lines)
+        XCTAssertEqual(try c.scalar("SELECT count(*) FROM copied"), "5000")
+        let out = try c.copyOut("COPY (SELECT * FROM copied ORDER BY id) TO STDOUT")
+        XCTAssertEqual(out, lines.joined(separator: "\n") + "\n")
+        // Big rows pass through a fixed-size relay buffer.
+        let big = try c.scalar("SELECT length(repeat('x', 5000000))")
+        XCTAssertEqual(big, "5000000")
+        let wide = try c.query("SELECT repeat('y', 3000000)")
+        XCTAssertEqual(wide.first?.first??.count, 3_000_000)
+    }
+
+    func testSCRAMAndMD5OnBothSides() throws {
+        // Clients authenticate to pgmux with SCRAM; the md5 user logs in to PostgreSQL with md5,
+        // the SCRAM user with SCRAM.
+        let scram = try PgmuxProcess(settings: ["auth_type": "scram-sha-256"])
+        let a = try PQConnection(scram.conninfo())
+        XCTAssertEqual(try a.scalar("SELECT current_user"), PostgresCluster.scramUser.0)
+        let b = try PQConnection(scram.conninfo(user: PostgresCluster.md5User.0, password: PostgresCluster.md5User.1))
+        XCTAssertEqual(try b.scalar("SELECT current_user"), PostgresCluster.md5User.0)
+        // Clients authenticate with md5.
+        let md5 = try PgmuxProcess(settings: ["auth_type": "md5"])
+        let c = try PQConnection(md5.conninfo(user: PostgresCluster.md5User.0, password: PostgresCluster.md5User.1))
+        XCTAssertEqual(try c.scalar("SELECT 1"), "1")
+    }
+
+    func testSCRAMPassThroughWithOnlyASecretInAuthFile() throws {
+        // auth_file holds the SCRAM verifier from pg_authid, not the password: pgmux logs in to
+        // PostgreSQL with the client's proof keys.
+        let secret = try PostgresCluster.shared.psql(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = '\(PostgresCluster.scramUser.0)'")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertTrue(secret.hasPrefix("SCRAM-SHA-256$"))
+        let pgmux = try PgmuxProcess(userlist: [(PostgresCluster.scramUser.0, secret)])
+        let c = try PQConnection(pgmux.conninfo())
+        XCTAssertEqual(try c.scalar("SELECT current_user"), PostgresCluster.scramUser.0)
+    }
+
+    func testWrongPasswordAndUnknownUserAreRefused() throws {
+        let pgmux = try PgmuxProcess(settings: ["auth_type": "scram-sha-256"])
+        XCTAssertThrowsError(try PQConnection(pgmux.conninfo(password: "wrong"))) { error in
+            XCTAssertTrue("\(error)".contains("authentication failed"), "\(error)")
+        }
+        XCTAssertThrowsError(try PQConnection(pgmux.conninfo(user: "nobody", password: "x"))) { error in
+            XCTAssertTrue("\(error)".contains("authentication failed"), "\(error)")
+        }
+        let md5 = try PgmuxProcess(settings: ["auth_type": "md5"])
+        XCTAssertThrowsError(try PQConnection(md5.conninfo(user: PostgresCluster.md5User.0, password: "wrong")))
+        XCTAssertEqual(try PQConnection(pgmux.conninfo()).scalar("SELECT 1"), "1")
+    }
+
+    func testUnknownDatabaseIsReported() throws {
+        let cluster = PostgresCluster.shared
+        let pgmux = try PgmuxProcess(databases: [PostgresCluster.database: "host=127.0.0.1 port=\(cluster.port)"])
+        XCTAssertThrowsError(try PQConnection(pgmux.conninfo(database: "nosuchdb"))) { error in
+            XCTAssertTrue("\(error)".contains("no such database: nosuchdb"), "\(error)")
+        }
+    }
+
+    func testMaxClientConnIsEnforced() throws {
+        let pgmux = try PgmuxProcess(settings: ["max_client_conn": "3"])
+        let held = try (0..<3).map { _ in try PQConnection(pgmux.conninfo()) }
+        XCTAssertThrowsError(try PQConnection(pgmux.conninfo())) { error in
+            XCTAssertTrue("\(error)".contains("no more connections allowed (max_client_conn)"), "\(error)")
+        }
+        XCTAssertEqual(try held[0].scalar("SELECT 1"), "1")
+        _ = held
+    }
+
+    func testGarbageOnThePortIsHarmless() throws {
+        let pgmux = try PgmuxProcess()
+        let good = try PQConnection(pgmux.conninfo())
+        let baseline = pgmux.openFDs
+        // An HTTP request, random bytes, an oversized length, a truncated startup.
+        let http = rawExchange(port: pgmux.port, send: Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        XCTAssertEqual(http.first, UInt8(ascii: "E"), "an ErrorResponse, then close")
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<20 {
+            let junk = (0..<Int.random(in: 1...300)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            _ = rawExchange(port: pgmux.port, send: junk, timeout: 1)
+        }
+        _ = rawExchange(port: pgmux.port, send: [0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0])
+        _ = rawExchange(port: pgmux.port, send: [0, 0, 0, 40, 0, 3, 0, 0, 117, 115], timeout: 0.5)
+        // A valid login followed by a message with an absurd length.
+        XCTAssertEqual(try good.scalar("SELECT 'alive'"), "alive")
+        XCTAssertTrue(pgmux.isRunning)
+        XCTAssertEqual(try PQConnection(pgmux.conninfo()).scalar("SELECT 1"), "1")
+        usleep(300_000)
+        XCTAssertLessThanOrEqual(pgmux.openFDs, baseline + 1, "file descriptors leaked")
+    }
+
+    func testSSLRequestIsAnsweredNWithoutTLS() throws {
+        let pgmux = try PgmuxProcess()
+        let c = try PQConnection(pgmux.conninfo(extra: "sslmode=prefer"))
+        XCTAssertEqual(try c.scalar("SELECT 1"), "1")
+        XCTAssertThrowsError(try PQConnection(pgmux.conninfo(extra: "sslmode=require")))
+    }
+
+    func testUnixSocketListener() throws {
+        let pgmux = try PgmuxProcess()
+        let c = try PQConnection("host=\(pgmux.dir) port=\(pgmux.port) user=\(PostgresCluster.scramUser.0) password=\(PostgresCluster.scramUser.1) dbname=\(PostgresCluster.database)")
+        XCTAssertEqual(try c.scalar("SELECT 1"), "1")
+    }
+
+    func testBackendKilledMidQueryErrorsOnlyThatClient() throws {
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "2"])
+        let victim = try PQConnection(pgmux.conninfo())
+        let bystander = try PQConnection(pgmux.conninfo())
+        let killer = Thread {
+            usleep(400_000)
+            _ = try? PostgresCluster.shared.psql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(15)%' AND pid <> pg_backend_pid()")
+        }
+        killer.start()
+        XCTAssertThrowsError(try victim.query("SELECT pg_sleep(15)"))
+        XCTAssertEqual(try bystander.scalar("SELECT 'fine'"), "fine")
+        XCTAssertEqual(try PQConnection(pgmux.conninfo()).scalar("SELECT 1"), "1")
+        XCTAssertTrue(pgmux.isRunning)
+    }
+}

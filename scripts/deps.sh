@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages pgmux needs to build, test, run and benchmark — only the missing
+# ones, quietly, so it is cheap to call before every make target.
+#   scripts/deps.sh [extra packages...]
+set -euo pipefail
+want=(libev-dev libssl-dev libpq-dev postgresql postgresql-contrib "$@")
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "missing packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+# Debian's postgresql package would start a system cluster; pgmux's tests start their own.
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

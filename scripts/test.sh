@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test (unit tests of the pure core, then integration tests against a real
+# PostgreSQL 15 that the test harness starts itself) and ends with "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+log=$(mktemp)
+swift build --build-tests 2>&1 | grep -E "error|warning: unre|Compiling|Build" | grep -v "^\[" || true
+swift test "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+summary=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -n 1)
+total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
+failed=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
+skipped=$(grep -cE "Test Case .* skipped" "$log" || true)
+rm -f "$log"
+if [ -z "$summary" ]; then echo "0 passed, 1 failed"; exit 1; fi
+passed=$((total - failed - skipped))
+if [ "$status" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" = 0 ] && [ "$status" = 0 ]
