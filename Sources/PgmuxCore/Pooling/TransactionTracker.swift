@@ -13,6 +13,9 @@ public struct TransactionTracker: Sendable, Equatable {
     public var syncsSinceRequest = 0
     /// The server is in copy-in mode (CopyInResponse seen, CopyDone/CopyFail not yet sent).
     public var copyIn = false
+    /// The last request was an Execute (extended protocol): a COPY it starts needs a Sync after
+    /// CopyDone/CopyFail before the server answers with ReadyForQuery.
+    public var lastRequestExtended = false
 
     public init() {}
 
@@ -28,13 +31,16 @@ public struct TransactionTracker: Sendable, Equatable {
         case UInt8(ascii: "Q"), UInt8(ascii: "F"):
             pendingReady += 1
             syncsSinceRequest = 0
+            lastRequestExtended = false
             unsynced = false
         case UInt8(ascii: "E"):
             syncsSinceRequest = 0
+            lastRequestExtended = true
             unsynced = true
         case UInt8(ascii: "P"), UInt8(ascii: "B"), UInt8(ascii: "D"), UInt8(ascii: "C"), UInt8(ascii: "H"):
             unsynced = true
         case UInt8(ascii: "c"), UInt8(ascii: "f"):
+            if copyIn && lastRequestExtended { unsynced = true }
             copyIn = false
         default:
             break  // CopyData belongs to an already counted request
