@@ -68,6 +68,13 @@ public final class Pool {
     /// A logged-in client has a request: lend it an idle server or queue it.
     func enqueue(_ client: ClientConnection) {
         if let server = takeIdle() {
+            if let check = healthCheckQuery(for: server) {
+                // Idle too long: test it first; the check's release hands it to this client.
+                waiting.append(client)
+                activeCount += 1
+                server.runOwnQuery(check, kind: .healthCheck)
+                return
+            }
             link(client, server)
             return
         }
@@ -84,6 +91,14 @@ public final class Pool {
             return s
         }
         return nil
+    }
+
+    /// server_check_query for a server idle longer than server_check_delay (`<empty>` sends an
+    /// empty query; an empty setting disables the check).
+    private func healthCheckQuery(for server: ServerConnection) -> String? {
+        let s = loop.config.settings
+        guard !s.serverCheckQuery.isEmpty, loop.now - server.lastUsed >= s.serverCheckDelay else { return nil }
+        return s.serverCheckQuery == "<empty>" ? "" : s.serverCheckQuery
     }
 
     var effectiveLifetime: Double {

@@ -319,8 +319,7 @@ public final class ServerConnection: Endpoint {
             client.startReading()
             if !client.inbuf.isEmpty { client.relay() }
         case .reset, .healthCheck:
-            state = .idle
-            pool.release(self)
+            pool.release(self)  // still counted as in use; release moves it to idle
         }
     }
 

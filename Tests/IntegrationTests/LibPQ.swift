@@ -101,6 +101,20 @@ final class PQConnection: @unchecked Sendable {
         return PQcancel(c, &err, 256) == 1
     }
 
+    /// Waits up to `timeout` seconds for a NOTIFY; returns its channel and payload.
+    func waitForNotification(timeout: Double) -> (String, String)? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            PQconsumeInput(conn)
+            if let n = PQnotifies(conn) {
+                defer { PQfreemem(n) }
+                return (String(cString: n.pointee.relname), String(cString: n.pointee.extra))
+            }
+            usleep(20_000)
+        }
+        return nil
+    }
+
     var backendPID: Int32 { PQbackendPID(conn) }
     func parameter(_ name: String) -> String? { PQparameterStatus(conn, name).map { String(cString: $0) } }
     var isOK: Bool { PQstatus(conn) == CONNECTION_OK }

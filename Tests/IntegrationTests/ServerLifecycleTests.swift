@@ -1,0 +1,119 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// Server-side lifecycle: health checks, min_pool_size, idle timeout, an unreachable server,
+/// LISTEN/NOTIFY in session mode, daemon mode.
+final class ServerLifecycleTests: XCTestCase {
+    private func waitUntil(_ timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try condition() { return true }
+            usleep(100_000)
+        }
+        return try condition()
+    }
+
+    func testServerCheckQueryRunsOnReuseAfterDelay() throws {
+        let cluster = PostgresCluster.shared
+        try cluster.psql("CREATE TABLE IF NOT EXISTS health_checks (at timestamptz DEFAULT now())", db: PostgresCluster.database)
+        try cluster.psql("TRUNCATE health_checks", db: PostgresCluster.database)
+        let pgmux = try PgmuxProcess(settings: [
+            "server_check_delay": "0", "server_check_query": "INSERT INTO health_checks DEFAULT VALUES",
+            "default_pool_size": "1",
+        ])
+        let c = try PQConnection(pgmux.conninfo())
+        for _ in 0..<3 { XCTAssertEqual(try c.scalar("SELECT 1"), "1") }
+        let checks = Int(try cluster.psql("SELECT count(*) FROM health_checks", db: PostgresCluster.database)
+            .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        XCTAssertGreaterThanOrEqual(checks, 2, "each reuse after the delay runs the check")
+    }
+
+    func testMinPoolSizeIsKeptWarm() throws {
+        let user = PostgresCluster.md5User
+        let pgmux = try PgmuxProcess(settings: ["min_pool_size": "3", "default_pool_size": "5", "auth_type": "md5"])
+        let c = try PQConnection(pgmux.conninfo(user: user.0, password: user.1))
+        XCTAssertEqual(try c.scalar("SELECT 1"), "1")
+        XCTAssertTrue(try waitUntil(5) { try PostgresCluster.shared.backendCount(user: user.0) >= 3 })
+    }
+
+    func testIdleServersAreClosedAfterServerIdleTimeout() throws {
+        let user = PostgresCluster.md5User
+        let pgmux = try PgmuxProcess(settings: ["server_idle_timeout": "1", "auth_type": "md5"])
+        do {
+            let c = try PQConnection(pgmux.conninfo(user: user.0, password: user.1))
+            XCTAssertEqual(try c.scalar("SELECT 1"), "1")
+        }
+        XCTAssertTrue(try waitUntil(6) { try PostgresCluster.shared.backendCount(user: user.0) == 0 })
+    }
+
+    func testUnreachableServerGivesAnErrorNotAHang() throws {
+        let closedPort = PostgresCluster.freePort()
+        let pgmux = try PgmuxProcess(settings: ["client_login_timeout": "1"],
+                                     databases: ["down": "host=127.0.0.1 port=\(closedPort) dbname=postgres"])
+        let started = Date()
+        XCTAssertThrowsError(try PQConnection(pgmux.conninfo(database: "down"))) { error in
+            XCTAssertTrue("\(error)".contains("client_login_timeout (server down)"), "\(error)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 8)
+        XCTAssertTrue(pgmux.isRunning)
+    }
+
+    func testServerLoginErrorReachesTheClient() throws {
+        // The database entry forces a wrong password: PostgreSQL's own message comes back.
+        let cluster = PostgresCluster.shared
+        let pgmux = try PgmuxProcess(databases: [
+            "badpw": "host=127.0.0.1 port=\(cluster.port) dbname=\(PostgresCluster.database) user=\(PostgresCluster.scramUser.0) password=wrong",
+        ])
+        XCTAssertThrowsError(try PQConnection(pgmux.conninfo(database: "badpw"))) { error in
+            XCTAssertTrue("\(error)".contains("password authentication failed"), "\(error)")
+        }
+        // Within server_login_retry the cached error is returned at once.
+        XCTAssertThrowsError(try PQConnection(pgmux.conninfo(database: "badpw"))) { error in
+            XCTAssertTrue("\(error)".contains("server login has been failing"), "\(error)")
+        }
+    }
+
+    func testListenNotifyInSessionMode() throws {
+        let pgmux = try PgmuxProcess(settings: ["pool_mode": "session"])
+        let listener = try PQConnection(pgmux.conninfo())
+        try listener.query("LISTEN pgmux_channel")
+        try PostgresCluster.shared.psql("NOTIFY pgmux_channel, 'hello'", db: PostgresCluster.database)
+        let n = listener.waitForNotification(timeout: 5)
+        XCTAssertEqual(n?.0, "pgmux_channel")
+        XCTAssertEqual(n?.1, "hello")
+    }
+
+    func testDaemonModeWritesPidfileAndStopsCleanly() throws {
+        let dir = PostgresCluster.shared.dir + "/daemon-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        chmod(dir, 0o777)
+        let port = PostgresCluster.freePort()
+        let ini = """
+            [databases]
+            * = host=127.0.0.1 port=\(PostgresCluster.shared.port)
+            [pgmux]
+            listen_addr = 127.0.0.1
+            listen_port = \(port)
+            unix_socket_dir = \(dir)
+            auth_type = trust
+            pidfile = \(dir)/pgmux.pid
+            logfile = \(dir)/pgmux.log
+            """
+        try ini.write(toFile: dir + "/pgmux.ini", atomically: false, encoding: .utf8)
+        let (status, out) = try Shell.runStatus(PgmuxProcess.binary,
+                                                (geteuid() == 0 ? ["-u", "postgres"] : []) + ["-d", dir + "/pgmux.ini"])
+        XCTAssertEqual(status, 0, out)
+        XCTAssertTrue(waitUntil(5) { FileManager.default.fileExists(atPath: dir + "/pgmux.pid") })
+        let pidText = try String(contentsOfFile: dir + "/pgmux.pid", encoding: .utf8)
+        let pid = try XCTUnwrap(Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
+        XCTAssertEqual(kill(pid, 0), 0)
+        let c = try PQConnection("host=127.0.0.1 port=\(port) user=postgres dbname=postgres")
+        XCTAssertEqual(try c.scalar("SELECT 1"), "1")
+        kill(pid, SIGTERM)
+        XCTAssertTrue(waitUntil(5) { kill(pid, 0) != 0 })
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/pgmux.pid"))
+        let log = try String(contentsOfFile: dir + "/pgmux.log", encoding: .utf8)
+        XCTAssertTrue(log.contains("listening on 127.0.0.1:\(port)"), log)
+    }
+}
