@@ -35,6 +35,8 @@ public final class ClientConnection: Endpoint {
     var cancelKey: UInt64 = 0
     var waitStart: Double = 0
     var queryStart: Double = 0
+    /// Last time this client sent anything (client_idle_timeout).
+    var lastActivity: Double = 0
     var scramKeys: SCRAMPassThroughKeys?
     /// Counted against max_client_conn (from a valid startup packet until close).
     var countedAsLoggedIn = false
@@ -57,7 +59,7 @@ public final class ClientConnection: Endpoint {
 
     func onReadable() {
         switch readSome() {
-        case .data: break
+        case .data: lastActivity = loop.now
         case .wouldBlock: return
         case .full: stopReading(); return
         case .eof:

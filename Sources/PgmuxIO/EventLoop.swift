@@ -177,16 +177,22 @@ public final class EventLoop {
     /// A CancelRequest: forwarded with the real backend key if the client has a server.
     func handleCancel(key: UInt64) {
         guard let client = cancelKeys[key] else { return }
-        guard let server = client.server, server.backendKey != 0 else {
+        guard let server = client.server else {
             log.debug("\(client.logPrefix) cancel request for idle client")
             return
         }
+        forwardCancel(to: server)
+    }
+
+    /// Opens a connection to the server's PostgreSQL and sends its real cancel key.
+    func forwardCancel(to server: ServerConnection) {
+        guard server.backendKey != 0 else { return }
         do {
             let fd = try Socket.connect(server.address)
             let forwarder = CancelForwarder(loop: self, fd: fd, key: server.backendKey)
             cancelForwarders[forwarder.id] = forwarder
         } catch {
-            log.warning("\(client.logPrefix) cancel request failed: \(error)")
+            log.warning("\(server.logPrefix) cancel request failed: \(error)")
         }
     }
 
@@ -240,9 +246,19 @@ public final class EventLoop {
                     client.sendError("client_login_timeout (server down)")
                 }
             case .waiting:
+                let queryTimeout = config.users[client.user]?.queryTimeout ?? s.queryTimeout
                 if s.queryWaitTimeout > 0 && t - client.waitStart > s.queryWaitTimeout {
                     client.sendError("query_wait_timeout")
+                } else if queryTimeout > 0 && t - client.waitStart > queryTimeout {
+                    client.sendError("query_timeout")
                 }
+            case .idle:
+                let idleTimeout = config.users[client.user]?.clientIdleTimeout ?? s.clientIdleTimeout
+                if idleTimeout > 0 && t - max(client.lastActivity, client.connectTime) > idleTimeout {
+                    client.sendError("client_idle_timeout")
+                }
+            case .active:
+                if let server = client.server, case .active = server.state { enforceTransactionTimeouts(client, server, now: t) }
             default:
                 break
             }
@@ -265,6 +281,26 @@ public final class EventLoop {
             }
         }
         for pool in pools.values where !shuttingDown { pool.topUp() }
+    }
+
+    /// query_timeout, idle_transaction_timeout and transaction_timeout of a linked client. The
+    /// server is closed (never reused mid-query) and the client told why.
+    private func enforceTransactionTimeouts(_ client: ClientConnection, _ server: ServerConnection, now t: Double) {
+        let s = config.settings
+        let user = config.users[client.user]
+        let queryTimeout = user?.queryTimeout ?? s.queryTimeout
+        let idleTxTimeout = user?.idleTransactionTimeout ?? s.idleTransactionTimeout
+        let txTimeout = user?.transactionTimeout ?? s.transactionTimeout
+        let tracker = server.tracker
+        if queryTimeout > 0 && !tracker.isQuiet && client.queryStart > 0 && t - client.queryStart > queryTimeout {
+            forwardCancel(to: server)  // stop the backend's work, not just our side of the socket
+            server.close(reason: "query timeout", notifyClient: true)
+        } else if idleTxTimeout > 0 && tracker.isQuiet && tracker.status != UInt8(ascii: "I")
+                    && t - server.lastReadyAt > idleTxTimeout {
+            server.close(reason: "idle transaction timeout", notifyClient: true)
+        } else if txTimeout > 0 && server.transactionStart > 0 && t - server.transactionStart > txTimeout {
+            server.close(reason: "transaction timeout", notifyClient: true)
+        }
     }
 
     // MARK: signals

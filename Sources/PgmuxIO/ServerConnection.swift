@@ -36,6 +36,10 @@ public final class ServerConnection: Endpoint {
     /// Close once the reply in progress ends (set by reload, lifetime, errors).
     var closeNeeded = false
     var lastUsed: Double
+    /// When the last ReadyForQuery arrived (idle_transaction_timeout).
+    var lastReadyAt: Double = 0
+    /// When the open transaction began (transaction_timeout); 0 outside a transaction.
+    var transactionStart: Double = 0
     let address: Socket.Address
     var localAddress = Socket.Address()
 
@@ -194,6 +198,9 @@ public final class ServerConnection: Endpoint {
                     guard total == 6 else { close(reason: "server sent bad ReadyForQuery", notifyClient: true); return }
                     let status = base.load(fromByteOffset: start + 5, as: UInt8.self)
                     tracker.readyForQuery(status)
+                    lastReadyAt = loop.now
+                    if status == UInt8(ascii: "I") { transactionStart = 0 }
+                    else if transactionStart == 0 { transactionStart = client.queryStart > 0 ? client.queryStart : lastReadyAt }
                     switch ReleasePolicy.atReadyForQuery(mode: pool.mode, tracker: tracker) {
                     case .keep: break
                     case .release:

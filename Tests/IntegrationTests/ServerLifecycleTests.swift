@@ -117,3 +117,60 @@ final class ServerLifecycleTests: XCTestCase {
         XCTAssertTrue(log.contains("listening on 127.0.0.1:\(port)"), log)
     }
 }
+
+/// PgBouncer's client-side timeouts, each closing the right connection with its message.
+final class TimeoutTests: XCTestCase {
+    private func assertFails(_ c: PQConnection, _ sql: String, containing text: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try c.query(sql), file: file, line: line) { error in
+            XCTAssertTrue("\(error)".contains(text), "\(error)", file: file, line: line)
+        }
+    }
+
+    func testQueryTimeoutCancelsAndClosesTheServer() throws {
+        let pgmux = try PgmuxProcess(settings: ["query_timeout": "1"])
+        let c = try PQConnection(pgmux.conninfo())
+        let started = Date()
+        assertFails(c, "SELECT pg_sleep(6)", containing: "query timeout")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 4)
+        usleep(500_000)
+        let sleeping = try PostgresCluster.shared.psql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(6)' AND state = 'active'")
+        XCTAssertEqual(sleeping.trimmingCharacters(in: .whitespacesAndNewlines), "0", "the backend's query was cancelled")
+        XCTAssertEqual(try PQConnection(pgmux.conninfo()).scalar("SELECT 1"), "1")
+    }
+
+    func testIdleTransactionTimeout() throws {
+        let pgmux = try PgmuxProcess(settings: ["idle_transaction_timeout": "1"])
+        let c = try PQConnection(pgmux.conninfo())
+        try c.query("BEGIN")
+        sleep(2)
+        assertFails(c, "SELECT 1", containing: "idle transaction timeout")
+    }
+
+    func testTransactionTimeout() throws {
+        let pgmux = try PgmuxProcess(settings: ["transaction_timeout": "1"])
+        let c = try PQConnection(pgmux.conninfo())
+        try c.query("BEGIN")
+        try c.query("SELECT 1")
+        usleep(700_000)
+        try c.query("SELECT 2")
+        usleep(1_000_000)
+        assertFails(c, "SELECT 3", containing: "transaction timeout")
+    }
+
+    func testClientIdleTimeout() throws {
+        let pgmux = try PgmuxProcess(settings: ["client_idle_timeout": "1"])
+        let c = try PQConnection(pgmux.conninfo())
+        XCTAssertEqual(try c.scalar("SELECT 1"), "1")
+        sleep(2)
+        assertFails(c, "SELECT 1", containing: "client_idle_timeout")
+    }
+
+    func testQueryWaitTimeout() throws {
+        let pgmux = try PgmuxProcess(settings: ["query_wait_timeout": "1", "default_pool_size": "1"])
+        let holder = try PQConnection(pgmux.conninfo())
+        try holder.query("BEGIN")  // keeps the only server
+        let waiter = try PQConnection(pgmux.conninfo())
+        assertFails(waiter, "SELECT 1", containing: "query_wait_timeout")
+        try holder.query("COMMIT")
+    }
+}
