@@ -38,6 +38,9 @@ public final class ClientConnection: Endpoint {
     /// Last time this client sent anything (client_idle_timeout).
     var lastActivity: Double = 0
     var scramKeys: SCRAMPassThroughKeys?
+    /// Named prepared statements across servers (transaction/statement mode with
+    /// max_prepared_statements > 0); nil when they pass through untouched.
+    var statements: PreparedStatementRewriter?
     /// Counted against max_client_conn (from a valid startup packet until close).
     var countedAsLoggedIn = false
 
@@ -88,6 +91,7 @@ public final class ClientConnection: Endpoint {
     }
 
     /// Walks newly read client messages, counts requests on the server's tracker, forwards them.
+    /// With prepared-statement tracking, Parse/Bind/Describe/Close are read whole and rewritten.
     @inline(__always)
     func relay() {
         guard let server else { return }
@@ -95,9 +99,13 @@ public final class ClientConnection: Endpoint {
         let base = UnsafeRawPointer(inbuf.base!)
         var pos = inbuf.scanned
         let maxPacket = loop.maxPacketSize
+        let rewriting = statements != nil
         scan: while true {
             let step = scanner.next(base, position: pos, end: inbuf.end, capacity: loop.buffers.size,
-                                    maxPacketSize: maxPacket, wantWhole: { _ in false }, wantHeader: { _ in true })
+                                    maxPacketSize: maxPacket,
+                                    wantWhole: { rewriting && ($0 == UInt8(ascii: "P") || $0 == UInt8(ascii: "B")
+                                                               || $0 == UInt8(ascii: "D") || $0 == UInt8(ascii: "C")) },
+                                    wantHeader: { _ in true })
             switch step {
             case .needMore(let p):
                 pos = p
@@ -108,17 +116,69 @@ public final class ClientConnection: Endpoint {
                     scanner.passthrough = 0
                     inbuf.scanned = start
                     inbuf.end = start
-                    if queryStart == 0 { queryStart = loop.now }
                     _ = server.forward(from: self)
                     disconnect(reason: "client close request", notify: false)
                     return
                 }
-                _ = total
+                if rewriting {
+                    switch type {
+                    case UInt8(ascii: "S"), UInt8(ascii: "Q"), UInt8(ascii: "F"):
+                        server.expectations.append(.sync)
+                    case UInt8(ascii: "B"):
+                        // Larger than the buffer: rewrite its names, stream the rest.
+                        guard flushBefore(start, to: server) else { scanner.passthrough = 0; return }
+                        let prefix = UnsafeRawBufferPointer(start: base + start + 5, count: inbuf.end - start - 5)
+                        if let (rw, consumed) = statements!.rewriteBindPrefix(prefix, bodyLength: total - 5,
+                                                                              server: &server.statementCache,
+                                                                              registry: loop.preparedStatements) {
+                            server.expectations.append(contentsOf: rw.expectations)
+                            server.queue(rw.replacement!)
+                            scanner.passthrough = total - 5 - consumed
+                            inbuf.start = start + 5 + consumed
+                            inbuf.scanned = inbuf.start
+                            server.tracker.sent(type)
+                            pos = inbuf.start
+                            continue scan
+                        }
+                    case UInt8(ascii: "P"):
+                        // A named Parse must be read whole to be registered.
+                        if start + 5 < inbuf.end && base.load(fromByteOffset: start + 5, as: UInt8.self) != 0 {
+                            sendError("prepared statement too large for the relay buffer (raise pkt_buf)")
+                            return
+                        }
+                        server.expectations.append(.parse(id: nil, swallow: false))
+                    case UInt8(ascii: "C"):
+                        server.expectations.append(.close(swallow: false))
+                    default:
+                        break
+                    }
+                }
                 server.tracker.sent(type)
                 if queryStart == 0 { queryStart = loop.now }
                 pos = start
-            case .message:
-                break  // not requested
+            case .message(let type, let start, let total):
+                // P, B, D or C with prepared-statement tracking on.
+                guard flushBefore(start, to: server) else { return }
+                let body = UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)
+                switch statements!.rewrite(type: type, body: body, server: &server.statementCache,
+                                           registry: loop.preparedStatements) {
+                case .failure(.nameInUse):
+                    sendError("prepared statement name is already in use")
+                    return
+                case .failure(.malformed(let what)):
+                    protocolError("malformed \(what) message")
+                    return
+                case .success(let rw):
+                    server.expectations.append(contentsOf: rw.expectations)
+                    server.tracker.sent(type)
+                    if queryStart == 0 { queryStart = loop.now }
+                    if let bytes = rw.replacement {
+                        inbuf.start = start + total
+                        inbuf.scanned = inbuf.start
+                        server.queue(bytes)
+                    }
+                    pos = start + total
+                }
             case .invalid(let length):
                 protocolError("invalid packet length \(length)")
                 return
@@ -130,12 +190,22 @@ public final class ClientConnection: Endpoint {
         }
     }
 
+    /// Sends the untouched bytes before a message that is about to be rewritten. False when the
+    /// server socket is full: the walk resumes at `start` once it drains.
+    private func flushBefore(_ start: Int, to server: ServerConnection) -> Bool {
+        guard start > inbuf.start else { return server.ownOut.isEmpty || server.flushOwn() }
+        inbuf.scanned = start
+        return server.forward(from: self)
+    }
+
     func onWritable() {
         guard flushOwn() else { return }
         if closeAfterFlush { finishClose(); return }
         if let server {
             guard forward(from: server) else { return }
             stopWriting()
+            // A walk that stopped to cut out a reply resumes now that what preceded it is out.
+            if case .active = server.state, server.inbuf.scanned < server.inbuf.end { server.relay(); return }
             server.afterClientFlushed()
         } else {
             stopWriting()
@@ -178,6 +248,9 @@ public final class ClientConnection: Endpoint {
         }
         for (key, value) in params where !seen.contains(key) { m.parameterStatus(key, value) }
         cancelKey = loop.registerCancelKey(for: self)
+        if let pool, pool.mode != .session, loop.config.settings.maxPreparedStatements > 0 {
+            statements = PreparedStatementRewriter()
+        }
         m.backendKeyData(cancelKey)
         m.readyForQuery(UInt8(ascii: "I"))
         queue(m.bytes)

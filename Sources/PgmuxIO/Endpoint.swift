@@ -116,6 +116,12 @@ public class Endpoint {
     /// on a partial write the source stops reading and this socket waits for writability.
     @inline(__always)
     func forward(from source: Endpoint) -> Bool {
+        if !ownOut.isEmpty {
+            // Bytes the pooler queued for this socket (a rewritten message) go out first.
+            source.stopReading()
+            startWriting()
+            return false
+        }
         let count = source.inbuf.scanned - source.inbuf.start
         if count > 0 {
             let n = send(fd, source.inbuf.base! + source.inbuf.start, count, Int32(MSG_NOSIGNAL))

@@ -33,6 +33,8 @@ public final class EventLoop {
     var loggedInClients = 0
     /// PBKDF2 results, so no login repeats the 4096-round derivation.
     let scramCache = SCRAMKeyCache()
+    /// Pooler-wide names of protocol-level prepared statements.
+    let preparedStatements = PreparedStatementRegistry()
 
     private let check = UnsafeMutablePointer<ev_check>.allocate(capacity: 1)
     private let maintenance = UnsafeMutablePointer<ev_timer>.allocate(capacity: 1)

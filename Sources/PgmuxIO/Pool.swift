@@ -150,6 +150,7 @@ public final class Pool {
         server.state = .idle
         server.stopReading()
         server.tracker.reset()
+        server.expectations.removeAll()
         server.releaseBufferIfEmpty()
         server.lastUsed = loop.now
         if server.closeNeeded || loop.now - server.connectTime > effectiveLifetime {

@@ -31,6 +31,10 @@ public final class ServerConnection: Endpoint {
     /// Reported parameters in arrival order, used as the pool's welcome.
     var reportedOrder: [String] = []
     var authenticator: ServerAuthenticator?
+    /// Prepared statements this server has (by registry id), for transaction pooling.
+    var statementCache: ServerStatementCache
+    /// Replies owed for Parse/Close/Sync, to swallow those of injected messages.
+    var expectations = ResponseExpectations()
     /// Release once everything has reached the client.
     var releaseAfterFlush = false
     /// Close once the reply in progress ends (set by reload, lifetime, errors).
@@ -47,6 +51,7 @@ public final class ServerConnection: Endpoint {
         self.pool = pool
         self.address = address
         self.lastUsed = 0
+        self.statementCache = ServerStatementCache(capacity: loop.config.settings.maxPreparedStatements)
         super.init(loop: loop, fd: fd)
         lastUsed = loop.now
         setupWatchers(read: serverReadable, write: serverWritable)
@@ -177,27 +182,33 @@ public final class ServerConnection: Endpoint {
     }
 
     /// Walks server messages: ReadyForQuery drives the release rule, ParameterStatus updates the
-    /// client's view. Everything is forwarded to the client as one contiguous write.
+    /// client's view. Everything is forwarded to the client as one contiguous write, except replies
+    /// to messages the pooler injected for prepared statements, which are cut out.
     @inline(__always)
     func relay() {
         guard let client else { return }
         let base = UnsafeRawPointer(inbuf.base!)
         var pos = inbuf.scanned
+        let rewriting = client.statements != nil
         scan: while true {
             let step = scanner.next(base, position: pos, end: inbuf.end, capacity: loop.buffers.size,
                                     maxPacketSize: loop.maxPacketSize,
-                                    wantWhole: { $0 == UInt8(ascii: "Z") || $0 == UInt8(ascii: "S") },
-                                    wantHeader: { $0 == UInt8(ascii: "G") })
+                                    wantWhole: { $0 == UInt8(ascii: "Z") || $0 == UInt8(ascii: "S")
+                                                 || (rewriting && ($0 == UInt8(ascii: "1") || $0 == UInt8(ascii: "3")
+                                                                   || $0 == UInt8(ascii: "C"))) },
+                                    wantHeader: { $0 == UInt8(ascii: "G") || (rewriting && $0 == UInt8(ascii: "E")) })
             switch step {
             case .needMore(let p):
                 pos = p
                 break scan
             case .message(let type, let start, let total):
                 pos = start + total
-                if type == UInt8(ascii: "Z") {
+                switch type {
+                case UInt8(ascii: "Z"):
                     guard total == 6 else { close(reason: "server sent bad ReadyForQuery", notifyClient: true); return }
                     let status = base.load(fromByteOffset: start + 5, as: UInt8.self)
                     tracker.readyForQuery(status)
+                    if rewriting { expectations.readyForQuery() }
                     lastReadyAt = loop.now
                     if status == UInt8(ascii: "I") { transactionStart = 0 }
                     else if transactionStart == 0 { transactionStart = client.queryStart > 0 ? client.queryStart : lastReadyAt }
@@ -211,15 +222,38 @@ public final class ServerConnection: Endpoint {
                         return
                     }
                     loop.stats.queryDone(client: client, now: loop.now)
-                } else {
+                case UInt8(ascii: "S"):
                     let body = Array(UnsafeRawBufferPointer(start: base + start + 5, count: total - 5))
                     if let (name, value) = MessageReader.parameterStatus(body) {
                         recordParameter(name, value)
                         client.noteParameter(name, value, tracked: loop.isTracked(name))
                     }
+                case UInt8(ascii: "1"), UInt8(ascii: "3"):
+                    guard cutOut(start, total, client) else { pos = start; break scan }
+                    let swallow = type == UInt8(ascii: "1") ? expectations.parseComplete() : expectations.closeComplete()
+                    if swallow { inbuf.start = start + total; inbuf.scanned = inbuf.start }
+                case UInt8(ascii: "C"):
+                    // DISCARD ALL / DEALLOCATE ALL drop every prepared statement of the session.
+                    let tag = UnsafeRawBufferPointer(start: base + start + 5, count: total - 6)
+                    if tag.elementsEqual("DISCARD ALL".utf8) || tag.elementsEqual("DEALLOCATE ALL".utf8) {
+                        statementCache.removeAll()
+                        client.statements?.forgetAll()
+                    }
+                default:
+                    break
                 }
-            case .header(_, let start, _):
-                tracker.copyInStarted()  // CopyInResponse
+            case .header(let type, let start, _):
+                if type == UInt8(ascii: "G") {
+                    tracker.copyInStarted()  // CopyInResponse
+                } else {
+                    // ErrorResponse: the server skips to Sync; Parses it skipped never happened.
+                    for lost in expectations.error() {
+                        statementCache.remove(lost.id)
+                        if let name = lost.clientName, client.statements?.clientStatements[name] == lost.id {
+                            client.statements?.clientStatements[name] = nil
+                        }
+                    }
+                }
                 pos = start
             case .invalid(let length):
                 close(reason: "server sent invalid packet length \(length)", notifyClient: true)
@@ -227,11 +261,14 @@ public final class ServerConnection: Endpoint {
             }
         }
         inbuf.scanned = pos
-        if client.ownOut.isEmpty && client.forward(from: self) {
-            afterClientFlushed()
-        } else if !client.ownOut.isEmpty {
-            stopReading(); client.startWriting()
-        }
+        if client.forward(from: self) { afterClientFlushed() }
+    }
+
+    /// Before a reply may be cut out, everything ahead of it must have reached the client.
+    private func cutOut(_ start: Int, _ total: Int, _ client: ClientConnection) -> Bool {
+        guard start > inbuf.start else { return true }
+        inbuf.scanned = start
+        return client.forward(from: self)
     }
 
     /// Everything read from this server has reached the client.
@@ -251,7 +288,11 @@ public final class ServerConnection: Endpoint {
             guard forward(from: client) else { return }
         }
         stopWriting()
-        if let client, case .active = state { client.startReading() }
+        if let client, case .active = state {
+            client.startReading()
+            // A walk that stopped before a rewritten message resumes now.
+            if client.inbuf.scanned < client.inbuf.end { client.relay() }
+        }
     }
 
     // MARK: own queries
@@ -326,6 +367,7 @@ public final class ServerConnection: Endpoint {
             client.startReading()
             if !client.inbuf.isEmpty { client.relay() }
         case .reset, .healthCheck:
+            if kind == .reset { statementCache.removeAll() }  // DISCARD ALL dropped them
             pool.release(self)  // still counted as in use; release moves it to idle
         }
     }

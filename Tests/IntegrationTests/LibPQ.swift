@@ -44,6 +44,35 @@ final class PQConnection: @unchecked Sendable {
         return try rows(res)
     }
 
+    /// Protocol-level prepared statement (Parse + Sync).
+    func prepare(_ name: String, _ sql: String) throws {
+        guard let res = PQprepare(conn, name, sql, 0, nil) else { throw Error(description: String(cString: PQerrorMessage(conn)), sqlstate: nil) }
+        defer { PQclear(res) }
+        _ = try rows(res)
+    }
+
+    /// Bind + Execute + Sync of a named statement.
+    func execPrepared(_ name: String, _ params: [String] = []) throws -> [[String?]] {
+        var cstrings = params.map { strdup($0) }
+        defer { cstrings.forEach { free($0) } }
+        let res = cstrings.withUnsafeMutableBufferPointer { buf -> OpaquePointer? in
+            buf.withMemoryRebound(to: UnsafePointer<CChar>?.self) { p in
+                PQexecPrepared(conn, name, Int32(params.count), p.baseAddress, nil, nil, 0)
+            }
+        }
+        guard let res else { throw Error(description: String(cString: PQerrorMessage(conn)), sqlstate: nil) }
+        defer { PQclear(res) }
+        return try rows(res)
+    }
+
+    /// Describe of a statement: its parameter and column counts.
+    func describePrepared(_ name: String) throws -> (params: Int, columns: Int) {
+        guard let res = PQdescribePrepared(conn, name) else { throw Error(description: String(cString: PQerrorMessage(conn)), sqlstate: nil) }
+        defer { PQclear(res) }
+        _ = try rows(res)
+        return (Int(PQnparams(res)), Int(PQnfields(res)))
+    }
+
     private func rows(_ res: OpaquePointer) throws -> [[String?]] {
         let status = PQresultStatus(res)
         guard status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK || status == PGRES_COPY_IN || status == PGRES_COPY_OUT else {

@@ -1,0 +1,67 @@
+/// Pooler-wide table of protocol-level prepared statements: each distinct (query text, parameter
+/// types) gets one server-side name, `PGMUX_<n>`, whatever the clients call it. Clients keep their
+/// own names; servers learn a statement the first time a client of theirs uses it.
+public final class PreparedStatementRegistry {
+    /// Parse body after the statement name (query NUL, int16 count, int32 type OIDs) → id.
+    private var ids: [[UInt8]: Int] = [:]
+    private var definitions: [[UInt8]] = []
+
+    public init() {}
+
+    public var count: Int { definitions.count }
+
+    /// The id for a statement definition, registering it on first sight.
+    public func id(for definition: [UInt8]) -> Int {
+        if let id = ids[definition] { return id }
+        let id = definitions.count
+        definitions.append(definition)
+        ids[definition] = id
+        return id
+    }
+
+    public func serverName(_ id: Int) -> [UInt8] { Array("PGMUX_\(id)".utf8) }
+
+    /// A complete Parse message preparing statement `id` under its server name.
+    public func parseMessage(_ id: Int) -> [UInt8] {
+        PreparedStatementRegistry.message(UInt8(ascii: "P"), serverName(id) + [0] + definitions[id])
+    }
+
+    static func message(_ type: UInt8, _ body: [UInt8]) -> [UInt8] {
+        let length = UInt32(body.count + 4)
+        return [type, UInt8(length >> 24), UInt8(truncatingIfNeeded: length >> 16),
+                UInt8(truncatingIfNeeded: length >> 8), UInt8(truncatingIfNeeded: length)] + body
+    }
+}
+
+/// The statements one server connection has prepared, least recently used first out.
+public struct ServerStatementCache: Sendable {
+    public let capacity: Int
+    private var lastUse: [Int: UInt64] = [:]
+    private var clock: UInt64 = 0
+
+    public init(capacity: Int) { self.capacity = max(1, capacity) }
+
+    public var count: Int { lastUse.count }
+    public func contains(_ id: Int) -> Bool { lastUse[id] != nil }
+
+    public mutating func touch(_ id: Int) {
+        clock &+= 1
+        if lastUse[id] != nil { lastUse[id] = clock }
+    }
+
+    /// Records `id` as prepared; returns the ids to close so the cache stays within capacity.
+    public mutating func insert(_ id: Int) -> [Int] {
+        clock &+= 1
+        lastUse[id] = clock
+        var evicted: [Int] = []
+        while lastUse.count > capacity {
+            guard let oldest = lastUse.filter({ $0.key != id }).min(by: { $0.value < $1.value })?.key else { break }
+            lastUse[oldest] = nil
+            evicted.append(oldest)
+        }
+        return evicted
+    }
+
+    public mutating func remove(_ id: Int) { lastUse[id] = nil }
+    public mutating func removeAll() { lastUse.removeAll() }
+}

@@ -1,0 +1,92 @@
+import Foundation
+import XCTest
+
+/// Protocol-level prepared statements under transaction pooling, with fewer servers than clients.
+final class PreparedStatementTests: XCTestCase {
+    func testPgbenchPreparedAndExtendedWithFewerServersThanClients() throws {
+        let pgmux = try PgmuxProcess(settings: ["pool_mode": "transaction", "default_pool_size": "3"])
+        for mode in ["prepared", "extended"] {
+            let select = try Pgbench.run(port: pgmux.port, clients: 12, seconds: 3, args: ["-S", "-M", mode])
+            XCTAssertGreaterThan(select.transactions, 300, mode)
+            // TPC-B-like: pgbench prepares synchronously per thread, so one client per thread
+            // (with -j < -c, a thread blocked in PQprepare would wait on its own clients' servers).
+            let tpcb = try Pgbench.run(port: pgmux.port, clients: 6, seconds: 3, args: ["-M", mode, "-j", "6"])
+            XCTAssertGreaterThan(tpcb.transactions, 50, mode)
+        }
+    }
+
+    func testSameNameDifferentTextInTwoClients() throws {
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "1"])
+        let a = try PQConnection(pgmux.conninfo())
+        let b = try PQConnection(pgmux.conninfo())
+        try a.prepare("stmt", "SELECT 'from a' || $1::text")
+        try b.prepare("stmt", "SELECT 'from b' || $1::text")
+        for i in 0..<5 {
+            XCTAssertEqual(try a.execPrepared("stmt", ["\(i)"]).first?.first, "from a\(i)")
+            XCTAssertEqual(try b.execPrepared("stmt", ["\(i)"]).first?.first, "from b\(i)")
+        }
+    }
+
+    func testEvictionWithASmallCache() throws {
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "1", "max_prepared_statements": "2"])
+        let c = try PQConnection(pgmux.conninfo())
+        for i in 0..<6 { try c.prepare("s\(i)", "SELECT \(i) + $1::int") }
+        for round in 0..<3 {
+            for i in 0..<6 { XCTAssertEqual(try c.execPrepared("s\(i)", ["\(round)"]).first?.first, "\(i + round)") }
+        }
+        let onServer = try c.scalar("SELECT count(*) FROM pg_prepared_statements")
+        XCTAssertLessThanOrEqual(Int(onServer ?? "99") ?? 99, 2, "the server's cache stays within max_prepared_statements")
+    }
+
+    func testStatementThatFailsToParseIsNotCached() throws {
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "1"])
+        let c = try PQConnection(pgmux.conninfo())
+        XCTAssertThrowsError(try c.prepare("bad", "SELEKT 1"))
+        try c.prepare("bad", "SELECT 'fixed'")
+        XCTAssertEqual(try c.execPrepared("bad").first?.first, "fixed")
+    }
+
+    func testDescribeStatement() throws {
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "1"])
+        let c = try PQConnection(pgmux.conninfo())
+        try c.prepare("d", "SELECT $1::int AS a, $2::text AS b, 3 AS c")
+        let other = try PQConnection(pgmux.conninfo())
+        try other.prepare("x", "SELECT 1")  // moves the server around
+        let shape = try c.describePrepared("d")
+        XCTAssertEqual(shape.params, 2)
+        XCTAssertEqual(shape.columns, 3)
+    }
+
+    func testServerKilledBetweenTwoUses() throws {
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "2"])
+        let c = try PQConnection(pgmux.conninfo())
+        try c.prepare("k", "SELECT $1::int * 2")
+        XCTAssertEqual(try c.execPrepared("k", ["21"]).first?.first, "42")
+        try PostgresCluster.shared.psql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '\(PostgresCluster.scramUser.0)' AND pid <> pg_backend_pid()")
+        usleep(300_000)
+        XCTAssertEqual(try c.execPrepared("k", ["5"]).first?.first, "10", "re-prepared on a new server")
+    }
+
+    func testDiscardAllForgetsTheClientsStatements() throws {
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "1"])
+        let c = try PQConnection(pgmux.conninfo())
+        try c.prepare("g", "SELECT 'before'")
+        XCTAssertEqual(try c.execPrepared("g").first?.first, "before")
+        try c.query("DISCARD ALL")
+        XCTAssertThrowsError(try c.execPrepared("g"))
+        try c.prepare("g", "SELECT 'after'")
+        XCTAssertEqual(try c.execPrepared("g").first?.first, "after")
+    }
+
+    func testPreparedIsFasterThanSimpleThroughPgmux() throws {
+        // Not a benchmark (make bench is): a sanity check that prepared statements are not
+        // re-parsed per transaction. The statement count on the server stays at one per server.
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "2"])
+        _ = try Pgbench.run(port: pgmux.port, clients: 8, seconds: 2, args: ["-S", "-M", "prepared"])
+        let c = try PQConnection(pgmux.conninfo())
+        let count = Int(try c.scalar("SELECT count(*) FROM pg_prepared_statements") ?? "0") ?? 0
+        XCTAssertGreaterThanOrEqual(count, 1)
+        XCTAssertLessThanOrEqual(count, 2, "one shared statement per distinct text, not one per client")
+    }
+}
