@@ -27,7 +27,9 @@ psql -X -h 127.0.0.1 -p 6432 -U pgmux_demo pgmux_demo -c \
 echo "== pgbench through pgmux: 40 clients over a pool of 20 (transaction mode), 3 seconds:"
 pgbench -q -i -h 127.0.0.1 -p 6432 -U pgmux_demo pgmux_demo >/dev/null 2>&1
 pgbench -n -S -c 40 -j 2 -T 3 -h 127.0.0.1 -p 6432 -U pgmux_demo pgmux_demo 2>&1 | grep -E "clients|tps|failed"
-echo "== the pool PostgreSQL saw (backends of pgmux_demo; never more than default_pool_size):"
+echo "== the pool it used (admin console: psql -p 6432 -U pgbouncer pgbouncer -c 'SHOW POOLS'):"
+PGPASSWORD=admin psql -X -h 127.0.0.1 -p 6432 -U pgbouncer pgbouncer -c "SHOW POOLS"
+echo "== what PostgreSQL saw (backends of pgmux_demo; never more than default_pool_size):"
 $P -c "SELECT usename, datname, state, count(*) FROM pg_stat_activity WHERE usename = 'pgmux_demo' GROUP BY 1,2,3"
 echo "== pgmux log:"
 tail -n 5 "$dir/pgmux.log"

@@ -35,6 +35,10 @@ public final class ClientConnection: Endpoint {
     var cancelKey: UInt64 = 0
     var waitStart: Double = 0
     var queryStart: Double = 0
+    /// When the current server was lent (transaction time in the stats).
+    var linkTime: Double = 0
+    /// Admin console rights, for a client of the `pgbouncer`/`pgmux` pseudo-database.
+    var adminRole: AdminRole?
     /// Last time this client sent anything (client_idle_timeout).
     var lastActivity: Double = 0
     var scramKeys: SCRAMPassThroughKeys?
@@ -76,7 +80,8 @@ public final class ClientConnection: Endpoint {
         case .startup: loop.login.handleStartup(self)
         case .authenticating: loop.login.handleAuthMessage(self)
         case .waitingForWelcome, .waiting, .closing: stopReading()
-        case .idle: requestServer()
+        case .idle:
+            if adminRole != nil { loop.admin.handle(self) } else { requestServer() }
         case .active: relay()
         }
     }
@@ -184,6 +189,7 @@ public final class ClientConnection: Endpoint {
                 return
             }
         }
+        if let pool { pool.counters.clientBytes &+= UInt64(max(0, pos - inbuf.scanned)) }
         inbuf.scanned = pos
         if server.forward(from: self) {
             if inbuf.isEmpty { releaseBufferIfEmpty() }
@@ -259,7 +265,9 @@ public final class ClientConnection: Endpoint {
             loop.log.log("\(logPrefix) login attempt: db=\(database) user=\(user) tls=no replication=no")
         }
         // The client may already have pipelined its first query behind the startup packet.
-        if !inbuf.isEmpty { requestServer() } else { releaseBufferIfEmpty(); startReading() }
+        if inbuf.isEmpty { releaseBufferIfEmpty(); startReading() }
+        else if adminRole != nil { startReading(); loop.admin.handle(self) }
+        else { requestServer() }
     }
 
     /// A ParameterStatus from the linked server: the client's own view follows it.

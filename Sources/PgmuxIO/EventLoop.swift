@@ -10,8 +10,8 @@ public final class EventLoop {
     var authFile: [String: String] = [:]
     public let log: Log
     let buffers: BufferPool
-    let stats = Stats()
     lazy var login = LoginHandler(loop: self)
+    lazy var admin = AdminConsole(loop: self)
     var maxPacketSize: Int
     var trackedParameters: Set<String>
 
@@ -29,6 +29,15 @@ public final class EventLoop {
     var dbServerCounts: [String: Int] = [:]
     var userServerCounts: [String: Int] = [:]
     var shuttingDown = false
+    /// SHUTDOWN WAIT_FOR_CLIENTS: exit when the last client leaves, not when servers are released.
+    var shutdownWaitsForClients = false
+    /// PAUSE without an argument, and per-database PAUSE.
+    var globallyPaused = false
+    var pausedDatabases: Set<String> = []
+    /// DISABLE db: new logins to it are refused.
+    var disabledDatabases: Set<String> = []
+    /// Start of the current stats_period (averages in SHOW STATS and the `stats:` line).
+    var statsPeriodStart: Double = 0
     /// Clients past a valid startup packet, checked against max_client_conn.
     var loggedInClients = 0
     /// PBKDF2 results, so no login repeats the 4096-round derivation.
@@ -130,11 +139,53 @@ public final class EventLoop {
 
     fileprivate func sweep() {
         if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
-        if shuttingDown && servers.values.allSatisfy({ $0.state != .active }) && clientsInTransaction == 0 {
+        admin.check()
+        guard shuttingDown else { return }
+        if shutdownWaitsForClients {
+            if !clients.values.contains(where: { $0.adminRole == nil }) {
+                log.log("client connections dropped, exiting")
+                stop()
+            }
+        } else if servers.values.allSatisfy({ $0.state != .active }) && clientsInTransaction == 0 {
             log.log("server connections dropped, exiting")
             stop()
         }
     }
+
+    // MARK: pause, kill
+
+    func isPaused(_ db: String?) -> Bool {
+        guard let db else { return globallyPaused }
+        return globallyPaused || pausedDatabases.contains(db)
+    }
+
+    /// PAUSE: no server is lent any more; running transactions finish and give theirs back.
+    func pause(_ db: String?) {
+        if let db { pausedDatabases.insert(db) } else { globallyPaused = true }
+    }
+
+    func pausedAndDrained(_ db: String?) -> Bool {
+        !servers.values.contains { s in
+            (db == nil || s.pool.databaseName == db) && s.client != nil
+        }
+    }
+
+    /// RESUME: waiting clients get servers again.
+    func resume(_ db: String?) {
+        if let db { pausedDatabases.remove(db) } else { globallyPaused = false; pausedDatabases.removeAll() }
+        for p in pools.values where !isPaused(p.databaseName) { p.serveWaiting() }
+    }
+
+    /// KILL: drop every client and server of a database (or of all).
+    func kill(database db: String?) {
+        for c in clients.values where c.adminRole == nil && (db == nil || c.pool?.databaseName == db) {
+            c.sendError("database removed")
+        }
+        for s in servers.values where db == nil || s.pool.databaseName == db {
+            s.close(reason: "database removed", notifyClient: true)
+        }
+    }
+
 
     var clientsInTransaction: Int { clients.values.reduce(0) { $0 + ($1.server != nil ? 1 : 0) } }
 
@@ -282,7 +333,13 @@ public final class EventLoop {
                 break
             }
         }
-        for pool in pools.values where !shuttingDown { pool.topUp() }
+        for pool in pools.values where !shuttingDown && !isPaused(pool.databaseName) { pool.topUp() }
+        if statsPeriodStart == 0 { statsPeriodStart = t }
+        if t - statsPeriodStart >= Double(max(1, s.statsPeriod)) {
+            if s.logStats { log.log(Stats.logLine(pools: Array(pools.values), window: t - statsPeriodStart)) }
+            for p in pools.values { p.periodCounters = p.counters }
+            statsPeriodStart = t
+        }
     }
 
     /// query_timeout, idle_transaction_timeout and transaction_timeout of a linked client. The
@@ -319,6 +376,13 @@ public final class EventLoop {
         case SIGTERM:
             log.log("got SIGTERM, fast exit")
             stop()
+        case SIGUSR1:
+            log.log("got SIGUSR1, pausing all activity")
+            pause(nil)
+        case SIGUSR2:
+            if shuttingDown { log.log("got SIGUSR2 while shutting down, ignoring"); return }
+            log.log("got SIGUSR2, continuing from PAUSE")
+            resume(nil)
         case SIGQUIT:
             log.log("got SIGQUIT, fast exit")
             stop()
@@ -327,11 +391,14 @@ public final class EventLoop {
         }
     }
 
-    /// Safe shutdown: stop accepting, let running transactions finish, then exit.
-    func beginShutdown() {
+    /// Safe shutdown: stop accepting, let running transactions (or, with `waitForClients`, the
+    /// clients themselves) finish, then exit.
+    func beginShutdown(waitForClients: Bool = false) {
         shuttingDown = true
+        shutdownWaitsForClients = waitForClients
         for l in listeners { l.close() }
         listeners.removeAll()
+        if waitForClients { return }
         for c in clients.values where c.server == nil && c.state != .closing {
             c.sendError("pooler is shutting down", code: SQLState.adminShutdown)
         }

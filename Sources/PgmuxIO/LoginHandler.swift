@@ -85,7 +85,7 @@ final class LoginHandler {
         guard !client.user.isEmpty else { client.sendError("no username supplied"); return }
         if client.database.isEmpty { client.database = client.user }
         if loop.shuttingDown { client.sendError("pooler is shutting down", code: SQLState.adminShutdown); return }
-        if loop.loggedInClients >= s.maxClientConn {
+        if loop.loggedInClients >= s.maxClientConn && !AdminConsole.isConsole(client.database) {
             client.sendError("no more connections allowed (max_client_conn)", code: SQLState.tooManyConnections)
             return
         }
@@ -187,6 +187,11 @@ final class LoginHandler {
     // MARK: after authentication
 
     private func authenticated(_ client: ClientConnection) {
+        if AdminConsole.isConsole(client.database) { loop.admin.login(client); return }
+        if loop.disabledDatabases.contains(client.database) {
+            client.sendError("database \"\(client.database)\" is disabled")
+            return
+        }
         guard let entry = loop.config.database(named: client.database) else {
             client.sendError("no such database: \(client.database)", code: SQLState.invalidCatalogName)
             return

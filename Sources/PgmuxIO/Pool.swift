@@ -28,6 +28,10 @@ public final class Pool {
     public internal(set) var clientCount = 0
     var lastLoginError: (message: String, code: String, time: Double)?
     var lastConnectFailure: Double = 0
+    /// PgBouncer's statistics counters: running totals, and their value at the start of the
+    /// current stats_period (averages are the difference over the period).
+    var counters = AdminStatCounters()
+    var periodCounters = AdminStatCounters()
     /// SCRAM keys from a client's exchange, for logging in without the plain password.
     var scramPassThrough: SCRAMPassThroughKeys?
 
@@ -67,6 +71,7 @@ public final class Pool {
 
     /// A logged-in client has a request: lend it an idle server or queue it.
     func enqueue(_ client: ClientConnection) {
+        if loop.isPaused(databaseName) { waiting.append(client); return }
         if let server = takeIdle() {
             if let check = healthCheckQuery(for: server) {
                 // Idle too long: test it first; the check's release hands it to this client.
@@ -114,7 +119,9 @@ public final class Pool {
         server.lastUsed = loop.now
         client.server = server
         client.state = .active
-        if client.waitStart > 0 { loop.stats.waited(loop.now - client.waitStart); client.waitStart = 0 }
+        Stats.assigned(pool: self, waited: client.waitStart > 0 ? loop.now - client.waitStart : 0)
+        client.waitStart = 0
+        client.linkTime = loop.now
         var sets = ""
         for (key, value) in client.params where server.params[key]?.value != value {
             let name = server.params[key]?.name ?? key
@@ -141,7 +148,7 @@ public final class Pool {
             if client.state == .active {
                 client.state = .idle
                 client.queryStart = 0
-                loop.stats.transactionDone()
+                Stats.transactionDone(client: client, now: loop.now)
                 if client.inbuf.isEmpty { client.releaseBufferIfEmpty() }
                 client.startReading()
             }
@@ -159,7 +166,7 @@ public final class Pool {
             launchIfNeeded()
             return
         }
-        if let next = waiting.popFirst() {
+        if !loop.isPaused(databaseName), let next = waiting.popFirst() {
             server.state = .idle
             link(next, server)
         } else {
@@ -169,6 +176,20 @@ public final class Pool {
     }
 
     func removeWaiting(_ client: ClientConnection) { waiting.remove(client) }
+
+    /// After RESUME: lend idle servers to the queue, open more if needed.
+    func serveWaiting() {
+        while !waiting.isEmpty, let server = takeIdle() {
+            guard let next = waiting.popFirst() else { break }
+            link(next, server)
+        }
+        launchIfNeeded()
+    }
+
+    /// RECONNECT: idle servers marked close_needed go now; busy ones when released.
+    func closeIdleMarked() {
+        for s in idle where s.closeNeeded { s.close(reason: "database configuration changed", notifyClient: false) }
+    }
     func removeWelcomeWaiter(_ client: ClientConnection) { welcomeWaiters.removeAll { $0 === client } }
 
     // MARK: opening servers

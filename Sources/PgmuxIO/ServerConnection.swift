@@ -221,7 +221,7 @@ public final class ServerConnection: Endpoint {
                         client.sendError("transaction blocks not allowed in statement pooling mode")
                         return
                     }
-                    loop.stats.queryDone(client: client, now: loop.now)
+                    Stats.queryDone(client: client, now: loop.now)
                 case UInt8(ascii: "S"):
                     let body = Array(UnsafeRawBufferPointer(start: base + start + 5, count: total - 5))
                     if let (name, value) = MessageReader.parameterStatus(body) {
@@ -260,6 +260,7 @@ public final class ServerConnection: Endpoint {
                 return
             }
         }
+        pool.counters.serverBytes &+= UInt64(pos - inbuf.scanned)
         inbuf.scanned = pos
         if client.forward(from: self) { afterClientFlushed() }
     }

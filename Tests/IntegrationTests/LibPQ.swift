@@ -4,6 +4,7 @@ import Foundation
 /// A small libpq wrapper: the real client library applications use, driven synchronously.
 final class PQConnection: @unchecked Sendable {
     let conn: OpaquePointer
+    private var finished = false
 
     struct Error: Swift.Error, CustomStringConvertible {
         let description: String
@@ -18,7 +19,12 @@ final class PQConnection: @unchecked Sendable {
         }
     }
 
-    deinit { PQfinish(conn) }
+    deinit { finish() }
+
+    /// Closes the connection now (Terminate, then close).
+    func finish() {
+        if !finished { PQfinish(conn); finished = true }
+    }
 
     /// Runs a query; returns the rows of the last result as text (nil for NULL).
     @discardableResult
@@ -26,6 +32,15 @@ final class PQConnection: @unchecked Sendable {
         guard let res = PQexec(conn, sql) else { throw Error(description: String(cString: PQerrorMessage(conn)), sqlstate: nil) }
         defer { PQclear(res) }
         return try rows(res)
+    }
+
+    /// Simple query returning column names too (for SHOW in the admin console).
+    func queryWithColumns(_ sql: String) throws -> (columns: [String], rows: [[String?]]) {
+        guard let res = PQexec(conn, sql) else { throw Error(description: String(cString: PQerrorMessage(conn)), sqlstate: nil) }
+        defer { PQclear(res) }
+        let rows = try rows(res)
+        let columns = (0..<PQnfields(res)).map { String(cString: PQfname(res, $0)) }
+        return (columns, rows)
     }
 
     func scalar(_ sql: String) throws -> String? { try query(sql).first?.first ?? nil }

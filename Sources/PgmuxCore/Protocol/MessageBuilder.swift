@@ -73,6 +73,13 @@ public struct MessageBuilder {
         bytes.append(UInt8(ascii: "M")); cString(message)
         bytes.append(0); end(a)
     }
+    /// ErrorResponse ('E') or NoticeResponse ('N') carrying exactly `fields`, in order (the admin
+    /// console sends S, C, M only, with no V field).
+    public mutating func errorResponse(fields: [(code: UInt8, value: String)], notice: Bool = false) {
+        let a = begin(UInt8(ascii: notice ? "N" : "E"))
+        for f in fields { bytes.append(f.code); cString(f.value) }
+        bytes.append(0); end(a)
+    }
     public mutating func rowDescription(_ columns: [(name: String, typeOID: Int32, size: Int16)]) {
         let a = begin(UInt8(ascii: "T")); int16(Int16(columns.count))
         for c in columns {

@@ -1,0 +1,304 @@
+import Glibc
+import PgmuxCore
+
+/// The `pgbouncer` (alias `pgmux`) pseudo-database: PgBouncer's admin console, answered by the
+/// pooler itself. Parsing, access rules and row formatting live in PgmuxCore/Admin; this file
+/// gathers the live figures and carries out the commands.
+final class AdminConsole {
+    unowned(unsafe) let loop: EventLoop
+    static let databaseNames: Set<String> = ["pgbouncer", "pgmux"]
+    /// PAUSE / WAIT_CLOSE callers waiting for their condition, answered from `check()`.
+    private var waiters: [(client: ClientConnection, tag: String, done: () -> Bool)] = []
+
+    init(loop: EventLoop) { self.loop = loop }
+
+    static func isConsole(_ database: String) -> Bool { databaseNames.contains(database) }
+
+    /// After authentication: admit the user with its role, or refuse.
+    func login(_ client: ClientConnection) {
+        let s = loop.config.settings
+        guard let role = AdminAccess.role(user: client.user, adminUsers: s.adminUsers, statsUsers: s.statsUsers,
+                                          sameUIDUnixSocket: false, authTypeAny: s.authType == .any) else {
+            client.sendError("not allowed")
+            return
+        }
+        client.adminRole = role
+        client.params = [:]
+        client.sendWelcome(serverParameters: [
+            ("server_version", "\(Version.string)/bouncer"), ("client_encoding", "UTF8"), ("server_encoding", "UTF8"),
+            ("DateStyle", "ISO"), ("TimeZone", "GMT"), ("standard_conforming_strings", "on"), ("is_superuser", "on"),
+        ])
+    }
+
+    /// Reads whole console messages: simple Query only, as PgBouncer.
+    func handle(_ client: ClientConnection) {
+        guard let base = client.inbuf.base else { return }
+        while client.state == .idle {
+            switch Framing.peek(base + client.inbuf.start, available: client.inbuf.pending, maxPacketSize: loop.buffers.size) {
+            case .needHeader:
+                return
+            case .invalid(let length):
+                client.sendError("invalid packet length \(length)")
+                return
+            case .message(let type, let total):
+                guard client.inbuf.pending >= total else { return }
+                let body = Array(UnsafeRawBufferPointer(start: base + client.inbuf.start + 5, count: total - 5))
+                client.inbuf.start += total
+                client.inbuf.scanned = client.inbuf.start
+                if client.inbuf.isEmpty { client.inbuf.clear() }
+                switch type {
+                case UInt8(ascii: "Q"):
+                    let text = String(decoding: body.prefix { $0 != 0 }, as: UTF8.self)
+                    var reply = MessageBuilder()
+                    run(text, client, &reply)
+                    if !reply.bytes.isEmpty { client.queue(reply.bytes) }
+                case UInt8(ascii: "X"):
+                    client.disconnect(reason: "client close request", notify: false)
+                    return
+                case UInt8(ascii: "P"), UInt8(ascii: "B"), UInt8(ascii: "E"):
+                    fail(client, .extendedProtocol)
+                    return
+                default:
+                    fail(client, .unsupportedPacket(type))
+                    return
+                }
+            }
+        }
+    }
+
+    private func fail(_ client: ClientConnection, _ error: AdminError) {
+        loop.log.error("\(client.logPrefix) \(error.message)")
+        var m = MessageBuilder()
+        m.errorResponse(fields: [(UInt8(ascii: "S"), "FATAL"), (UInt8(ascii: "C"), error.sqlstate),
+                                 (UInt8(ascii: "M"), error.message)])
+        client.ownOut.append(contentsOf: m.bytes)
+        client.disconnect(reason: error.message, notify: false)
+    }
+
+    private func run(_ text: String, _ client: ClientConnection, _ reply: inout MessageBuilder) {
+        let command: AdminCommand
+        switch AdminParser.parse(text) {
+        case .failure(let e): return error(e, &reply)
+        case .success(let c): command = c
+        }
+        if let e = AdminAccess.check(command, role: client.adminRole ?? .stats) { return error(e, &reply) }
+        if let line = command.logMessage { loop.log.log("\(client.logPrefix) \(line)") }
+        switch command {
+        case .show(.help):
+            AdminReply.help(into: &reply)
+        case .show(let item):
+            guard let table = snapshot().table(for: item) else { return error(.invalidCommand(text), &reply) }
+            AdminReply.table(table, into: &reply)
+        case .fakeShow(let p):
+            AdminReply.fakeShow(p, into: &reply)
+        case .fakeSet:
+            AdminReply.fakeSet(into: &reply)
+        case .set(let key, let value):
+            var settings = loop.config.settings
+            guard Settings.info(for: key)?.reloadable == true,
+                  (try? settings.apply(key: key, value: value, file: "SET", line: 0)) == true else {
+                return error(.setFailed, &reply)
+            }
+            loop.config.settings = settings
+            AdminReply.setDone(key: key.lowercased(), value: value, into: &reply)
+        case .reload:
+            guard loop.reload() else { return error(.reloadFailed, &reply) }
+            AdminReply.complete(command.tag, into: &reply)
+        case .pause(let db):
+            if let db, loop.config.database(named: db) == nil { return error(.noSuchDatabase(db), &reply) }
+            if loop.isPaused(db) { return error(.alreadyPaused, &reply) }
+            loop.pause(db)
+            waitThen(client, tag: command.tag, &reply) { [unowned(unsafe) loop] in loop.pausedAndDrained(db) }
+        case .resume(let db):
+            guard loop.isPaused(db) else {
+                return error(db.map { .databaseNotPaused($0) } ?? .notPaused, &reply)
+            }
+            loop.resume(db)
+            AdminReply.complete(command.tag, into: &reply)
+        case .disable(let db?):
+            guard loop.config.database(named: db) != nil else { return error(.noSuchDatabase(db), &reply) }
+            loop.disabledDatabases.insert(db)
+            AdminReply.complete(command.tag, into: &reply)
+        case .enable(let db?):
+            loop.disabledDatabases.remove(db)
+            AdminReply.complete(command.tag, into: &reply)
+        case .kill(let db):
+            if let db, loop.config.database(named: db) == nil { return error(.noSuchDatabase(db), &reply) }
+            loop.kill(database: db)
+            AdminReply.complete(command.tag, into: &reply)
+        case .killClient(let id?):
+            guard let victim = loop.clients[id], victim !== client else { return error(.clientNotFound, &reply) }
+            victim.sendError("admin forced disconnect")
+            AdminReply.complete(command.tag, into: &reply)
+        case .reconnect(let db):
+            for s in loop.servers.values where db == nil || s.pool.databaseName == db { s.closeNeeded = true }
+            for p in loop.pools.values where db == nil || p.databaseName == db { p.closeIdleMarked() }
+            AdminReply.complete(command.tag, into: &reply)
+        case .waitClose(let db):
+            waitThen(client, tag: command.tag, &reply) { [unowned(unsafe) loop] in
+                !loop.servers.values.contains { $0.closeNeeded && (db == nil || $0.pool.databaseName == db) }
+            }
+        case .shutdown(let mode):
+            AdminReply.complete(command.tag, into: &reply)
+            client.queue(reply.bytes)
+            reply = MessageBuilder()
+            switch mode {
+            case .immediate: loop.stop()
+            case .waitForServers: loop.beginShutdown(waitForClients: false)
+            case .waitForClients: loop.beginShutdown(waitForClients: true)
+            }
+        case .suspend:
+            error(AdminError("SUSPEND is not supported by pgmux (use PAUSE, or a rolling restart with so_reuseport)"), &reply)
+        case .disable(nil), .enable(nil), .killClient(nil):
+            error(.badArguments, &reply)
+        }
+    }
+
+    private func error(_ e: AdminError, _ reply: inout MessageBuilder) {
+        loop.log.error(e.message)
+        AdminReply.error(e, into: &reply)
+    }
+
+    /// Answers now when `done()` holds, else when the maintenance check finds it true.
+    private func waitThen(_ client: ClientConnection, tag: String, _ reply: inout MessageBuilder, _ done: @escaping () -> Bool) {
+        if done() { AdminReply.complete(tag, into: &reply); return }
+        waiters.append((client, tag, done))
+    }
+
+    /// Called each loop iteration: answers console clients whose PAUSE / WAIT_CLOSE completed.
+    func check() {
+        guard !waiters.isEmpty else { return }
+        waiters.removeAll { w in
+            if w.client.isClosed { return true }
+            guard w.done() else { return false }
+            var m = MessageBuilder()
+            AdminReply.complete(w.tag, into: &m)
+            w.client.queue(m.bytes)
+            return true
+        }
+    }
+
+    // MARK: live figures
+
+    private func snapshot() -> AdminSnapshot {
+        var snap = AdminSnapshot()
+        let s = loop.config.settings
+        snap.version = "pgmux \(Version.string)"
+        snap.statsWindowUs = Stats.micros(loop.now - loop.statsPeriodStart)
+        var rows: [String: AdminPoolRow] = [:]
+        for p in loop.pools.values {
+            var row = AdminPoolRow(database: p.databaseName, user: p.userName)
+            row.poolMode = p.mode.rawValue
+            row.stats = p.counters
+            row.olderStats = p.periodCounters
+            if let first = p.waiting.first, first.waitStart > 0 { row.maxWaitUs = Stats.micros(loop.now - first.waitStart) }
+            rows[p.databaseName + "\u{0}" + p.userName] = row
+        }
+        for c in loop.clients.values {
+            guard let pool = c.pool else { continue }
+            let key = pool.databaseName + "\u{0}" + pool.userName
+            let state: AdminConnectionState
+            switch c.state {
+            case .active, .idle: state = .clActive; rows[key]?.clActive += 1
+            case .waiting, .waitingForWelcome: state = .clWaiting; rows[key]?.clWaiting += 1
+            default: continue
+            }
+            var r = AdminConnectionRow(owner: .pool(database: pool.databaseName, user: pool.userName), state: state, user: c.user)
+            r.database = c.database
+            r.addr = c.isUnixSocket ? "unix" : c.remote.hostText
+            r.port = c.isUnixSocket ? s.listenPort : c.remote.port
+            r.connectTime = AdminConsole.timestamp(c.connectTime)
+            r.requestTime = AdminConsole.timestamp(max(c.lastActivity, c.connectTime))
+            r.waitUs = c.state == .waiting ? Stats.micros(loop.now - c.waitStart) : 0
+            r.ptr = "0x\(String(c.id, radix: 16))"
+            r.link = c.server.map { "0x\(String($0.id, radix: 16))" }
+            r.applicationName = c.params["application_name"] ?? ""
+            r.preparedStatements = c.statements?.clientStatements.count ?? 0
+            r.id = c.id
+            snap.connections.append(r)
+        }
+        for sv in loop.servers.values {
+            let pool = sv.pool
+            let key = pool.databaseName + "\u{0}" + pool.userName
+            let state: AdminConnectionState
+            switch sv.state {
+            case .active: state = .svActive; rows[key]?.svActive += 1
+            case .idle: state = .svIdle; rows[key]?.svIdle += 1
+            case .ownQuery(let q): state = q == .reset ? .svTested : .svUsed
+                if q == .reset { rows[key]?.svTested += 1 } else { rows[key]?.svUsed += 1 }
+            case .connecting, .loggingIn: state = .svLogin; rows[key]?.svLogin += 1
+            case .closed: continue
+            }
+            var r = AdminConnectionRow(owner: .pool(database: pool.databaseName, user: pool.userName), state: state,
+                                       user: pool.serverUser)
+            r.addr = sv.address.family == AF_UNIX ? "unix" : sv.address.hostText
+            r.port = sv.address.family == AF_UNIX ? pool.database.port : sv.address.port
+            r.localAddr = sv.localAddress.hostText
+            r.localPort = sv.localAddress.port
+            r.connectTime = AdminConsole.timestamp(sv.connectTime)
+            r.requestTime = AdminConsole.timestamp(sv.lastUsed)
+            r.closeNeeded = sv.closeNeeded
+            r.ptr = "0x\(String(sv.id, radix: 16))"
+            r.link = sv.client.map { "0x\(String($0.id, radix: 16))" }
+            r.remotePid = Int32(truncatingIfNeeded: sv.backendKey >> 32)
+            r.applicationName = sv.params["application_name"]?.value ?? ""
+            r.preparedStatements = sv.statementCache.count
+            r.id = sv.id
+            snap.connections.append(r)
+        }
+        snap.pools = Array(rows.values)
+        var names = Set(loop.config.databases.keys)
+        for p in loop.pools.values { names.insert(p.databaseName) }
+        for name in names {
+            guard let e = loop.config.database(named: name) else { continue }
+            var d = AdminDatabaseRow(name: name, database: e.dbname)
+            d.host = e.host
+            d.port = e.port
+            d.forceUser = e.user
+            d.poolSize = e.poolSize ?? s.defaultPoolSize
+            d.minPoolSize = e.minPoolSize ?? s.minPoolSize
+            d.reservePoolSize = e.reservePoolSize ?? s.reservePoolSize
+            d.serverLifetime = Int(e.serverLifetime ?? s.serverLifetime)
+            d.poolMode = e.poolMode?.rawValue
+            d.maxConnections = e.maxDbConnections ?? s.maxDbConnections
+            d.currentConnections = loop.dbServerCounts[e.dbname] ?? 0
+            d.currentClientConnections = loop.pools.values.filter { $0.databaseName == name }.reduce(0) { $0 + $1.clientCount }
+            d.paused = loop.isPaused(name)
+            d.disabled = loop.disabledDatabases.contains(name)
+            snap.databases.append(d)
+        }
+        for (name, u) in loop.config.users {
+            var row = AdminUserRow(name: name)
+            row.poolSize = u.poolSize
+            row.reservePoolSize = u.reservePoolSize
+            row.poolMode = u.poolMode?.rawValue
+            row.maxUserConnections = u.maxUserConnections ?? s.maxUserConnections
+            row.currentConnections = loop.userServerCounts[name] ?? 0
+            snap.users.append(row)
+        }
+        snap.config = Settings.knownKeys.map { info in
+            AdminConfigRow(key: info.name, value: s.textValue(of: info.name), defaultValue: info.defaultValue,
+                           changeable: info.reloadable)
+        }
+        snap.lists.databases = names.count
+        snap.lists.users = loop.config.users.count
+        snap.lists.pools = loop.pools.count
+        snap.lists.usedClients = loop.clients.count
+        snap.lists.usedServers = loop.servers.count
+        snap.lists.freeServers = loop.pools.values.reduce(0) { $0 + $1.idle.count }
+        snap.mem = [AdminMemRow(name: "iobuf", size: loop.buffers.size, used: loop.buffers.inUse,
+                                free: loop.buffers.freeCount, memtotal: loop.buffers.size * (loop.buffers.inUse + loop.buffers.freeCount))]
+        snap.pauseMode = loop.globallyPaused ? .pause : .none
+        return snap
+    }
+
+    /// `YYYY-MM-DD HH:MM:SS TZ` in local time, as SHOW CLIENTS/SERVERS print it.
+    static func timestamp(_ t: Double) -> String {
+        var secs = time_t(t)
+        var tmv = tm()
+        localtime_r(&secs, &tmv)
+        var buf = [CChar](repeating: 0, count: 64)
+        let n = strftime(&buf, 64, "%Y-%m-%d %H:%M:%S %Z", &tmv)
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

@@ -1,0 +1,136 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// The admin console (`pgbouncer` pseudo-database) driven through libpq against live pools.
+final class AdminConsoleTests: XCTestCase {
+    private func pgmux(_ settings: [String: String] = [:]) throws -> PgmuxProcess {
+        var s = ["admin_users": "admin", "stats_users": "watcher", "default_pool_size": "2"]
+        for (k, v) in settings { s[k] = v }
+        return try PgmuxProcess(settings: s, userlist: [PostgresCluster.scramUser, ("admin", "adminpw"), ("watcher", "watchpw")])
+    }
+
+    private func console(_ p: PgmuxProcess, user: String = "admin", password: String = "adminpw") throws -> PQConnection {
+        try PQConnection(p.conninfo(user: user, password: password, database: "pgbouncer"))
+    }
+
+    /// Rows of a SHOW as dictionaries keyed by column name.
+    private func show(_ c: PQConnection, _ what: String) throws -> [[String: String]] {
+        let res = try c.queryWithColumns("SHOW \(what)")
+        return res.rows.map { row in Dictionary(uniqueKeysWithValues: zip(res.columns, row.map { $0 ?? "NULL" })) }
+    }
+
+    func testShowPoolsClientsServersStatsUnderLoad() throws {
+        let p = try pgmux()
+        let admin = try console(p)
+        let cols = try admin.queryWithColumns("SHOW POOLS").columns
+        XCTAssertEqual(Array(cols.prefix(4)), ["database", "user", "cl_active", "cl_waiting"])
+        let holders = try (0..<2).map { _ in try PQConnection(p.conninfo()) }
+        for h in holders { try h.query("BEGIN"); try h.query("SELECT 1") }
+        let waiter = try PQConnection(p.conninfo())
+        let done = Flag()
+        let t = Thread { _ = try? waiter.query("SELECT 1"); done.set() }
+        t.start()
+        usleep(300_000)
+        let pool = try XCTUnwrap(try show(admin, "POOLS").first { $0["database"] == PostgresCluster.database })
+        XCTAssertEqual(pool["sv_active"], "2")
+        XCTAssertEqual(pool["cl_waiting"], "1")
+        XCTAssertEqual(pool["pool_mode"], "transaction")
+        let servers = try show(admin, "SERVERS")
+        XCTAssertEqual(servers.filter { $0["state"] == "active" }.count, 2)
+        XCTAssertEqual(try show(admin, "CLIENTS").filter { $0["state"] == "waiting" }.count, 1)
+        for h in holders { try h.query("COMMIT") }
+        XCTAssertTrue(waitFor(done))
+        // Transaction counts follow pgbench's.
+        let before = Int(try show(admin, "STATS").first { $0["database"] == PostgresCluster.database }?["total_xact_count"] ?? "0") ?? 0
+        let r = try Pgbench.run(port: p.port, clients: 4, seconds: 2)
+        let after = Int(try show(admin, "STATS").first { $0["database"] == PostgresCluster.database }?["total_xact_count"] ?? "0") ?? 0
+        XCTAssertGreaterThanOrEqual(after - before, r.transactions)
+        XCTAssertLessThanOrEqual(after - before, r.transactions + 20)
+    }
+
+    private func waitFor(_ flag: Flag, _ seconds: Double = 5) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !flag.isSet && Date() < deadline { usleep(20_000) }
+        return flag.isSet
+    }
+
+    func testPauseHoldsNewWorkAndResumeReleasesIt() throws {
+        let p = try pgmux()
+        let admin = try console(p)
+        let c = try PQConnection(p.conninfo())
+        XCTAssertEqual(try c.scalar("SELECT 1"), "1")
+        try admin.query("PAUSE")
+        let done = Flag()
+        let t = Thread { _ = try? c.query("SELECT 2"); done.set() }
+        t.start()
+        XCTAssertFalse(waitFor(done, 0.7), "PAUSE holds new work")
+        try admin.query("RESUME")
+        XCTAssertTrue(waitFor(done), "RESUME releases it")
+        XCTAssertThrowsError(try admin.query("RESUME")) { XCTAssertTrue("\($0)".contains("not paused"), "\($0)") }
+    }
+
+    func testReloadPicksUpANewDatabaseAndPoolSize() throws {
+        let p = try pgmux()
+        let admin = try console(p)
+        var text = try String(contentsOfFile: p.configPath, encoding: .utf8)
+        text = text.replacingOccurrences(of: "[databases]\n",
+                                         with: "[databases]\nadded_db = host=127.0.0.1 port=\(PostgresCluster.shared.port) dbname=\(PostgresCluster.database) pool_size=7\n")
+        try text.write(toFile: p.configPath, atomically: false, encoding: .utf8)
+        try admin.query("RELOAD")
+        let dbs = try show(admin, "DATABASES")
+        XCTAssertEqual(dbs.first { $0["name"] == "added_db" }?["pool_size"], "7")
+        XCTAssertEqual(try PQConnection(p.conninfo(database: "added_db")).scalar("SELECT current_database()"), PostgresCluster.database)
+    }
+
+    func testKillDropsClients() throws {
+        let p = try pgmux()
+        let admin = try console(p)
+        let victim = try PQConnection(p.conninfo())
+        XCTAssertEqual(try victim.scalar("SELECT 1"), "1")
+        try admin.query("KILL \(PostgresCluster.database)")
+        XCTAssertThrowsError(try victim.query("SELECT 1"))
+        let id = try show(admin, "SERVERS").count
+        XCTAssertEqual(id, 0)
+    }
+
+    func testKillClientById() throws {
+        let p = try pgmux()
+        let admin = try console(p)
+        let victim = try PQConnection(p.conninfo(extra: "application_name=victim"))
+        XCTAssertEqual(try victim.scalar("SELECT 1"), "1")
+        let row = try XCTUnwrap(try show(admin, "CLIENTS").first { $0["application_name"] == "victim" })
+        try admin.query("KILL_CLIENT \(row["id"]!)")
+        XCTAssertThrowsError(try victim.query("SELECT 1")) { XCTAssertTrue("\($0)".contains("admin forced disconnect"), "\($0)") }
+    }
+
+    func testAccessRules() throws {
+        let p = try pgmux()
+        XCTAssertThrowsError(try console(p, user: PostgresCluster.scramUser.0, password: PostgresCluster.scramUser.1)) {
+            XCTAssertTrue("\($0)".contains("not allowed"), "\($0)")
+        }
+        let watcher = try console(p, user: "watcher", password: "watchpw")
+        XCTAssertNoThrow(try show(watcher, "POOLS"))
+        XCTAssertThrowsError(try watcher.query("PAUSE")) { XCTAssertTrue("\($0)".contains("admin access needed"), "\($0)") }
+        XCTAssertThrowsError(try watcher.query("SHOW FDS")) { XCTAssertTrue("\($0)".contains("admin access needed"), "\($0)") }
+        let admin = try console(p)
+        XCTAssertThrowsError(try admin.query("SHOW NONSENSE")) { XCTAssertTrue("\($0)".contains("invalid command"), "\($0)") }
+        XCTAssertEqual(try admin.query("SHOW CONFIG").isEmpty, false)
+    }
+
+    func testShutdownWaitForClientsWaits() throws {
+        let p = try pgmux()
+        let admin = try console(p)
+        let c = try PQConnection(p.conninfo())
+        try admin.query("SHUTDOWN WAIT_FOR_CLIENTS")
+        usleep(500_000)
+        XCTAssertTrue(p.isRunning, "a client is still connected")
+        XCTAssertEqual(try c.scalar("SELECT 'still served'"), "still served")
+        _ = consume c
+        admin.finish()
+        let deadline = Date().addingTimeInterval(5)
+        while p.isRunning && Date() < deadline { usleep(50_000) }
+        XCTAssertFalse(p.isRunning, "exits once the last client has gone")
+        XCTAssertTrue(p.log.contains("client connections dropped, exiting"), p.log)
+    }
+}

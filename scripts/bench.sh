@@ -1,0 +1,352 @@
+#!/usr/bin/env bash
+# `make bench`: pgmux against PgBouncer (Debian's 1.18, started here with its own ini, never the
+# distribution's service) and against PostgreSQL directly, on a throwaway PostgreSQL 15 cluster.
+#
+#   scripts/bench.sh [--quick] [--rounds N] [--duration S] [--only a,b,...] [--scale N]
+#                    [--idle-counts 1000,5000,10000]
+#
+# Workloads (--only picks; default all):
+#   select    pgbench -S, simple protocol, 50 clients, -j 2
+#   extended  pgbench -S -M extended, 50 clients
+#   prepared  pgbench -S -M prepared, 50 clients (needs prepared-statement tracking in transaction
+#             mode: expected to FAIL through pgmux, and through PgBouncer 1.18 too)
+#   tpcb      pgbench TPC-B-like, 50 clients
+#   many      pgbench -S, 1,000 clients over the pool of 20 (-T is 8 s longer: connecting counts)
+#   churn     pgbench -S -C (a new connection per transaction), 20 clients
+#   idle      RSS of the pooler with 1,000 / 5,000 / 10,000 idle authenticated clients (poolers only)
+# Every pgbench workload runs against pgmux, PgBouncer and direct, interleaved over --rounds rounds
+# (default 3, target order rotated each round) of --duration seconds (default 10); medians are
+# reported. --quick: 1 round of 3 s, idle 1,000 and 5,000 only (about 2 minutes).
+# A run with a pgbench error, failed or aborted clients, or a dead pooler is FAIL, never a number.
+# Results: a Markdown table on stdout, results/<timestamp>/results.md and results.json (raw runs,
+# pgbench outputs and pooler log tails next to them). Everything started here is stopped and the
+# cluster removed on exit, Ctrl-C included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+ROUNDS=3 DURATION=10 SCALE=10 ONLY="" IDLE_COUNTS=1000,5000,10000
+ALL_WORKLOADS=(select extended prepared tpcb many churn idle)
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) ROUNDS=1 DURATION=3 IDLE_COUNTS=1000,5000 ;;
+    --rounds) ROUNDS=$2; shift ;;
+    --duration) DURATION=$2; shift ;;
+    --only) ONLY=$2; shift ;;
+    --scale) SCALE=$2; shift ;;
+    --idle-counts) IDLE_COUNTS=$2; shift ;;
+    -h|--help) usage 0 ;;
+    *) echo "bench.sh: unknown option $1" >&2; usage 2 >&2 ;;
+  esac
+  shift
+done
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ && "$DURATION" =~ ^[1-9][0-9]*$ && "$SCALE" =~ ^[1-9][0-9]*$ ]] ||
+  { echo "bench.sh: --rounds, --duration and --scale take positive integers" >&2; exit 2; }
+workloads=()
+if [ -z "$ONLY" ]; then
+  workloads=("${ALL_WORKLOADS[@]}")
+else
+  IFS=, read -r -a picked <<< "$ONLY"
+  for w in "${picked[@]}"; do
+    case "$w" in memory|mem) w=idle ;; esac
+    [[ " ${ALL_WORKLOADS[*]} " == *" $w "* ]] ||
+      { echo "bench.sh: unknown workload '$w' (known: ${ALL_WORKLOADS[*]})" >&2; exit 2; }
+    workloads+=("$w")
+  done
+fi
+
+PGBOUNCER=/usr/sbin/pgbouncer
+PGBIN=/usr/lib/postgresql/15/bin
+PY=${PYTHON:-python3}
+for need in "$PGBOUNCER" "$PGBIN/postgres" "$(command -v pgbench || true)" "$(command -v psql || true)"; do
+  [ -n "$need" ] && [ -x "$need" ] || { echo "bench.sh: missing $need (make bench installs it)" >&2; exit 1; }
+done
+[ -x .build/release/pgmux ] || { echo "bench.sh: .build/release/pgmux missing: run make first" >&2; exit 1; }
+command -v "$PY" >/dev/null || { echo "bench.sh: python3 is needed" >&2; exit 1; }
+
+is_root=0; [ "$(id -u)" = 0 ] && is_root=1
+as_pg() { if [ $is_root = 1 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+# 10,000 idle clients need 10,000 descriptors in the pooler and in the client
+hard=$(ulimit -Hn); [ "$hard" = unlimited ] && hard=65536
+[ "$hard" -gt 65536 ] && hard=65536
+ulimit -n "$hard" || true
+max_idle=$(tr , '\n' <<< "$IDLE_COUNTS" | sort -n | tail -n 1)
+if [ "$(ulimit -n)" -lt $((max_idle + 200)) ]; then
+  echo "bench.sh: warning: ulimit -n is $(ulimit -n), too low for $max_idle idle clients" >&2
+fi
+
+stamp=$(date +%Y%m%d-%H%M%S)
+out="$root/results/$stamp"
+mkdir -p "$out/pgbench"
+runs="$out/runs.jsonl"; : > "$runs"
+tmp=$(mktemp -d /tmp/pgmux-bench-XXXXXX)
+chmod 755 "$tmp"
+
+declare -A PID=() LAUNCHER=() PORT=() LOGPOS=()
+child=
+cleanup() {
+  local rc=$?
+  set +e
+  trap - INT TERM
+  [ -n "$child" ] && kill "$child" 2>/dev/null && wait "$child" 2>/dev/null
+  for n in pgmux pgbouncer; do stop_pooler "$n"; done
+  scripts/pg-cluster.sh stop "$tmp/pg"
+  rm -rf "$tmp"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "bench.sh: interrupted, cleaning up" >&2; exit 130' INT TERM
+
+free_port() {
+  local p=$1
+  while ss -Hltn "sport = :$p" | grep -q . || [[ " ${PORT[*]:-} " == *" $p "* ]]; do p=$((p + 1)); done
+  echo "$p"
+}
+PORT[direct]=$(free_port 25432)
+PORT[pgmux]=$(free_port 26432)
+PORT[pgbouncer]=$(free_port $((PORT[pgmux] + 1)))
+
+t_start=$(date +%s)
+log() { printf '[%4ss] %s\n' $(($(date +%s) - t_start)) "$*"; }
+
+# ---- PostgreSQL
+log "PostgreSQL 15 cluster on 127.0.0.1:${PORT[direct]} (temp dir $tmp)"
+PG_MAX_CONNECTIONS=1100 scripts/pg-cluster.sh start "$tmp/pg" "${PORT[direct]}"
+SU=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "${PORT[direct]}" -U postgres)
+"${SU[@]}" -d postgres -c "CREATE ROLE bench LOGIN PASSWORD 'benchpw'" -c "CREATE DATABASE bench OWNER bench"
+export PGPASSWORD=benchpw PGUSER=bench PGDATABASE=bench PGHOST=127.0.0.1
+log "pgbench -i -s $SCALE"
+pgbench -q -i -s "$SCALE" -p "${PORT[direct]}" >"$out/pgbench/init.out" 2>&1 ||
+  { cat "$out/pgbench/init.out" >&2; exit 1; }
+
+# ---- poolers: the same ini for both, apart from port and paths
+printf '"bench" "benchpw"\n' > "$tmp/userlist.txt"
+chmod 600 "$tmp/userlist.txt"
+mkdir -p "$tmp/bin" "$tmp/pgmux" "$tmp/pgbouncer"
+cp .build/release/pgmux "$tmp/bin/pgmux"   # a concurrent rebuild must not change it mid-run
+if [ $is_root = 1 ]; then chown postgres: "$tmp/userlist.txt" "$tmp/pgmux" "$tmp/pgbouncer"; fi
+for n in pgmux pgbouncer; do
+  cat > "$tmp/$n/$n.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=${PORT[direct]} dbname=bench
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = ${PORT[$n]}
+unix_socket_dir = $tmp/$n
+auth_type = scram-sha-256
+auth_file = $tmp/userlist.txt
+pool_mode = transaction
+default_pool_size = 20
+max_client_conn = 11000
+log_connections = 0
+log_disconnections = 0
+so_reuseport = 0
+pidfile = $tmp/$n/$n.pid
+logfile = $tmp/$n/$n.log
+INI
+done
+
+start_pooler() {
+  local n=$1 i pid=
+  rm -f "$tmp/$n/$n.pid"
+  LOGPOS[$n]="$(cat "$tmp/$n/$n.log" 2>/dev/null | wc -l) $(cat "$tmp/$n/stdout.log" 2>/dev/null | wc -l)"
+  if [ "$n" = pgmux ]; then
+    local runas=(); [ $is_root = 1 ] && runas=(-u postgres)
+    "$tmp/bin/pgmux" "${runas[@]}" "$tmp/pgmux/pgmux.ini" >>"$tmp/pgmux/stdout.log" 2>&1 &
+  else
+    # runuser's PAM session (pam_limits) resets the soft open-files limit: raise it again inside
+    as_pg sh -c 'ulimit -n "$1" && exec "$2" "$3"' sh "$(ulimit -n)" "$PGBOUNCER" \
+      "$tmp/pgbouncer/pgbouncer.ini" >>"$tmp/pgbouncer/stdout.log" 2>&1 &
+  fi
+  LAUNCHER[$n]=$!
+  for i in $(seq 100); do
+    if ss -Hltn "sport = :${PORT[$n]}" | grep -q .; then
+      pid=$(cat "$tmp/$n/$n.pid" 2>/dev/null || true)
+      [ -z "$pid" ] && [ "$n" = pgmux ] && pid=${LAUNCHER[$n]}
+      [ -n "$pid" ] && break
+    fi
+    kill -0 "${LAUNCHER[$n]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+    echo "bench.sh: $n did not start:" >&2
+    tail -n 20 "$tmp/$n/stdout.log" "$tmp/$n/$n.log" >&2 2>/dev/null || true
+    PID[$n]=
+    return 1
+  fi
+  PID[$n]=$pid
+  local nofile
+  nofile=$(awk '/Max open files/ {print $4}' "/proc/$pid/limits")
+  [ "$nofile" -ge $((max_idle + 200)) ] ||
+    echo "bench.sh: warning: $n may open only $nofile files" >&2
+}
+stop_pooler() {
+  local n=$1 pid=${PID[$1]:-} i
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  if [ -n "${LAUNCHER[$n]:-}" ]; then wait "${LAUNCHER[$n]}" 2>/dev/null || true; fi
+  PID[$n]= LAUNCHER[$n]=
+  return 0
+}
+# why a pooler is gone: its exit status (pgmux is our child) and what it logged since it started;
+# "got SIGTERM" there means something outside this script killed it
+death_reason() {
+  local n=$1 st= last l s
+  read -r l s <<< "${LOGPOS[$n]:-0 0}"
+  if [ "$n" = pgmux ] && [ -n "${LAUNCHER[$n]:-}" ]; then
+    wait "${LAUNCHER[$n]}" 2>/dev/null && st=0 || st=$?
+    LAUNCHER[$n]=
+  fi
+  last=$({ tail -n "+$((l + 1))" "$tmp/$n/$n.log"; tail -n "+$((s + 1))" "$tmp/$n/stdout.log"; } 2>/dev/null |
+    grep -iE "got sig|fatal|error|panic|signal|crash" | tail -n 1 | cut -c1-160 || true)
+  echo "$n died${st:+ (exit status $st)}${last:+; its log: $last}"
+}
+alive() { [ -n "${PID[$1]:-}" ] && kill -0 "${PID[$1]}" 2>/dev/null; }
+restarts=()
+ensure_pooler() {   # a pooler that died in an earlier run is restarted (and its log kept)
+  local n=$1
+  alive "$n" && return 0
+  restarts+=("$n")
+  tail -n 100 "$tmp/$n/$n.log" > "$out/$n-died-${#restarts[@]}.log" 2>/dev/null || true
+  stop_pooler "$n"
+  start_pooler "$n"
+}
+cpu_ticks() {   # utime + stime of a process, in clock ticks
+  local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+  s=${s##*) }
+  set -- $s
+  echo $(( ${12} + ${13} ))
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+# wait until the backends of the last run (1,000 direct clients, churn) have gone
+settle() {
+  local i c
+  for i in $(seq 60); do
+    c=$("${SU[@]}" -d postgres -Atc "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench'" 2>/dev/null || echo 0)
+    [ "$c" -le 40 ] && break
+    sleep 0.25
+  done
+  sleep 0.5
+}
+
+# runs a command in the background (so that Ctrl-C is handled at once) and returns its status
+run_child() {
+  local rc=0
+  "$@" &
+  child=$!
+  wait "$child" || rc=$?
+  child=
+  return $rc
+}
+
+pgbench_args() {
+  case "$1" in
+    select)   echo "-S -M simple -c 50 -j 2" ;;
+    extended) echo "-S -M extended -c 50 -j 2" ;;
+    prepared) echo "-S -M prepared -c 50 -j 2" ;;
+    tpcb)     echo "-M simple -c 50 -j 2" ;;
+    many)     echo "-S -M simple -c 1000 -j 2" ;;
+    churn)    echo "-S -M simple -C -c 20 -j 2" ;;
+  esac
+}
+
+# pgbench's -T clock includes connecting, and 1,000 SCRAM logins take up to ~6 s here (its tps
+# leaves the connection time out)
+run_seconds() { if [ "$1" = many ]; then echo $((DURATION + 8)); else echo "$DURATION"; fi; }
+
+run_pgbench() {   # workload target round
+  local w=$1 t=$2 r=$3 rc=0 t0=0 t1=0 live=1 f="$out/pgbench/$1-$2-$3.out"
+  local cpu=()
+  if [ "$t" != direct ]; then
+    ensure_pooler "$t" || { echo "pgbench: error: $t could not be started" > "$f"; }
+    t0=$(cpu_ticks "${PID[$t]:-0}")
+  fi
+  # shellcheck disable=SC2046
+  run_child timeout -k 5 $((DURATION + 120)) pgbench -n $(pgbench_args "$w") -T "$(run_seconds "$w")" \
+    -p "${PORT[$t]}" >>"$f" 2>&1 || rc=$?
+  if [ "$t" != direct ]; then
+    if alive "$t"; then
+      t1=$(cpu_ticks "${PID[$t]}")
+      cpu=(--cpu-ticks $((t1 - t0)) --clk-tck "$CLK_TCK")
+    else
+      live=0
+      cpu=(--died-reason "$(death_reason "$t")")
+    fi
+  fi
+  "$PY" scripts/bench_report.py record --runs "$runs" --workload "$w" --target "$t" --round "$r" \
+    --rc "$rc" --out "$f" --alive "$live" "${cpu[@]}" || echo "bench.sh: could not record $f" >&2
+  settle
+}
+
+run_idle() {   # target round
+  local t=$1 r=$2
+  # a fresh process, so that the baseline is not memory left from the previous workloads
+  stop_pooler "$t"
+  if ! start_pooler "$t"; then
+    echo "{\"workload\": \"idle${IDLE_COUNTS%%,*}\", \"target\": \"$t\", \"round\": $r, \"ok\": false, \"reason\": \"pooler did not start\"}" >> "$runs"
+    return 0
+  fi
+  run_child timeout -k 5 900 "$PY" scripts/bench_report.py idle --runs "$runs" --target "$t" --round "$r" \
+    --pid "${PID[$t]}" --port "${PORT[$t]}" --user bench --password benchpw --db bench \
+    --counts "$IDLE_COUNTS" --settle "$([ "$DURATION" -lt 5 ] && echo 1 || echo 2)" ||
+    echo "bench.sh: idle clients against $t ended with status $?" >&2
+  ensure_pooler "$t" || true
+}
+
+# ---- meta
+pgmux_v=$("$tmp/bin/pgmux" -V 2>&1 | head -n 1 || true)
+pgb_v=$("$PGBOUNCER" --version 2>&1 | head -n 1)
+pg_v=$("${SU[@]}" -d postgres -Atc "SHOW server_version" | awk '{print $1}')
+cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+STARTED=$(date -Iseconds) HOST="$(nproc) CPUs ($cpu_model), $(uname -sr)" \
+VERSIONS="$pgmux_v, $pgb_v, PostgreSQL $pg_v" ROUNDS=$ROUNDS DURATION=$DURATION SCALE=$SCALE \
+WORKLOADS="${workloads[*]}" IDLE_COUNTS=$IDLE_COUNTS "$PY" - > "$out/meta.json" <<'EOF'
+import json, os
+e = os.environ
+print(json.dumps({"started": e["STARTED"], "host": e["HOST"], "versions": e["VERSIONS"],
+                  "rounds": int(e["ROUNDS"]), "duration": int(e["DURATION"]), "scale": int(e["SCALE"]),
+                  "workloads": e["WORKLOADS"].split(), "idle_counts": e["IDLE_COUNTS"]}))
+EOF
+
+log "pgmux on :${PORT[pgmux]}, PgBouncer on :${PORT[pgbouncer]} ($pgmux_v; $pgb_v)"
+start_pooler pgmux || true
+start_pooler pgbouncer || true
+log "warm-up"
+for t in pgmux pgbouncer direct; do
+  run_child pgbench -n -S -c 20 -j 2 -T 1 -p "${PORT[$t]}" >"$out/pgbench/warmup-$t.out" 2>&1 ||
+    echo "bench.sh: warm-up against $t failed (see $out/pgbench/warmup-$t.out)" >&2
+done
+
+targets=(pgmux pgbouncer direct)
+for r in $(seq "$ROUNDS"); do
+  k=$(( (r - 1) % 3 ))
+  order=("${targets[@]:$k}" "${targets[@]:0:$k}")
+  for w in "${workloads[@]}"; do
+    if [ "$w" = idle ]; then
+      log "round $r/$ROUNDS: idle clients ($IDLE_COUNTS)"
+      for t in "${order[@]}"; do if [ "$t" != direct ]; then run_idle "$t" "$r"; fi; done
+    else
+      log "round $r/$ROUNDS: $w ($(pgbench_args "$w") -T $(run_seconds "$w"))"
+      for t in "${order[@]}"; do run_pgbench "$w" "$t" "$r"; done
+    fi
+  done
+done
+
+for n in pgmux pgbouncer; do
+  alive "$n" || restarts+=("$n (at the end)")
+  cp "$tmp/$n/$n.ini" "$out/" 2>/dev/null || true
+  tail -n 200 "$tmp/$n/$n.log" > "$out/$n.log" 2>/dev/null || true
+done
+log "done in $(( ($(date +%s) - t_start) / 60 )) min $(( ($(date +%s) - t_start) % 60 )) s"
+[ ${#restarts[@]} -gt 0 ] && echo "pooler restarts after a death: ${restarts[*]}" >&2
+echo
+"$PY" scripts/bench_report.py report "$out"
+echo
+echo "results: $out/results.md, $out/results.json"

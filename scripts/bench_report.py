@@ -1,0 +1,409 @@
+#!/usr/bin/env python3
+"""Helper of scripts/bench.sh (`make bench`); standard library only.
+
+  bench_report.py record ...   parse one pgbench run, append it as a JSON line to runs.jsonl
+  bench_report.py idle ...     open N idle authenticated clients (raw protocol, SCRAM-SHA-256 / md5 /
+                               cleartext) against a pooler, measure its VmRSS at each N, append to
+                               runs.jsonl
+  bench_report.py report DIR   medians over rounds -> DIR/results.md, DIR/results.json, table on stdout
+
+A run counts as FAIL (never as a number) when pgbench exited non-zero, printed an error, reported
+aborted clients or failed transactions, processed no transaction, or the pooler died; for the idle
+clients, when a login failed, a connection was dropped or the pooler died. A workload whose runs
+failed in any round is shown as FAIL for that target.
+"""
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import statistics
+import struct
+import sys
+import time
+
+# ---------------------------------------------------------------------------------------- record
+
+
+def parse_pgbench(text):
+    r = {}
+    m = re.search(r"number of transactions actually processed: (\d+)", text)
+    r["txns"] = int(m.group(1)) if m else 0
+    m = re.search(r"number of failed transactions: (\d+)", text)
+    r["failed_txns"] = int(m.group(1)) if m else 0
+    m = re.search(r"latency average = ([\d.]+) ms", text)
+    r["latency_ms"] = float(m.group(1)) if m else None
+    m = re.search(r"initial connection time = ([\d.]+) ms", text)
+    r["conn_ms"] = float(m.group(1)) if m else None
+    m = re.search(r"^tps = ([\d.]+)", text, re.M)
+    r["tps"] = float(m.group(1)) if m else None
+    return r
+
+
+def first_error(text):
+    for line in text.splitlines():
+        low = line.lower()
+        if "error" in low or "aborted" in low or "fatal" in low:
+            return line.strip()[:200]
+    return None
+
+
+def cmd_record(a):
+    text = open(a.out, errors="replace").read() if os.path.exists(a.out) else ""
+    r = parse_pgbench(text)
+    rec = {"workload": a.workload, "target": a.target, "round": a.round, "rc": a.rc, **r}
+    reasons = []
+    if not a.alive:
+        reasons.append(a.died_reason or "pooler died")
+    if a.rc != 0:
+        reasons.append("pgbench exit %d" % a.rc)
+    err = first_error(text)
+    if err:
+        reasons.append(err)
+    if r["failed_txns"]:
+        reasons.append("%d failed transactions" % r["failed_txns"])
+    if not r["txns"] or r["tps"] is None:
+        reasons.append("no transactions")
+    rec["ok"] = not reasons
+    rec["reason"] = "; ".join(dict.fromkeys(reasons)) or None
+    if a.cpu_ticks is not None and r["txns"]:
+        rec["cpu_us_per_txn"] = a.cpu_ticks * 1e6 / a.clk_tck / r["txns"]
+        rec["cpu_s"] = a.cpu_ticks / a.clk_tck
+    with open(a.runs, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    if rec["ok"]:
+        cpu = " cpu %.1f us/txn" % rec["cpu_us_per_txn"] if "cpu_us_per_txn" in rec else ""
+        print("  %-9s %-9s round %d: %10.0f tps%s" % (a.workload, a.target, a.round, r["tps"], cpu))
+    else:
+        print("  %-9s %-9s round %d: FAIL (%s)" % (a.workload, a.target, a.round, rec["reason"]))
+
+
+# ------------------------------------------------------------------------------------------ idle
+
+
+def vmrss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+class LoginError(Exception):
+    pass
+
+
+_pbkdf2_cache = {}
+
+
+def msg(t, body):
+    return t + struct.pack("!I", len(body) + 4) + body
+
+
+async def read_msg(reader):
+    hdr = await reader.readexactly(5)
+    n = struct.unpack("!I", hdr[1:])[0]
+    return hdr[:1], await reader.readexactly(n - 4)
+
+
+def error_text(body):
+    fields = {}
+    for part in body.split(b"\0"):
+        if part:
+            fields[part[:1]] = part[1:].decode(errors="replace")
+    return "%s %s" % (fields.get(b"C", ""), fields.get(b"M", ""))
+
+
+async def login(host, port, user, password, db):
+    reader, writer = await asyncio.open_connection(host, port)
+    params = b"user\0" + user.encode() + b"\0database\0" + db.encode() + b"\0\0"
+    writer.write(struct.pack("!II", len(params) + 8, 196608) + params)
+    nonce = cfirst_bare = None
+    while True:
+        t, body = await read_msg(reader)
+        if t == b"E":
+            raise LoginError(error_text(body))
+        if t == b"Z":
+            return reader, writer
+        if t != b"R":
+            continue  # ParameterStatus, BackendKeyData, NoticeResponse
+        code = struct.unpack("!I", body[:4])[0]
+        if code == 0:
+            continue
+        if code == 3:
+            writer.write(msg(b"p", password.encode() + b"\0"))
+        elif code == 5:
+            inner = hashlib.md5(password.encode() + user.encode()).hexdigest().encode()
+            writer.write(msg(b"p", b"md5" + hashlib.md5(inner + body[4:8]).hexdigest().encode() + b"\0"))
+        elif code == 10:
+            if b"SCRAM-SHA-256\0" not in body[4:]:
+                raise LoginError("no SCRAM-SHA-256 offered")
+            nonce = base64.b64encode(secrets.token_bytes(18)).decode()
+            cfirst_bare = "n=,r=" + nonce
+            cfirst = ("n,," + cfirst_bare).encode()
+            writer.write(msg(b"p", b"SCRAM-SHA-256\0" + struct.pack("!I", len(cfirst)) + cfirst))
+        elif code == 11:
+            sfirst = body[4:].decode()
+            attrs = dict(kv.split("=", 1) for kv in sfirst.split(","))
+            if not attrs["r"].startswith(nonce):
+                raise LoginError("bad server nonce")
+            key = (attrs["s"], attrs["i"])
+            salted = _pbkdf2_cache.get(key)
+            if salted is None:
+                salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(attrs["s"]),
+                                             int(attrs["i"]))
+                _pbkdf2_cache[key] = salted
+            client_key = hmac.digest(salted, b"Client Key", "sha256")
+            stored = hashlib.sha256(client_key).digest()
+            cfinal_wo = "c=biws,r=" + attrs["r"]
+            auth_msg = ",".join([cfirst_bare, sfirst, cfinal_wo]).encode()
+            sig = hmac.digest(stored, auth_msg, "sha256")
+            proof = bytes(x ^ y for x, y in zip(client_key, sig))
+            writer.write(msg(b"p", (cfinal_wo + ",p=" + base64.b64encode(proof).decode()).encode()))
+        elif code == 12:
+            continue
+        else:
+            raise LoginError("unsupported auth request %d" % code)
+
+
+async def idle_main(a):
+    counts = [int(c) for c in a.counts.split(",") if c]
+    conns, dropped, errors = [], [0], []
+    sem = asyncio.Semaphore(a.concurrency)
+
+    async def watch(reader):
+        try:
+            while await reader.read(65536):
+                pass
+        except Exception:
+            pass
+        dropped[0] += 1
+
+    async def one():
+        async with sem:
+            for attempt in range(3):
+                try:
+                    r, w = await asyncio.wait_for(login(a.host, a.port, a.user, a.password, a.db), 60)
+                    conns.append((w, asyncio.ensure_future(watch(r))))
+                    return
+                except (ConnectionRefusedError, ConnectionResetError) as e:
+                    # a full listen backlog: retry, like a client would
+                    last = e
+                    await asyncio.sleep(0.2)
+                except Exception as e:
+                    errors.append("%s: %s" % (type(e).__name__, e))
+                    return
+            errors.append("%s: %s" % (type(last).__name__, last))
+
+    # one login and logout first, so the pool has its server connection before the baseline
+    r, w = await login(a.host, a.port, a.user, a.password, a.db)
+    w.write(msg(b"X", b""))
+    w.close()
+    await asyncio.sleep(a.settle)
+    base = vmrss_kb(a.pid)
+    points = []
+    for n in counts:
+        t0 = time.time()
+        await asyncio.gather(*(one() for _ in range(n - len(conns))))
+        took = time.time() - t0
+        await asyncio.sleep(a.settle)
+        ok = alive(a.pid) and not errors and dropped[0] == 0 and len(conns) == n
+        rss = vmrss_kb(a.pid) if alive(a.pid) else None
+        reason = None
+        if not alive(a.pid):
+            reason = "pooler died"
+        elif errors:
+            reason = "%d logins failed: %s" % (len(errors), errors[0])
+        elif dropped[0]:
+            reason = "%d connections dropped" % dropped[0]
+        points.append({"clients": n, "rss_kb": rss, "base_kb": base, "ok": ok, "reason": reason,
+                       "login_s": took})
+        if not ok:
+            break
+    for w, task in conns:
+        task.cancel()
+        try:
+            w.close()
+        except Exception:
+            pass
+    await asyncio.sleep(0.2)
+    return points
+
+
+def cmd_idle(a):
+    try:
+        points = asyncio.run(idle_main(a))
+    except Exception as e:
+        points = [{"clients": int(a.counts.split(",")[0]), "ok": False,
+                   "reason": "%s: %s" % (type(e).__name__, e)}]
+    wanted = [int(c) for c in a.counts.split(",") if c]
+    with open(a.runs, "a") as f:
+        for n in wanted:
+            p = next((p for p in points if p["clients"] == n), None)
+            if p is None:
+                p = {"clients": n, "ok": False, "reason": "not reached (%s)" % points[-1]["reason"]}
+            rec = {"workload": "idle%d" % n, "target": a.target, "round": a.round, **p}
+            if p["ok"]:
+                rec["bytes_per_client"] = (p["rss_kb"] - p["base_kb"]) * 1024 / n
+            f.write(json.dumps(rec) + "\n")
+            if p["ok"]:
+                print("  %-9s %-9s round %d: RSS %.1f MB (base %.1f MB), %.0f bytes/client, logins %.1f s"
+                      % (rec["workload"], a.target, a.round, p["rss_kb"] / 1024, p["base_kb"] / 1024,
+                         rec["bytes_per_client"], p["login_s"]))
+            else:
+                print("  %-9s %-9s round %d: FAIL (%s)" % (rec["workload"], a.target, a.round, p["reason"]))
+
+
+# ---------------------------------------------------------------------------------------- report
+
+WORKLOADS = {
+    "select": "select-only, simple (-S, 50 clients)",
+    "extended": "select-only, -M extended (50 clients)",
+    "prepared": "select-only, -M prepared (50 clients)",
+    "tpcb": "TPC-B-like (50 clients)",
+    "many": "1,000 clients, pool of 20 (-S)",
+    "churn": "connection churn (-C -S, 20 clients)",
+}
+TARGETS = ["pgmux", "pgbouncer", "direct"]
+
+
+def fmt(v, digits=0):
+    if v is None:
+        return "–"
+    if isinstance(v, str):
+        return v
+    return "{:,.{d}f}".format(v, d=digits)
+
+
+def cell(runs, key):
+    """median of key over the runs, or 'FAIL k/n' when any run failed."""
+    if not runs:
+        return None
+    bad = [r for r in runs if not r.get("ok")]
+    if bad:
+        return "FAIL %d/%d" % (len(bad), len(runs))
+    vals = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def ratio(a, b):
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
+        return "%.2f" % (a / b)
+    return "–"
+
+
+def cmd_report(a):
+    runs = [json.loads(l) for l in open(os.path.join(a.dir, "runs.jsonl")) if l.strip()]
+    meta = json.load(open(os.path.join(a.dir, "meta.json")))
+    by = {}
+    for r in runs:
+        by.setdefault((r["workload"], r["target"]), []).append(r)
+    out = {"meta": meta, "results": {}, "runs": runs}
+    lines = ["# pgmux benchmark, %s" % meta.get("started", ""), "",
+             "%s; %s rounds x %s s per run, medians; pool_mode=transaction, default_pool_size=20, "
+             "auth scram-sha-256; pgbench scale %s; %s." % (meta.get("host", ""), meta.get("rounds"),
+                                                           meta.get("duration"), meta.get("scale"),
+                                                           meta.get("versions", "")),
+             ""]
+    tp = [w for w in WORKLOADS if any(k[0] == w for k in by)]
+    if tp:
+        lines += ["| workload | pgmux tps | PgBouncer tps | direct tps | pgmux/PgB tps "
+                  "| pgmux µs CPU/txn | PgB µs CPU/txn | pgmux/PgB CPU |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for w in tp:
+            c = {t: cell(by.get((w, t)), "tps") for t in TARGETS}
+            u = {t: cell(by.get((w, t)), "cpu_us_per_txn") for t in TARGETS[:2]}
+            lat = {t: cell(by.get((w, t)), "latency_ms") for t in TARGETS}
+            out["results"][w] = {t: {"tps": c[t], "cpu_us_per_txn": u.get(t), "latency_ms": lat[t],
+                                     "runs": len(by.get((w, t), []))} for t in TARGETS}
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                WORKLOADS[w], fmt(c["pgmux"]), fmt(c["pgbouncer"]), fmt(c["direct"]),
+                ratio(c["pgmux"], c["pgbouncer"]), fmt(u["pgmux"], 1), fmt(u["pgbouncer"], 1),
+                ratio(u["pgmux"], u["pgbouncer"])))
+        lines.append("")
+    idle = sorted({k[0] for k in by if k[0].startswith("idle")}, key=lambda s: int(s[4:]))
+    if idle:
+        lines += ["| idle authenticated clients | pgmux RSS MB | PgBouncer RSS MB | pgmux bytes/client "
+                  "| PgB bytes/client | pgmux/PgB bytes/client |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for w in idle:
+            rss = {}
+            bpc = {}
+            for t in TARGETS[:2]:
+                rs = by.get((w, t))
+                r = cell(rs, "rss_kb")
+                rss[t] = r / 1024 if isinstance(r, (int, float)) else r
+                bpc[t] = cell(rs, "bytes_per_client")
+            out["results"][w] = {t: {"rss_kb": cell(by.get((w, t)), "rss_kb"), "bytes_per_client": bpc[t]}
+                                 for t in TARGETS[:2]}
+            lines.append("| %s | %s | %s | %s | %s | %s |" % (
+                "{:,}".format(int(w[4:])), fmt(rss["pgmux"], 1), fmt(rss["pgbouncer"], 1),
+                fmt(bpc["pgmux"]), fmt(bpc["pgbouncer"]), ratio(bpc["pgmux"], bpc["pgbouncer"])))
+        lines.append("")
+    notes = []
+    for (w, t), rs in sorted(by.items()):
+        reasons = {}
+        for r in rs:
+            if not r.get("ok"):
+                reasons.setdefault(r.get("reason") or "?", []).append(str(r["round"]))
+        for reason, rounds in reasons.items():
+            notes.append("- FAIL %s / %s (round %s): %s" % (w, t, ",".join(rounds), reason))
+    if notes:
+        lines += ["Failures:", ""] + notes + [""]
+    lines.append("CPU/txn: the pooler's utime+stime during the run over pgbench's transactions "
+                 "(includes logins for 1,000 clients and churn). Ratios < 1 on tps mean pgmux is "
+                 "slower; < 1 on CPU or bytes mean pgmux uses less.")
+    md = "\n".join(lines) + "\n"
+    open(os.path.join(a.dir, "results.md"), "w").write(md)
+    with open(os.path.join(a.dir, "results.json"), "w") as f:
+        json.dump(out, f, indent=1)
+    sys.stdout.write(md)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("record")
+    r.add_argument("--runs", required=True)
+    r.add_argument("--workload", required=True)
+    r.add_argument("--target", required=True)
+    r.add_argument("--round", type=int, required=True)
+    r.add_argument("--rc", type=int, required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--alive", type=int, default=1)
+    r.add_argument("--died-reason")
+    r.add_argument("--cpu-ticks", type=int)
+    r.add_argument("--clk-tck", type=int, default=100)
+    i = sub.add_parser("idle")
+    i.add_argument("--runs", required=True)
+    i.add_argument("--target", required=True)
+    i.add_argument("--round", type=int, required=True)
+    i.add_argument("--pid", type=int, required=True)
+    i.add_argument("--host", default="127.0.0.1")
+    i.add_argument("--port", type=int, required=True)
+    i.add_argument("--user", required=True)
+    i.add_argument("--password", required=True)
+    i.add_argument("--db", required=True)
+    i.add_argument("--counts", default="1000,5000,10000")
+    i.add_argument("--concurrency", type=int, default=32)
+    i.add_argument("--settle", type=float, default=2.0)
+    rep = sub.add_parser("report")
+    rep.add_argument("dir")
+    a = p.parse_args()
+    {"record": cmd_record, "idle": cmd_idle, "report": cmd_report}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
