@@ -5,7 +5,7 @@ MANDIR = $(PREFIX)/share/man
 SYSCONFDIR ?= $(PREFIX)/etc/pgmux
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all build deps test run install clean
+.PHONY: all build deps test run bench install clean
 
 all: build
 
@@ -18,8 +18,17 @@ build: deps
 test: deps
 	scripts/test.sh
 
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
 run: build
 	scripts/demo.sh
+
+# pgmux vs PgBouncer vs direct on a throwaway cluster; BENCH_ARGS=--quick for a 2-minute run,
+# see scripts/bench.sh for --rounds, --duration, --only. Results in results/<timestamp>/.
+bench: build
+	scripts/deps.sh pgbouncer python3
+	scripts/bench.sh $(BENCH_ARGS)
 
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)

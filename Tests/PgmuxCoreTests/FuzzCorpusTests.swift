@@ -1,0 +1,42 @@
+import Foundation
+import XCTest
+@testable import PgmuxCore
+
+/// Replays every input the fuzzer found interesting (Tests/FuzzCorpus) plus hand-made hostile
+/// cases: none may trap.
+final class FuzzCorpusTests: XCTestCase {
+    func testCorpusReplaysWithoutTrapping() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("FuzzCorpus")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+        XCTAssertGreaterThan(files.count, 50, "the corpus is checked in")
+        for name in files {
+            let data = try Data(contentsOf: dir.appendingPathComponent(name))
+            data.withUnsafeBytes { FuzzHarness.run($0) }
+        }
+    }
+
+    func testHandMadeHostileInputs() {
+        var cases: [[UInt8]] = [
+            [0, 0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0],            // startup: 2 GB length
+            [0, 0, 0, 0, 8, 0, 3, 0, 0],                         // startup with no terminator
+            [1, UInt8(ascii: "Q"), 0xff, 0xff, 0xff, 0xff],      // relay: negative length
+            [1, UInt8(ascii: "Z"), 0, 0, 0, 4],                  // ReadyForQuery without status
+            [2, 1, 200, 0, 0],                                   // Bind whose names run past the end
+            [3] + Array("SET x = 'unterminated".utf8),
+            [4] + Array("SCRAM-SHA-256\0\u{ff}\u{ff}\u{ff}\u{ff}".utf8),
+        ]
+        var manyParams: [UInt8] = [0, 0, 0, 0, 0, 0, 3, 0, 0]
+        for i in 0..<2000 { manyParams += Array("k\(i)\0v\0".utf8) }
+        manyParams.append(0)
+        let n = UInt32(manyParams.count - 1)
+        manyParams[1] = UInt8(n >> 24); manyParams[2] = UInt8(truncatingIfNeeded: n >> 16)
+        manyParams[3] = UInt8(truncatingIfNeeded: n >> 8); manyParams[4] = UInt8(truncatingIfNeeded: n)
+        cases.append(manyParams)
+        for c in cases { c.withUnsafeBytes { FuzzHarness.run($0) } }
+        let startup = Array(manyParams.dropFirst())
+        startup.withUnsafeBytes { raw in
+            if case .success = StartupPacket.parse(raw) { XCTFail("thousands of parameters must be refused") }
+        }
+    }
+}
