@@ -5,7 +5,7 @@ MANDIR = $(PREFIX)/share/man
 SYSCONFDIR ?= $(PREFIX)/etc/pgmux
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all build deps test run bench install clean
+.PHONY: all build deps test run bench fuzz install clean
 
 all: build
 
