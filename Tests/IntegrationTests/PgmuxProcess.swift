@@ -17,7 +17,7 @@ final class PgmuxProcess {
 
     /// Writes the config (`[pgmux]` settings plus `extra` sections) and starts pgmux.
     init(settings: [String: String] = [:], databases: [String: String]? = nil, users: [String: String] = [:],
-         userlist: [(String, String)]? = nil) throws {
+         userlist: [(String, String)]? = nil, launcher: [String] = []) throws {
         let cluster = PostgresCluster.shared
         port = PostgresCluster.freePort()
         dir = cluster.dir + "/pgmux-\(port)"
@@ -45,7 +45,9 @@ final class PgmuxProcess {
 
         FileManager.default.createFile(atPath: logPath, contents: nil)
         chmod(logPath, 0o666)
-        child = try Child(Self.binary, (geteuid() == 0 ? ["-u", "postgres"] : []) + [configPath], outputPath: logPath)
+        let args = (geteuid() == 0 ? ["-u", "postgres"] : []) + [configPath]
+        child = launcher.isEmpty ? try Child(Self.binary, args, outputPath: logPath)
+                                 : try Child(launcher[0], Array(launcher.dropFirst()) + [Self.binary] + args, outputPath: logPath)
         try waitForPort()
     }
 
