@@ -131,13 +131,12 @@ public final class ClientConnection: Endpoint {
                         server.expectations.append(.sync)
                     case UInt8(ascii: "B"):
                         // Larger than the buffer: rewrite its names, stream the rest.
-                        guard flushBefore(start, to: server) else { scanner.passthrough = 0; return }
                         let prefix = UnsafeRawBufferPointer(start: base + start + 5, count: inbuf.end - start - 5)
                         if let (rw, consumed) = statements!.rewriteBindPrefix(prefix, bodyLength: total - 5,
                                                                               server: &server.statementCache,
                                                                               registry: loop.preparedStatements) {
                             server.expectations.append(contentsOf: rw.expectations)
-                            server.queue(rw.replacement!)
+                            stage(upTo: start, then: rw.replacement!, for: server)
                             scanner.passthrough = total - 5 - consumed
                             inbuf.start = start + 5 + consumed
                             inbuf.scanned = inbuf.start
@@ -163,7 +162,6 @@ public final class ClientConnection: Endpoint {
                 pos = start
             case .message(let type, let start, let total):
                 // P, B, D or C with prepared-statement tracking on.
-                guard flushBefore(start, to: server) else { return }
                 let body = UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)
                 switch statements!.rewrite(type: type, body: body, server: &server.statementCache,
                                            registry: loop.preparedStatements) {
@@ -178,9 +176,9 @@ public final class ClientConnection: Endpoint {
                     server.tracker.sent(type)
                     if queryStart == 0 { queryStart = loop.now }
                     if let bytes = rw.replacement {
+                        stage(upTo: start, then: bytes, for: server)
                         inbuf.start = start + total
                         inbuf.scanned = inbuf.start
-                        server.queue(bytes)
                     }
                     pos = start + total
                 }
@@ -191,17 +189,28 @@ public final class ClientConnection: Endpoint {
         }
         if let pool { pool.counters.clientBytes &+= UInt64(max(0, pos - inbuf.scanned)) }
         inbuf.scanned = pos
+        if !server.ownOut.isEmpty {
+            // Rewritten messages are staged: append what follows and send it all in one write.
+            stage(upTo: pos, then: [], for: server)
+            _ = server.flushOwn()
+            if !server.ownOut.isEmpty { stopReading(); return }
+            if inbuf.isEmpty { inbuf.clear(); releaseBufferIfEmpty() }
+            return
+        }
         if server.forward(from: self) {
             if inbuf.isEmpty { releaseBufferIfEmpty() }
         }
     }
 
-    /// Sends the untouched bytes before a message that is about to be rewritten. False when the
-    /// server socket is full: the walk resumes at `start` once it drains.
-    private func flushBefore(_ start: Int, to server: ServerConnection) -> Bool {
-        guard start > inbuf.start else { return server.ownOut.isEmpty || server.flushOwn() }
-        inbuf.scanned = start
-        return server.forward(from: self)
+    /// Moves the untouched bytes before a rewritten message, then its replacement, into the
+    /// server's output queue, so order holds without a write per message.
+    private func stage(upTo start: Int, then replacement: [UInt8], for server: ServerConnection) {
+        if start > inbuf.start {
+            server.ownOut.append(contentsOf: UnsafeRawBufferPointer(start: inbuf.base! + inbuf.start, count: start - inbuf.start))
+            inbuf.start = start
+            if inbuf.scanned < start { inbuf.scanned = start }
+        }
+        server.ownOut.append(contentsOf: replacement)
     }
 
     func onWritable() {

@@ -22,6 +22,9 @@ public class Endpoint {
     let connectTime: Double
     /// Set when the socket should close once everything queued has been written.
     var closeAfterFlush = false
+    /// Servers keep their output queue's storage (rewritten messages pass through it on every
+    /// transaction with prepared statements); clients give it back (an idle client holds nothing).
+    var keepsOutputCapacity = false
 
     init(loop: EventLoop, fd: Int32) {
         self.loop = loop
@@ -108,7 +111,7 @@ public class Endpoint {
             ownOut.removeAll(); ownOutSent = 0
             return true  // the socket is broken; the read side will notice
         }
-        ownOut.removeAll(keepingCapacity: false); ownOutSent = 0
+        ownOut.removeAll(keepingCapacity: keepsOutputCapacity); ownOutSent = 0
         return true
     }
 

@@ -53,6 +53,7 @@ public final class ServerConnection: Endpoint {
         self.lastUsed = 0
         self.statementCache = ServerStatementCache(capacity: loop.config.settings.maxPreparedStatements)
         super.init(loop: loop, fd: fd)
+        keepsOutputCapacity = true
         lastUsed = loop.now
         setupWatchers(read: serverReadable, write: serverWritable)
     }
