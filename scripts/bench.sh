@@ -9,7 +9,7 @@
 #   select    pgbench -S, simple protocol, 50 clients, -j 2
 #   extended  pgbench -S -M extended, 50 clients
 #   prepared  pgbench -S -M prepared, 50 clients (needs prepared-statement tracking in transaction
-#             mode: expected to FAIL through pgmux, and through PgBouncer 1.18 too)
+#             mode, which PgBouncer 1.18 lacks: FAIL there is expected)
 #   tpcb      pgbench TPC-B-like, 50 clients
 #   many      pgbench -S, 1,000 clients over the pool of 20 (-T is 8 s longer: connecting counts)
 #   churn     pgbench -S -C (a new connection per transaction), 20 clients

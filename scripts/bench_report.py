@@ -298,6 +298,19 @@ def cell(runs, key):
     return statistics.median(vals) if vals else None
 
 
+def cell_json(runs, keys):
+    """machine-readable: medians as numbers (null when any run failed) and the failure count."""
+    runs = runs or []
+    bad = [r for r in runs if not r.get("ok")]
+    d = {"ok": bool(runs) and not bad, "runs": len(runs), "failed_runs": len(bad)}
+    for k in keys:
+        vals = [r[k] for r in runs if r.get(k) is not None]
+        d[k] = statistics.median(vals) if vals and not bad else None
+    if bad:
+        d["reasons"] = sorted({r.get("reason") or "?" for r in bad})
+    return d
+
+
 def ratio(a, b):
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
         return "%.2f" % (a / b)
@@ -312,7 +325,7 @@ def cmd_report(a):
         by.setdefault((r["workload"], r["target"]), []).append(r)
     out = {"meta": meta, "results": {}, "runs": runs}
     lines = ["# pgmux benchmark, %s" % meta.get("started", ""), "",
-             "%s; %s rounds x %s s per run, medians; pool_mode=transaction, default_pool_size=20, "
+             "%s; %s round(s) x %s s per run, medians; pool_mode=transaction, default_pool_size=20, "
              "auth scram-sha-256; pgbench scale %s; %s." % (meta.get("host", ""), meta.get("rounds"),
                                                            meta.get("duration"), meta.get("scale"),
                                                            meta.get("versions", "")),
@@ -325,9 +338,8 @@ def cmd_report(a):
         for w in tp:
             c = {t: cell(by.get((w, t)), "tps") for t in TARGETS}
             u = {t: cell(by.get((w, t)), "cpu_us_per_txn") for t in TARGETS[:2]}
-            lat = {t: cell(by.get((w, t)), "latency_ms") for t in TARGETS}
-            out["results"][w] = {t: {"tps": c[t], "cpu_us_per_txn": u.get(t), "latency_ms": lat[t],
-                                     "runs": len(by.get((w, t), []))} for t in TARGETS}
+            out["results"][w] = {t: cell_json(by.get((w, t)), ["tps", "latency_ms", "cpu_us_per_txn", "conn_ms"])
+                                 for t in TARGETS}
             lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 WORKLOADS[w], fmt(c["pgmux"]), fmt(c["pgbouncer"]), fmt(c["direct"]),
                 ratio(c["pgmux"], c["pgbouncer"]), fmt(u["pgmux"], 1), fmt(u["pgbouncer"], 1),
@@ -346,7 +358,7 @@ def cmd_report(a):
                 r = cell(rs, "rss_kb")
                 rss[t] = r / 1024 if isinstance(r, (int, float)) else r
                 bpc[t] = cell(rs, "bytes_per_client")
-            out["results"][w] = {t: {"rss_kb": cell(by.get((w, t)), "rss_kb"), "bytes_per_client": bpc[t]}
+            out["results"][w] = {t: cell_json(by.get((w, t)), ["rss_kb", "base_kb", "bytes_per_client"])
                                  for t in TARGETS[:2]}
             lines.append("| %s | %s | %s | %s | %s | %s |" % (
                 "{:,}".format(int(w[4:])), fmt(rss["pgmux"], 1), fmt(rss["pgbouncer"], 1),

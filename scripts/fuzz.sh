@@ -9,7 +9,7 @@ bin=.build/pgmux-fuzz
 mkdir -p .build
 swiftc -sanitize=fuzzer,address -parse-as-library -Onone -g -module-name PgmuxFuzz \
   -I Sources/COpenSSL $(find Sources/PgmuxCore -name '*.swift' | sort) Fuzz/main.swift \
-  -lssl -lcrypto -o "$bin"
+  -lssl -lcrypto -o "$bin" 2>&1 | { grep -v "Cannot export local symbol" || true; }
 work=$(mktemp -d)
 trap 'rm -rf "$work" "$work.log"' EXIT
 cp Tests/FuzzCorpus/* "$work"/ 2>/dev/null || true

@@ -205,15 +205,15 @@ final class AdminConsole {
             }
             var r = AdminConnectionRow(owner: .pool(database: pool.databaseName, user: pool.userName), state: state, user: c.user)
             r.database = c.database
-            r.addr = c.isUnixSocket ? "unix" : c.remote.hostText
-            r.port = c.isUnixSocket ? s.listenPort : c.remote.port
+            r.addr = c.remote.hostText
+            r.port = c.isUnixSocket ? s.listenPort : Int(c.remote.port)
             r.connectTime = AdminConsole.timestamp(c.connectTime)
             r.requestTime = AdminConsole.timestamp(max(c.lastActivity, c.connectTime))
             r.waitUs = c.state == .waiting ? Stats.micros(loop.now - c.waitStart) : 0
             r.ptr = "0x\(String(c.id, radix: 16))"
             r.link = c.server.map { "0x\(String($0.id, radix: 16))" }
             r.applicationName = c.params["application_name"] ?? ""
-            r.preparedStatements = c.statements?.clientStatements.count ?? 0
+            r.preparedStatements = c.statementBox?.rewriter.clientStatements.count ?? 0
             r.id = c.id
             snap.connections.append(r)
         }

@@ -22,13 +22,14 @@ public final class ClientConnection: Endpoint {
     }
 
     public internal(set) var state: State = .startup
-    let remote: Socket.Address
-    let isUnixSocket: Bool
+    let remote: PeerAddress
+    var isUnixSocket: Bool { remote.isUnix }
     public internal(set) var user = ""
     public internal(set) var database = ""
     /// Tracked parameters this client asked for (lowercased name → value).
     var params: [String: String] = [:]
-    var authenticator: ClientAuthenticator?
+    /// Authentication in progress (only while logging in: it is large, and idle clients are many).
+    var login: LoginState?
     unowned(unsafe) var pool: Pool?
     unowned(unsafe) var server: ServerConnection?
     /// The key this client was given in BackendKeyData.
@@ -41,16 +42,17 @@ public final class ClientConnection: Endpoint {
     var adminRole: AdminRole?
     /// Last time this client sent anything (client_idle_timeout).
     var lastActivity: Double = 0
-    var scramKeys: SCRAMPassThroughKeys?
     /// Named prepared statements across servers (transaction/statement mode with
     /// max_prepared_statements > 0); nil when they pass through untouched.
-    var statements: PreparedStatementRewriter?
+    var tracksStatements = false
+    /// The client's statement names, allocated with its first Parse/Bind/Describe/Close.
+    var statementBox: StatementNames?
+
     /// Counted against max_client_conn (from a valid startup packet until close).
     var countedAsLoggedIn = false
 
     init(loop: EventLoop, fd: Int32, remote: Socket.Address) {
-        self.remote = remote
-        self.isUnixSocket = remote.family == AF_UNIX
+        self.remote = PeerAddress(remote)
         super.init(loop: loop, fd: fd)
         setupWatchers(read: clientReadable, write: clientWritable)
     }
@@ -104,7 +106,7 @@ public final class ClientConnection: Endpoint {
         let base = UnsafeRawPointer(inbuf.base!)
         var pos = inbuf.scanned
         let maxPacket = loop.maxPacketSize
-        let rewriting = statements != nil
+        let rewriting = tracksStatements
         scan: while true {
             let step = scanner.next(base, position: pos, end: inbuf.end, capacity: loop.buffers.size,
                                     maxPacketSize: maxPacket,
@@ -132,7 +134,7 @@ public final class ClientConnection: Endpoint {
                     case UInt8(ascii: "B"):
                         // Larger than the buffer: rewrite its names, stream the rest.
                         let prefix = UnsafeRawBufferPointer(start: base + start + 5, count: inbuf.end - start - 5)
-                        if let (rw, consumed) = statements!.rewriteBindPrefix(prefix, bodyLength: total - 5,
+                        if let (rw, consumed) = statementNames.rewriter.rewriteBindPrefix(prefix, bodyLength: total - 5,
                                                                               server: &server.statementCache,
                                                                               registry: loop.preparedStatements) {
                             server.expectations.append(contentsOf: rw.expectations)
@@ -163,7 +165,7 @@ public final class ClientConnection: Endpoint {
             case .message(let type, let start, let total):
                 // P, B, D or C with prepared-statement tracking on.
                 let body = UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)
-                switch statements!.rewrite(type: type, body: body, server: &server.statementCache,
+                switch statementNames.rewriter.rewrite(type: type, body: body, server: &server.statementCache,
                                            registry: loop.preparedStatements) {
                 case .failure(.nameInUse):
                     sendError("prepared statement name is already in use")
@@ -262,9 +264,10 @@ public final class ClientConnection: Endpoint {
             m.parameterStatus(name, params[key] ?? value)
         }
         for (key, value) in params where !seen.contains(key) { m.parameterStatus(key, value) }
+        params = loop.interned(params)  // clients with the same settings share one storage
         cancelKey = loop.registerCancelKey(for: self)
         if let pool, pool.mode != .session, loop.config.settings.maxPreparedStatements > 0 {
-            statements = PreparedStatementRewriter()
+            tracksStatements = true
         }
         m.backendKeyData(cancelKey)
         m.readyForQuery(UInt8(ascii: "I"))
@@ -281,7 +284,9 @@ public final class ClientConnection: Endpoint {
 
     /// A ParameterStatus from the linked server: the client's own view follows it.
     func noteParameter(_ name: String, _ value: String, tracked: Bool) {
-        if tracked { params[name.lowercased()] = value }
+        guard tracked else { return }
+        let key = name.lowercased()
+        if params[key] != value { params[key] = value }
     }
 
     // MARK: closing
@@ -322,6 +327,27 @@ public final class ClientConnection: Endpoint {
     private func finishClose() {
         closeSocket()
     }
+}
+
+/// A client's prepared-statement names, boxed so clients that never prepare anything pay 8 bytes.
+final class StatementNames {
+    var rewriter = PreparedStatementRewriter()
+}
+
+extension ClientConnection {
+    var statementNames: StatementNames {
+        if let b = statementBox { return b }
+        let b = StatementNames()
+        statementBox = b
+        return b
+    }
+}
+
+/// What a client needs only while it authenticates.
+final class LoginState {
+    var authenticator: ClientAuthenticator
+    var passThroughKeys: SCRAMPassThroughKeys?
+    init(_ authenticator: ClientAuthenticator) { self.authenticator = authenticator }
 }
 
 func clientReadable(_ l: OpaquePointer?, _ w: UnsafeMutablePointer<ev_io>?, _ revents: Int32) {

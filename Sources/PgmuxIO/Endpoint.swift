@@ -10,7 +10,9 @@ public class Endpoint {
     public let id: UInt64
     public internal(set) var fd: Int32
     let readWatcher: UnsafeMutablePointer<ev_io>
-    let writeWatcher: UnsafeMutablePointer<ev_io>
+    /// Allocated on first use: most idle clients never wait for writability.
+    private var writeWatcherStorage: UnsafeMutablePointer<ev_io>?
+    private var writeCallback: pgmux_io_cb?
     /// Bytes read from this socket, waiting to be forwarded to the peer.
     var inbuf = IOBuffer()
     /// Message walk over `inbuf` (passthrough state of the current message).
@@ -33,20 +35,19 @@ public class Endpoint {
         self.connectTime = loop.now
         readWatcher = .allocate(capacity: 1)
         readWatcher.initialize(to: ev_io())
-        writeWatcher = .allocate(capacity: 1)
-        writeWatcher.initialize(to: ev_io())
     }
 
     deinit {
-        readWatcher.deinitialize(count: 1); readWatcher.deallocate()
-        writeWatcher.deinitialize(count: 1); writeWatcher.deallocate()
+        readWatcher.deinitialize(count: 1)
+        readWatcher.deallocate()
+        if let w = writeWatcherStorage { w.deinitialize(count: 1); w.deallocate() }
     }
 
     /// Installs the watchers' callbacks (the fd may be set later for outgoing connections).
     func setupWatchers(read: pgmux_io_cb, write: pgmux_io_cb) {
         let me = Unmanaged.passUnretained(self).toOpaque()
         pgmux_ev_io_init(readWatcher, read, fd, Int32(EV_READ), me)
-        pgmux_ev_io_init(writeWatcher, write, fd, Int32(EV_WRITE), me)
+        writeCallback = write
     }
 
     @inline(__always) func startReading() {
@@ -56,10 +57,18 @@ public class Endpoint {
         if pgmux_ev_is_active(readWatcher) != 0 { ev_io_stop(loop.ev, readWatcher) }
     }
     @inline(__always) func startWriting() {
-        if pgmux_ev_is_active(writeWatcher) == 0 && !isClosed { ev_io_start(loop.ev, writeWatcher) }
+        guard !isClosed else { return }
+        let w: UnsafeMutablePointer<ev_io>
+        if let existing = writeWatcherStorage { w = existing } else {
+            w = .allocate(capacity: 1)
+            w.initialize(to: ev_io())
+            pgmux_ev_io_init(w, writeCallback, fd, Int32(EV_WRITE), Unmanaged.passUnretained(self).toOpaque())
+            writeWatcherStorage = w
+        }
+        if pgmux_ev_is_active(w) == 0 { ev_io_start(loop.ev, w) }
     }
     @inline(__always) func stopWriting() {
-        if pgmux_ev_is_active(writeWatcher) != 0 { ev_io_stop(loop.ev, writeWatcher) }
+        if let w = writeWatcherStorage, pgmux_ev_is_active(w) != 0 { ev_io_stop(loop.ev, w) }
     }
 
     enum ReadResult { case data, wouldBlock, eof, error(Int32), full }

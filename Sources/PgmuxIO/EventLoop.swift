@@ -42,6 +42,8 @@ public final class EventLoop {
     var loggedInClients = 0
     /// PBKDF2 results, so no login repeats the 4096-round derivation.
     let scramCache = SCRAMKeyCache()
+    /// Shared parameter dictionaries (see `interned`).
+    private var parameterSets: Set<[String: String]> = []
     /// Pooler-wide names of protocol-level prepared statements.
     let preparedStatements = PreparedStatementRegistry()
 
@@ -72,6 +74,13 @@ public final class EventLoop {
         } else {
             authFile = [:]
         }
+    }
+
+    /// Returns an equal dictionary whose storage other clients already share: thousands of
+    /// clients with the same settings then cost one copy, not thousands.
+    func interned(_ params: [String: String]) -> [String: String] {
+        let (inserted, member) = parameterSets.insert(params)
+        return inserted ? params : member
     }
 
     func isTracked(_ name: String) -> Bool { trackedParameters.contains(name.lowercased()) }

@@ -111,7 +111,7 @@ final class LoginHandler {
                 client.sendError("\"trust\" authentication failed", code: SQLState.invalidAuthorization)
                 return
             }
-            authenticated(client)
+            authenticated(client, scramKeys: nil)
             return
         case .plain: method = .plain
         case .md5: method = .md5
@@ -127,7 +127,7 @@ final class LoginHandler {
                                        keyCache: loop.scramCache, scramIterations: s.scramIterations)
         client.state = .authenticating
         let action = auth.start()
-        client.authenticator = auth
+        client.login = LoginState(auth)
         perform(action, client)
     }
 
@@ -150,9 +150,8 @@ final class LoginHandler {
                 let body = Array(UnsafeRawBufferPointer(start: base + client.inbuf.start + 5, count: total - 5))
                 client.inbuf.start += total
                 client.inbuf.scanned = client.inbuf.start
-                guard var auth = client.authenticator else { return }
-                let action = auth.receivePassword(body)
-                client.authenticator = auth
+                guard let login = client.login else { return }
+                let action = login.authenticator.receivePassword(body)
                 perform(action, client)
             }
         }
@@ -171,12 +170,12 @@ final class LoginHandler {
             client.queue(m.bytes)
             fallthrough
         case .succeeded:
-            client.scramKeys = client.authenticator?.passThroughKeys
-            client.authenticator = nil
-            authenticated(client)
+            let keys = client.login?.authenticator.passThroughKeys
+            client.login = nil
+            authenticated(client, scramKeys: keys)
             return
         case .failed(let message):
-            client.authenticator = nil
+            client.login = nil
             loop.log.log("\(client.logPrefix) login failed: db=\(client.database) user=\(client.user)")
             client.sendError(message, code: SQLState.invalidPassword)
             return
@@ -186,7 +185,7 @@ final class LoginHandler {
 
     // MARK: after authentication
 
-    private func authenticated(_ client: ClientConnection) {
+    private func authenticated(_ client: ClientConnection, scramKeys: SCRAMPassThroughKeys?) {
         if AdminConsole.isConsole(client.database) { loop.admin.login(client); return }
         if loop.disabledDatabases.contains(client.database) {
             client.sendError("database \"\(client.database)\" is disabled")
@@ -200,7 +199,7 @@ final class LoginHandler {
             loop.log.log("registered new auto-database: \(client.database)")
         }
         let pool = loop.pool(database: client.database, entry: entry, user: client.user)
-        if pool.scramPassThrough == nil, pool.serverPassword == nil, let keys = client.scramKeys {
+        if pool.scramPassThrough == nil, pool.serverPassword == nil, let keys = scramKeys {
             pool.scramPassThrough = keys
         }
         client.pool = pool

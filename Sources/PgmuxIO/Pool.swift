@@ -122,14 +122,18 @@ public final class Pool {
         Stats.assigned(pool: self, waited: client.waitStart > 0 ? loop.now - client.waitStart : 0)
         client.waitStart = 0
         client.linkTime = loop.now
-        var sets = ""
-        for (key, value) in client.params where server.params[key]?.value != value {
-            let name = server.params[key]?.name ?? key
-            sets += "SET \(name)=\(quoteLiteral(value));"
-        }
-        if !sets.isEmpty {
-            server.runOwnQuery(sets, kind: .parameterSync)
-            return
+        // Client parameter sets are interned, so the common case is one storage comparison.
+        if server.paramsInSync != client.params {
+            var sets = ""
+            for (key, value) in client.params where server.params[key]?.value != value {
+                let name = server.params[key]?.name ?? key
+                sets += "SET \(name)=\(quoteLiteral(value));"
+            }
+            if !sets.isEmpty {
+                server.runOwnQuery(sets, kind: .parameterSync)
+                return
+            }
+            server.paramsInSync = client.params
         }
         server.startReading()
         client.startReading()

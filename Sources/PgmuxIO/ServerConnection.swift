@@ -28,6 +28,8 @@ public final class ServerConnection: Endpoint {
     var backendKey: UInt64 = 0
     /// Parameters as the server reported them: lowercased name → (spelling, value).
     var params: [String: (name: String, value: String)] = [:]
+    /// The client parameter set these parameters are known to match (skips the per-link check).
+    var paramsInSync: [String: String]?
     /// Reported parameters in arrival order, used as the pool's welcome.
     var reportedOrder: [String] = []
     var authenticator: ServerAuthenticator?
@@ -149,6 +151,7 @@ public final class ServerConnection: Endpoint {
     }
 
     func recordParameter(_ name: String, _ value: String) {
+        paramsInSync = nil
         let key = name.lowercased()
         if params[key] == nil { reportedOrder.append(key) }
         params[key] = (name, value)
@@ -190,7 +193,7 @@ public final class ServerConnection: Endpoint {
         guard let client else { return }
         let base = UnsafeRawPointer(inbuf.base!)
         var pos = inbuf.scanned
-        let rewriting = client.statements != nil
+        let rewriting = client.tracksStatements
         scan: while true {
             let step = scanner.next(base, position: pos, end: inbuf.end, capacity: loop.buffers.size,
                                     maxPacketSize: loop.maxPacketSize,
@@ -238,7 +241,7 @@ public final class ServerConnection: Endpoint {
                     let tag = UnsafeRawBufferPointer(start: base + start + 5, count: total - 6)
                     if tag.elementsEqual("DISCARD ALL".utf8) || tag.elementsEqual("DEALLOCATE ALL".utf8) {
                         statementCache.removeAll()
-                        client.statements?.forgetAll()
+                        client.statementBox?.rewriter.forgetAll()
                     }
                 default:
                     break
@@ -250,8 +253,8 @@ public final class ServerConnection: Endpoint {
                     // ErrorResponse: the server skips to Sync; Parses it skipped never happened.
                     for lost in expectations.error() {
                         statementCache.remove(lost.id)
-                        if let name = lost.clientName, client.statements?.clientStatements[name] == lost.id {
-                            client.statements?.clientStatements[name] = nil
+                        if let name = lost.clientName, client.statementBox?.rewriter.clientStatements[name] == lost.id {
+                            client.statementBox?.rewriter.clientStatements[name] = nil
                         }
                     }
                 }
@@ -365,7 +368,8 @@ public final class ServerConnection: Endpoint {
         case .parameterSync:
             state = .active
             guard let client else { pool.release(self); return }
-            for (key, value) in client.params { if let p = params[key] { _ = p; params[key] = (p.name, value) } }
+            for (key, value) in client.params { if let p = params[key] { params[key] = (p.name, value) } }
+            paramsInSync = client.params
             client.startReading()
             if !client.inbuf.isEmpty { client.relay() }
         case .reset, .healthCheck:
