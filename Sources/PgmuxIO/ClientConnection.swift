@@ -138,6 +138,7 @@ public final class ClientConnection: Endpoint {
                                                                               server: &server.statementCache,
                                                                               registry: loop.preparedStatements) {
                             server.expectations.append(contentsOf: rw.expectations)
+                            countStatementTraffic(type, rw)
                             stage(upTo: start, then: rw.replacement!, for: server)
                             scanner.passthrough = total - 5 - consumed
                             inbuf.start = start + 5 + consumed
@@ -175,6 +176,7 @@ public final class ClientConnection: Endpoint {
                     return
                 case .success(let rw):
                     server.expectations.append(contentsOf: rw.expectations)
+                    countStatementTraffic(type, rw)
                     server.tracker.sent(type)
                     if queryStart == 0 { queryStart = loop.now }
                     if let bytes = rw.replacement {
@@ -202,6 +204,14 @@ public final class ClientConnection: Endpoint {
         if server.forward(from: self) {
             if inbuf.isEmpty { releaseBufferIfEmpty() }
         }
+    }
+
+    /// SHOW STATS' client parses, server parses (statements prepared on a server) and binds.
+    private func countStatementTraffic(_ type: UInt8, _ rw: PreparedStatementRewriter.Rewrite) {
+        guard let pool else { return }
+        if type == UInt8(ascii: "P") { pool.counters.psClientParseCount &+= 1 }
+        if type == UInt8(ascii: "B") { pool.counters.psBindCount &+= 1 }
+        for case .parse(_?, _, _) in rw.expectations { pool.counters.psServerParseCount &+= 1 }
     }
 
     /// Moves the untouched bytes before a rewritten message, then its replacement, into the

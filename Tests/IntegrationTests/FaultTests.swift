@@ -13,14 +13,7 @@ final class FaultTests: XCTestCase {
 
     /// A raw protocol client logging in with auth_type=trust (no libpq), for misbehaving on purpose.
     private func rawLogin(port: Int) -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let fd = loopbackConnect(port: port) ?? -1
         var body: [UInt8] = [0, 3, 0, 0] + Array("user\0\(PostgresCluster.scramUser.0)\0database\0\(PostgresCluster.database)\0\0".utf8)
         let n = UInt32(body.count + 4)
         body = [UInt8(n >> 24), UInt8(truncatingIfNeeded: n >> 16), UInt8(truncatingIfNeeded: n >> 8), UInt8(truncatingIfNeeded: n)] + body

@@ -164,10 +164,9 @@ final class PQConnection: @unchecked Sendable {
     var isOK: Bool { PQstatus(conn) == CONNECTION_OK }
 }
 
-/// Sends raw bytes to a TCP port and returns whatever comes back until the peer closes.
-func rawExchange(port: Int, send bytes: [UInt8], timeout: Double = 3) -> [UInt8] {
+/// A blocking TCP connection to 127.0.0.1:`port`, or nil when nothing listens there.
+func loopbackConnect(port: Int) -> Int32? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -175,7 +174,15 @@ func rawExchange(port: Int, send bytes: [UInt8], timeout: Double = 3) -> [UInt8]
     let rc = withUnsafePointer(to: &addr) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard rc == 0 else { return [] }
+    if rc == 0 { return fd }
+    close(fd)
+    return nil
+}
+
+/// Sends raw bytes to a TCP port and returns whatever comes back until the peer closes.
+func rawExchange(port: Int, send bytes: [UInt8], timeout: Double = 3) -> [UInt8] {
+    guard let fd = loopbackConnect(port: port) else { return [] }
+    defer { close(fd) }
     var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1_000_000))
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

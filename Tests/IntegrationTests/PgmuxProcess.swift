@@ -54,16 +54,7 @@ final class PgmuxProcess {
     private func waitForPort() throws {
         for _ in 0..<200 {
             if !child.isRunning { throw PostgresCluster.Failure(description: "pgmux exited: \(self.log)") }
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = in_port_t(UInt16(port).bigEndian)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let rc = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            close(fd)
-            if rc == 0 { return }
+            if let fd = loopbackConnect(port: port) { close(fd); return }
             usleep(25_000)
         }
         throw PostgresCluster.Failure(description: "pgmux did not start listening: \(log)")

@@ -90,3 +90,37 @@ final class PreparedStatementTests: XCTestCase {
         XCTAssertLessThanOrEqual(count, 2, "one shared statement per distinct text, not one per client")
     }
 }
+
+/// Statistics of prepared statements and extra tracked parameters.
+final class PreparedStatementStatsTests: XCTestCase {
+    func testStatsCountParsesAndBinds() throws {
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "1", "admin_users": PostgresCluster.scramUser.0])
+        let c = try PQConnection(pgmux.conninfo())
+        try c.prepare("p1", "SELECT 1")
+        for _ in 0..<5 { _ = try c.execPrepared("p1") }
+        let admin = try PQConnection(pgmux.conninfo(database: "pgbouncer"))
+        let stats = try admin.queryWithColumns("SHOW STATS")
+        let row = try XCTUnwrap(stats.rows.first { $0.first == PostgresCluster.database })
+        func col(_ name: String) -> Int { Int(row[stats.columns.firstIndex(of: name)!] ?? "") ?? -1 }
+        XCTAssertEqual(col("total_client_parse_count"), 1)
+        XCTAssertEqual(col("total_server_parse_count"), 1)
+        XCTAssertEqual(col("total_bind_count"), 5)
+        let clients = try admin.queryWithColumns("SHOW CLIENTS")
+        let ps = clients.rows.compactMap { $0[clients.columns.firstIndex(of: "prepared_statements")!] }
+        XCTAssertTrue(ps.contains("1"), "\(ps)")
+    }
+
+    func testTrackExtraParametersFollowTheClient() throws {
+        // IntervalStyle is tracked by default (track_extra_parameters); the server reports it.
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "1"])
+        let a = try PQConnection(pgmux.conninfo(extra: "options='-c IntervalStyle=postgres_verbose'"))
+        let b = try PQConnection(pgmux.conninfo())
+        for _ in 0..<3 {
+            XCTAssertEqual(try a.scalar("SHOW IntervalStyle"), "postgres_verbose")
+            XCTAssertEqual(try b.scalar("SHOW IntervalStyle"), "postgres")
+        }
+        try b.query("SET IntervalStyle = 'iso_8601'")
+        XCTAssertEqual(try a.scalar("SHOW IntervalStyle"), "postgres_verbose")
+        XCTAssertEqual(try b.scalar("SHOW IntervalStyle"), "iso_8601", "a SET of a tracked parameter follows the client")
+    }
+}
