@@ -22,6 +22,7 @@ public final class EventLoop {
     /// Cancel requests on their way to PostgreSQL (each holds its own short-lived connection).
     var cancelForwarders: [UInt64: CancelForwarder] = [:]
     var listeners: [Listener] = []
+    var metrics: MetricsEndpoint?
     /// Closed connections, freed after the current loop iteration (never inside their callbacks).
     private var graveyard: [Endpoint] = []
     private var idCounter: UInt64 = 0
@@ -136,6 +137,13 @@ public final class EventLoop {
             chmod(path, mode_t(s.unixSocketMode))
             listeners.append(Listener(loop: self, fd: fd, description: "unix:\(path)", unixPath: path))
             log.log("listening on unix:\(path)")
+        }
+        if s.metricsPort > 0 {
+            guard let a = try Socket.Address.resolve(host: s.metricsAddr, port: s.metricsPort, passive: true).first else {
+                throw SocketError("cannot resolve metrics_addr \(s.metricsAddr)", 0)
+            }
+            metrics = try MetricsEndpoint(loop: self, address: a)
+            log.log("metrics on http://\(a.description)/metrics")
         }
         guard !listeners.isEmpty else { throw SocketError("nothing to listen on (listen_addr and unix_socket_dir are empty)", 0) }
     }
@@ -343,6 +351,7 @@ public final class EventLoop {
             }
         }
         for pool in pools.values where !shuttingDown && !isPaused(pool.databaseName) { pool.topUp() }
+        metrics?.expire(now: t)
         if statsPeriodStart == 0 { statsPeriodStart = t }
         if t - statsPeriodStart >= Double(max(1, s.statsPeriod)) {
             if s.logStats { log.log(Stats.logLine(pools: Array(pools.values), window: t - statsPeriodStart)) }

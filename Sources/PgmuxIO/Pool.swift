@@ -32,6 +32,10 @@ public final class Pool {
     /// current stats_period (averages are the difference over the period).
     var counters = AdminStatCounters()
     var periodCounters = AdminStatCounters()
+    /// Latency distributions for the metrics endpoint.
+    var waitHistogram = LatencyHistogram()
+    var queryHistogram = LatencyHistogram()
+    var transactionHistogram = LatencyHistogram()
     /// SCRAM keys from a client's exchange, for logging in without the plain password.
     var scramPassThrough: SCRAMPassThroughKeys?
 

@@ -9,6 +9,7 @@ enum Stats {
         pool.counters.queryCount &+= 1
         if client.queryStart > 0 {
             pool.counters.queryTime &+= micros(now - client.queryStart)
+            pool.queryHistogram.observe(now - client.queryStart)
             client.queryStart = 0
         }
     }
@@ -17,13 +18,17 @@ enum Stats {
     static func transactionDone(client: ClientConnection, now: Double) {
         guard let pool = client.pool else { return }
         pool.counters.xactCount &+= 1
-        if client.linkTime > 0 { pool.counters.xactTime &+= micros(now - client.linkTime) }
+        if client.linkTime > 0 {
+            pool.counters.xactTime &+= micros(now - client.linkTime)
+            pool.transactionHistogram.observe(now - client.linkTime)
+        }
     }
 
     @inline(__always)
     static func assigned(pool: Pool, waited seconds: Double) {
         pool.counters.serverAssignmentCount &+= 1
         pool.counters.waitTime &+= micros(seconds)
+        pool.waitHistogram.observe(seconds)
     }
 
     @inline(__always)

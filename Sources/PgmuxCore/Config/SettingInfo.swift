@@ -16,7 +16,7 @@ extension Settings {
     public static let startOnlyKeys: Set<String> = [
         "listen_addr", "listen_port", "unix_socket_dir", "unix_socket_mode", "unix_socket_group",
         "pidfile", "pkt_buf", "listen_backlog", "so_reuseport", "user", "disable_pqexec",
-        "track_extra_parameters", "resolv_conf", "job_name",
+        "track_extra_parameters", "resolv_conf", "job_name", "metrics_port", "metrics_addr",
     ]
 
     /// Every known key with its default text, sorted by name (SHOW CONFIG order).
@@ -44,6 +44,7 @@ extension Settings {
         ("disable_pqexec", "0"), ("dns_max_ttl", "15"), ("dns_nxdomain_ttl", "15"),
         ("dns_zone_check_period", "0"), ("idle_transaction_timeout", "0"), ("ignore_startup_parameters", ""),
         ("job_name", "pgbouncer"), ("listen_addr", ""), ("listen_backlog", "128"), ("listen_port", "6432"),
+        ("metrics_addr", "127.0.0.1"), ("metrics_port", "0"),
         ("log_connections", "1"), ("log_disconnections", "1"), ("log_pooler_errors", "1"), ("log_stats", "1"),
         ("logfile", ""), ("max_client_conn", "100"), ("max_db_client_connections", "0"),
         ("max_db_connections", "0"), ("max_packet_size", "2147483647"), ("max_prepared_statements", "200"),

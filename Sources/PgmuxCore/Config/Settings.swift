@@ -10,6 +10,9 @@ public struct Settings: Sendable, Equatable {
     // Listening
     public var listenAddr: [String] = []
     public var listenPort = 6432
+    /// pgmux extension: Prometheus text endpoint (`GET /metrics`); 0 = off.
+    public var metricsPort = 0
+    public var metricsAddr = "127.0.0.1"
     public var listenBacklog = 128
     public var unixSocketDir = "/tmp"
     public var unixSocketMode = 0o777
@@ -145,6 +148,8 @@ public struct Settings: Sendable, Equatable {
         switch key {
         case "listen_addr": listenAddr = v.list()
         case "listen_port": listenPort = try v.port()
+        case "metrics_port": metricsPort = try v.integer(in: 0...65535)
+        case "metrics_addr": metricsAddr = v.string()
         case "listen_backlog": listenBacklog = try v.integer(in: 1...Int(Int32.max))
         case "unix_socket_dir": unixSocketDir = v.string()
         case "unix_socket_mode": unixSocketMode = try v.integer(in: 0...0o7777)
