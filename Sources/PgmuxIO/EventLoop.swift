@@ -171,9 +171,11 @@ public final class EventLoop {
 
     // MARK: pause, kill
 
+    @inline(__always)
     func isPaused(_ db: String?) -> Bool {
-        guard let db else { return globallyPaused }
-        return globallyPaused || pausedDatabases.contains(db)
+        if globallyPaused { return true }
+        guard let db, !pausedDatabases.isEmpty else { return false }
+        return pausedDatabases.contains(db)
     }
 
     /// PAUSE: no server is lent any more; running transactions finish and give theirs back.
@@ -443,6 +445,7 @@ public final class EventLoop {
                     pool.size = fresh.poolSize(database: name, user: pool.userName)
                     pool.reserveSize = fresh.reservePoolSize(database: name, user: pool.userName)
                     pool.minSize = fresh.minPoolSize(database: name)
+                    pool.refreshLifetime()
                     pool.serverPassword = entry.password ?? pool.serverPassword
                     pool.launchIfNeeded()
                 }

@@ -52,6 +52,7 @@ public final class Pool {
         size = c.poolSize(database: databaseName, user: userName)
         reserveSize = c.reservePoolSize(database: databaseName, user: userName)
         minSize = c.minPoolSize(database: databaseName)
+        refreshLifetime()
     }
 
     /// Servers that exist or are being opened.
@@ -110,9 +111,13 @@ public final class Pool {
         return s.serverCheckQuery == "<empty>" ? "" : s.serverCheckQuery
     }
 
-    var effectiveLifetime: Double {
+    /// server_lifetime for this pool (infinity when 0), kept current by init and reload so the
+    /// release path reads one Double.
+    var effectiveLifetime: Double = .infinity
+
+    func refreshLifetime() {
         let l = database.serverLifetime ?? loop.config.settings.serverLifetime
-        return l > 0 ? l : .infinity
+        effectiveLifetime = l > 0 ? l : .infinity
     }
 
     /// Links a client to a server, syncing tracked parameters first when they differ.

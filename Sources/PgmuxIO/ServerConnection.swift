@@ -239,7 +239,8 @@ public final class ServerConnection: Endpoint {
                 case UInt8(ascii: "C"):
                     // DISCARD ALL / DEALLOCATE ALL drop every prepared statement of the session.
                     let tag = UnsafeRawBufferPointer(start: base + start + 5, count: total - 6)
-                    if tag.elementsEqual("DISCARD ALL".utf8) || tag.elementsEqual("DEALLOCATE ALL".utf8) {
+                    if (tag.count == 11 || tag.count == 14) && tag[0] == UInt8(ascii: "D")
+                        && (tag.elementsEqual("DISCARD ALL".utf8) || tag.elementsEqual("DEALLOCATE ALL".utf8)) {
                         statementCache.removeAll()
                         client.statementBox?.rewriter.forgetAll()
                     }

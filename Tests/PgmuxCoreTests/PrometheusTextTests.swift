@@ -3,7 +3,7 @@ import XCTest
 
 final class PrometheusTextTests: XCTestCase {
     func testHistogramIsCumulativeAndLabelsAreEscaped() {
-        var h = LatencyHistogram()
+        let h = LatencyHistogram()
         for v in [0.0001, 0.003, 0.003, 20] { h.observe(v) }
         XCTAssertEqual(h.count, 4)
         XCTAssertEqual(h.cumulative.first, 1)          // ≤ 0.5 ms

@@ -2,7 +2,7 @@
 /// of prometheus-community/pgbouncer_exporter so its dashboards and alerts work unchanged, plus
 /// latency histograms PgBouncer cannot offer (it only keeps averages).
 public struct PrometheusText {
-    public struct Pool: Sendable {
+    public struct Pool {
         public var database: String, user: String, mode: String
         public var clientActive = 0, clientWaiting = 0
         public var serverActive = 0, serverIdle = 0, serverUsed = 0, serverTesting = 0, serverLogin = 0

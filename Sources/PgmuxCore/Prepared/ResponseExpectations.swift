@@ -60,7 +60,8 @@ public struct ResponseExpectations: Sendable {
         }
     }
 
-    public mutating func removeAll() { queue.removeAll(); head = 0 }
+    /// Keeps the storage: a server empties its queue at every release.
+    public mutating func removeAll() { queue.removeAll(keepingCapacity: true); head = 0 }
 
     private mutating func advance() {
         head += 1
