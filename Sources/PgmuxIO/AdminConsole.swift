@@ -226,7 +226,7 @@ final class AdminConsole {
             case .idle: state = .svIdle; rows[key]?.svIdle += 1
             case .ownQuery(let q): state = q == .reset ? .svTested : .svUsed
                 if q == .reset { rows[key]?.svTested += 1 } else { rows[key]?.svUsed += 1 }
-            case .connecting, .loggingIn: state = .svLogin; rows[key]?.svLogin += 1
+            case .connecting, .tlsRequest, .tlsHandshake, .loggingIn: state = .svLogin; rows[key]?.svLogin += 1
             case .closed: continue
             }
             var r = AdminConnectionRow(owner: .pool(database: pool.databaseName, user: pool.userName), state: state,

@@ -8,6 +8,8 @@ public final class ClientConnection: Endpoint {
     public enum State: Equatable {
         /// Waiting for the startup packet (possibly after answering SSLRequest with 'N').
         case startup
+        /// Answered SSLRequest with 'S'; the TLS handshake is in progress.
+        case tlsHandshake
         /// Password / SASL exchange in progress.
         case authenticating
         /// Authenticated; the pool has no server parameters to greet with yet.
@@ -67,6 +69,7 @@ public final class ClientConnection: Endpoint {
     // MARK: reading
 
     func onReadable() {
+        if state == .tlsHandshake { loop.login.continueTLS(self); return }
         switch readSome() {
         case .data: lastActivity = loop.now
         case .wouldBlock: return
@@ -80,6 +83,7 @@ public final class ClientConnection: Endpoint {
         }
         switch state {
         case .startup: loop.login.handleStartup(self)
+        case .tlsHandshake: break
         case .authenticating: loop.login.handleAuthMessage(self)
         case .waitingForWelcome, .waiting, .closing: stopReading()
         case .idle:
@@ -226,6 +230,7 @@ public final class ClientConnection: Endpoint {
     }
 
     func onWritable() {
+        if state == .tlsHandshake { loop.login.continueTLS(self); return }
         guard flushOwn() else { return }
         if closeAfterFlush { finishClose(); return }
         if let server {
@@ -284,7 +289,8 @@ public final class ClientConnection: Endpoint {
         queue(m.bytes)
         state = .idle
         if loop.config.settings.logConnections {
-            loop.log.log("\(logPrefix) login attempt: db=\(database) user=\(user) tls=no replication=no")
+            let tls = ssl.map { TLSContexts.describe($0) } ?? "no"
+            loop.log.log("\(logPrefix) login attempt: db=\(database) user=\(user) tls=\(tls) replication=no")
         }
         // The client may already have pipelined its first query behind the startup packet.
         if inbuf.isEmpty { releaseBufferIfEmpty(); startReading() }
@@ -304,7 +310,7 @@ public final class ClientConnection: Endpoint {
     /// Closes this client. Its server, if any, goes back to the pool only if it is clean.
     func disconnect(reason: String, notify: Bool) {
         guard state != .closing else { return }
-        let wasLoggedIn = state != .startup && state != .authenticating
+        let wasLoggedIn = state != .startup && state != .authenticating && state != .tlsHandshake
         if notify {
             var m = MessageBuilder()
             m.errorResponse(severity: "FATAL", code: SQLState.protocolViolation, message: reason)

@@ -1,6 +1,7 @@
 import Glibc
 import CLibEV
 import PgmuxCore
+import COpenSSL
 
 /// Socket plumbing shared by client and server connections: the fd, two watchers at stable
 /// addresses, the inbound relay buffer and a small queue of bytes the pooler writes itself.
@@ -27,6 +28,8 @@ public class Endpoint {
     /// Servers keep their output queue's storage (rewritten messages pass through it on every
     /// transaction with prepared statements); clients give it back (an idle client holds nothing).
     var keepsOutputCapacity = false
+    /// The TLS session once a handshake began; all socket I/O then goes through it.
+    var ssl: OpaquePointer?
 
     init(loop: EventLoop, fd: Int32) {
         self.loop = loop
@@ -51,7 +54,11 @@ public class Endpoint {
     }
 
     @inline(__always) func startReading() {
-        if pgmux_ev_is_active(readWatcher) == 0 && !isClosed { ev_io_start(loop.ev, readWatcher) }
+        if pgmux_ev_is_active(readWatcher) == 0 && !isClosed {
+            ev_io_start(loop.ev, readWatcher)
+            // Bytes OpenSSL already decrypted will not wake epoll again: deliver them now.
+            if let ssl, SSL_pending(ssl) > 0 { ev_feed_event(loop.ev, readWatcher, Int32(EV_READ)) }
+        }
     }
     @inline(__always) func stopReading() {
         if pgmux_ev_is_active(readWatcher) != 0 { ev_io_stop(loop.ev, readWatcher) }
@@ -81,7 +88,7 @@ public class Endpoint {
         if inbuf.end == size { inbuf.compact() }
         let space = size - inbuf.end
         if space == 0 { return .full }
-        let n = recv(fd, inbuf.base! + inbuf.end, space, 0)
+        let n = ioRead(inbuf.base! + inbuf.end, space)
         if n > 0 { inbuf.end += n; return .data }
         if n == 0 { return .eof }
         let e = errno
@@ -110,7 +117,7 @@ public class Endpoint {
     func flushOwn() -> Bool {
         while ownOutSent < ownOut.count {
             let n = ownOut.withUnsafeBytes { b in
-                send(fd, b.baseAddress! + ownOutSent, b.count - ownOutSent, Int32(MSG_NOSIGNAL))
+                ioWrite(b.baseAddress! + ownOutSent, b.count - ownOutSent)
             }
             if n > 0 { ownOutSent += n; continue }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
@@ -136,7 +143,7 @@ public class Endpoint {
         }
         let count = source.inbuf.scanned - source.inbuf.start
         if count > 0 {
-            let n = send(fd, source.inbuf.base! + source.inbuf.start, count, Int32(MSG_NOSIGNAL))
+            let n = ioWrite(source.inbuf.base! + source.inbuf.start, count)
             if n > 0 { source.inbuf.start += n; loop.bytesForwarded &+= UInt64(n) }
             if n != count {
                 if n < 0 && !(errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
@@ -153,11 +160,79 @@ public class Endpoint {
         return true
     }
 
+    /// recv(), or SSL_read() on a TLS connection, with the same conventions (-1 + errno EAGAIN
+    /// when nothing can be read now).
+    @inline(__always)
+    func ioRead(_ p: UnsafeMutableRawPointer, _ n: Int) -> Int {
+        guard let ssl else { return recv(fd, p, n, 0) }
+        let r = SSL_read(ssl, p, Int32(min(n, Int(Int32.max))))
+        if r > 0 { return Int(r) }
+        return tlsFailure(ssl, r)
+    }
+
+    /// send(), or SSL_write() on a TLS connection.
+    @inline(__always)
+    func ioWrite(_ p: UnsafeRawPointer, _ n: Int) -> Int {
+        guard let ssl else { return send(fd, p, n, Int32(MSG_NOSIGNAL)) }
+        let r = SSL_write(ssl, p, Int32(min(n, Int(Int32.max))))
+        if r > 0 { return Int(r) }
+        return tlsFailure(ssl, r)
+    }
+
+    private func tlsFailure(_ ssl: OpaquePointer, _ r: Int32) -> Int {
+        switch SSL_get_error(ssl, r) {
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+            errno = EAGAIN
+            return -1
+        case SSL_ERROR_ZERO_RETURN:
+            return 0
+        default:
+            ERR_clear_error()
+            errno = ECONNRESET
+            return -1
+        }
+    }
+
+    enum HandshakeResult { case done, pending, failed(String) }
+
+    /// Drives a non-blocking TLS handshake; waits for the direction OpenSSL needs.
+    func continueHandshake() -> HandshakeResult {
+        guard let ssl else { return .failed("no TLS session") }
+        let r = SSL_do_handshake(ssl)
+        if r == 1 { stopWriting(); return .done }
+        switch SSL_get_error(ssl, r) {
+        case SSL_ERROR_WANT_READ:
+            stopWriting(); startReading(); return .pending
+        case SSL_ERROR_WANT_WRITE:
+            startWriting(); return .pending
+        default:
+            let why = TLSContexts.lastError()
+            ERR_clear_error()
+            return .failed(why)
+        }
+    }
+
+    /// Starts TLS on this socket with `ctx` (server side for clients, client side for servers).
+    func beginTLS(_ ctx: OpaquePointer, accept: Bool, hostName: String? = nil, verifyHost: Bool = false) -> Bool {
+        guard let s = SSL_new(ctx) else { return false }
+        SSL_set_fd(s, fd)
+        if accept { SSL_set_accept_state(s) } else {
+            SSL_set_connect_state(s)
+            if let hostName {
+                _ = pgmux_SSL_set_tlsext_host_name(s, hostName)
+                if verifyHost { SSL_set1_host(s, hostName) }
+            }
+        }
+        ssl = s
+        return true
+    }
+
     /// Stops watchers and closes the socket; the loop frees the object after this iteration.
     func closeSocket() {
         guard !isClosed else { return }
         stopReading(); stopWriting()
         isClosed = true
+        if let ssl { SSL_free(ssl); self.ssl = nil }
         if fd >= 0 { Glibc.close(fd); fd = -1 }
         if let b = inbuf.base { loop.buffers.give(b); inbuf.base = nil; inbuf.clear() }
         loop.bury(self)

@@ -43,6 +43,8 @@ public final class EventLoop {
     var loggedInClients = 0
     /// PBKDF2 results, so no login repeats the 4096-round derivation.
     let scramCache = SCRAMKeyCache()
+    /// TLS toward clients and toward PostgreSQL.
+    let tls = TLSContexts()
     /// Shared parameter dictionaries (see `interned`).
     private var parameterSets: Set<[String: String]> = []
     /// Pooler-wide names of protocol-level prepared statements.
@@ -63,6 +65,7 @@ public final class EventLoop {
         check.initialize(to: ev_check())
         maintenance.initialize(to: ev_timer())
         try loadAuthFile()
+        try tls.load(config.settings)
     }
 
     var now: Double { ev_now(ev) }
@@ -337,7 +340,7 @@ public final class EventLoop {
         }
         for server in servers.values {
             switch server.state {
-            case .connecting, .loggingIn:
+            case .connecting, .tlsRequest, .tlsHandshake, .loggingIn:
                 if s.serverConnectTimeout > 0 && t - server.connectTime > s.serverConnectTimeout {
                     server.pool.connectFailed(server, message: "connect timeout")
                 }
@@ -436,6 +439,9 @@ public final class EventLoop {
             log.verbose = max(log.verbose, fresh.settings.verbose)
             log.open(path: fresh.settings.logfile)
             try loadAuthFile()
+            do { try tls.load(fresh.settings) } catch {
+                log.error("TLS settings not applied, keeping the previous ones: \(error)")
+            }
             for pool in pools.values {
                 let name = pool.databaseName
                 if let entry = fresh.database(named: name) {

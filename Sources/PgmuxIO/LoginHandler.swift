@@ -35,17 +35,52 @@ final class LoginHandler {
             case .failure(.badLength):
                 client.sendError("invalid startup packet")
                 return
-            case .success(.sslRequest), .success(.gssEncRequest):
-                // No TLS configured: 'N', and the client goes on in plaintext.
+            case .success(.sslRequest):
+                if let ctx = loop.tls.toClients, !client.isUnixSocket, client.ssl == nil {
+                    // Bytes behind the SSLRequest would be plaintext smuggled into the TLS session.
+                    guard client.inbuf.isEmpty else {
+                        client.sendError("received unencrypted data after SSL request")
+                        return
+                    }
+                    client.queue([UInt8(ascii: "S")])
+                    guard client.beginTLS(ctx, accept: true) else { client.sendError("TLS setup failed"); return }
+                    client.state = .tlsHandshake
+                    continueTLS(client)
+                    return
+                }
+                client.queue([UInt8(ascii: "N")])
+            case .success(.gssEncRequest):
                 client.queue([UInt8(ascii: "N")])
             case .success(.cancel(let key)):
                 loop.handleCancel(key: key)
                 client.disconnect(reason: "cancel request", notify: false)
                 return
             case .success(.startup(let minor, let parameters)):
+                let mode = loop.config.settings.clientTlsSslmode
+                if client.ssl == nil && !client.isUnixSocket && [.require, .verifyCA, .verifyFull].contains(mode) {
+                    client.sendError("SSL required", code: SQLState.invalidAuthorization)
+                    return
+                }
                 startup(client, minor: minor, parameters: parameters)
                 return
             }
+        }
+    }
+
+    /// Drives the client's TLS handshake; on success the startup packet comes next, encrypted.
+    func continueTLS(_ client: ClientConnection) {
+        switch client.continueHandshake() {
+        case .pending:
+            return
+        case .failed(let why):
+            loop.log.log("\(client.logPrefix) TLS handshake failed: \(why)")
+            client.disconnect(reason: "TLS handshake failed", notify: false)
+        case .done:
+            client.state = .startup
+            client.stopWriting()
+            client.startReading()
+            // The startup packet may have arrived with the last handshake flight.
+            client.onReadable()
         }
     }
 

@@ -290,7 +290,7 @@ public final class Pool {
 
     func serverClosed(_ server: ServerConnection, previousState: ServerConnection.State) {
         switch previousState {
-        case .connecting, .loggingIn: connectingCount -= 1
+        case .connecting, .tlsRequest, .tlsHandshake, .loggingIn: connectingCount -= 1
         case .active, .ownQuery: activeCount -= 1
         case .idle: idle.removeAll { $0 === server }
         case .closed: break

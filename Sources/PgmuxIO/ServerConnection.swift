@@ -7,6 +7,9 @@ import PgmuxCore
 public final class ServerConnection: Endpoint {
     public enum State: Equatable {
         case connecting
+        /// SSLRequest sent, waiting for 'S' or 'N'.
+        case tlsRequest
+        case tlsHandshake
         case loggingIn
         /// In the pool's idle list.
         case idle
@@ -81,11 +84,56 @@ public final class ServerConnection: Endpoint {
         if loop.config.settings.logConnections {
             loop.log.log("\(logPrefix) new connection to server (from \(localAddress.description))")
         }
+        if loop.tls.toServers != nil && address.family != AF_UNIX {
+            state = .tlsRequest
+            var m = MessageBuilder()
+            m.sslRequest()
+            queue(m.bytes)
+            startReading()
+            return
+        }
+        sendStartup()
+    }
+
+    private func sendStartup() {
         state = .loggingIn
         var m = MessageBuilder()
         m.startupMessage(pool.startupParameters)
         queue(m.bytes)
         startReading()
+    }
+
+    /// The answer to our SSLRequest: 'S' starts the handshake, 'N' continues in plaintext
+    /// unless server_tls_sslmode requires TLS.
+    private func handleTLSAnswer() {
+        guard let base = inbuf.base, inbuf.pending >= 1 else { return }
+        let answer = base.load(fromByteOffset: inbuf.start, as: UInt8.self)
+        let extra = inbuf.pending > 1
+        inbuf.clear()
+        releaseBufferIfEmpty()
+        let mode = loop.config.settings.serverTlsSslmode
+        if answer == UInt8(ascii: "S") && !extra, let ctx = loop.tls.toServers {
+            let host = pool.database.host.flatMap { $0.split(separator: ",").first.map(String.init) }
+            guard beginTLS(ctx, accept: false, hostName: host, verifyHost: mode == .verifyFull) else {
+                pool.connectFailed(self, message: "TLS setup failed")
+                return
+            }
+            state = .tlsHandshake
+            continueServerTLS()
+        } else if answer == UInt8(ascii: "N") && !extra && !([.require, .verifyCA, .verifyFull].contains(mode)) {
+            sendStartup()
+        } else {
+            pool.loginFailed(self, message: answer == UInt8(ascii: "N") ? "server does not support TLS (server_tls_sslmode=\(mode.rawValue))"
+                                                                       : "bad answer to SSLRequest", code: SQLState.connectionFailure)
+        }
+    }
+
+    private func continueServerTLS() {
+        switch continueHandshake() {
+        case .pending: return
+        case .failed(let why): pool.loginFailed(self, message: "TLS handshake with server failed: \(why)", code: SQLState.connectionFailure)
+        case .done: sendStartup()
+        }
     }
 
     /// Processes whole login messages: authentication requests, parameters, the cancel key.
@@ -160,6 +208,7 @@ public final class ServerConnection: Endpoint {
     // MARK: relay
 
     func onReadable() {
+        if state == .tlsHandshake { continueServerTLS(); return }
         switch readSome() {
         case .data: break
         case .wouldBlock: return
@@ -173,6 +222,8 @@ public final class ServerConnection: Endpoint {
         }
         switch state {
         case .loggingIn: handleLogin()
+        case .tlsRequest: handleTLSAnswer()
+        case .tlsHandshake: break
         case .active: relay()
         case .ownQuery(let q): handleOwnQueryReply(q)
         case .idle:
@@ -289,6 +340,7 @@ public final class ServerConnection: Endpoint {
 
     func onWritable() {
         if state == .connecting { onConnected(); return }
+        if state == .tlsHandshake { continueServerTLS(); return }
         guard flushOwn() else { return }
         if let client, client.inbuf.scanned > client.inbuf.start {
             guard forward(from: client) else { return }
@@ -399,7 +451,7 @@ public final class ServerConnection: Endpoint {
     /// Closes the server. A linked client is told (with the server's fate) and disconnected.
     func close(reason: String, notifyClient: Bool, serverEOF: Bool = false) {
         guard state != .closed else { return }
-        let wasLoggedIn = state != .connecting && state != .loggingIn
+        let wasLoggedIn = state != .connecting && state != .loggingIn && state != .tlsRequest && state != .tlsHandshake
         let previous = state
         state = .closed
         if !serverEOF && wasLoggedIn && fd >= 0 {

@@ -160,6 +160,7 @@ final class PQConnection: @unchecked Sendable {
     }
 
     var backendPID: Int32 { PQbackendPID(conn) }
+    var sslInUse: Bool { PQsslInUse(conn) == 1 }
     func parameter(_ name: String) -> String? { PQparameterStatus(conn, name).map { String(cString: $0) } }
     var isOK: Bool { PQstatus(conn) == CONNECTION_OK }
 }

@@ -45,7 +45,13 @@ final class PostgresCluster: @unchecked Sendable {
             password_encryption = 'scram-sha-256'
             log_min_messages = warning
             """
-        try appendFile("\(dir)/data/postgresql.conf", conf)
+        try makeCertificates()
+        try appendFile("\(dir)/data/postgresql.conf", conf + """
+
+            ssl = on
+            ssl_cert_file = '\(dir)/tls/server.crt'
+            ssl_key_file = '\(dir)/tls/server.key'
+            """)
         let hba = """
             local all postgres trust
             local all all trust
@@ -67,6 +73,26 @@ final class PostgresCluster: @unchecked Sendable {
         try Shell.run("/usr/bin/pgbench", ["-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres",
                                            Self.database])
         try psql("GRANT ALL ON ALL TABLES IN SCHEMA public TO \(Self.md5User.0), \(Self.scramUser.0);", db: Self.database)
+    }
+
+    /// A throwaway CA and a certificate for 127.0.0.1/localhost signed by it, in `<dir>/tls`:
+    /// PostgreSQL serves it (ssl = on) and pgmux's TLS tests use it toward clients.
+    var tlsDir: String { dir + "/tls" }
+
+    private func makeCertificates() throws {
+        let t = tlsDir
+        try FileManager.default.createDirectory(atPath: t, withIntermediateDirectories: true)
+        try "subjectAltName = IP:127.0.0.1, DNS:localhost\n".write(toFile: t + "/san.ext", atomically: false, encoding: .utf8)
+        try Shell.run("/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=pgmux test CA",
+                                           "-keyout", t + "/ca.key", "-out", t + "/ca.crt"])
+        try Shell.run("/usr/bin/openssl", ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                                           "-keyout", t + "/server.key", "-out", t + "/server.csr"])
+        try Shell.run("/usr/bin/openssl", ["x509", "-req", "-in", t + "/server.csr", "-CA", t + "/ca.crt", "-CAkey", t + "/ca.key",
+                                           "-CAcreateserial", "-days", "2", "-extfile", t + "/san.ext", "-out", t + "/server.crt"])
+        chmod(t, 0o755)
+        for f in ["ca.crt", "server.crt"] { chmod(t + "/" + f, 0o644) }
+        chmod(t + "/server.key", 0o600)
+        if runAsPostgres { try Shell.run("chown", ["-R", "postgres:postgres", t]) }
     }
 
     /// Runs a command as the postgres user (via runuser) when we are root.

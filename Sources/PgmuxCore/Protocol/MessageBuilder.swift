@@ -114,6 +114,7 @@ public struct MessageBuilder {
         int32(16); int32(StartupPacket.cancelRequestCode)
         int32(Int32(truncatingIfNeeded: key >> 32)); int32(Int32(truncatingIfNeeded: key))
     }
+    public mutating func sslRequest() { int32(8); int32(StartupPacket.sslRequestCode) }
     public mutating func query(_ sql: String) { let a = begin(UInt8(ascii: "Q")); cString(sql); end(a) }
     public mutating func password(_ text: String) { let a = begin(UInt8(ascii: "p")); cString(text); end(a) }
     public mutating func saslInitialResponse(mechanism: String, data: [UInt8]) {

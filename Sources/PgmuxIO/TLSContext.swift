@@ -1,0 +1,98 @@
+import Glibc
+import COpenSSL
+import PgmuxCore
+
+/// OpenSSL contexts for both directions, built from the `client_tls_*` and `server_tls_*`
+/// settings. Rebuilt on RELOAD; a failed rebuild keeps the running contexts.
+final class TLSContexts {
+    /// For clients connecting to pgmux (server role); nil when client_tls_sslmode = disable.
+    private(set) var toClients: OpaquePointer?
+    /// For pgmux connecting to PostgreSQL (client role).
+    private(set) var toServers: OpaquePointer?
+
+    struct Failure: Error, CustomStringConvertible { let description: String }
+
+    deinit {
+        if let c = toClients { SSL_CTX_free(c) }
+        if let c = toServers { SSL_CTX_free(c) }
+    }
+
+    /// Builds both contexts; throws (keeping the old ones) when a file or setting is wrong.
+    func load(_ s: Settings) throws {
+        let newClients = s.clientTlsSslmode == .disable ? nil : try Self.makeClientFacing(s)
+        let newServers = s.serverTlsSslmode == .disable ? nil : try Self.makeServerFacing(s)
+        if let c = toClients { SSL_CTX_free(c) }
+        if let c = toServers { SSL_CTX_free(c) }
+        toClients = newClients
+        toServers = newServers
+    }
+
+    static func lastError() -> String {
+        let code = ERR_get_error()
+        guard code != 0 else { return "unknown TLS error" }
+        var buf = [CChar](repeating: 0, count: 256)
+        ERR_error_string_n(code, &buf, 256)
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    private static func common(_ method: OpaquePointer?, protocols: String, ciphers: String, what: String) throws -> OpaquePointer {
+        guard let ctx = SSL_CTX_new(method) else { throw Failure(description: "\(what): SSL_CTX_new failed") }
+        guard let range = TLSProtocols.range(protocols) else {
+            SSL_CTX_free(ctx)
+            throw Failure(description: "\(what)_protocols: cannot parse \"\(protocols)\"")
+        }
+        func version(_ v: Int) -> Int32 { [10: TLS1_VERSION, 11: TLS1_1_VERSION, 12: TLS1_2_VERSION, 13: TLS1_3_VERSION][v] ?? TLS1_2_VERSION }
+        _ = pgmux_SSL_CTX_set_min_proto_version(ctx, version(range.min))
+        _ = pgmux_SSL_CTX_set_max_proto_version(ctx, version(range.max))
+        // Partial writes and a moving buffer: the relay hands SSL_write whatever it has.
+        _ = pgmux_SSL_CTX_set_mode(ctx, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER))
+        if !["default", "secure", "normal", "fast", ""].contains(ciphers.lowercased()) {
+            guard SSL_CTX_set_cipher_list(ctx, ciphers) == 1 else {
+                SSL_CTX_free(ctx)
+                throw Failure(description: "\(what)_ciphers: \(lastError())")
+            }
+        }
+        return ctx
+    }
+
+    private static func makeClientFacing(_ s: Settings) throws -> OpaquePointer {
+        let ctx = try common(TLS_server_method(), protocols: s.clientTlsProtocols, ciphers: s.clientTlsCiphers, what: "client_tls")
+        guard SSL_CTX_use_certificate_chain_file(ctx, s.clientTlsCertFile) == 1 else {
+            SSL_CTX_free(ctx); throw Failure(description: "client_tls_cert_file \(s.clientTlsCertFile): \(lastError())")
+        }
+        guard SSL_CTX_use_PrivateKey_file(ctx, s.clientTlsKeyFile, SSL_FILETYPE_PEM) == 1, SSL_CTX_check_private_key(ctx) == 1 else {
+            SSL_CTX_free(ctx); throw Failure(description: "client_tls_key_file \(s.clientTlsKeyFile): \(lastError())")
+        }
+        if s.clientTlsSslmode == .verifyCA || s.clientTlsSslmode == .verifyFull {
+            guard SSL_CTX_load_verify_locations(ctx, s.clientTlsCaFile, nil) == 1 else {
+                SSL_CTX_free(ctx); throw Failure(description: "client_tls_ca_file \(s.clientTlsCaFile): \(lastError())")
+            }
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nil)
+        }
+        return ctx
+    }
+
+    private static func makeServerFacing(_ s: Settings) throws -> OpaquePointer {
+        let ctx = try common(TLS_client_method(), protocols: s.serverTlsProtocols, ciphers: s.serverTlsCiphers, what: "server_tls")
+        if s.serverTlsSslmode == .verifyCA || s.serverTlsSslmode == .verifyFull {
+            guard SSL_CTX_load_verify_locations(ctx, s.serverTlsCaFile, nil) == 1 else {
+                SSL_CTX_free(ctx); throw Failure(description: "server_tls_ca_file \(s.serverTlsCaFile): \(lastError())")
+            }
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
+        }
+        if !s.serverTlsCertFile.isEmpty {
+            guard SSL_CTX_use_certificate_chain_file(ctx, s.serverTlsCertFile) == 1,
+                  SSL_CTX_use_PrivateKey_file(ctx, s.serverTlsKeyFile, SSL_FILETYPE_PEM) == 1 else {
+                SSL_CTX_free(ctx); throw Failure(description: "server_tls_cert_file/key_file: \(lastError())")
+            }
+        }
+        return ctx
+    }
+
+    /// `TLSv1.3/TLS_AES_256_GCM_SHA384`, as the login log line shows it.
+    static func describe(_ ssl: OpaquePointer) -> String {
+        let version = SSL_get_version(ssl).map { String(cString: $0) } ?? "?"
+        let cipher = SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)).map { String(cString: $0) } ?? "?"
+        return "\(version)/\(cipher)"
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+import XCTest
+
+/// TLS toward clients (client_tls_*) and toward PostgreSQL (server_tls_*), with a generated CA.
+final class TLSTests: XCTestCase {
+    private func tlsSettings(_ mode: String) -> [String: String] {
+        let t = PostgresCluster.shared.tlsDir
+        return ["client_tls_sslmode": mode, "client_tls_cert_file": t + "/server.crt",
+                "client_tls_key_file": t + "/server.key", "client_tls_ca_file": t + "/ca.crt"]
+    }
+
+    func testClientTLSWithVerifyFullAndPlaintextRefused() throws {
+        let pgmux = try PgmuxProcess(settings: tlsSettings("require"))
+        let root = PostgresCluster.shared.tlsDir + "/ca.crt"
+        let c = try PQConnection(pgmux.conninfo(extra: "sslmode=verify-full sslrootcert=\(root)"))
+        XCTAssertTrue(c.sslInUse)
+        XCTAssertEqual(try c.scalar("SELECT 'over tls'"), "over tls")
+        // Large results through the TLS relay.
+        XCTAssertEqual(try c.scalar("SELECT length(string_agg(md5(i::text), '')) FROM generate_series(1, 50000) i"), "1600000")
+        XCTAssertThrowsError(try PQConnection(pgmux.conninfo(extra: "sslmode=disable"))) { error in
+            XCTAssertTrue("\(error)".contains("SSL required"), "\(error)")
+        }
+        // Unix socket clients never use TLS and are not refused.
+        let local = try PQConnection("host=\(pgmux.dir) port=\(pgmux.port) user=\(PostgresCluster.scramUser.0) password=\(PostgresCluster.scramUser.1) dbname=\(PostgresCluster.database)")
+        XCTAssertFalse(local.sslInUse)
+    }
+
+    func testClientTLSPreferAndPgbenchOverTLS() throws {
+        let pgmux = try PgmuxProcess(settings: tlsSettings("prefer").merging(["default_pool_size": "3"]) { $1 })
+        let plain = try PQConnection(pgmux.conninfo(extra: "sslmode=disable"))
+        XCTAssertFalse(plain.sslInUse)
+        let r = try Shell.runStatus("/usr/bin/pgbench", ["-n", "-S", "-c", "8", "-j", "2", "-T", "2", "-h", "127.0.0.1",
+                                                         "-p", "\(pgmux.port)", "-U", PostgresCluster.scramUser.0, PostgresCluster.database],
+                                    env: ["PGPASSWORD": PostgresCluster.scramUser.1, "PGSSLMODE": "require"])
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.output.contains("number of failed transactions: 0"), r.output)
+    }
+
+    func testTLSGarbageAndStalledHandshakesAreContained() throws {
+        let pgmux = try PgmuxProcess(settings: tlsSettings("require"))
+        // SSLRequest followed by plaintext bytes in the same packet: refused.
+        let smuggled: [UInt8] = [0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f] + Array("garbage".utf8)
+        let reply = rawExchange(port: pgmux.port, send: smuggled)
+        XCTAssertTrue(String(decoding: reply, as: UTF8.self).contains("unencrypted data after SSL request"))
+        // SSLRequest, then garbage instead of a ClientHello.
+        _ = rawExchange(port: pgmux.port, send: [0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f], timeout: 0.3)
+        let stalled = loopbackConnect(port: pgmux.port)
+        _ = [UInt8]([0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f]).withUnsafeBytes { send(stalled ?? -1, $0.baseAddress, 8, Int32(MSG_NOSIGNAL)) }
+        let root = PostgresCluster.shared.tlsDir + "/ca.crt"
+        XCTAssertEqual(try PQConnection(pgmux.conninfo(extra: "sslmode=verify-full sslrootcert=\(root)")).scalar("SELECT 1"), "1",
+                       "a stalled handshake blocks nobody")
+        if let stalled { close(stalled) }
+        XCTAssertTrue(pgmux.isRunning)
+    }
+
+    func testServerTLSIsUsedTowardPostgres() throws {
+        let t = PostgresCluster.shared.tlsDir
+        let pgmux = try PgmuxProcess(settings: ["server_tls_sslmode": "verify-full", "server_tls_ca_file": t + "/ca.crt"])
+        let c = try PQConnection(pgmux.conninfo())
+        XCTAssertEqual(try c.scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"), "t")
+        // A CA that did not sign the server's certificate: the login fails, clearly.
+        let other = try PgmuxProcess(settings: ["server_tls_sslmode": "verify-ca", "server_tls_ca_file": "/etc/ssl/certs/ca-certificates.crt"])
+        XCTAssertThrowsError(try PQConnection(other.conninfo())) { error in
+            XCTAssertTrue("\(error)".contains("TLS handshake with server failed"), "\(error)")
+        }
+    }
+}
