@@ -21,5 +21,12 @@ static inline void pgmux_ev_signal_init(ev_signal *w, pgmux_signal_cb cb, int si
   ev_signal_init(w, cb, signum); w->data = data; }
 static inline void pgmux_ev_check_init(ev_check *w, pgmux_check_cb cb, void *data) {
   ev_check_init(w, cb); w->data = data; }
+/* struct ucred needs _GNU_SOURCE; this mirrors its layout for SO_PEERCRED (peer auth). */
+struct pgmux_ucred { int pid; unsigned int uid; unsigned int gid; };
+static inline int pgmux_peer_uid(int fd, unsigned int *uid) {
+  struct pgmux_ucred c; socklen_t len = sizeof c;
+  int r = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &len);
+  if (r == 0) *uid = c.uid;
+  return r; }
 static inline int pgmux_ev_is_active(const void *w) { return ev_is_active((const ev_watcher *)w); }
 #endif

@@ -136,24 +136,57 @@ final class LoginHandler {
 
     // MARK: authentication
 
+    /// How this client must prove who it is: from auth_type (later also from hba rules).
+    enum LoginMethod { case trust, any, reject, cert, peer, password(ClientAuthMethod) }
+
+    func loginMethod(for client: ClientConnection) -> LoginMethod {
+        switch loop.config.settings.authType {
+        case .trust: return .trust
+        case .any: return .any
+        case .plain: return .password(.plain)
+        case .md5: return .password(.md5)
+        case .scramSHA256: return .password(.scramSHA256)
+        case .cert: return .cert
+        case .hba, .ldap, .pam: return .reject
+        }
+    }
+
     private func beginAuthentication(_ client: ClientConnection) {
         let s = loop.config.settings
         let secret = loop.authFile[client.user]
         let method: ClientAuthMethod
-        switch s.authType {
-        case .trust, .any:
-            if s.authType == .trust, loop.config.settings.authFile != nil, secret == nil {
+        switch loginMethod(for: client) {
+        case .any:
+            authenticated(client, scramKeys: nil)
+            return
+        case .trust:
+            if loop.config.settings.authFile != nil, secret == nil {
                 client.sendError("\"trust\" authentication failed", code: SQLState.invalidAuthorization)
                 return
             }
             authenticated(client, scramKeys: nil)
             return
-        case .plain: method = .plain
-        case .md5: method = .md5
-        case .scramSHA256: method = .scramSHA256
-        default:
-            client.sendError("bouncer config error: auth_type \(s.authType) is not supported yet")
+        case .reject:
+            client.sendError(s.authType == .hba ? "login rejected" : "bouncer config error: auth_type \(s.authType.rawValue) is not supported",
+                             code: SQLState.invalidAuthorization)
             return
+        case .cert:
+            // The TLS client certificate's common name must be the login name.
+            guard let ssl = client.ssl, let name = TLSContexts.peerCommonName(ssl), name == client.user else {
+                client.sendError("certificate authentication failed", code: SQLState.invalidAuthorization)
+                return
+            }
+            authenticated(client, scramKeys: nil)
+            return
+        case .peer:
+            guard client.isUnixSocket, let name = Socket.peerUserName(client.fd), name == client.user else {
+                client.sendError("unix socket login rejected", code: SQLState.invalidAuthorization)
+                return
+            }
+            authenticated(client, scramKeys: nil)
+            return
+        case .password(let m):
+            method = m
         }
         if secret == nil, loop.config.settings.logPoolerErrors {
             loop.log.log("\(client.logPrefix) no such user: \(client.user)")

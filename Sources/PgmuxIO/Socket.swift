@@ -163,6 +163,13 @@ public enum Socket {
         return a
     }
 
+    /// The login name of the process at the other end of a Unix socket (SO_PEERCRED).
+    public static func peerUserName(_ fd: Int32) -> String? {
+        var uid: UInt32 = 0
+        guard pgmux_peer_uid(fd, &uid) == 0, let pw = getpwuid(uid) else { return nil }
+        return String(cString: pw.pointee.pw_name)
+    }
+
     /// TCP_NODELAY and keepalive settings for TCP sockets (no-ops on Unix sockets).
     public static func tune(_ fd: Int32, family: Int32, keepalive: Bool, keepIdle: Int, keepIntvl: Int,
                             keepCnt: Int, userTimeout: Int) {

@@ -89,6 +89,17 @@ final class TLSContexts {
         return ctx
     }
 
+    /// The common name of the verified peer certificate, if any (auth_type cert).
+    static func peerCommonName(_ ssl: OpaquePointer) -> String? {
+        guard SSL_get_verify_result(ssl) == X509_V_OK, let cert = SSL_get1_peer_certificate(ssl) else { return nil }
+        defer { X509_free(cert) }
+        guard let subject = X509_get_subject_name(cert) else { return nil }
+        var buf = [CChar](repeating: 0, count: 256)
+        let n = X509_NAME_get_text_by_NID(subject, NID_commonName, &buf, 256)
+        guard n > 0 else { return nil }
+        return String(decoding: buf.prefix(Int(n)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     /// `TLSv1.3/TLS_AES_256_GCM_SHA384`, as the login log line shows it.
     static func describe(_ ssl: OpaquePointer) -> String {
         let version = SSL_get_version(ssl).map { String(cString: $0) } ?? "?"

@@ -93,7 +93,17 @@ final class PostgresCluster: @unchecked Sendable {
         for f in ["ca.crt", "server.crt"] { chmod(t + "/" + f, 0o644) }
         chmod(t + "/server.key", 0o600)
         if runAsPostgres { try Shell.run("chown", ["-R", "postgres:postgres", t]) }
+        // A client certificate for auth_type=cert, owned by whoever runs the tests (libpq checks).
+        let c = clientCertDir
+        try FileManager.default.createDirectory(atPath: c, withIntermediateDirectories: true)
+        try Shell.run("/usr/bin/openssl", ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=\(Self.scramUser.0)",
+                                           "-keyout", c + "/client.key", "-out", c + "/client.csr"])
+        try Shell.run("/usr/bin/openssl", ["x509", "-req", "-in", c + "/client.csr", "-CA", t + "/ca.crt", "-CAkey", t + "/ca.key",
+                                           "-CAcreateserial", "-CAserial", c + "/ca.srl", "-days", "2", "-out", c + "/client.crt"])
+        chmod(c + "/client.key", 0o600)
     }
+
+    var clientCertDir: String { dir + "/tls-client" }
 
     /// Runs a command as the postgres user (via runuser) when we are root.
     @discardableResult

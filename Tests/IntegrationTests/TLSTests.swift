@@ -65,3 +65,24 @@ final class TLSTests: XCTestCase {
         }
     }
 }
+
+/// auth_type cert and peer.
+final class CertAndPeerAuthTests: XCTestCase {
+    func testCertAuthMatchesTheCommonName() throws {
+        let cluster = PostgresCluster.shared
+        let t = cluster.tlsDir, c = cluster.clientCertDir
+        let pgmux = try PgmuxProcess(settings: [
+            "auth_type": "cert", "client_tls_sslmode": "verify-ca", "client_tls_cert_file": t + "/server.crt",
+            "client_tls_key_file": t + "/server.key", "client_tls_ca_file": t + "/ca.crt",
+        ])
+        let tls = "sslmode=verify-full sslrootcert=\(t)/ca.crt sslcert=\(c)/client.crt sslkey=\(c)/client.key"
+        let ok = try PQConnection(pgmux.conninfo(password: nil, extra: tls))
+        XCTAssertEqual(try ok.scalar("SELECT current_user"), PostgresCluster.scramUser.0)
+        // Same certificate, another login name: refused.
+        XCTAssertThrowsError(try PQConnection(pgmux.conninfo(user: PostgresCluster.md5User.0, password: nil, extra: tls))) { error in
+            XCTAssertTrue("\(error)".contains("certificate authentication failed"), "\(error)")
+        }
+        // No client certificate: the handshake itself fails under verify-ca.
+        XCTAssertThrowsError(try PQConnection(pgmux.conninfo(password: nil, extra: "sslmode=require")))
+    }
+}
