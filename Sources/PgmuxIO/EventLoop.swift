@@ -45,6 +45,9 @@ public final class EventLoop {
     let scramCache = SCRAMKeyCache()
     /// TLS toward clients and toward PostgreSQL.
     let tls = TLSContexts()
+    /// auth_query answers per user, reused for `authQueryCacheSeconds`.
+    var authQueryCache: [String: (secret: String?, time: Double)] = [:]
+    let authQueryCacheSeconds = 30.0
     /// Shared parameter dictionaries (see `interned`).
     private var parameterSets: Set<[String: String]> = []
     /// Pooler-wide names of protocol-level prepared statements.

@@ -151,9 +151,39 @@ final class LoginHandler {
         }
     }
 
-    private func beginAuthentication(_ client: ClientConnection) {
+    /// The auth_user pool and query that look up users missing from auth_file, if configured.
+    private func authQuery(for client: ClientConnection) -> (pool: Pool, sql: String)? {
         let s = loop.config.settings
-        let secret = loop.authFile[client.user]
+        let entry = loop.config.database(named: client.database)
+        guard let authUser = entry?.authUser ?? s.authUser, !authUser.isEmpty else { return nil }
+        let authDb = entry?.authDbname ?? s.authDbname ?? client.database
+        guard let authEntry = loop.config.database(named: authDb) else { return nil }
+        return (loop.pool(database: authDb, entry: authEntry, user: authUser), entry?.authQuery ?? s.authQuery)
+    }
+
+    /// `lookedUp` carries an auth_query answer (.some(nil): the user has no usable secret).
+    private func beginAuthentication(_ client: ClientConnection, lookedUp: String?? = nil) {
+        let s = loop.config.settings
+        var secret = loop.authFile[client.user]
+        if let lookedUp {
+            secret = lookedUp
+        } else if secret == nil, case .password = loginMethod(for: client), let (pool, sql) = authQuery(for: client) {
+            if let cached = loop.authQueryCache[client.user], loop.now - cached.time < loop.authQueryCacheSeconds {
+                secret = cached.secret
+            } else {
+                // Ask PostgreSQL (as auth_user) for the secret; the client waits, unread.
+                client.state = .authenticating
+                client.stopReading()
+                let user = client.user
+                pool.lookupSecret(user: user, sql: sql) { [weak self, weak client] answer in
+                    guard let self, let client, !client.isClosed, client.state == .authenticating else { return }
+                    self.loop.authQueryCache[user] = (answer, self.loop.now)
+                    client.startReading()
+                    self.beginAuthentication(client, lookedUp: .some(answer))
+                }
+                return
+            }
+        }
         let method: ClientAuthMethod
         switch loginMethod(for: client) {
         case .any:

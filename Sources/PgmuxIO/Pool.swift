@@ -19,6 +19,8 @@ public final class Pool {
     var idle: [ServerConnection] = []
     var waiting = FIFOQueue<ClientConnection>()
     var welcomeWaiters: [ClientConnection] = []
+    /// auth_query lookups waiting for a server of this (auth_user) pool.
+    var authLookups: [(user: String, sql: String, answer: (String?) -> Void)] = []
     /// ParameterStatus set of the first server login, replayed to every client of this pool.
     var welcome: [(String, String)]?
     /// Servers lent to a client or running the pooler's own query.
@@ -179,6 +181,12 @@ public final class Pool {
             launchIfNeeded()
             return
         }
+        if !authLookups.isEmpty {
+            let lookup = authLookups.removeFirst()
+            activeCount += 1
+            server.runAuthQuery(lookup.sql, user: lookup.user, answer: lookup.answer)
+            return
+        }
         if !loop.isPaused(databaseName), let next = waiting.popFirst() {
             server.state = .idle
             link(next, server)
@@ -189,6 +197,17 @@ public final class Pool {
     }
 
     func removeWaiting(_ client: ClientConnection) { waiting.remove(client) }
+
+    /// Looks up a user's secret with auth_query on a server of this pool.
+    func lookupSecret(user: String, sql: String, answer: @escaping (String?) -> Void) {
+        if let server = takeIdle() {
+            activeCount += 1
+            server.runAuthQuery(sql, user: user, answer: answer)
+            return
+        }
+        authLookups.append((user, sql, answer))
+        launchIfNeeded()
+    }
 
     /// After RESUME: lend idle servers to the queue, open more if needed.
     func serveWaiting() {
@@ -211,7 +230,7 @@ public final class Pool {
     /// flight per pool), pgmux opens as many as there are waiting clients, so a cold pool under a
     /// burst fills in one round trip instead of one login after another.
     func launchIfNeeded() {
-        let demand = waiting.count + (welcome == nil && !welcomeWaiters.isEmpty ? 1 : 0)
+        let demand = waiting.count + authLookups.count + (welcome == nil && !welcomeWaiters.isEmpty ? 1 : 0)
         var toOpen = demand - connectingCount
         while toOpen > 0 && canOpen() {
             if !launch() { break }
@@ -285,6 +304,9 @@ public final class Pool {
         server.close(reason: "server login failed: \(message)", notifyClient: false)
         let toFail = welcomeWaiters + waiting.drain()
         welcomeWaiters.removeAll()
+        let lookups = authLookups
+        authLookups.removeAll()
+        for l in lookups { l.answer(nil) }
         for c in toFail { c.sendError(message, code: code) }
     }
 

@@ -21,7 +21,7 @@ public final class ServerConnection: Endpoint {
         case closed
     }
 
-    public enum OwnQuery: Equatable { case parameterSync, reset, healthCheck }
+    public enum OwnQuery: Equatable { case parameterSync, reset, healthCheck, authQuery }
 
     public internal(set) var state: State = .connecting
     unowned(unsafe) let pool: Pool
@@ -40,6 +40,11 @@ public final class ServerConnection: Endpoint {
     var statementCache: ServerStatementCache
     /// Replies owed for Parse/Close/Sync, to swallow those of injected messages.
     var expectations = ResponseExpectations()
+    /// auth_query in flight: where its answer goes, and the secret read so far.
+    var authLookup: ((String?) -> Void)?
+    var authSecret: String?
+    /// An error reply to the pooler's own query (kept across reads: the reply may be split).
+    var ownQueryError: String?
     /// Release once everything has reached the client.
     var releaseAfterFlush = false
     /// Close once the reply in progress ends (set by reload, lifetime, errors).
@@ -366,18 +371,25 @@ public final class ServerConnection: Endpoint {
     }
 
     private func handleOwnQueryReply(_ kind: OwnQuery) {
-        var failed: String?
         while let (type, body) = nextWholeMessageOrSkip() {
             switch type {
             case UInt8(ascii: "S"):
                 if let (name, value) = MessageReader.parameterStatus(body) { recordParameter(name, value) }
             case UInt8(ascii: "E"):
-                failed = MessageReader.errorFields(body)[UInt8(ascii: "M")] ?? "error"
+                ownQueryError = MessageReader.errorFields(body)[UInt8(ascii: "M")] ?? "error"
+            case UInt8(ascii: "D") where kind == .authQuery:
+                // Exactly two columns, name and secret; a NULL secret means no login.
+                if let row = MessageReader.dataRow(body), row.count == 2 { authSecret = row[1] }
             case UInt8(ascii: "Z"):
                 guard let status = body.first else { break }
                 tracker.readyForQuery(status)
                 guard tracker.pendingReady == 0 else { continue }
-                if let failed {
+                let failed = ownQueryError
+                ownQueryError = nil
+                if let failed, kind == .authQuery {
+                    loop.log.warning("\(logPrefix) auth_query failed: \(failed)")
+                    authSecret = nil
+                } else if let failed {
                     let what = kind == .parameterSync ? "var change failed" : kind == .reset ? "reset query failed" : "test query failed"
                     loop.log.warning("\(logPrefix) \(what): \(failed)")
                     close(reason: what, notifyClient: true)
@@ -425,10 +437,28 @@ public final class ServerConnection: Endpoint {
             paramsInSync = client.params
             client.startReading()
             if !client.inbuf.isEmpty { client.relay() }
+        case .authQuery:
+            let answer = authLookup, secret = authSecret
+            authLookup = nil
+            authSecret = nil
+            pool.release(self)
+            answer?(secret)
         case .reset, .healthCheck:
             if kind == .reset { statementCache.removeAll() }  // DISCARD ALL dropped them
             pool.release(self)  // still counted as in use; release moves it to idle
         }
+    }
+
+    /// Runs auth_query for `user` (extended protocol, the name as $1).
+    func runAuthQuery(_ sql: String, user: String, answer: @escaping (String?) -> Void) {
+        state = .ownQuery(.authQuery)
+        authLookup = answer
+        authSecret = nil
+        tracker.sentOwnQuery()
+        var m = MessageBuilder()
+        m.extendedQuery(sql, parameters: [user])
+        queue(m.bytes)
+        startReading()
     }
 
     // MARK: client gone / closing
@@ -472,6 +502,7 @@ public final class ServerConnection: Endpoint {
             }
         }
         closeSocket()
+        if let answer = authLookup { authLookup = nil; answer(nil) }
         pool.serverClosed(self, previousState: previous)
     }
 }

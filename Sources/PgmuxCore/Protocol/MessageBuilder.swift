@@ -114,6 +114,17 @@ public struct MessageBuilder {
         int32(16); int32(StartupPacket.cancelRequestCode)
         int32(Int32(truncatingIfNeeded: key >> 32)); int32(Int32(truncatingIfNeeded: key))
     }
+    /// Parse + Bind (text parameters) + Describe portal + Execute + Sync: one extended-protocol
+    /// round trip for the pooler's own parameterized queries (auth_query).
+    public mutating func extendedQuery(_ sql: String, parameters: [String]) {
+        var a = begin(UInt8(ascii: "P")); cString(""); cString(sql); int16(0); end(a)
+        a = begin(UInt8(ascii: "B")); cString(""); cString(""); int16(0); int16(Int16(parameters.count))
+        for p in parameters { int32(Int32(p.utf8.count)); bytes.append(contentsOf: p.utf8) }
+        int16(0); end(a)
+        a = begin(UInt8(ascii: "D")); bytes.append(UInt8(ascii: "P")); cString(""); end(a)
+        a = begin(UInt8(ascii: "E")); cString(""); int32(0); end(a)
+        a = begin(UInt8(ascii: "S")); end(a)
+    }
     public mutating func sslRequest() { int32(8); int32(StartupPacket.sslRequestCode) }
     public mutating func query(_ sql: String) { let a = begin(UInt8(ascii: "Q")); cString(sql); end(a) }
     public mutating func password(_ text: String) { let a = begin(UInt8(ascii: "p")); cString(text); end(a) }

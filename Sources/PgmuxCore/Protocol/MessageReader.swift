@@ -3,7 +3,7 @@
 /// yields nil, never a trap.
 public struct MessageReader {
     public let body: [UInt8]
-    public private(set) var offset = 0
+    public internal(set) var offset = 0
 
     public init(_ body: [UInt8]) { self.body = body }
     public init(_ body: UnsafeRawBufferPointer) { self.body = Array(body) }
@@ -40,6 +40,23 @@ public struct MessageReader {
         var fields: [UInt8: String] = [:]
         while let code = r.byte(), code != 0, let value = r.cString() { fields[code] = value }
         return fields
+    }
+
+    /// The columns of a DataRow (nil for SQL NULL); nil when the body is malformed.
+    public static func dataRow(_ body: [UInt8]) -> [String?]? {
+        var r = MessageReader(body)
+        guard r.remaining >= 2 else { return nil }
+        let count = Int(body[0]) << 8 | Int(body[1])
+        r.offset = 2
+        var out: [String?] = []
+        for _ in 0..<count {
+            guard let len = r.int32() else { return nil }
+            if len < 0 { out.append(nil); continue }
+            guard Int(len) <= r.remaining else { return nil }
+            out.append(String(decoding: body[r.offset..<(r.offset + Int(len))], as: UTF8.self))
+            r.offset += Int(len)
+        }
+        return out
     }
 
     /// ParameterStatus name and value.
