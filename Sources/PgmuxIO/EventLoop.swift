@@ -75,12 +75,19 @@ public final class EventLoop {
 
     func nextID() -> UInt64 { idCounter &+= 1; return idCounter }
 
+    /// auth_hba_file rules, when auth_type = hba.
+    var hba: HBAFile?
+
     func loadAuthFile() throws {
-        if let path = config.settings.authFile, !path.isEmpty {
-            authFile = try AuthFile.load(path: path)
-        } else {
-            authFile = [:]
-        }
+        (authFile, hba) = try EventLoop.readAuthFiles(config.settings)
+    }
+
+    /// auth_file and auth_hba_file as `settings` name them; read before anything is replaced,
+    /// so a broken file leaves the running ones in place.
+    static func readAuthFiles(_ s: Settings) throws -> ([String: String], HBAFile?) {
+        let users = try s.authFile.flatMap { $0.isEmpty ? nil : try AuthFile.load(path: $0) } ?? [:]
+        let rules = s.authType == .hba ? try HBAFile.load(path: s.authHbaFile) : nil
+        return (users, rules)
     }
 
     /// Returns an equal dictionary whose storage other clients already share: thousands of
@@ -436,12 +443,14 @@ public final class EventLoop {
         do {
             let fresh = try Config.load(path: config.path)
             for w in fresh.warnings { log.warning(w) }
-            let old = config
+            let (users, rules) = try EventLoop.readAuthFiles(fresh.settings)
             config = fresh
+            authFile = users
+            hba = rules
+            authQueryCache.removeAll()
             maxPacketSize = fresh.settings.maxPacketSize
             log.verbose = max(log.verbose, fresh.settings.verbose)
             log.open(path: fresh.settings.logfile)
-            try loadAuthFile()
             do { try tls.load(fresh.settings) } catch {
                 log.error("TLS settings not applied, keeping the previous ones: \(error)")
             }
@@ -459,7 +468,6 @@ public final class EventLoop {
                     pool.launchIfNeeded()
                 }
             }
-            _ = old
             return true
         } catch {
             log.error("\(error)")

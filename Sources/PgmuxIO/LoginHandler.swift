@@ -147,7 +147,22 @@ final class LoginHandler {
         case .md5: return .password(.md5)
         case .scramSHA256: return .password(.scramSHA256)
         case .cert: return .cert
-        case .hba, .ldap, .pam: return .reject
+        case .ldap, .pam: return .reject
+        case .hba:
+            // First matching rule wins; no rule means no entry.
+            guard let hba = loop.hba,
+                  let rule = hba.match(type: client.isUnixSocket ? .local : .host, tls: client.ssl != nil,
+                                       database: client.database, user: client.user, address: client.remote.bytes,
+                                       replication: false) else { return .reject }
+            switch rule.method {
+            case .trust: return .trust
+            case .reject: return .reject
+            case .md5: return .password(.md5)
+            case .password: return .password(.plain)
+            case .scramSHA256: return .password(.scramSHA256)
+            case .cert: return .cert
+            case .peer: return .peer
+            }
         }
     }
 

@@ -26,6 +26,15 @@ struct PeerAddress {
 
     var isUnix: Bool { Int32(family) == AF_UNIX }
 
+    /// The address bytes in network order (4 or 16), nil for Unix sockets; for hba matching.
+    var bytes: [UInt8]? {
+        if isUnix { return nil }
+        var words = (high, low)
+        return withUnsafeBytes(of: &words) { raw in
+            Int32(family) == AF_INET ? Array(raw[8..<12]) : Array(raw)
+        }
+    }
+
     /// The address without the port (`unix` for Unix sockets).
     var hostText: String {
         if isUnix { return "unix" }
