@@ -322,7 +322,7 @@ public final class EventLoop {
         let t = now
         for client in clients.values {
             switch client.state {
-            case .startup, .authenticating:
+            case .startup, .tlsHandshake, .authenticating:
                 if s.clientLoginTimeout > 0 && t - client.connectTime > s.clientLoginTimeout {
                     client.sendError("client_login_timeout")
                 }

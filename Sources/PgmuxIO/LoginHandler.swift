@@ -237,7 +237,8 @@ final class LoginHandler {
             loop.log.log("\(client.logPrefix) no such user: \(client.user)")
         }
         var auth = ClientAuthenticator(method: method, user: client.user, storedSecret: secret,
-                                       keyCache: loop.scramCache, scramIterations: s.scramIterations)
+                                       keyCache: loop.scramCache, scramIterations: s.scramIterations,
+                                       channelBinding: client.ssl.flatMap { TLSContexts.serverEndPoint($0) })
         client.state = .authenticating
         let action = auth.start()
         client.login = LoginState(auth)

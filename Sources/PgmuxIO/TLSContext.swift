@@ -89,6 +89,22 @@ final class TLSContexts {
         return ctx
     }
 
+    /// RFC 5929 tls-server-end-point: the hash of our own certificate, with the certificate's
+    /// signature hash (SHA-256 when that is MD5 or SHA-1), for SCRAM-SHA-256-PLUS.
+    static func serverEndPoint(_ ssl: OpaquePointer) -> [UInt8]? {
+        guard let cert = SSL_get_certificate(ssl) else { return nil }
+        var digestNID: Int32 = 0, keyNID: Int32 = 0
+        var md = EVP_sha256()
+        if OBJ_find_sigid_algs(X509_get_signature_nid(cert), &digestNID, &keyNID) == 1,
+           digestNID != NID_md5, digestNID != NID_sha1, let named = EVP_get_digestbyname(OBJ_nid2sn(digestNID)) {
+            md = named
+        }
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var len: UInt32 = 0
+        guard X509_digest(cert, md, &out, &len) == 1 else { return nil }
+        return Array(out[0..<Int(len)])
+    }
+
     /// The common name of the verified peer certificate, if any (auth_type cert).
     static func peerCommonName(_ ssl: OpaquePointer) -> String? {
         guard SSL_get_verify_result(ssl) == X509_V_OK, let cert = SSL_get1_peer_certificate(ssl) else { return nil }

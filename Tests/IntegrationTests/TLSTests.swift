@@ -86,3 +86,18 @@ final class CertAndPeerAuthTests: XCTestCase {
         XCTAssertThrowsError(try PQConnection(pgmux.conninfo(password: nil, extra: "sslmode=require")))
     }
 }
+
+/// SCRAM-SHA-256-PLUS: the login is bound to the TLS session (tls-server-end-point).
+final class ChannelBindingTests: XCTestCase {
+    func testChannelBindingRequiredByTheClient() throws {
+        let t = PostgresCluster.shared.tlsDir
+        let pgmux = try PgmuxProcess(settings: ["client_tls_sslmode": "require", "client_tls_cert_file": t + "/server.crt",
+                                                "client_tls_key_file": t + "/server.key", "auth_type": "scram-sha-256"])
+        let c = try PQConnection(pgmux.conninfo(extra: "sslmode=require channel_binding=require"))
+        XCTAssertEqual(try c.scalar("SELECT 'bound'"), "bound")
+        XCTAssertThrowsError(try PQConnection(pgmux.conninfo(password: "wrong", extra: "sslmode=require channel_binding=require")))
+        // Without TLS there is nothing to bind to: a client that requires it is refused by libpq.
+        let plain = try PgmuxProcess(settings: ["auth_type": "scram-sha-256"])
+        XCTAssertThrowsError(try PQConnection(plain.conninfo(extra: "sslmode=disable channel_binding=require")))
+    }
+}

@@ -69,8 +69,9 @@ public struct ClientAuthenticator {
     ///   - mockSaltKey: optional per-process secret making mock salts stable per user name.
     ///   - nonceSource: server nonce for SCRAM, called at most once, during init.
     public init(method: ClientAuthMethod, user: String, storedSecret: String?, keyCache: SCRAMKeyCache,
-                scramIterations: Int = 4096, mockSaltKey: [UInt8]? = nil,
+                scramIterations: Int = 4096, mockSaltKey: [UInt8]? = nil, channelBinding: [UInt8]? = nil,
                 nonceSource: () -> [UInt8] = SCRAMNonce.random) {
+        defer { exchange?.channelBinding = channelBinding }
         self.user = user
         self.storedSecret = storedSecret
         self.cache = keyCache
@@ -128,7 +129,8 @@ public struct ClientAuthenticator {
             return .sendAuthenticationMD5(salt: salt)
         case .scramSHA256:
             phase = .awaitingSASLInitial
-            return .sendAuthenticationSASL(mechanisms: [SCRAMSyntax.mechanism])
+            return .sendAuthenticationSASL(mechanisms: exchange?.channelBinding != nil
+                                           ? [SCRAMSyntax.mechanismPlus, SCRAMSyntax.mechanism] : [SCRAMSyntax.mechanism])
         }
     }
 
@@ -191,9 +193,11 @@ public struct ClientAuthenticator {
     private mutating func saslInitial(_ payload: [UInt8]) -> ClientAuthAction {
         var reader = AuthBodyReader(payload)
         guard let mechanism = reader.readCString() else { return finish(.failed(message: ClientAuthenticator.saslFailed)) }
-        guard mechanism == Array(SCRAMSyntax.mechanism.utf8) else {
+        let plus = mechanism == Array(SCRAMSyntax.mechanismPlus.utf8) && exchange?.channelBinding != nil
+        guard plus || mechanism == Array(SCRAMSyntax.mechanism.utf8) else {
             return finish(.failed(message: ClientAuthenticator.invalidMechanism))
         }
+        exchange?.plusSelected = plus
         guard let length = reader.readInt32(), length >= 0, let data = reader.readBytes(Int(length)), reader.atEnd,
               var exchange = self.exchange else {
             return finish(.failed(message: ClientAuthenticator.saslFailed))

@@ -49,6 +49,7 @@ enum SCRAMSyntax {
     static let comma = UInt8(ascii: ",")
     static let equals = UInt8(ascii: "=")
     static let mechanism = "SCRAM-SHA-256"
+    static let mechanismPlus = "SCRAM-SHA-256-PLUS"
     /// PostgreSQL's nonce length: 18 random bytes, base64 encoded (24 characters).
     static let rawNonceLength = 18
 

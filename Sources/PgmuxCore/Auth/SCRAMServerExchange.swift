@@ -37,6 +37,13 @@ public struct SCRAMServerExchange {
     }
 
     /// Authenticates against a stored verifier.
+    /// tls-server-end-point data (hash of the pooler's TLS certificate) when the client is on TLS:
+    /// SCRAM-SHA-256-PLUS binds the exchange to this TLS session, so a man in the middle who
+    /// terminates TLS elsewhere cannot relay the proof.
+    public var channelBinding: [UInt8]?
+    /// The client chose SCRAM-SHA-256-PLUS (set by the caller from the SASL mechanism).
+    public var plusSelected = false
+
     public init(secret: SCRAMSecret, nonceSource: () -> [UInt8] = SCRAMNonce.random) {
         self.init(secret: secret, mock: false, adHoc: false, nonce: nonceSource())
     }
@@ -94,15 +101,24 @@ public struct SCRAMServerExchange {
         let comma = SCRAMSyntax.comma
         // gs2-cbind-flag
         guard let flag = message.first else { return fail(.malformed("empty client-first-message")) }
+        var i = 1
+        var bindingData: [UInt8] = []
         switch flag {
         case UInt8(ascii: "n"), UInt8(ascii: "y"):
-            break
+            guard !plusSelected else { return fail(.malformed("SCRAM-SHA-256-PLUS requires channel binding")) }
+            // 'y': the client could bind but thinks we cannot; we offered PLUS, so that is a downgrade.
+            if flag == UInt8(ascii: "y") && channelBinding != nil { return fail(.channelBindingNotSupported) }
         case UInt8(ascii: "p"):
-            return fail(.channelBindingNotSupported)
+            guard plusSelected, let cb = channelBinding else { return fail(.channelBindingNotSupported) }
+            let prefix = Array("p=tls-server-end-point".utf8)
+            guard message.count > prefix.count, Array(message[0..<prefix.count]) == prefix else {
+                return fail(.channelBindingNotSupported)
+            }
+            i = prefix.count
+            bindingData = cb
         default:
             return fail(.malformed("unexpected channel-binding flag"))
         }
-        var i = 1
         guard i < message.count, message[i] == comma else { return fail(.malformed("comma expected after channel-binding flag")) }
         i += 1
         // optional authzid "a=...", ignored
@@ -111,7 +127,7 @@ public struct SCRAMServerExchange {
         }
         guard i < message.count, message[i] == comma else { return fail(.malformed("comma expected after gs2 header")) }
         i += 1
-        let gs2Header = Array(message[0..<i])
+        let gs2Header = Array(message[0..<i]) + bindingData  // what c= must carry
         let bare = Array(message[i...])
 
         var cursor = SCRAMCursor(bare)
