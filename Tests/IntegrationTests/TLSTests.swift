@@ -101,3 +101,36 @@ final class ChannelBindingTests: XCTestCase {
         XCTAssertThrowsError(try PQConnection(plain.conninfo(extra: "sslmode=disable channel_binding=require")))
     }
 }
+
+/// RELOAD/SIGHUP re-reads certificates and auth_file without dropping anyone.
+final class ReloadTests: XCTestCase {
+    func testReloadKeepsTLSClientsAndPicksUpNewUsers() throws {
+        let t = PostgresCluster.shared.tlsDir
+        let pgmux = try PgmuxProcess(settings: ["client_tls_sslmode": "require", "client_tls_cert_file": t + "/server.crt",
+                                                "client_tls_key_file": t + "/server.key"],
+                                     userlist: [PostgresCluster.scramUser])
+        let before = try PQConnection(pgmux.conninfo(extra: "sslmode=require"))
+        XCTAssertEqual(try before.scalar("SELECT 1"), "1")
+        XCTAssertThrowsError(try PQConnection(pgmux.conninfo(user: PostgresCluster.md5User.0, password: PostgresCluster.md5User.1,
+                                                              extra: "sslmode=require")))
+        let list = [PostgresCluster.scramUser, PostgresCluster.md5User].map { "\"\($0.0)\" \"\($0.1)\"" }.joined(separator: "\n")
+        try list.write(toFile: pgmux.dir + "/userlist.txt", atomically: false, encoding: .utf8)
+        pgmux.signal(SIGHUP)
+        usleep(400_000)
+        XCTAssertEqual(try before.scalar("SELECT 'still here'"), "still here", "reload drops no TLS client")
+        let after = try PQConnection(pgmux.conninfo(user: PostgresCluster.md5User.0, password: PostgresCluster.md5User.1,
+                                                    extra: "sslmode=require"))
+        XCTAssertEqual(try after.scalar("SELECT current_user"), PostgresCluster.md5User.0)
+        XCTAssertTrue(after.sslInUse)
+    }
+
+    func testFailedReloadKeepsTheRunningConfiguration() throws {
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "2"])
+        let text = try String(contentsOfFile: pgmux.configPath, encoding: .utf8) + "\nlisten_backlog = lots\n"
+        try text.write(toFile: pgmux.configPath, atomically: false, encoding: .utf8)
+        pgmux.signal(SIGHUP)
+        usleep(300_000)
+        XCTAssertTrue(pgmux.log.contains("listen_backlog"), pgmux.log)
+        XCTAssertEqual(try PQConnection(pgmux.conninfo()).scalar("SELECT 1"), "1")
+    }
+}
