@@ -52,6 +52,8 @@ public final class ClientConnection: Endpoint {
 
     /// Counted against max_client_conn (from a valid startup packet until close).
     var countedAsLoggedIn = false
+    /// query_wait_notify was sent for the current wait.
+    var toldToWait = false
 
     init(loop: EventLoop, fd: Int32, remote: Socket.Address) {
         self.remote = PeerAddress(remote)
@@ -98,6 +100,7 @@ public final class ClientConnection: Endpoint {
         stopReading()
         state = .waiting
         waitStart = loop.now
+        toldToWait = false
         pool.enqueue(self)
     }
 

@@ -336,6 +336,13 @@ public final class EventLoop {
                     client.sendError("query_wait_timeout")
                 } else if queryTimeout > 0 && t - client.waitStart > queryTimeout {
                     client.sendError("query_timeout")
+                } else if s.queryWaitNotify > 0 && !client.toldToWait && t - client.waitStart > s.queryWaitNotify {
+                    // The client is unlinked, so a NoticeResponse cannot interleave with a reply.
+                    client.toldToWait = true
+                    var m = MessageBuilder()
+                    m.errorResponse(severity: "NOTICE", code: "00000",
+                                    message: "No server connection available in postgres backend, client being queued", notice: true)
+                    client.queue(m.bytes)
                 }
             case .idle:
                 let idleTimeout = config.users[client.user]?.clientIdleTimeout ?? s.clientIdleTimeout
@@ -367,6 +374,11 @@ public final class EventLoop {
         }
         for pool in pools.values where !shuttingDown && !isPaused(pool.databaseName) { pool.topUp() }
         metrics?.expire(now: t)
+        for f in cancelForwarders.values where s.cancelWaitTimeout > 0 && t - f.connectTime > s.cancelWaitTimeout {
+            log.warning("cancel request not delivered within cancel_wait_timeout")
+            f.finish()
+        }
+        dropIdleAutoDatabases(now: t)
         if statsPeriodStart == 0 { statsPeriodStart = t }
         if t - statsPeriodStart >= Double(max(1, s.statsPeriod)) {
             if s.logStats { log.log(Stats.logLine(pools: Array(pools.values), window: t - statsPeriodStart)) }
@@ -392,6 +404,21 @@ public final class EventLoop {
             server.close(reason: "idle transaction timeout", notifyClient: true)
         } else if txTimeout > 0 && server.transactionStart > 0 && t - server.transactionStart > txTimeout {
             server.close(reason: "transaction timeout", notifyClient: true)
+        }
+    }
+
+    /// autodb_idle_timeout: pools created from the `*` entry, unused that long, are freed.
+    private func dropIdleAutoDatabases(now t: Double) {
+        let timeout = config.settings.autodbIdleTimeout
+        guard timeout > 0 else { return }
+        for (key, pool) in pools where config.databases[pool.databaseName] == nil
+            && pool.clientCount == 0 && pool.activeCount == 0 && pool.connectingCount == 0 && pool.authLookups.isEmpty
+            && t - pool.lastUsed > timeout {
+            for s in pool.idle { s.close(reason: "auto-database idle timeout", notifyClient: false) }
+            if pool.serverCount == 0 {
+                pools[key] = nil
+                log.log("freed auto-database: \(pool.databaseName)")
+            }
         }
     }
 

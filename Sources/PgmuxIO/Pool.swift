@@ -26,6 +26,8 @@ public final class Pool {
     /// Servers lent to a client or running the pooler's own query.
     public internal(set) var activeCount = 0
     public internal(set) var connectingCount = 0
+    /// Last time a server was lent (autodb_idle_timeout).
+    var lastUsed: Double = 0
     /// Logged-in clients of this pool.
     public internal(set) var clientCount = 0
     var lastLoginError: (message: String, code: String, time: Double)?
@@ -54,6 +56,7 @@ public final class Pool {
         size = c.poolSize(database: databaseName, user: userName)
         reserveSize = c.reservePoolSize(database: databaseName, user: userName)
         minSize = c.minPoolSize(database: databaseName)
+        lastUsed = loop.now
         refreshLifetime()
     }
 
@@ -133,6 +136,7 @@ public final class Pool {
         Stats.assigned(pool: self, waited: client.waitStart > 0 ? loop.now - client.waitStart : 0)
         client.waitStart = 0
         client.linkTime = loop.now
+        lastUsed = client.linkTime
         // Client parameter sets are interned, so the common case is one storage comparison.
         if server.paramsInSync != client.params {
             var sets = ""

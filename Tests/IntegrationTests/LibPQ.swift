@@ -196,3 +196,18 @@ func rawExchange(port: Int, send bytes: [UInt8], timeout: Double = 3) -> [UInt8]
     }
     return out
 }
+
+/// Collects NoticeResponse texts of a connection (libpq notice processor).
+final class NoticeCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var collected: [String] = []
+    var messages: [String] { lock.lock(); defer { lock.unlock() }; return collected }
+
+    func attach(to c: PQConnection) {
+        PQsetNoticeProcessor(c.conn, { arg, message in
+            guard let arg, let message else { return }
+            let me = Unmanaged<NoticeCollector>.fromOpaque(arg).takeUnretainedValue()
+            me.lock.lock(); me.collected.append(String(cString: message)); me.lock.unlock()
+        }, Unmanaged.passUnretained(self).toOpaque())
+    }
+}

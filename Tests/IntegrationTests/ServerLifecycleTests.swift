@@ -174,3 +174,30 @@ final class TimeoutTests: XCTestCase {
         try holder.query("COMMIT")
     }
 }
+
+/// query_wait_notify and autodb_idle_timeout.
+final class WaitNoticeAndAutoDatabaseTests: XCTestCase {
+    func testQueuedClientIsToldAndAutoDatabaseIsFreed() throws {
+        let pgmux = try PgmuxProcess(settings: ["query_wait_notify": "1", "default_pool_size": "1",
+                                                "autodb_idle_timeout": "1", "log_connections": "1"])
+        let holder = try PQConnection(pgmux.conninfo(database: "postgres"))
+        try holder.query("BEGIN")
+        let waiter = try PQConnection(pgmux.conninfo(database: "postgres"))
+        let notices = NoticeCollector()
+        notices.attach(to: waiter)
+        let done = Flag()
+        let t = Thread { _ = try? waiter.query("SELECT 1"); done.set() }
+        t.start()
+        sleep(2)
+        try holder.query("COMMIT")
+        let deadline = Date().addingTimeInterval(5)
+        while !done.isSet && Date() < deadline { usleep(20_000) }
+        XCTAssertTrue(notices.messages.contains { $0.contains("client being queued") }, "\(notices.messages)")
+        // `postgres` comes from the `*` entry: once unused it is freed.
+        holder.finish(); waiter.finish()
+        let freeDeadline = Date().addingTimeInterval(6)
+        while !pgmux.log.contains("freed auto-database: postgres") && Date() < freeDeadline { usleep(100_000) }
+        XCTAssertTrue(pgmux.log.contains("registered new auto-database: postgres"), pgmux.log)
+        XCTAssertTrue(pgmux.log.contains("freed auto-database: postgres"), pgmux.log)
+    }
+}
