@@ -35,7 +35,8 @@ final class TLSContexts {
         return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    private static func common(_ method: OpaquePointer?, protocols: String, ciphers: String, what: String) throws -> OpaquePointer {
+    private static func common(_ method: OpaquePointer?, protocols: String, ciphers: String, tls13Ciphers: String?,
+                               what: String) throws -> OpaquePointer {
         guard let ctx = SSL_CTX_new(method) else { throw Failure(description: "\(what): SSL_CTX_new failed") }
         guard let range = TLSProtocols.range(protocols) else {
             SSL_CTX_free(ctx)
@@ -52,11 +53,28 @@ final class TLSContexts {
                 throw Failure(description: "\(what)_ciphers: \(lastError())")
             }
         }
+        if let suites = tls13Ciphers, !suites.isEmpty {
+            guard SSL_CTX_set_ciphersuites(ctx, suites) == 1 else {
+                SSL_CTX_free(ctx)
+                throw Failure(description: "\(what == "client_tls" ? "client_tls13_ciphers" : "server_tls13_ciphers"): \(lastError())")
+            }
+        }
         return ctx
     }
 
     private static func makeClientFacing(_ s: Settings) throws -> OpaquePointer {
-        let ctx = try common(TLS_server_method(), protocols: s.clientTlsProtocols, ciphers: s.clientTlsCiphers, what: "client_tls")
+        let ctx = try common(TLS_server_method(), protocols: s.clientTlsProtocols, ciphers: s.clientTlsCiphers,
+                             tls13Ciphers: s.clientTls13Ciphers, what: "client_tls")
+        // client_tls_ecdhcurve: auto keeps OpenSSL's groups, none leaves them too (ECDHE is
+        // always available in TLS 1.3), anything else is a group list such as "prime256v1".
+        let curve = s.clientTlsEcdhcurve.lowercased()
+        if curve != "auto" && curve != "none" && !curve.isEmpty {
+            guard pgmux_SSL_CTX_set1_groups_list(ctx, s.clientTlsEcdhcurve) == 1 else {
+                SSL_CTX_free(ctx); throw Failure(description: "client_tls_ecdhcurve \(s.clientTlsEcdhcurve): \(lastError())")
+            }
+        }
+        // client_tls_dheparams: auto/legacy use OpenSSL's built-in groups sized to the key; none disables DHE.
+        _ = pgmux_SSL_CTX_set_dh_auto(ctx, s.clientTlsDheparams.lowercased() == "none" ? 0 : 1)
         guard SSL_CTX_use_certificate_chain_file(ctx, s.clientTlsCertFile) == 1 else {
             SSL_CTX_free(ctx); throw Failure(description: "client_tls_cert_file \(s.clientTlsCertFile): \(lastError())")
         }
@@ -73,7 +91,8 @@ final class TLSContexts {
     }
 
     private static func makeServerFacing(_ s: Settings) throws -> OpaquePointer {
-        let ctx = try common(TLS_client_method(), protocols: s.serverTlsProtocols, ciphers: s.serverTlsCiphers, what: "server_tls")
+        let ctx = try common(TLS_client_method(), protocols: s.serverTlsProtocols, ciphers: s.serverTlsCiphers,
+                             tls13Ciphers: s.serverTls13Ciphers, what: "server_tls")
         if s.serverTlsSslmode == .verifyCA || s.serverTlsSslmode == .verifyFull {
             guard SSL_CTX_load_verify_locations(ctx, s.serverTlsCaFile, nil) == 1 else {
                 SSL_CTX_free(ctx); throw Failure(description: "server_tls_ca_file \(s.serverTlsCaFile): \(lastError())")

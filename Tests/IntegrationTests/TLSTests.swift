@@ -134,3 +134,29 @@ final class ReloadTests: XCTestCase {
         XCTAssertEqual(try PQConnection(pgmux.conninfo()).scalar("SELECT 1"), "1")
     }
 }
+
+/// client_tls_sslmode, each value, with psql's strictest client setting where TLS is offered.
+final class ClientSSLModeMatrixTests: XCTestCase {
+    func testEverySSLMode() throws {
+        let cluster = PostgresCluster.shared
+        let t = cluster.tlsDir, c = cluster.clientCertDir
+        let strict = "sslmode=verify-full sslrootcert=\(t)/ca.crt sslcert=\(c)/client.crt sslkey=\(c)/client.key"
+        for mode in ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] {
+            let pgmux = try PgmuxProcess(settings: [
+                "client_tls_sslmode": mode, "client_tls_cert_file": t + "/server.crt", "client_tls_key_file": t + "/server.key",
+                "client_tls_ca_file": t + "/ca.crt", "client_tls_protocols": "tlsv1.2,tlsv1.3",
+                "client_tls13_ciphers": "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256", "client_tls_ecdhcurve": "prime256v1",
+            ])
+            if mode == "disable" {
+                XCTAssertThrowsError(try PQConnection(pgmux.conninfo(extra: strict)), "no TLS offered under disable")
+                XCTAssertFalse(try PQConnection(pgmux.conninfo(extra: "sslmode=prefer")).sslInUse)
+                continue
+            }
+            let conn = try PQConnection(pgmux.conninfo(extra: strict))
+            XCTAssertTrue(conn.sslInUse, mode)
+            XCTAssertEqual(try conn.scalar("SELECT 1"), "1", mode)
+            let plain = try? PQConnection(pgmux.conninfo(extra: "sslmode=disable"))
+            XCTAssertEqual(plain != nil, ["allow", "prefer"].contains(mode), "plaintext under \(mode)")
+        }
+    }
+}
