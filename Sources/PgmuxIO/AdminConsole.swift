@@ -7,6 +7,9 @@ import PgmuxCore
 final class AdminConsole {
     unowned(unsafe) let loop: EventLoop
     static let databaseNames: Set<String> = ["pgbouncer", "pgmux"]
+    /// Extended-protocol state per console client: the parsed query, and the reply messages
+    /// computed at Describe and still owed at Execute.
+    private var extended: [UInt64: (query: String, pending: [(UInt8, [UInt8])]?)] = [:]
     /// PAUSE / WAIT_CLOSE callers waiting for their condition, answered from `check()`.
     private var waiters: [(client: ClientConnection, tag: String, done: () -> Bool)] = []
 
@@ -53,17 +56,78 @@ final class AdminConsole {
                     run(text, client, &reply)
                     if !reply.bytes.isEmpty { client.queue(reply.bytes) }
                 case UInt8(ascii: "X"):
+                    extended[client.id] = nil
                     client.disconnect(reason: "client close request", notify: false)
                     return
-                case UInt8(ascii: "P"), UInt8(ascii: "B"), UInt8(ascii: "E"):
-                    fail(client, .extendedProtocol)
-                    return
+                case UInt8(ascii: "P"), UInt8(ascii: "B"), UInt8(ascii: "D"), UInt8(ascii: "E"),
+                     UInt8(ascii: "S"), UInt8(ascii: "H"), UInt8(ascii: "C"):
+                    // pgmux extension: drivers that only speak the extended protocol (JDBC,
+                    // asyncpg, pgx) can use the console too; PgBouncer refuses them.
+                    extendedMessage(type, body, client)
                 default:
                     fail(client, .unsupportedPacket(type))
                     return
                 }
             }
         }
+    }
+
+    /// A console client left: drop its extended-protocol state.
+    func forget(_ client: ClientConnection) { extended[client.id] = nil }
+
+    private func extendedMessage(_ type: UInt8, _ body: [UInt8], _ client: ClientConnection) {
+        var m = MessageBuilder()
+        switch type {
+        case UInt8(ascii: "P"):
+            var r = MessageReader(body)
+            _ = r.cString()
+            extended[client.id] = (r.cString() ?? "", nil)
+            m.raw(UInt8(ascii: "1"), [])
+        case UInt8(ascii: "B"):
+            m.raw(UInt8(ascii: "2"), [])
+        case UInt8(ascii: "D"):
+            let messages = computeIfNeeded(client)
+            if body.first == UInt8(ascii: "S") { m.raw(UInt8(ascii: "t"), [0, 0]) }
+            if let first = messages.first, first.0 == UInt8(ascii: "T") {
+                m.raw(first.0, first.1)
+                extended[client.id]?.pending = Array(messages.dropFirst())
+            } else if let first = messages.first, first.0 == UInt8(ascii: "E") {
+                m.raw(first.0, first.1)
+                extended[client.id]?.pending = []
+            } else {
+                m.raw(UInt8(ascii: "n"), [])
+            }
+        case UInt8(ascii: "E"):
+            for (t, b) in computeIfNeeded(client) { m.raw(t, b) }
+            extended[client.id]?.pending = nil
+            extended[client.id]?.query = ""
+        case UInt8(ascii: "C"):
+            m.raw(UInt8(ascii: "3"), [])
+        case UInt8(ascii: "S"):
+            m.readyForQuery(UInt8(ascii: "I"))
+        default:
+            break  // Flush: everything is written at once anyway
+        }
+        if !m.bytes.isEmpty { client.queue(m.bytes) }
+    }
+
+    /// The reply messages of the parsed query, computed once (ReadyForQuery left to Sync).
+    private func computeIfNeeded(_ client: ClientConnection) -> [(UInt8, [UInt8])] {
+        if let pending = extended[client.id]?.pending { return pending }
+        let query = extended[client.id]?.query ?? ""
+        var reply = MessageBuilder()
+        if query.isEmpty { reply.emptyQueryResponse() } else { run(query, client, &reply) }
+        var messages: [(UInt8, [UInt8])] = []
+        var i = 0
+        let bytes = reply.bytes
+        while i + 5 <= bytes.count {
+            let len = Int(bytes[i + 1]) << 24 | Int(bytes[i + 2]) << 16 | Int(bytes[i + 3]) << 8 | Int(bytes[i + 4])
+            guard len >= 4, i + 1 + len <= bytes.count else { break }
+            if bytes[i] != UInt8(ascii: "Z") { messages.append((bytes[i], Array(bytes[(i + 5)..<(i + 1 + len)]))) }
+            i += 1 + len
+        }
+        extended[client.id]?.pending = messages
+        return messages
     }
 
     private func fail(_ client: ClientConnection, _ error: AdminError) {

@@ -336,6 +336,7 @@ public final class ClientConnection: Endpoint {
         if let pool { pool.clientCount -= 1 }
         if countedAsLoggedIn { loop.loggedInClients -= 1; countedAsLoggedIn = false }
         if cancelKey != 0 { loop.unregisterCancelKey(cancelKey) }
+        if adminRole != nil { loop.admin.forget(self) }
         if wasLoggedIn && loop.config.settings.logDisconnections {
             loop.log.log("\(logPrefix) closing because: \(reason) (age=\(Int(loop.now - connectTime))s)")
         }

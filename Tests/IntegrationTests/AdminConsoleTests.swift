@@ -134,3 +134,19 @@ final class AdminConsoleTests: XCTestCase {
         XCTAssertTrue(p.log.contains("client connections dropped, exiting"), p.log)
     }
 }
+
+/// The console over the extended protocol (what JDBC, asyncpg and pgx speak).
+final class AdminExtendedProtocolTests: XCTestCase {
+    func testShowOverTheExtendedProtocol() throws {
+        let p = try PgmuxProcess(settings: ["admin_users": "admin"], userlist: [PostgresCluster.scramUser, ("admin", "adminpw")])
+        let app = try PQConnection(p.conninfo())
+        XCTAssertEqual(try app.scalar("SELECT 1"), "1")
+        let admin = try PQConnection(p.conninfo(user: "admin", password: "adminpw", database: "pgbouncer"))
+        let rows = try admin.queryParams("SHOW POOLS", [])
+        XCTAssertTrue(rows.contains { $0.first == PostgresCluster.database }, "\(rows)")
+        try admin.prepare("v", "SHOW VERSION")
+        XCTAssertEqual(try admin.execPrepared("v").first?.first??.hasPrefix("pgmux"), true)
+        XCTAssertThrowsError(try admin.queryParams("SHOW NONSENSE", [])) { XCTAssertTrue("\($0)".contains("invalid command"), "\($0)") }
+        XCTAssertEqual(try admin.scalar("SHOW VERSION")?.hasPrefix("pgmux"), true, "simple protocol still fine after")
+    }
+}

@@ -125,6 +125,10 @@ public struct MessageBuilder {
         a = begin(UInt8(ascii: "E")); cString(""); int32(0); end(a)
         a = begin(UInt8(ascii: "S")); end(a)
     }
+    /// Any message from its type and body.
+    public mutating func raw(_ type: UInt8, _ body: [UInt8]) {
+        let a = begin(type); bytes.append(contentsOf: body); end(a)
+    }
     public mutating func sslRequest() { int32(8); int32(StartupPacket.sslRequestCode) }
     public mutating func query(_ sql: String) { let a = begin(UInt8(ascii: "Q")); cString(sql); end(a) }
     public mutating func password(_ text: String) { let a = begin(UInt8(ascii: "p")); cString(text); end(a) }
