@@ -173,6 +173,9 @@ final class AdminConsole {
             if loop.isPaused(db) { return error(.alreadyPaused, &reply) }
             loop.pause(db)
             waitThen(client, tag: command.tag, &reply) { [unowned(unsafe) loop] in loop.pausedAndDrained(db) }
+        case .resume(nil) where loop.suspended:
+            loop.resumeFromSuspend()
+            AdminReply.complete(command.tag, into: &reply)
         case .resume(let db):
             guard loop.isPaused(db) else {
                 return error(db.map { .databaseNotPaused($0) } ?? .notPaused, &reply)
@@ -212,7 +215,13 @@ final class AdminConsole {
             case .waitForClients: loop.beginShutdown(waitForClients: true)
             }
         case .suspend:
-            error(AdminError("SUSPEND is not supported by pgmux (use PAUSE, or a rolling restart with so_reuseport)"), &reply)
+            if loop.suspended || loop.globallyPaused { return error(.alreadyPaused, &reply) }
+            if !loop.pausedDatabases.isEmpty { return error(.suspendWithPausedDatabases, &reply) }
+            loop.suspend(except: client)
+            let started = loop.now
+            waitThen(client, tag: command.tag, &reply) { [unowned(unsafe) loop] in
+                loop.buffersFlushed() || loop.now - started > loop.config.settings.suspendTimeout
+            }
         case .disable(nil), .enable(nil), .killClient(nil):
             error(.badArguments, &reply)
         }

@@ -28,6 +28,8 @@ public class Endpoint {
     /// Servers keep their output queue's storage (rewritten messages pass through it on every
     /// transaction with prepared statements); clients give it back (an idle client holds nothing).
     var keepsOutputCapacity = false
+    /// The admin client that issued SUSPEND keeps being read (it must be able to say RESUME).
+    var exemptFromSuspend = false
     /// The TLS session once a handshake began; all socket I/O then goes through it.
     var ssl: OpaquePointer?
 
@@ -54,7 +56,7 @@ public class Endpoint {
     }
 
     @inline(__always) func startReading() {
-        if pgmux_ev_is_active(readWatcher) == 0 && !isClosed {
+        if pgmux_ev_is_active(readWatcher) == 0 && !isClosed && !(loop.suspended && !exemptFromSuspend) {
             ev_io_start(loop.ev, readWatcher)
             // Bytes OpenSSL already decrypted will not wake epoll again: deliver them now.
             if let ssl, SSL_pending(ssl) > 0 { ev_feed_event(loop.ev, readWatcher, Int32(EV_READ)) }

@@ -35,6 +35,8 @@ public final class EventLoop {
     /// PAUSE without an argument, and per-database PAUSE.
     var globallyPaused = false
     var pausedDatabases: Set<String> = []
+    /// SUSPEND: no socket is read (outgoing buffers still drain) and nothing is accepted.
+    var suspended = false
     /// DISABLE db: new logins to it are refused.
     var disabledDatabases: Set<String> = []
     /// Start of the current stats_period (averages in SHOW STATS and the `stats:` line).
@@ -206,6 +208,35 @@ public final class EventLoop {
     func resume(_ db: String?) {
         if let db { pausedDatabases.remove(db) } else { globallyPaused = false; pausedDatabases.removeAll() }
         for p in pools.values where !isPaused(p.databaseName) { p.serveWaiting() }
+    }
+
+    /// SUSPEND: stop reading every socket but the issuing console's, and stop accepting.
+    func suspend(except console: ClientConnection) {
+        suspended = true
+        console.exemptFromSuspend = true
+        for c in clients.values where c !== console { c.stopReading() }
+        for s in servers.values { s.stopReading() }
+        for l in listeners { l.pause() }
+    }
+
+    /// True when no connection has bytes waiting to be written.
+    func buffersFlushed() -> Bool {
+        !clients.values.contains { !$0.ownOut.isEmpty || $0.inbuf.scanned > $0.inbuf.start }
+            && !servers.values.contains { !$0.ownOut.isEmpty || $0.inbuf.scanned > $0.inbuf.start }
+    }
+
+    /// RESUME after SUSPEND: every connection that was readable is read again.
+    func resumeFromSuspend() {
+        suspended = false
+        for c in clients.values {
+            c.exemptFromSuspend = false
+            switch c.state {
+            case .waiting, .waitingForWelcome, .closing: break
+            default: c.startReading()
+            }
+        }
+        for s in servers.values where s.state != .closed && s.state != .connecting { s.startReading() }
+        for l in listeners { l.resume() }
     }
 
     /// KILL: drop every client and server of a database (or of all).

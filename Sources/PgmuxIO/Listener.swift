@@ -54,8 +54,11 @@ final class Listener {
     }
 
     func resume() {
-        if !closed { ev_io_start(loop.ev, watcher) }
+        if !closed && !loop.suspended { ev_io_start(loop.ev, watcher) }
     }
+
+    /// SUSPEND: connections wait in the kernel's backlog until RESUME.
+    func pause() { ev_io_stop(loop.ev, watcher) }
 
     func close() {
         guard !closed else { return }

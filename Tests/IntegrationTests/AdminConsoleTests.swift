@@ -150,3 +150,28 @@ final class AdminExtendedProtocolTests: XCTestCase {
         XCTAssertEqual(try admin.scalar("SHOW VERSION")?.hasPrefix("pgmux"), true, "simple protocol still fine after")
     }
 }
+
+final class AdminSuspendTests: XCTestCase {
+    func testSuspendStopsAllTrafficUntilResume() throws {
+        let p = try PgmuxProcess(settings: ["admin_users": "admin"], userlist: [PostgresCluster.scramUser, ("admin", "adminpw")])
+        let admin = try PQConnection(p.conninfo(user: "admin", password: "adminpw", database: "pgbouncer"))
+        let app = try PQConnection(p.conninfo())
+        XCTAssertEqual(try app.scalar("SELECT 1"), "1")
+        try admin.query("SUSPEND")
+        let done = Flag()
+        let t = Thread { _ = try? app.query("SELECT 2"); done.set() }
+        t.start()
+        let newcomer = Flag()
+        let info = p.conninfo(extra: "connect_timeout=5")
+        let t2 = Thread { if (try? PQConnection(info)) != nil { newcomer.set() } }
+        t2.start()
+        usleep(700_000)
+        XCTAssertFalse(done.isSet, "no socket is read while suspended")
+        XCTAssertFalse(newcomer.isSet, "no login while suspended")
+        XCTAssertThrowsError(try admin.query("SUSPEND"))  // already suspended
+        try admin.query("RESUME")
+        let deadline = Date().addingTimeInterval(5)
+        while !(done.isSet && newcomer.isSet) && Date() < deadline { usleep(20_000) }
+        XCTAssertTrue(done.isSet && newcomer.isSet)
+    }
+}
