@@ -5,7 +5,7 @@ MANDIR = $(PREFIX)/share/man
 SYSCONFDIR ?= $(PREFIX)/etc/pgmux
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all build deps test run bench fuzz install clean
+.PHONY: all build deps test run bench soak fuzz install clean
 
 all: build
 
@@ -29,6 +29,11 @@ run: build
 bench: build
 	scripts/deps.sh pgbouncer python3
 	scripts/bench.sh $(BENCH_ARGS)
+
+# pgmux under mixed load and injected faults on a throwaway cluster, then recovery checks (not part
+# of `make test`); SOAK_ARGS=--quick for 1 minute, --minutes N (default 5). Logs in results/soak-*/.
+soak: build
+	scripts/soak.sh $(SOAK_ARGS)
 
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)

@@ -300,13 +300,17 @@ public final class Pool {
         server.close(reason: message, notifyClient: false)
     }
 
-    /// The server refused the login: every client waiting on this pool gets its message.
+    /// The server refused the login. Clients still logging in to this pool get its message (as
+    /// PgBouncer's kill_pool_logins); clients already logged in and queued keep waiting, up to
+    /// query_wait_timeout, for a retry to succeed. "Starting up" / "shutting down" (57P03) is
+    /// transient and fails no one.
     func loginFailed(_ server: ServerConnection, message: String, code: String) {
         loop.log.warning("\(server.logPrefix) server login failed: \(message)")
-        lastLoginError = (message, code, loop.now)
         lastConnectFailure = loop.now
         server.close(reason: "server login failed: \(message)", notifyClient: false)
-        let toFail = welcomeWaiters + waiting.drain()
+        guard code != "57P03" else { return }
+        lastLoginError = (message, code, loop.now)
+        let toFail = welcomeWaiters
         welcomeWaiters.removeAll()
         let lookups = authLookups
         authLookups.removeAll()

@@ -108,6 +108,7 @@ final class ServerLifecycleTests: XCTestCase {
         let pidText = try String(contentsOfFile: dir + "/pgmux.pid", encoding: .utf8)
         let pid = try XCTUnwrap(Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
         XCTAssertEqual(kill(pid, 0), 0)
+        XCTAssertTrue(waitUntil(5) { loopbackConnect(port: port).map { close($0); return true } ?? false })
         let c = try PQConnection("host=127.0.0.1 port=\(port) user=postgres dbname=postgres")
         XCTAssertEqual(try c.scalar("SELECT 1"), "1")
         kill(pid, SIGTERM)
