@@ -182,3 +182,49 @@ final class FaultTests: XCTestCase {
 }
 
 final class DataBox: @unchecked Sendable { var data = Data() }
+
+/// Several faults at once under pgbench load; afterwards the pooler serves, holds no dirty
+/// server, and its file descriptors and memory are back near their baseline.
+final class FaultStormTests: XCTestCase {
+    func testStormUnderLoad() throws {
+        let pgmux = try PgmuxProcess(settings: ["auth_type": "trust", "default_pool_size": "4", "query_timeout": "3",
+                                                "query_wait_timeout": "10", "server_login_retry": "1"])
+        let port = pgmux.port
+        _ = try Pgbench.run(port: port, clients: 8, seconds: 1)  // warm up: pools, buffers
+        usleep(300_000)
+        let baseFDs = pgmux.openFDs, baseRSS = pgmux.rssKB
+        let output = DataBox()
+        let load = Thread {
+            let r = try? Shell.runStatus("/usr/bin/pgbench", ["-n", "-S", "-c", "8", "-j", "2", "-T", "5", "-h", "127.0.0.1",
+                                                              "-p", "\(port)", "-U", PostgresCluster.scramUser.0, PostgresCluster.database])
+            output.data = Data((r?.output ?? "").utf8)
+        }
+        load.start()
+        usleep(500_000)
+        let cluster = PostgresCluster.shared
+        // 1. A backend killed mid-query.
+        _ = try? cluster.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '\(PostgresCluster.scramUser.0)' AND pid <> pg_backend_pid() LIMIT 1")
+        // 2. Garbage and vanishing clients.
+        for i in 0..<20 {
+            if let fd = loopbackConnect(port: port) {
+                let junk: [UInt8] = i % 2 == 0 ? Array("GET / HTTP/1.0\r\n\r\n".utf8) : [0, 0, 0, 8, 0, 3]
+                _ = junk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                close(fd)
+            }
+        }
+        // 3. A client that leaves mid-transaction, and one that stops reading a large result.
+        if let c = try? PQConnection(pgmux.conninfo()) { _ = try? c.query("BEGIN"); _ = try? c.query("SELECT 1") }
+        let slow = loopbackConnect(port: port)
+        while load.isExecuting { usleep(100_000) }
+        if let slow { close(slow) }
+        usleep(1_500_000)
+        XCTAssertEqual(try PQConnection(pgmux.conninfo()).scalar("SELECT 'after the storm'"), "after the storm")
+        let idleInTx = try cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE usename = '\(PostgresCluster.scramUser.0)' AND state LIKE 'idle in transaction%'")
+        XCTAssertEqual(idleInTx.trimmingCharacters(in: .whitespacesAndNewlines), "0")
+        XCTAssertLessThanOrEqual(pgmux.openFDs, baseFDs + 5, "fds back near baseline")
+        XCTAssertLessThanOrEqual(pgmux.rssKB, baseRSS + 8 * 1024, "memory back near baseline")
+        let text = String(decoding: output.data, as: UTF8.self)
+        XCTAssertTrue(text.contains("number of transactions actually processed"), text)
+        XCTAssertTrue(pgmux.isRunning)
+    }
+}
