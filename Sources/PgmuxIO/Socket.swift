@@ -34,7 +34,8 @@ public enum Socket {
                 }
             }
             guard rc == 0 else { return "unknown" }
-            let h = String(cString: host), p = String(cString: serv)
+            let h = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let p = String(decoding: serv.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             return family == AF_INET6 ? "[\(h)]:\(p)" : "\(h):\(p)"
         }
 

@@ -107,6 +107,7 @@ final class ServerLifecycleTests: XCTestCase {
         XCTAssertTrue(waitUntil(5) { FileManager.default.fileExists(atPath: dir + "/pgmux.pid") })
         let pidText = try String(contentsOfFile: dir + "/pgmux.pid", encoding: .utf8)
         let pid = try XCTUnwrap(Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
+        defer { if kill(pid, 0) == 0 { kill(pid, SIGTERM) } }  // never leave a daemon behind, whatever fails below
         XCTAssertEqual(kill(pid, 0), 0)
         XCTAssertTrue(waitUntil(5) { loopbackConnect(port: port).map { close($0); return true } ?? false })
         let c = try PQConnection("host=127.0.0.1 port=\(port) user=postgres dbname=postgres")
