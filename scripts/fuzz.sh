@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of pgmux's untrusted-input parsers with libFuzzer + AddressSanitizer.
-#   scripts/fuzz.sh [SECONDS]   (default 60). New interesting inputs are merged into
-#   Tests/FuzzCorpus, which the unit tests replay on every run. A crash leaves crash-* files here.
+#   scripts/fuzz.sh [SECONDS] [--no-merge]   (default 60). New interesting inputs are merged into
+#   Tests/FuzzCorpus (unless --no-merge, as `make test` runs it), which the unit tests replay on
+#   every run. A crash leaves its input as .build/fuzz-crash-*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
+merge=1
+[ "${2:-}" = "--no-merge" ] && merge=0
 bin=.build/pgmux-fuzz
 mkdir -p .build
 swiftc -sanitize=fuzzer,address -parse-as-library -Onone -g -module-name PgmuxFuzz \
@@ -21,5 +24,5 @@ if [ "$status" != 0 ]; then
   tail -n 40 "$work.log"
   exit 1
 fi
-"$bin" -merge=1 Tests/FuzzCorpus "$work" >/dev/null 2>&1 || true
+if [ "$merge" = 1 ]; then "$bin" -merge=1 Tests/FuzzCorpus "$work" >/dev/null 2>&1 || true; fi
 echo "fuzz: ${seconds}s without a crash"
