@@ -283,7 +283,7 @@ public final class ClientConnection: Endpoint {
         }
         for (key, value) in params where !seen.contains(key) { m.parameterStatus(key, value) }
         params = loop.interned(params)  // clients with the same settings share one storage
-        cancelKey = loop.registerCancelKey(for: self)
+        cancelKey = loop.newCancelKey()
         if let pool, pool.mode != .session, loop.config.settings.maxPreparedStatements > 0 {
             tracksStatements = true
         }
@@ -335,7 +335,6 @@ public final class ClientConnection: Endpoint {
         }
         if let pool { pool.clientCount -= 1 }
         if countedAsLoggedIn { loop.loggedInClients -= 1; countedAsLoggedIn = false }
-        if cancelKey != 0 { loop.unregisterCancelKey(cancelKey) }
         if adminRole != nil { loop.admin.forget(self) }
         if wasLoggedIn && loop.config.settings.logDisconnections {
             loop.log.log("\(logPrefix) closing because: \(reason) (age=\(Int(loop.now - connectTime))s)")

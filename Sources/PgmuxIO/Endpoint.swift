@@ -146,7 +146,7 @@ public class Endpoint {
         let count = source.inbuf.scanned - source.inbuf.start
         if count > 0 {
             let n = ioWrite(source.inbuf.base! + source.inbuf.start, count)
-            if n > 0 { source.inbuf.start += n; loop.bytesForwarded &+= UInt64(n) }
+            if n > 0 { source.inbuf.start += n }
             if n != count {
                 if n < 0 && !(errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
                     return false  // broken socket: its own read watcher reports the close

@@ -18,7 +18,6 @@ public final class EventLoop {
     var pools: [String: Pool] = [:]
     var clients: [UInt64: ClientConnection] = [:]
     var servers: [UInt64: ServerConnection] = [:]
-    var cancelKeys: [UInt64: ClientConnection] = [:]
     /// Cancel requests on their way to PostgreSQL (each holds its own short-lived connection).
     var cancelForwarders: [UInt64: CancelForwarder] = [:]
     var listeners: [Listener] = []
@@ -26,7 +25,6 @@ public final class EventLoop {
     /// Closed connections, freed after the current loop iteration (never inside their callbacks).
     private var graveyard: [Endpoint] = []
     private var idCounter: UInt64 = 0
-    var bytesForwarded: UInt64 = 0
     var dbServerCounts: [String: Int] = [:]
     var userServerCounts: [String: Int] = [:]
     var shuttingDown = false
@@ -278,21 +276,20 @@ public final class EventLoop {
         return true
     }
 
-    /// Random cancel key for a client, unique among live clients; the pid half is positive.
-    func registerCancelKey(for client: ClientConnection) -> UInt64 {
+    /// Random 63-bit cancel key for a client (the pid half is positive). No index is kept:
+    /// cancels are rare and a scan of the clients costs less than a table entry per idle client.
+    func newCancelKey() -> UInt64 {
         while true {
             var key: UInt64 = 0
             for b in Crypto.randomBytes(8) { key = key << 8 | UInt64(b) }
             key &= ~(UInt64(1) << 63)
-            if key != 0 && cancelKeys[key] == nil { cancelKeys[key] = client; return key }
+            if key != 0 { return key }
         }
     }
 
-    func unregisterCancelKey(_ key: UInt64) { cancelKeys[key] = nil }
-
     /// A CancelRequest: forwarded with the real backend key if the client has a server.
     func handleCancel(key: UInt64) {
-        guard let client = cancelKeys[key] else { return }
+        guard let client = clients.values.first(where: { $0.cancelKey == key }) else { return }
         guard let server = client.server else {
             log.debug("\(client.logPrefix) cancel request for idle client")
             return

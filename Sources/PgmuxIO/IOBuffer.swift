@@ -14,7 +14,6 @@ public struct IOBuffer {
 
     @inline(__always) public var isEmpty: Bool { start == end }
     @inline(__always) public var pending: Int { end - start }
-    @inline(__always) public var hasStorage: Bool { base != nil }
 
     /// Moves pending bytes to the front so reads get the largest contiguous space.
     @inline(__always)

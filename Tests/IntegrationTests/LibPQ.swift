@@ -159,7 +159,6 @@ final class PQConnection: @unchecked Sendable {
         return nil
     }
 
-    var backendPID: Int32 { PQbackendPID(conn) }
     var sslInUse: Bool { PQsslInUse(conn) == 1 }
     func parameter(_ name: String) -> String? { PQparameterStatus(conn, name).map { String(cString: $0) } }
     var isOK: Bool { PQstatus(conn) == CONNECTION_OK }
