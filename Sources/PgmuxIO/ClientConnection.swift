@@ -87,7 +87,9 @@ public final class ClientConnection: Endpoint {
         case .startup: loop.login.handleStartup(self)
         case .tlsHandshake: break
         case .authenticating: loop.login.handleAuthMessage(self)
-        case .waitingForWelcome, .waiting, .closing: stopReading()
+        case .waiting:
+            break  // kept in the buffer until a server is lent; reading on notices a client that leaves
+        case .waitingForWelcome, .closing: stopReading()
         case .idle:
             if adminRole != nil { loop.admin.handle(self) } else { requestServer() }
         case .active: relay()
@@ -95,9 +97,10 @@ public final class ClientConnection: Endpoint {
     }
 
     /// Called when the client sent data while unlinked: queue for a server of its pool.
+    /// The read watcher stays on: stopping and restarting it per transaction costs libev an
+    /// epoll_ctl each time, and a queued client that disconnects is noticed at once.
     func requestServer() {
         guard let pool else { return }
-        stopReading()
         state = .waiting
         waitStart = loop.now
         toldToWait = false

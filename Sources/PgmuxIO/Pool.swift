@@ -174,7 +174,6 @@ public final class Pool {
         }
         if server.state != .idle { activeCount -= 1 }  // active and own-query servers count as in use
         server.state = .idle
-        server.stopReading()
         server.tracker.reset()
         server.expectations.removeAll()
         server.releaseBufferIfEmpty()
