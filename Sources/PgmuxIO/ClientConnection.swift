@@ -368,7 +368,6 @@ extension ClientConnection {
 /// What a client needs only while it authenticates.
 final class LoginState {
     var authenticator: ClientAuthenticator
-    var passThroughKeys: SCRAMPassThroughKeys?
     init(_ authenticator: ClientAuthenticator) { self.authenticator = authenticator }
 }
 

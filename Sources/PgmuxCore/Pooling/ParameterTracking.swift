@@ -11,8 +11,6 @@ public enum ParameterTracking {
         always.union(extra.map { $0.lowercased() })
     }
 
-    /// Startup parameters that are not session settings and never trigger "unsupported".
-    public static let startupKeys: Set<String> = ["user", "database", "options", "replication"]
 
     /// Parses `-c name=value` / `--name=value` items of the `options` startup parameter.
     /// Returns nil when the text holds anything else.

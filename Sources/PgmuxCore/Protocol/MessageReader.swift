@@ -76,5 +76,4 @@ public enum SQLState {
     public static let tooManyConnections = "53300"
     public static let invalidCatalogName = "3D000"
     public static let adminShutdown = "57P01"
-    public static let queryCanceled = "57014"
 }
