@@ -20,6 +20,7 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
         .executableTarget(name: "pgmux", dependencies: ["PgmuxIO", "PgmuxCore"]),
         .testTarget(name: "PgmuxCoreTests", dependencies: ["PgmuxCore"]),
+        .testTarget(name: "PgmuxIOTests", dependencies: ["PgmuxIO", "CLibEV"]),
         .testTarget(name: "IntegrationTests", dependencies: ["pgmux", "PgmuxCore", "CLibPQ"]),
     ]
 )

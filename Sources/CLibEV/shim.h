@@ -3,6 +3,8 @@
 #include <ev.h>
 #include <sys/socket.h>
 #include <sys/resource.h>
+/* malloc_trim(): idle memory back to the kernel after bursts (not in Swift's Glibc module). */
+#include <malloc.h>
 /* accept4() is a GNU extension; Swift's Glibc module is built without _GNU_SOURCE. */
 extern int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
 

@@ -264,7 +264,7 @@ final class AdminConsole {
             row.poolMode = p.mode.rawValue
             row.stats = p.counters
             row.olderStats = p.periodCounters
-            if let first = p.waiting.first, first.waitStart > 0 { row.maxWaitUs = Stats.micros(loop.now - first.waitStart) }
+            if let first = p.waiting.first, first.stateSince > 0 { row.maxWaitUs = Stats.micros(loop.now - first.stateSince) }
             rows[p.databaseName + "\u{0}" + p.userName] = row
         }
         for c in loop.clients.values {
@@ -282,7 +282,7 @@ final class AdminConsole {
             r.port = c.isUnixSocket ? s.listenPort : Int(c.remote.port)
             r.connectTime = AdminConsole.timestamp(c.connectTime)
             r.requestTime = AdminConsole.timestamp(max(c.lastActivity, c.connectTime))
-            r.waitUs = c.state == .waiting ? Stats.micros(loop.now - c.waitStart) : 0
+            r.waitUs = c.state == .waiting ? Stats.micros(loop.now - c.stateSince) : 0
             r.ptr = "0x\(String(c.id, radix: 16))"
             r.link = c.server.map { "0x\(String($0.id, radix: 16))" }
             r.applicationName = c.params["application_name"] ?? ""

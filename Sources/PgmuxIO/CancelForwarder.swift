@@ -10,9 +10,11 @@ final class CancelForwarder: Endpoint {
     init(loop: EventLoop, fd: Int32, key: UInt64) {
         self.key = key
         super.init(loop: loop, fd: fd)
-        setupWatchers(read: cancelEvent, write: cancelEvent)
+        setupReadWatcher(cancelEvent)
         startWriting()
     }
+
+    override var writeCallback: pgmux_io_cb { cancelEvent }
 
     private var sent = false
 

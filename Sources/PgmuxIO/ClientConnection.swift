@@ -23,8 +23,19 @@ public final class ClientConnection: Endpoint {
         case closing
     }
 
-    public internal(set) var state: State = .startup
+    // Layout: the address (19 bytes, 4-aligned) starts in the word that ends Endpoint's fields and
+    // the one-byte fields fill its tail, so the object stays in malloc's 256-byte class.
     let remote: PeerAddress
+    public internal(set) var state: State = .startup
+    /// Admin console rights, for a client of the `pgbouncer`/`pgmux` pseudo-database.
+    var adminRole: AdminRole?
+    /// Named prepared statements across servers (transaction/statement mode with
+    /// max_prepared_statements > 0); off when they pass through untouched.
+    var tracksStatements = false
+    /// Counted against max_client_conn (from a valid startup packet until close).
+    var countedAsLoggedIn = false
+    /// query_wait_notify was sent for the current wait.
+    var toldToWait = false
     var isUnixSocket: Bool { remote.isUnix }
     public internal(set) var user = ""
     public internal(set) var database = ""
@@ -36,30 +47,22 @@ public final class ClientConnection: Endpoint {
     unowned(unsafe) var server: ServerConnection?
     /// The key this client was given in BackendKeyData.
     var cancelKey: UInt64 = 0
-    var waitStart: Double = 0
+    /// When the current wait for a server began (state `.waiting`) or, once linked (`.active`),
+    /// when the server was lent (transaction time in the stats). One field: a client is never both.
+    var stateSince: Double = 0
     var queryStart: Double = 0
-    /// When the current server was lent (transaction time in the stats).
-    var linkTime: Double = 0
-    /// Admin console rights, for a client of the `pgbouncer`/`pgmux` pseudo-database.
-    var adminRole: AdminRole?
     /// Last time this client sent anything (client_idle_timeout).
     var lastActivity: Double = 0
-    /// Named prepared statements across servers (transaction/statement mode with
-    /// max_prepared_statements > 0); nil when they pass through untouched.
-    var tracksStatements = false
     /// The client's statement names, allocated with its first Parse/Bind/Describe/Close.
     var statementBox: StatementNames?
-
-    /// Counted against max_client_conn (from a valid startup packet until close).
-    var countedAsLoggedIn = false
-    /// query_wait_notify was sent for the current wait.
-    var toldToWait = false
 
     init(loop: EventLoop, fd: Int32, remote: Socket.Address) {
         self.remote = PeerAddress(remote)
         super.init(loop: loop, fd: fd)
-        setupWatchers(read: clientReadable, write: clientWritable)
+        setupReadWatcher(clientReadable)
     }
+
+    override var writeCallback: pgmux_io_cb { clientWritable }
 
     /// `C-0x…: db/user@addr:port` prefix as PgBouncer logs it.
     var logPrefix: String {
@@ -84,9 +87,13 @@ public final class ClientConnection: Endpoint {
             return
         }
         switch state {
-        case .startup: loop.login.handleStartup(self)
+        case .startup:
+            loop.login.handleStartup(self)
+            releaseLoginBuffer()
         case .tlsHandshake: break
-        case .authenticating: loop.login.handleAuthMessage(self)
+        case .authenticating:
+            loop.login.handleAuthMessage(self)
+            releaseLoginBuffer()
         case .waiting:
             break  // kept in the buffer until a server is lent; reading on notices a client that leaves
         case .waitingForWelcome, .closing: stopReading()
@@ -96,13 +103,19 @@ public final class ClientConnection: Endpoint {
         }
     }
 
+    /// A login waits a round trip for each password message: it holds no relay buffer meanwhile,
+    /// or a login storm would pin one per client in flight (and fragment the heap with them).
+    private func releaseLoginBuffer() {
+        if inbuf.isEmpty && (state == .startup || state == .authenticating) { releaseBufferIfEmpty() }
+    }
+
     /// Called when the client sent data while unlinked: queue for a server of its pool.
     /// The read watcher stays on: stopping and restarting it per transaction costs libev an
     /// epoll_ctl each time, and a queued client that disconnects is noticed at once.
     func requestServer() {
         guard let pool else { return }
         state = .waiting
-        waitStart = loop.now
+        stateSince = loop.now
         toldToWait = false
         pool.enqueue(self)
     }
@@ -294,6 +307,7 @@ public final class ClientConnection: Endpoint {
         m.readyForQuery(UInt8(ascii: "I"))
         queue(m.bytes)
         state = .idle
+        loop.heapChurned = true  // the login's state is freed: see EventLoop.returnIdleMemory
         if loop.config.settings.logConnections {
             let tls = ssl.map { TLSContexts.describe($0) } ?? "no"
             loop.log.log("\(logPrefix) login attempt: db=\(database) user=\(user) tls=\(tls) replication=no")

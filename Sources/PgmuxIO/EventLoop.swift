@@ -53,6 +53,11 @@ public final class EventLoop {
     /// Pooler-wide names of protocol-level prepared statements.
     let preparedStatements = PreparedStatementRegistry()
 
+    /// Last `returnIdleMemory` pass, and whether clients came or went since (their login state
+    /// and buffers leave freed holes in the heap that only malloc_trim gives back).
+    private var lastMemoryTrim: Double = 0
+    var heapChurned = false
+
     private let check = UnsafeMutablePointer<ev_check>.allocate(capacity: 1)
     private let maintenance = UnsafeMutablePointer<ev_timer>.allocate(capacity: 1)
     private var signals: [UnsafeMutablePointer<ev_signal>] = []
@@ -254,6 +259,7 @@ public final class EventLoop {
     func clientClosed(_ c: ClientConnection) {
         bury(c)  // keeps it alive until the iteration ends: callers still run on it
         clients[c.id] = nil
+        heapChurned = true
     }
     func serverOpened(_ s: ServerConnection) {
         servers[s.id] = s
@@ -360,11 +366,11 @@ public final class EventLoop {
                 }
             case .waiting:
                 let queryTimeout = config.users[client.user]?.queryTimeout ?? s.queryTimeout
-                if s.queryWaitTimeout > 0 && t - client.waitStart > s.queryWaitTimeout {
+                if s.queryWaitTimeout > 0 && t - client.stateSince > s.queryWaitTimeout {
                     client.sendError("query_wait_timeout")
-                } else if queryTimeout > 0 && t - client.waitStart > queryTimeout {
+                } else if queryTimeout > 0 && t - client.stateSince > queryTimeout {
                     client.sendError("query_timeout")
-                } else if s.queryWaitNotify > 0 && !client.toldToWait && t - client.waitStart > s.queryWaitNotify {
+                } else if s.queryWaitNotify > 0 && !client.toldToWait && t - client.stateSince > s.queryWaitNotify {
                     // The client is unlinked, so a NoticeResponse cannot interleave with a reply.
                     client.toldToWait = true
                     var m = MessageBuilder()
@@ -407,11 +413,24 @@ public final class EventLoop {
             f.finish()
         }
         dropIdleAutoDatabases(now: t)
+        if t - lastMemoryTrim >= 1 { returnIdleMemory(now: t) }
         if statsPeriodStart == 0 { statsPeriodStart = t }
         if t - statsPeriodStart >= Double(max(1, s.statsPeriod)) {
             if s.logStats { log.log(Stats.logLine(pools: Array(pools.values), window: t - statsPeriodStart)) }
             for p in pools.values { p.periodCounters = p.counters }
             statsPeriodStart = t
+        }
+    }
+
+    /// Once a second: relay buffers unused for that long are freed, and after clients came or
+    /// went the heap's free pages are handed back to the kernel, so RSS follows the number of
+    /// connections down after a burst instead of staying at its peak (PgBouncer keeps its slabs).
+    private func returnIdleMemory(now t: Double) {
+        lastMemoryTrim = t
+        let freed = buffers.trim(floor: 8)
+        if freed > 0 || heapChurned {
+            heapChurned = false
+            _ = malloc_trim(0)
         }
     }
 

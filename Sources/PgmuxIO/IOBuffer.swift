@@ -30,12 +30,16 @@ public struct IOBuffer {
 }
 
 /// Recycles relay buffers (all of one size) so that connections take them only while busy.
+/// Buffers that stay unused on the free list for a whole `trim` interval go back to the
+/// allocator, so a burst (a login storm, a spike of active clients) does not keep its memory.
 public final class BufferPool {
     public let size: Int
     private var free: [UnsafeMutableRawPointer] = []
     /// Number of buffers handed out and not yet returned (for SHOW MEM-like figures).
     public private(set) var inUse = 0
     private let keepFree: Int
+    /// Fewest buffers on the free list since the last `trim`: that many were never needed.
+    private var fewestFree = 0
 
     public init(size: Int, keepFree: Int = 256) {
         self.size = size
@@ -45,7 +49,10 @@ public final class BufferPool {
     @inline(__always)
     public func take() -> UnsafeMutableRawPointer {
         inUse += 1
-        if let p = free.popLast() { return p }
+        if let p = free.popLast() {
+            if free.count < fewestFree { fewestFree = free.count }
+            return p
+        }
         return UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
     }
 
@@ -53,6 +60,18 @@ public final class BufferPool {
     public func give(_ p: UnsafeMutableRawPointer) {
         inUse -= 1
         if free.count < keepFree { free.append(p) } else { p.deallocate() }
+    }
+
+    /// Frees the buffers that sat on the free list since the previous call, keeping `floor` of
+    /// them (the least recently used go first). Returns how many were freed.
+    public func trim(floor: Int) -> Int {
+        let surplus = min(fewestFree, free.count) - floor
+        if surplus > 0 {
+            for p in free[..<surplus] { p.deallocate() }
+            free.removeFirst(surplus)
+        }
+        fewestFree = free.count
+        return max(0, surplus)
     }
 
     public var freeCount: Int { free.count }

@@ -46,7 +46,7 @@ final class MetricsEndpoint {
             r.waitHistogram = p.waitHistogram
             r.queryHistogram = p.queryHistogram
             r.transactionHistogram = p.transactionHistogram
-            if let first = p.waiting.first, first.waitStart > 0 { r.maxWaitSeconds = loop.now - first.waitStart }
+            if let first = p.waiting.first, first.stateSince > 0 { r.maxWaitSeconds = loop.now - first.stateSince }
             rows[ObjectIdentifier(p)] = r
         }
         for c in loop.clients.values {
@@ -125,8 +125,10 @@ final class MetricsConnection: Endpoint {
     init(loop: EventLoop, fd: Int32, endpoint: MetricsEndpoint) {
         self.endpoint = endpoint
         super.init(loop: loop, fd: fd)
-        setupWatchers(read: metricsReadable, write: metricsWritable)
+        setupReadWatcher(metricsReadable)
     }
+
+    override var writeCallback: pgmux_io_cb { metricsWritable }
 
     func onReadable() {
         var buf = [UInt8](repeating: 0, count: 2048)

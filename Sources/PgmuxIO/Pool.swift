@@ -133,10 +133,9 @@ public final class Pool {
         server.lastUsed = loop.now
         client.server = server
         client.state = .active
-        Stats.assigned(pool: self, waited: client.waitStart > 0 ? loop.now - client.waitStart : 0)
-        client.waitStart = 0
-        client.linkTime = loop.now
-        lastUsed = client.linkTime
+        Stats.assigned(pool: self, waited: client.stateSince > 0 ? loop.now - client.stateSince : 0)
+        client.stateSince = loop.now
+        lastUsed = client.stateSince
         // Client parameter sets are interned, so the common case is one storage comparison.
         if server.paramsInSync != client.params {
             var sets = ""
@@ -251,7 +250,7 @@ public final class Pool {
         if loop.now - lastConnectFailure < loop.config.settings.serverLoginRetry { return false }
         var limit = size
         if let first = waiting.first, reserveSize > 0,
-           loop.now - first.waitStart >= loop.config.settings.reservePoolTimeout {
+           loop.now - first.stateSince >= loop.config.settings.reservePoolTimeout {
             limit += reserveSize
             if serverCount >= size && serverCount < limit {
                 loop.log.log("\(first.logPrefix) taking connection from reserve_pool")

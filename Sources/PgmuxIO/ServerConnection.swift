@@ -65,8 +65,10 @@ public final class ServerConnection: Endpoint {
         super.init(loop: loop, fd: fd)
         keepsOutputCapacity = true
         lastUsed = loop.now
-        setupWatchers(read: serverReadable, write: serverWritable)
+        setupReadWatcher(serverReadable)
     }
+
+    override var writeCallback: pgmux_io_cb { serverWritable }
 
     var logPrefix: String {
         "S-0x\(String(id, radix: 16)): \(pool.databaseName)/\(pool.userName)@\(address.description)"

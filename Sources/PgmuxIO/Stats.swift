@@ -18,9 +18,9 @@ enum Stats {
     static func transactionDone(client: ClientConnection, now: Double) {
         guard let pool = client.pool else { return }
         pool.counters.xactCount &+= 1
-        if client.linkTime > 0 {
-            pool.counters.xactTime &+= micros(now - client.linkTime)
-            pool.transactionHistogram.observe(now - client.linkTime)
+        if client.stateSince > 0 {
+            pool.counters.xactTime &+= micros(now - client.stateSince)
+            pool.transactionHistogram.observe(now - client.stateSince)
         }
     }
 
