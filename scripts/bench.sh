@@ -13,7 +13,8 @@
 #   tpcb      pgbench TPC-B-like, 50 clients
 #   many      pgbench -S, 1,000 clients over the pool of 20 (-T is 8 s longer: connecting counts)
 #   churn     pgbench -S -C (a new connection per transaction), 20 clients
-#   idle      RSS of the pooler with 1,000 / 5,000 / 10,000 idle authenticated clients (poolers only)
+#   idle      RSS of the pooler with 1,000 / 5,000 / 10,000 idle authenticated clients (poolers only),
+#             then pgbench -S with 1,000 more clients while all the idle ones stay connected
 # Every pgbench workload runs against pgmux, PgBouncer and direct, interleaved over --rounds rounds
 # (default 3, target order rotated each round) of --duration seconds (default 10); medians are
 # reported. --quick: 1 round of 3 s, idle 1,000 and 5,000 only (about 2 minutes).
@@ -27,7 +28,7 @@ root=$(pwd)
 
 ROUNDS=3 DURATION=10 SCALE=10 ONLY="" IDLE_COUNTS=1000,5000,10000
 ALL_WORKLOADS=(select extended prepared tpcb many churn idle)
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) ROUNDS=1 DURATION=3 IDLE_COUNTS=1000,5000 ;;
@@ -295,7 +296,8 @@ run_idle() {   # target round
   fi
   run_child timeout -k 5 900 "$PY" scripts/bench_report.py idle --runs "$runs" --target "$t" --round "$r" \
     --pid "${PID[$t]}" --port "${PORT[$t]}" --user bench --password benchpw --db bench \
-    --counts "$IDLE_COUNTS" --settle "$([ "$DURATION" -lt 5 ] && echo 1 || echo 2)" ||
+    --counts "$IDLE_COUNTS" --settle "$([ "$DURATION" -lt 5 ] && echo 1 || echo 2)" \
+    --active 1000 --active-seconds $((DURATION + 8)) --pgbench-out "$out/pgbench/busy-$t-$r.out" ||
     echo "bench.sh: idle clients against $t ended with status $?" >&2
   ensure_pooler "$t" || true
 }

@@ -232,6 +232,8 @@ async def idle_main(a):
                        "login_s": took})
         if not ok:
             break
+    if a.active and points and points[-1]["ok"]:
+        points.append(await busy_phase(a, len(conns), dropped, errors))
     for w, task in conns:
         task.cancel()
         try:
@@ -242,6 +244,37 @@ async def idle_main(a):
     return points
 
 
+async def busy_phase(a, idle_count, dropped, errors):
+    """pgbench with a.active clients while idle_count idle clients stay connected: both must be
+    served at once, with no pgbench error and no idle connection dropped."""
+    cmd = ["pgbench", "-n", "-S", "-M", "simple", "-c", str(a.active), "-j", "2", "-T", str(a.active_seconds),
+           "-h", a.host, "-p", str(a.port), "-U", a.user, a.db]
+    env = dict(os.environ, PGPASSWORD=a.password)
+    proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+    text = (await proc.communicate())[0].decode(errors="replace")
+    if a.pgbench_out:
+        open(a.pgbench_out, "w").write(text)
+    await asyncio.sleep(a.settle)
+    r = parse_pgbench(text)
+    reasons = []
+    if not alive(a.pid):
+        reasons.append("pooler died")
+    if proc.returncode:
+        reasons.append("pgbench exit %d" % proc.returncode)
+    err = first_error(text)
+    if err:
+        reasons.append(err)
+    if r["failed_txns"]:
+        reasons.append("%d failed transactions" % r["failed_txns"])
+    if not r["txns"]:
+        reasons.append("no transactions")
+    if dropped[0]:
+        reasons.append("%d idle connections dropped" % dropped[0])
+    return {"busy": True, "clients": idle_count, "active": a.active, "tps": r["tps"], "ok": not reasons,
+            "reason": "; ".join(reasons) or None}
+
+
 def cmd_idle(a):
     try:
         points = asyncio.run(idle_main(a))
@@ -249,7 +282,19 @@ def cmd_idle(a):
         points = [{"clients": int(a.counts.split(",")[0]), "ok": False,
                    "reason": "%s: %s" % (type(e).__name__, e)}]
     wanted = [int(c) for c in a.counts.split(",") if c]
+    busy = [p for p in points if p.get("busy")]
+    points = [p for p in points if not p.get("busy")]
     with open(a.runs, "a") as f:
+        if a.active:
+            p = busy[0] if busy else {"ok": False, "reason": "idle clients not reached"}
+            rec = {"workload": "busy", "target": a.target, "round": a.round, "idle_clients": max(wanted),
+                   "active_clients": a.active, "tps": p.get("tps"), "ok": p["ok"], "reason": p["reason"]}
+            f.write(json.dumps(rec) + "\n")
+            if p["ok"]:
+                print("  %-9s %-9s round %d: %d idle + %d active clients, %.0f tps, no idle client dropped"
+                      % ("busy", a.target, a.round, max(wanted), a.active, p["tps"]))
+            else:
+                print("  %-9s %-9s round %d: FAIL (%s)" % ("busy", a.target, a.round, p["reason"]))
         for n in wanted:
             p = next((p for p in points if p["clients"] == n), None)
             if p is None:
@@ -364,6 +409,15 @@ def cmd_report(a):
                 "{:,}".format(int(w[4:])), fmt(rss["pgmux"], 1), fmt(rss["pgbouncer"], 1),
                 fmt(bpc["pgmux"]), fmt(bpc["pgbouncer"]), ratio(bpc["pgmux"], bpc["pgbouncer"])))
         lines.append("")
+    if any(k[0] == "busy" for k in by):
+        rs = {t: by.get(("busy", t)) or [] for t in TARGETS[:2]}
+        first = next(r for t in TARGETS[:2] for r in rs[t])
+        c = {t: cell(rs[t], "tps") for t in TARGETS[:2]}
+        out["results"]["busy"] = {t: cell_json(rs[t], ["tps"]) for t in TARGETS[:2]}
+        lines += ["| served at once | pgmux tps | PgBouncer tps | pgmux/PgB tps |", "|---|---:|---:|---:|",
+                  "| %s idle + %s active clients (-S), no idle client dropped | %s | %s | %s |" % (
+                      "{:,}".format(first.get("idle_clients", 0)), "{:,}".format(first.get("active_clients", 0)),
+                      fmt(c["pgmux"]), fmt(c["pgbouncer"]), ratio(c["pgmux"], c["pgbouncer"])), ""]
     notes = []
     for (w, t), rs in sorted(by.items()):
         reasons = {}
@@ -410,6 +464,10 @@ def main():
     i.add_argument("--db", required=True)
     i.add_argument("--counts", default="1000,5000,10000")
     i.add_argument("--concurrency", type=int, default=32)
+    i.add_argument("--active", type=int, default=0,
+                   help="then run pgbench -S with this many clients while all idle ones stay connected")
+    i.add_argument("--active-seconds", type=int, default=10)
+    i.add_argument("--pgbench-out")
     i.add_argument("--settle", type=float, default=2.0)
     rep = sub.add_parser("report")
     rep.add_argument("dir")
