@@ -39,14 +39,12 @@ public class Endpoint {
         self.id = loop.nextID()
         self.fd = fd
         self.connectTime = loop.now
-        readWatcher = .allocate(capacity: 1)
-        readWatcher.initialize(to: ev_io())
+        readWatcher = loop.watchers.take()
     }
 
     deinit {
-        readWatcher.deinitialize(count: 1)
-        readWatcher.deallocate()
-        if let w = writeWatcherStorage { w.deinitialize(count: 1); w.deallocate() }
+        loop.watchers.give(readWatcher)
+        if let w = writeWatcherStorage { loop.watchers.give(w) }
     }
 
     /// Installs the read watcher's callback (the fd may be set later for outgoing connections).
@@ -71,8 +69,7 @@ public class Endpoint {
         guard !isClosed else { return }
         let w: UnsafeMutablePointer<ev_io>
         if let existing = writeWatcherStorage { w = existing } else {
-            w = .allocate(capacity: 1)
-            w.initialize(to: ev_io())
+            w = loop.watchers.take()
             pgmux_ev_io_init(w, writeCallback, fd, Int32(EV_WRITE), Unmanaged.passUnretained(self).toOpaque())
             writeWatcherStorage = w
         }

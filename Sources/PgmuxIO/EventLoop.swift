@@ -61,6 +61,9 @@ public final class EventLoop {
     private let check = UnsafeMutablePointer<ev_check>.allocate(capacity: 1)
     private let maintenance = UnsafeMutablePointer<ev_timer>.allocate(capacity: 1)
     private var signals: [UnsafeMutablePointer<ev_signal>] = []
+    /// Every connection's watchers. Declared last, so it outlives the other properties while the
+    /// loop is destroyed (connections give their watchers back when freed; see `deinit`).
+    let watchers = WatcherSlab()
 
     public init(config: Config, log: Log) throws {
         guard let ev = ev_loop_new(UInt32(EVFLAG_AUTO)) else { throw SocketError("ev_loop_new", 0) }
@@ -171,6 +174,17 @@ public final class EventLoop {
     // MARK: connection registry
 
     func bury(_ e: Endpoint) { graveyard.append(e) }
+
+    /// Connections give their watchers back to `watchers` when freed: free them all while the
+    /// loop is still whole.
+    deinit {
+        graveyard.removeAll()
+        clients.removeAll()
+        servers.removeAll()
+        pools.removeAll()
+        cancelForwarders.removeAll()
+        metrics = nil
+    }
 
     fileprivate func sweep() {
         if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }

@@ -15,10 +15,23 @@ final class ConnectionFootprintTests: XCTestCase {
         defer { close(fds[1]) }
         let client = ClientConnection(loop: loop, fd: fds[0], remote: Socket.Address())
         let object = malloc_usable_size(Unmanaged.passUnretained(client).toOpaque())
-        let watcher = malloc_usable_size(client.readWatcher)
-        print("client object \(object) B, read watcher \(watcher) B (usable sizes)")
+        print("client object \(object) B (usable size), read watcher \(MemoryLayout<ev_io>.stride) B in a slab")
         XCTAssertLessThanOrEqual(object, 248)
-        XCTAssertLessThanOrEqual(watcher, 56)
+        XCTAssertEqual(loop.watchers.inUse, 1)
         client.closeSocket()
+    }
+
+    func testWatcherSlabReusesReturnedWatchers() {
+        let slab = WatcherSlab(perBlock: 4)
+        let taken = (0..<6).map { _ in slab.take() }
+        XCTAssertEqual(Set(taken).count, 6)
+        XCTAssertEqual(slab.inUse, 6)
+        slab.give(taken[2])
+        let again = slab.take()
+        XCTAssertEqual(again, taken[2])
+        XCTAssertEqual(again.pointee.data, nil, "a watcher comes back zeroed")
+        taken.forEach { if $0 != again { slab.give($0) } }
+        slab.give(again)
+        XCTAssertEqual(slab.inUse, 0)
     }
 }
