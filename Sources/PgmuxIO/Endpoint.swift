@@ -43,6 +43,9 @@ public class Endpoint {
     }
 
     deinit {
+        // closeSocket stopped them; a slot handed back while libev still held it would corrupt its lists.
+        stopReading()
+        stopWriting()
         loop.watchers.give(readWatcher)
         if let w = writeWatcherStorage { loop.watchers.give(w) }
     }
