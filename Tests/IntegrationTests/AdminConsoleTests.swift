@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import XCTest
+import PgmuxCore
 
 /// The admin console (`pgbouncer` pseudo-database) driven through libpq against live pools.
 final class AdminConsoleTests: XCTestCase {
@@ -132,6 +133,30 @@ final class AdminConsoleTests: XCTestCase {
         while p.isRunning && Date() < deadline { usleep(50_000) }
         XCTAssertFalse(p.isRunning, "exits once the last client has gone")
         XCTAssertTrue(p.log.contains("client connections dropped, exiting"), p.log)
+    }
+
+    /// Logins waiting for the client's SCRAM answer hold no relay buffer (SHOW MEM's iobuf row):
+    /// a login storm must not pin a buffer per client in flight.
+    func testLoginsMidAuthenticationHoldNoBuffer() throws {
+        let p = try pgmux(["auth_type": "scram-sha-256"])
+        let admin = try console(p)
+        var m = MessageBuilder()
+        m.startupMessage([("user", PostgresCluster.scramUser.0), ("database", PostgresCluster.database)])
+        var fds: [Int32] = []
+        defer { fds.forEach { close($0) } }
+        for _ in 0..<6 {
+            let fd = try XCTUnwrap(loopbackConnect(port: p.port))
+            fds.append(fd)
+            _ = m.bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            var reply = [UInt8](repeating: 0, count: 256)
+            XCTAssertGreaterThan(recv(fd, &reply, reply.count, 0), 0)
+            XCTAssertEqual(reply[0], UInt8(ascii: "R"), "AuthenticationSASL")
+        }
+        let mem = try XCTUnwrap(try show(admin, "MEM").first { $0["name"] == "iobuf" })
+        // At most the console's own request is in a buffer while it is answered.
+        XCTAssertLessThanOrEqual(Int(mem["used"] ?? "") ?? 99, 1, "\(mem)")
+        let clients = try show(admin, "CLIENTS")
+        XCTAssertEqual(clients.filter { $0["user"] == PostgresCluster.scramUser.0 }.count, 0, "not logged in yet")
     }
 }
 
