@@ -135,6 +135,32 @@ final class AdminConsoleTests: XCTestCase {
         XCTAssertTrue(p.log.contains("client connections dropped, exiting"), p.log)
     }
 
+    /// A burst's relay buffers go back once they sit unused for a whole second (8 stay pooled).
+    func testBuffersOfABurstAreFreedAfterwards() throws {
+        let p = try pgmux()
+        let admin = try console(p)
+        var fds: [Int32] = []
+        for _ in 0..<20 {
+            let fd = try XCTUnwrap(loopbackConnect(port: p.port))
+            fds.append(fd)
+            let partial: [UInt8] = [0, 0, 0, 40, 0, 3]  // a startup packet cut short: held in a buffer
+            _ = partial.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
+        func iobuf() throws -> (used: Int, free: Int) {
+            let row = try XCTUnwrap(try show(admin, "MEM").first { $0["name"] == "iobuf" })
+            return (Int(row["used"] ?? "") ?? -1, Int(row["free"] ?? "") ?? -1)
+        }
+        let deadline = Date().addingTimeInterval(3)
+        while try iobuf().used < 20 && Date() < deadline { usleep(20_000) }
+        XCTAssertGreaterThanOrEqual(try iobuf().used, 20)
+        fds.forEach { close($0) }
+        usleep(300_000)
+        XCTAssertGreaterThanOrEqual(try iobuf().free, 19, "given back to the pool first")
+        let later = Date().addingTimeInterval(4)
+        while try iobuf().free > 8 && Date() < later { usleep(100_000) }
+        XCTAssertLessThanOrEqual(try iobuf().free, 8)
+    }
+
     /// Logins waiting for the client's SCRAM answer hold no relay buffer (SHOW MEM's iobuf row):
     /// a login storm must not pin a buffer per client in flight.
     func testLoginsMidAuthenticationHoldNoBuffer() throws {
