@@ -30,5 +30,6 @@ static inline int pgmux_peer_uid(int fd, unsigned int *uid) {
   int r = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &len);
   if (r == 0) *uid = c.uid;
   return r; }
+static inline void pgmux_ev_set_max_priority(void *w) { ev_set_priority((ev_watcher *)w, EV_MAXPRI); }
 static inline int pgmux_ev_is_active(const void *w) { return ev_is_active((const ev_watcher *)w); }
 #endif

@@ -74,12 +74,16 @@ public final class EventLoop {
         maxPacketSize = config.settings.maxPacketSize
         trackedParameters = ParameterTracking.trackedSet(extra: config.settings.trackExtraParameters)
         check.initialize(to: ev_check())
+        now = ev_now(ev)
         maintenance.initialize(to: ev_timer())
         try loadAuthFile()
         try tls.load(config.settings)
     }
 
-    var now: Double { ev_now(ev) }
+    /// libev's time of the current iteration (`ev_now`), copied in when the iteration's callbacks
+    /// begin. A stored field: the relay reads the clock several times per transaction, and each
+    /// call into libev through the loop reference cost a retain/release pair around it.
+    private(set) var now: Double = 0
 
     func nextID() -> UInt64 { idCounter &+= 1; return idCounter }
 
@@ -114,7 +118,9 @@ public final class EventLoop {
         try openListeners()
         let me = Unmanaged.passUnretained(self).toOpaque()
         pgmux_ev_check_init(check, loopCheck, me)
+        pgmux_ev_set_max_priority(check)  // runs before every other callback of an iteration
         ev_check_start(ev, check)
+        now = ev_now(ev)
         pgmux_ev_timer_init(maintenance, loopMaintenance, 1.0 / 3.0, 1.0 / 3.0, me)
         ev_timer_start(ev, maintenance)
         for sig in [SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2] {
@@ -186,7 +192,10 @@ public final class EventLoop {
         metrics = nil
     }
 
+    /// First callback of every iteration (the check watcher has the highest priority): takes the
+    /// iteration's time, frees what the previous iteration closed, runs pending console waits.
     fileprivate func sweep() {
+        now = ev_now(ev)
         if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
         admin.check()
         guard shuttingDown else { return }
