@@ -1,5 +1,6 @@
 import Glibc
 import PgmuxCore
+import CLibEV
 
 /// The `pgbouncer` (alias `pgmux`) pseudo-database: PgBouncer's admin console, answered by the
 /// pooler itself. Parsing, access rules and row formatting live in PgmuxCore/Admin; this file
@@ -360,7 +361,10 @@ final class AdminConsole {
         snap.lists.usedServers = loop.servers.count
         snap.lists.freeServers = loop.pools.values.reduce(0) { $0 + $1.idle.count }
         snap.mem = [AdminMemRow(name: "iobuf", size: loop.buffers.size, used: loop.buffers.inUse,
-                                free: loop.buffers.freeCount, memtotal: loop.buffers.size * (loop.buffers.inUse + loop.buffers.freeCount))]
+                                free: loop.buffers.freeCount, memtotal: loop.buffers.size * (loop.buffers.inUse + loop.buffers.freeCount)),
+                    AdminMemRow(name: "watcher", size: MemoryLayout<ev_io>.stride, used: loop.watchers.inUse,
+                                free: loop.watchers.capacity - loop.watchers.inUse,
+                                memtotal: MemoryLayout<ev_io>.stride * loop.watchers.capacity)]
         snap.pauseMode = loop.globallyPaused ? .pause : .none
         return snap
     }

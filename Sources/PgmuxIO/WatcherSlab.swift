@@ -8,8 +8,10 @@ final class WatcherSlab {
     private let perBlock: Int
     private var blocks: [UnsafeMutablePointer<ev_io>] = []
     private var freeList: UnsafeMutablePointer<ev_io>?
-    /// Watchers handed out and not returned.
+    /// Watchers handed out and not returned (SHOW MEM's `watcher` row).
     private(set) var inUse = 0
+    /// Watchers the blocks hold in all.
+    var capacity: Int { blocks.count * perBlock }
 
     init(perBlock: Int = 256) { self.perBlock = perBlock }
 

@@ -178,9 +178,13 @@ final class AdminConsoleTests: XCTestCase {
             XCTAssertGreaterThan(recv(fd, &reply, reply.count, 0), 0)
             XCTAssertEqual(reply[0], UInt8(ascii: "R"), "AuthenticationSASL")
         }
-        let mem = try XCTUnwrap(try show(admin, "MEM").first { $0["name"] == "iobuf" })
+        let rows = try show(admin, "MEM")
+        let mem = try XCTUnwrap(rows.first { $0["name"] == "iobuf" })
         // At most the console's own request is in a buffer while it is answered.
         XCTAssertLessThanOrEqual(Int(mem["used"] ?? "") ?? 99, 1, "\(mem)")
+        // Six logins, the console and a server hold a read watcher each (write watchers are lazy).
+        let watchers = try XCTUnwrap(rows.first { $0["name"] == "watcher" })
+        XCTAssertGreaterThanOrEqual(Int(watchers["used"] ?? "") ?? 0, 7, "\(watchers)")
         let clients = try show(admin, "CLIENTS")
         XCTAssertEqual(clients.filter { $0["user"] == PostgresCluster.scramUser.0 }.count, 0, "not logged in yet")
     }
