@@ -3,7 +3,7 @@
 # distribution's service) and against PostgreSQL directly, on a throwaway PostgreSQL 15 cluster.
 #
 #   scripts/bench.sh [--quick] [--rounds N] [--duration S] [--only a,b,...] [--scale N]
-#                    [--idle-counts 1000,5000,10000]
+#                    [--idle-counts 1000,5000,10000] [--floor]
 #
 # Workloads (--only picks; default all):
 #   select    pgbench -S, simple protocol, 50 clients, -j 2
@@ -18,6 +18,9 @@
 # Every pgbench workload runs against pgmux, PgBouncer and direct, interleaved over --rounds rounds
 # (default 3, target order rotated each round) of --duration seconds (default 10); medians are
 # reported. --quick: 1 round of 3 s, idle 1,000 and 5,000 only (about 2 minutes).
+# --floor adds a fourth target to the pgbench workloads: scripts/floor-relay.c, a 1:1 relay that
+# does one recv and one send per message and nothing else. Its CPU per transaction is the least any
+# pooler can pay on this machine, so the report shows how far each pooler is above that floor.
 # A run with a pgbench error, failed or aborted clients, or a dead pooler is FAIL, never a number.
 # Results: a Markdown table on stdout, results/<timestamp>/results.md and results.json (raw runs,
 # pgbench outputs and pooler log tails next to them). Everything started here is stopped and the
@@ -26,9 +29,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-ROUNDS=3 DURATION=10 SCALE=10 ONLY="" IDLE_COUNTS=1000,5000,10000
+ROUNDS=3 DURATION=10 SCALE=10 ONLY="" IDLE_COUNTS=1000,5000,10000 FLOOR=0
 ALL_WORKLOADS=(select extended prepared tpcb many churn idle)
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) ROUNDS=1 DURATION=3 IDLE_COUNTS=1000,5000 ;;
@@ -37,6 +40,7 @@ while [ $# -gt 0 ]; do
     --only) ONLY=$2; shift ;;
     --scale) SCALE=$2; shift ;;
     --idle-counts) IDLE_COUNTS=$2; shift ;;
+    --floor) FLOOR=1 ;;
     -h|--help) usage 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; usage 2 >&2 ;;
   esac
@@ -92,7 +96,7 @@ cleanup() {
   set +e
   trap - INT TERM
   [ -n "$child" ] && kill "$child" 2>/dev/null && wait "$child" 2>/dev/null
-  for n in pgmux pgbouncer; do stop_pooler "$n"; done
+  for n in pgmux pgbouncer relay; do stop_pooler "$n"; done
   scripts/pg-cluster.sh stop "$tmp/pg"
   rm -rf "$tmp"
   exit "$rc"
@@ -108,6 +112,7 @@ free_port() {
 PORT[direct]=$(free_port 25432)
 PORT[pgmux]=$(free_port 26432)
 PORT[pgbouncer]=$(free_port $((PORT[pgmux] + 1)))
+PORT[relay]=$(free_port $((PORT[pgbouncer] + 1)))
 
 t_start=$(date +%s)
 log() { printf '[%4ss] %s\n' $(($(date +%s) - t_start)) "$*"; }
@@ -127,6 +132,11 @@ printf '"bench" "benchpw"\n' > "$tmp/userlist.txt"
 chmod 600 "$tmp/userlist.txt"
 mkdir -p "$tmp/bin" "$tmp/pgmux" "$tmp/pgbouncer"
 cp .build/release/pgmux "$tmp/bin/pgmux"   # a concurrent rebuild must not change it mid-run
+if [ $FLOOR = 1 ]; then
+  mkdir -p "$tmp/relay"
+  cc=$(command -v cc || command -v clang) || { echo "bench.sh: --floor needs a C compiler" >&2; exit 1; }
+  "$cc" -O2 -o "$tmp/bin/floor-relay" scripts/floor-relay.c
+fi
 if [ $is_root = 1 ]; then chown postgres: "$tmp/userlist.txt" "$tmp/pgmux" "$tmp/pgbouncer"; fi
 for n in pgmux pgbouncer; do
   cat > "$tmp/$n/$n.ini" <<INI
@@ -157,6 +167,8 @@ start_pooler() {
   if [ "$n" = pgmux ]; then
     local runas=(); [ $is_root = 1 ] && runas=(-u postgres)
     "$tmp/bin/pgmux" "${runas[@]}" "$tmp/pgmux/pgmux.ini" >>"$tmp/pgmux/stdout.log" 2>&1 &
+  elif [ "$n" = relay ]; then
+    "$tmp/bin/floor-relay" "${PORT[relay]}" "${PORT[direct]}" >>"$tmp/relay/stdout.log" 2>&1 &
   else
     # runuser's PAM session (pam_limits) resets the soft open-files limit: raise it again inside
     as_pg sh -c 'ulimit -n "$1" && exec "$2" "$3"' sh "$(ulimit -n)" "$PGBOUNCER" \
@@ -166,7 +178,7 @@ start_pooler() {
   for i in $(seq 100); do
     if ss -Hltn "sport = :${PORT[$n]}" | grep -q .; then
       pid=$(cat "$tmp/$n/$n.pid" 2>/dev/null || true)
-      [ -z "$pid" ] && [ "$n" = pgmux ] && pid=${LAUNCHER[$n]}
+      [ -z "$pid" ] && [ "$n" != pgbouncer ] && pid=${LAUNCHER[$n]}
       [ -n "$pid" ] && break
     fi
     kill -0 "${LAUNCHER[$n]}" 2>/dev/null || break
@@ -195,12 +207,12 @@ stop_pooler() {
   PID[$n]= LAUNCHER[$n]=
   return 0
 }
-# why a pooler is gone: its exit status (pgmux is our child) and what it logged since it started;
+# why a pooler is gone: its exit status (pgmux and the relay are our children) and what it logged since it started;
 # "got SIGTERM" there means something outside this script killed it
 death_reason() {
   local n=$1 st= last l s
   read -r l s <<< "${LOGPOS[$n]:-0 0}"
-  if [ "$n" = pgmux ] && [ -n "${LAUNCHER[$n]:-}" ]; then
+  if [ "$n" != pgbouncer ] && [ -n "${LAUNCHER[$n]:-}" ]; then
     wait "${LAUNCHER[$n]}" 2>/dev/null && st=0 || st=$?
     LAUNCHER[$n]=
   fi
@@ -218,11 +230,11 @@ ensure_pooler() {   # a pooler that died in an earlier run is restarted (and its
   stop_pooler "$n"
   start_pooler "$n"
 }
-cpu_ticks() {   # utime + stime of a process, in clock ticks
-  local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+cpu_ticks() {   # "utime stime" of a process, in clock ticks
+  local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo "0 0"; return; }
   s=${s##*) }
   set -- $s
-  echo $(( ${12} + ${13} ))
+  echo "${12} ${13}"
 }
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -263,19 +275,19 @@ pgbench_args() {
 run_seconds() { if [ "$1" = many ]; then echo $((DURATION + 8)); else echo "$DURATION"; fi; }
 
 run_pgbench() {   # workload target round
-  local w=$1 t=$2 r=$3 rc=0 t0=0 t1=0 live=1 f="$out/pgbench/$1-$2-$3.out"
+  local w=$1 t=$2 r=$3 rc=0 u0=0 s0=0 u1=0 s1=0 live=1 f="$out/pgbench/$1-$2-$3.out"
   local cpu=()
   if [ "$t" != direct ]; then
     ensure_pooler "$t" || { echo "pgbench: error: $t could not be started" > "$f"; }
-    t0=$(cpu_ticks "${PID[$t]:-0}")
+    read -r u0 s0 <<< "$(cpu_ticks "${PID[$t]:-0}")"
   fi
   # shellcheck disable=SC2046
   run_child timeout -k 5 $((DURATION + 120)) pgbench -n $(pgbench_args "$w") -T "$(run_seconds "$w")" \
     -p "${PORT[$t]}" >>"$f" 2>&1 || rc=$?
   if [ "$t" != direct ]; then
     if alive "$t"; then
-      t1=$(cpu_ticks "${PID[$t]}")
-      cpu=(--cpu-ticks $((t1 - t0)) --clk-tck "$CLK_TCK")
+      read -r u1 s1 <<< "$(cpu_ticks "${PID[$t]}")"
+      cpu=(--cpu-ticks $((u1 - u0 + s1 - s0)) --sys-ticks $((s1 - s0)) --clk-tck "$CLK_TCK")
     else
       live=0
       cpu=(--died-reason "$(death_reason "$t")")
@@ -320,20 +332,25 @@ EOF
 log "pgmux on :${PORT[pgmux]}, PgBouncer on :${PORT[pgbouncer]} ($pgmux_v; $pgb_v)"
 start_pooler pgmux || true
 start_pooler pgbouncer || true
+targets=(pgmux pgbouncer direct)
+if [ $FLOOR = 1 ]; then
+  log "floor relay on :${PORT[relay]}"
+  start_pooler relay || true
+  targets+=(relay)
+fi
 log "warm-up"
-for t in pgmux pgbouncer direct; do
+for t in "${targets[@]}"; do
   run_child pgbench -n -S -c 20 -j 2 -T 1 -p "${PORT[$t]}" >"$out/pgbench/warmup-$t.out" 2>&1 ||
     echo "bench.sh: warm-up against $t failed (see $out/pgbench/warmup-$t.out)" >&2
 done
 
-targets=(pgmux pgbouncer direct)
 for r in $(seq "$ROUNDS"); do
-  k=$(( (r - 1) % 3 ))
+  k=$(( (r - 1) % ${#targets[@]} ))
   order=("${targets[@]:$k}" "${targets[@]:0:$k}")
   for w in "${workloads[@]}"; do
     if [ "$w" = idle ]; then
       log "round $r/$ROUNDS: idle clients ($IDLE_COUNTS)"
-      for t in "${order[@]}"; do if [ "$t" != direct ]; then run_idle "$t" "$r"; fi; done
+      for t in "${order[@]}"; do case "$t" in pgmux|pgbouncer) run_idle "$t" "$r" ;; esac; done
     else
       log "round $r/$ROUNDS: $w ($(pgbench_args "$w") -T $(run_seconds "$w"))"
       for t in "${order[@]}"; do run_pgbench "$w" "$t" "$r"; done

@@ -73,6 +73,9 @@ def cmd_record(a):
     if a.cpu_ticks is not None and r["txns"]:
         rec["cpu_us_per_txn"] = a.cpu_ticks * 1e6 / a.clk_tck / r["txns"]
         rec["cpu_s"] = a.cpu_ticks / a.clk_tck
+        if a.sys_ticks is not None:
+            rec["sys_us_per_txn"] = a.sys_ticks * 1e6 / a.clk_tck / r["txns"]
+            rec["user_us_per_txn"] = rec["cpu_us_per_txn"] - rec["sys_us_per_txn"]
     with open(a.runs, "a") as f:
         f.write(json.dumps(rec) + "\n")
     if rec["ok"]:
@@ -390,6 +393,32 @@ def cmd_report(a):
                 ratio(c["pgmux"], c["pgbouncer"]), fmt(u["pgmux"], 1), fmt(u["pgbouncer"], 1),
                 ratio(u["pgmux"], u["pgbouncer"])))
         lines.append("")
+    split = [w for w in tp if any(r.get("sys_us_per_txn") is not None
+                                  for t in ("pgmux", "pgbouncer") for r in by.get((w, t), []))]
+    if split:
+        floor = any((w, "relay") in by for w in split)
+        lines += ["Where the pooler CPU goes, µs per transaction (user space + kernel)%s:" % (
+                      "; floor = scripts/floor-relay.c, a 1:1 relay doing one recv and one send per message "
+                      "and nothing else (--floor): the least any pooler pays here" if floor else ""), "",
+                  "| workload | pgmux user | pgmux kernel | PgB user | PgB kernel | floor user | floor kernel "
+                  "| floor/PgB CPU |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for w in split:
+            v = {(t, k): cell(by.get((w, t)), k + "_us_per_txn")
+                 for t in ("pgmux", "pgbouncer", "relay") for k in ("user", "sys", "cpu")}
+            if (w, "relay") in by:
+                out["results"][w]["relay"] = cell_json(by.get((w, "relay")), ["tps", "cpu_us_per_txn"])
+            for t in ("pgmux", "pgbouncer", "relay"):
+                if out["results"][w].get(t):
+                    for k in ("user", "sys"):
+                        out["results"][w][t][k + "_us_per_txn"] = cell_json(by.get((w, t)),
+                                                                            [k + "_us_per_txn"])[k + "_us_per_txn"]
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                WORKLOADS[w], fmt(v["pgmux", "user"], 1), fmt(v["pgmux", "sys"], 1),
+                fmt(v["pgbouncer", "user"], 1), fmt(v["pgbouncer", "sys"], 1),
+                fmt(v["relay", "user"], 1), fmt(v["relay", "sys"], 1),
+                ratio(v["relay", "cpu"], v["pgbouncer", "cpu"])))
+        lines.append("")
     idle = sorted({k[0] for k in by if k[0].startswith("idle")}, key=lambda s: int(s[4:]))
     if idle:
         lines += ["| idle authenticated clients | pgmux RSS MB | PgBouncer RSS MB | pgmux bytes/client "
@@ -451,6 +480,7 @@ def main():
     r.add_argument("--alive", type=int, default=1)
     r.add_argument("--died-reason")
     r.add_argument("--cpu-ticks", type=int)
+    r.add_argument("--sys-ticks", type=int, help="the kernel-mode part of --cpu-ticks")
     r.add_argument("--clk-tck", type=int, default=100)
     i = sub.add_parser("idle")
     i.add_argument("--runs", required=True)
