@@ -11,7 +11,11 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
                        providers: [.apt(["libpq-dev"])]),
         // Pure Swift: protocol, config, auth, pooling rules. No sockets, no libev.
-        .target(name: "PgmuxCore", dependencies: ["COpenSSL"]),
+        // Cross-module optimization lets the shell inline and specialize the core's generic
+        // queues and scanners; without it the relay called them unspecialized, through runtime
+        // metadata lookups (callgrind: about 10% fewer instructions per transaction with it).
+        .target(name: "PgmuxCore", dependencies: ["COpenSSL"],
+                swiftSettings: [.unsafeFlags(["-cross-module-optimization"])]),
         // The libev shell: sockets, watchers, buffers; turns socket events into core events.
         // The loop is single-threaded and its state is reached through unowned references, so
         // runtime exclusivity checks (a third of the relay's instructions under callgrind) only
