@@ -237,6 +237,9 @@ cpu_ticks() {   # "utime stime" of a process, in clock ticks
   echo "${12} ${13}"
 }
 CLK_TCK=$(getconf CLK_TCK)
+machine_ticks() {   # busy time of all CPUs (user, nice, system, irq, softirq), in clock ticks
+  awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat
+}
 
 # wait until the backends of the last run (1,000 direct clients, churn) have gone
 settle() {
@@ -276,21 +279,24 @@ run_seconds() { if [ "$1" = many ]; then echo $((DURATION + 8)); else echo "$DUR
 
 run_pgbench() {   # workload target round
   local w=$1 t=$2 r=$3 rc=0 u0=0 s0=0 u1=0 s1=0 live=1 f="$out/pgbench/$1-$2-$3.out"
-  local cpu=()
+  local cpu=() m0 m1
   if [ "$t" != direct ]; then
     ensure_pooler "$t" || { echo "pgbench: error: $t could not be started" > "$f"; }
     read -r u0 s0 <<< "$(cpu_ticks "${PID[$t]:-0}")"
   fi
+  m0=$(machine_ticks)
   # shellcheck disable=SC2046
   run_child timeout -k 5 $((DURATION + 120)) pgbench -n $(pgbench_args "$w") -T "$(run_seconds "$w")" \
     -p "${PORT[$t]}" >>"$f" 2>&1 || rc=$?
+  m1=$(machine_ticks)
+  cpu=(--machine-ticks $((m1 - m0)) --clk-tck "$CLK_TCK")
   if [ "$t" != direct ]; then
     if alive "$t"; then
       read -r u1 s1 <<< "$(cpu_ticks "${PID[$t]}")"
-      cpu=(--cpu-ticks $((u1 - u0 + s1 - s0)) --sys-ticks $((s1 - s0)) --clk-tck "$CLK_TCK")
+      cpu+=(--cpu-ticks $((u1 - u0 + s1 - s0)) --sys-ticks $((s1 - s0)))
     else
       live=0
-      cpu=(--died-reason "$(death_reason "$t")")
+      cpu+=(--died-reason "$(death_reason "$t")")
     fi
   fi
   "$PY" scripts/bench_report.py record --runs "$runs" --workload "$w" --target "$t" --round "$r" \

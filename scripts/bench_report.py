@@ -70,6 +70,8 @@ def cmd_record(a):
         reasons.append("no transactions")
     rec["ok"] = not reasons
     rec["reason"] = "; ".join(dict.fromkeys(reasons)) or None
+    if a.machine_ticks is not None and r["txns"]:
+        rec["machine_us_per_txn"] = a.machine_ticks * 1e6 / a.clk_tck / r["txns"]
     if a.cpu_ticks is not None and r["txns"]:
         rec["cpu_us_per_txn"] = a.cpu_ticks * 1e6 / a.clk_tck / r["txns"]
         rec["cpu_s"] = a.cpu_ticks / a.clk_tck
@@ -397,27 +399,29 @@ def cmd_report(a):
                                   for t in ("pgmux", "pgbouncer") for r in by.get((w, t), []))]
     if split:
         floor = any((w, "relay") in by for w in split)
-        lines += ["Where the pooler CPU goes, µs per transaction (user space + kernel)%s:" % (
+        lines += ["Where the CPU goes, µs per transaction: each pooler's user space and kernel time%s; "
+                  "machine = busy time of all CPUs (when they are saturated, tps ≈ CPUs × 10⁶ / machine µs):" % (
                       "; floor = scripts/floor-relay.c, a 1:1 relay doing one recv and one send per message "
                       "and nothing else (--floor): the least any pooler pays here" if floor else ""), "",
                   "| workload | pgmux user | pgmux kernel | PgB user | PgB kernel | floor user | floor kernel "
-                  "| floor/PgB CPU |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| floor/PgB CPU | pgmux machine | PgB machine | direct machine |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for w in split:
             v = {(t, k): cell(by.get((w, t)), k + "_us_per_txn")
-                 for t in ("pgmux", "pgbouncer", "relay") for k in ("user", "sys", "cpu")}
+                 for t in TARGETS + ["relay"] for k in ("user", "sys", "cpu", "machine")}
             if (w, "relay") in by:
                 out["results"][w]["relay"] = cell_json(by.get((w, "relay")), ["tps", "cpu_us_per_txn"])
-            for t in ("pgmux", "pgbouncer", "relay"):
+            for t in TARGETS + ["relay"]:
                 if out["results"][w].get(t):
-                    for k in ("user", "sys"):
+                    for k in ("user", "sys", "machine"):
                         out["results"][w][t][k + "_us_per_txn"] = cell_json(by.get((w, t)),
                                                                             [k + "_us_per_txn"])[k + "_us_per_txn"]
-            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 WORKLOADS[w], fmt(v["pgmux", "user"], 1), fmt(v["pgmux", "sys"], 1),
                 fmt(v["pgbouncer", "user"], 1), fmt(v["pgbouncer", "sys"], 1),
                 fmt(v["relay", "user"], 1), fmt(v["relay", "sys"], 1),
-                ratio(v["relay", "cpu"], v["pgbouncer", "cpu"])))
+                ratio(v["relay", "cpu"], v["pgbouncer", "cpu"]), fmt(v["pgmux", "machine"], 1),
+                fmt(v["pgbouncer", "machine"], 1), fmt(v["direct", "machine"], 1)))
         lines.append("")
     idle = sorted({k[0] for k in by if k[0].startswith("idle")}, key=lambda s: int(s[4:]))
     if idle:
@@ -481,6 +485,7 @@ def main():
     r.add_argument("--died-reason")
     r.add_argument("--cpu-ticks", type=int)
     r.add_argument("--sys-ticks", type=int, help="the kernel-mode part of --cpu-ticks")
+    r.add_argument("--machine-ticks", type=int, help="busy time of all CPUs during the run")
     r.add_argument("--clk-tck", type=int, default=100)
     i = sub.add_parser("idle")
     i.add_argument("--runs", required=True)
