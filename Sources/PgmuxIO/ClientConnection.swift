@@ -43,8 +43,18 @@ public final class ClientConnection: Endpoint {
     var params: [String: String] = [:]
     /// Authentication in progress (only while logging in: it is large, and idle clients are many).
     var login: LoginState?
-    unowned(unsafe) var pool: Pool?
-    unowned(unsafe) var server: ServerConnection?
+    // Borrowed (the loop owns pools and servers), as Unmanaged so that the relay reaches them at
+    // +0; an `unowned(unsafe)` field read costs a retain/release pair.
+    private var poolRef: Unmanaged<Pool>?
+    private var serverRef: Unmanaged<ServerConnection>?
+    var pool: Pool? {
+        get { poolRef?.takeUnretainedValue() }
+        set { poolRef = newValue.map(Unmanaged.passUnretained) }
+    }
+    var server: ServerConnection? {
+        get { serverRef?.takeUnretainedValue() }
+        set { serverRef = newValue.map(Unmanaged.passUnretained) }
+    }
     /// The key this client was given in BackendKeyData.
     var cancelKey: UInt64 = 0
     /// When the current wait for a server began (state `.waiting`) or, once linked (`.active`),
@@ -113,18 +123,26 @@ public final class ClientConnection: Endpoint {
     /// The read watcher stays on: stopping and restarting it per transaction costs libev an
     /// epoll_ctl each time, and a queued client that disconnects is noticed at once.
     func requestServer() {
-        guard let pool else { return }
+        guard let poolRef else { return }
         state = .waiting
         stateSince = loop.now
         toldToWait = false
-        pool.enqueue(self)
+        poolRef._withUnsafeGuaranteedRef { $0.enqueue(self) }
     }
 
     /// Walks newly read client messages, counts requests on the server's tracker, forwards them.
     /// With prepared-statement tracking, Parse/Bind/Describe/Close are read whole and rewritten.
     @inline(__always)
     func relay() {
-        guard let server else { return }
+        guard let serverRef else { return }
+        serverRef._withUnsafeGuaranteedRef { server in
+            server.withPool { pool in withLoop { loop in relay(to: server, of: pool, in: loop) } }
+        }
+    }
+
+    /// The relay proper; its references are borrowed (+0) for the whole walk.
+    @inline(__always)
+    private func relay(to server: ServerConnection, of pool: Pool, in loop: EventLoop) {
         if server.state != .active { stopReading(); return }  // parameter sync in progress
         let base = UnsafeRawPointer(inbuf.base!)
         var pos = inbuf.scanned
@@ -214,7 +232,7 @@ public final class ClientConnection: Endpoint {
                 return
             }
         }
-        if let pool { pool.counters.clientBytes &+= UInt64(max(0, pos - inbuf.scanned)) }
+        pool.counters.clientBytes &+= UInt64(max(0, pos - inbuf.scanned))
         inbuf.scanned = pos
         if !server.ownOut.isEmpty {
             // Rewritten messages are staged: append what follows and send it all in one write.

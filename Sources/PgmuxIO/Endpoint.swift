@@ -10,7 +10,8 @@ public class Endpoint {
     // Field order is memory layout: pointers and 8-byte values first, the 4-byte fd and the
     // flags last, so that a subclass's own small fields fill the same word (idle clients are
     // many; every 16 bytes saved is a malloc size class).
-    unowned(unsafe) let loop: EventLoop
+    /// The loop owns every endpoint. Unmanaged, so that hot paths borrow it at +0 (`withLoop`).
+    private let loopRef: Unmanaged<EventLoop>
     public let id: UInt64
     let readWatcher: UnsafeMutablePointer<ev_io>
     /// Allocated on first use: most idle clients never wait for writability.
@@ -35,12 +36,15 @@ public class Endpoint {
     var exemptFromSuspend = false
 
     init(loop: EventLoop, fd: Int32) {
-        self.loop = loop
+        self.loopRef = Unmanaged.passUnretained(loop)
         self.id = loop.nextID()
         self.fd = fd
         self.connectTime = loop.now
         readWatcher = loop.watchers.take()
     }
+
+    var loop: EventLoop { loopRef.takeUnretainedValue() }
+    @inline(__always) func withLoop<R>(_ body: (EventLoop) -> R) -> R { loopRef._withUnsafeGuaranteedRef(body) }
 
     deinit {
         // closeSocket stopped them; a slot handed back while libev still held it would corrupt its lists.
@@ -87,8 +91,10 @@ public class Endpoint {
     /// Reads what the socket has into `inbuf`, taking a pooled buffer if this connection has none.
     @inline(__always)
     func readSome() -> ReadResult {
-        if inbuf.base == nil { inbuf.base = loop.buffers.take(); inbuf.clear() }
-        let size = loop.buffers.size
+        let size = withLoop { loop in
+            if inbuf.base == nil { inbuf.base = loop.buffers.take(); inbuf.clear() }
+            return loop.buffers.size
+        }
         if inbuf.end == size { inbuf.compact() }
         let space = size - inbuf.end
         if space == 0 { return .full }
@@ -104,7 +110,7 @@ public class Endpoint {
     @inline(__always)
     func releaseBufferIfEmpty() {
         if let b = inbuf.base, inbuf.isEmpty {
-            loop.buffers.give(b)
+            withLoop { $0.buffers.give(b) }
             inbuf.base = nil
             inbuf.clear()
         }

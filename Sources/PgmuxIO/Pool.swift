@@ -4,7 +4,10 @@ import PgmuxCore
 /// The servers of one (database, user) pair and the clients waiting for them. Idle servers are
 /// reused most-recently-used first; waiting clients are served first-come first-served.
 public final class Pool {
-    unowned(unsafe) let loop: EventLoop
+    /// The loop owns the pools. Unmanaged, so that the lending paths borrow it at +0 (`withLoop`).
+    private let loopRef: Unmanaged<EventLoop>
+    var loop: EventLoop { loopRef.takeUnretainedValue() }
+    @inline(__always) private func withLoop<R>(_ body: (EventLoop) -> R) -> R { loopRef._withUnsafeGuaranteedRef(body) }
     public let databaseName: String
     public let userName: String
     var database: DatabaseEntry
@@ -45,7 +48,7 @@ public final class Pool {
 
     init(loop: EventLoop, databaseName: String, database: DatabaseEntry, userName: String,
          serverUser: String, serverPassword: String?) {
-        self.loop = loop
+        self.loopRef = Unmanaged.passUnretained(loop)
         self.databaseName = databaseName
         self.database = database
         self.userName = userName
@@ -79,9 +82,14 @@ public final class Pool {
 
     // MARK: lending servers
 
+    /// PAUSE (global or of this database) is in effect; the common case costs two loads.
+    private var isPaused: Bool {
+        withLoop { loop in loop.globallyPaused || (!loop.pausedDatabases.isEmpty && loop.isPaused(databaseName)) }
+    }
+
     /// A logged-in client has a request: lend it an idle server or queue it.
     func enqueue(_ client: ClientConnection) {
-        if loop.isPaused(databaseName) { waiting.append(client); return }
+        if isPaused { waiting.append(client); return }
         if let server = takeIdle() {
             if let check = healthCheckQuery(for: server) {
                 // Idle too long: test it first; the check's release hands it to this client.
@@ -160,15 +168,17 @@ public final class Pool {
 
     /// A server is done with its client (or its reset): lend it to the next waiter or keep it.
     func release(_ server: ServerConnection) {
-        if let client = server.client {
+        if let clientRef = server.clientRef {
             server.client = nil
-            client.server = nil
-            if client.state == .active {
-                client.state = .idle
-                client.queryStart = 0
-                Stats.transactionDone(client: client, now: loop.now)
-                if client.inbuf.isEmpty { client.releaseBufferIfEmpty() }
-                client.startReading()
+            clientRef._withUnsafeGuaranteedRef { client in
+                client.server = nil
+                if client.state == .active {
+                    client.state = .idle
+                    client.queryStart = 0
+                    Stats.transactionDone(pool: self, client: client, now: loop.now)
+                    if client.inbuf.isEmpty { client.releaseBufferIfEmpty() }
+                    client.startReading()
+                }
             }
         }
         if server.state != .idle { activeCount -= 1 }  // active and own-query servers count as in use
@@ -189,7 +199,7 @@ public final class Pool {
             server.runAuthQuery(lookup.sql, user: lookup.user, answer: lookup.answer)
             return
         }
-        if !loop.isPaused(databaseName), let next = waiting.popFirst() {
+        if !isPaused, let next = waiting.popFirst() {
             server.state = .idle
             link(next, server)
         } else {

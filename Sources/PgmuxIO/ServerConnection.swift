@@ -24,8 +24,18 @@ public final class ServerConnection: Endpoint {
     public enum OwnQuery: Equatable { case parameterSync, reset, healthCheck, authQuery }
 
     public internal(set) var state: State = .connecting
-    unowned(unsafe) let pool: Pool
-    unowned(unsafe) var client: ClientConnection?
+    // The loop owns pools and connections; these references borrow. They are kept as Unmanaged so
+    // that the relay can use them at +0 (`_withUnsafeGuaranteedRef`): reading an `unowned(unsafe)`
+    // field into a strong reference costs a retain/release pair per message.
+    private let poolRef: Unmanaged<Pool>
+    private(set) var clientRef: Unmanaged<ClientConnection>?
+    var pool: Pool { poolRef.takeUnretainedValue() }
+    /// The pool at +0, for the relay.
+    @inline(__always) func withPool<R>(_ body: (Pool) -> R) -> R { poolRef._withUnsafeGuaranteedRef(body) }
+    var client: ClientConnection? {
+        get { clientRef?.takeUnretainedValue() }
+        set { clientRef = newValue.map(Unmanaged.passUnretained) }
+    }
     var tracker = TransactionTracker()
     /// The backend's own cancel key (never shown to clients).
     var backendKey: UInt64 = 0
@@ -58,7 +68,7 @@ public final class ServerConnection: Endpoint {
     var localAddress = Socket.Address()
 
     init(loop: EventLoop, pool: Pool, fd: Int32, address: Socket.Address) {
-        self.pool = pool
+        self.poolRef = Unmanaged.passUnretained(pool)
         self.address = address
         self.lastUsed = 0
         self.statementCache = ServerStatementCache(capacity: loop.config.settings.maxPreparedStatements)
@@ -248,7 +258,15 @@ public final class ServerConnection: Endpoint {
     /// to messages the pooler injected for prepared statements, which are cut out.
     @inline(__always)
     func relay() {
-        guard let client else { return }
+        guard let clientRef else { return }
+        clientRef._withUnsafeGuaranteedRef { client in
+            poolRef._withUnsafeGuaranteedRef { pool in withLoop { loop in relay(to: client, of: pool, in: loop) } }
+        }
+    }
+
+    /// The relay proper; its references are borrowed (+0) for the whole walk.
+    @inline(__always)
+    private func relay(to client: ClientConnection, of pool: Pool, in loop: EventLoop) {
         let base = UnsafeRawPointer(inbuf.base!)
         var pos = inbuf.scanned
         let rewriting = client.tracksStatements
@@ -283,7 +301,7 @@ public final class ServerConnection: Endpoint {
                         client.sendError("transaction blocks not allowed in statement pooling mode")
                         return
                     }
-                    Stats.queryDone(client: client, now: loop.now)
+                    Stats.queryDone(pool: pool, client: client, now: loop.now)
                 case UInt8(ascii: "S"):
                     let body = Array(UnsafeRawBufferPointer(start: base + start + 5, count: total - 5))
                     if let (name, value) = MessageReader.parameterStatus(body) {
@@ -342,7 +360,7 @@ public final class ServerConnection: Endpoint {
         if inbuf.isEmpty { releaseBufferIfEmpty() }
         if releaseAfterFlush {
             releaseAfterFlush = false
-            if tracker.isIdle { pool.release(self); return }
+            if tracker.isIdle { withPool { $0.release(self) }; return }
         }
         if case .active = state { startReading() }
     }

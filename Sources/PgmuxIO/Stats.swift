@@ -4,8 +4,7 @@ import PgmuxCore
 /// `stats:` log line); these helpers update them from the relay without allocating.
 enum Stats {
     @inline(__always)
-    static func queryDone(client: ClientConnection, now: Double) {
-        guard let pool = client.pool else { return }
+    static func queryDone(pool: Pool, client: ClientConnection, now: Double) {
         pool.counters.queryCount &+= 1
         if client.queryStart > 0 {
             pool.counters.queryTime &+= micros(now - client.queryStart)
@@ -15,8 +14,7 @@ enum Stats {
     }
 
     @inline(__always)
-    static func transactionDone(client: ClientConnection, now: Double) {
-        guard let pool = client.pool else { return }
+    static func transactionDone(pool: Pool, client: ClientConnection, now: Double) {
         pool.counters.xactCount &+= 1
         if client.stateSince > 0 {
             pool.counters.xactTime &+= micros(now - client.stateSince)
