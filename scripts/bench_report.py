@@ -52,15 +52,14 @@ def first_error(text):
     return None
 
 
-def cmd_record(a):
-    text = open(a.out, errors="replace").read() if os.path.exists(a.out) else ""
-    r = parse_pgbench(text)
-    rec = {"workload": a.workload, "target": a.target, "round": a.round, "rc": a.rc, **r}
+def pgbench_failures(text, r, died_reason, rc):
+    """why a pgbench run does not count (empty when it does): a dead pooler, pgbench's exit status,
+    an error or abort in its output, failed transactions, or no transactions at all."""
     reasons = []
-    if not a.alive:
-        reasons.append(a.died_reason or "pooler died")
-    if a.rc != 0:
-        reasons.append("pgbench exit %d" % a.rc)
+    if died_reason:
+        reasons.append(died_reason)
+    if rc:
+        reasons.append("pgbench exit %d" % rc)
     err = first_error(text)
     if err:
         reasons.append(err)
@@ -68,6 +67,14 @@ def cmd_record(a):
         reasons.append("%d failed transactions" % r["failed_txns"])
     if not r["txns"] or r["tps"] is None:
         reasons.append("no transactions")
+    return reasons
+
+
+def cmd_record(a):
+    text = open(a.out, errors="replace").read() if os.path.exists(a.out) else ""
+    r = parse_pgbench(text)
+    rec = {"workload": a.workload, "target": a.target, "round": a.round, "rc": a.rc, **r}
+    reasons = pgbench_failures(text, r, None if a.alive else a.died_reason or "pooler died", a.rc)
     rec["ok"] = not reasons
     rec["reason"] = "; ".join(dict.fromkeys(reasons)) or None
     if a.machine_ticks is not None and r["txns"]:
@@ -262,18 +269,7 @@ async def busy_phase(a, idle_count, dropped, errors):
         open(a.pgbench_out, "w").write(text)
     await asyncio.sleep(a.settle)
     r = parse_pgbench(text)
-    reasons = []
-    if not alive(a.pid):
-        reasons.append("pooler died")
-    if proc.returncode:
-        reasons.append("pgbench exit %d" % proc.returncode)
-    err = first_error(text)
-    if err:
-        reasons.append(err)
-    if r["failed_txns"]:
-        reasons.append("%d failed transactions" % r["failed_txns"])
-    if not r["txns"]:
-        reasons.append("no transactions")
+    reasons = pgbench_failures(text, r, None if alive(a.pid) else "pooler died", proc.returncode)
     if dropped[0]:
         reasons.append("%d idle connections dropped" % dropped[0])
     return {"busy": True, "clients": idle_count, "active": a.active, "tps": r["tps"], "ok": not reasons,
