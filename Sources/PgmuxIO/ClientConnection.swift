@@ -124,10 +124,32 @@ public final class ClientConnection: Endpoint {
     /// epoll_ctl each time, and a queued client that disconnects is noticed at once.
     func requestServer() {
         guard let poolRef else { return }
+        if tracksStatements && answerParsesWithoutServer() { return }
         state = .waiting
         stateSince = loop.now
         toldToWait = false
         poolRef._withUnsafeGuaranteedRef { $0.enqueue(self) }
+    }
+
+    /// Parse + Sync batches of statements some server already accepted are answered here, without
+    /// a server (see `PreparedStatementRewriter.answerWithoutServer`). True when nothing is left
+    /// that needs one. The first byte decides cheaply for every other request.
+    private func answerParsesWithoutServer() -> Bool {
+        guard let base = inbuf.base, inbuf.pending >= 5 else { return false }
+        let first = base.load(fromByteOffset: inbuf.start, as: UInt8.self)
+        guard first == UInt8(ascii: "P") || first == UInt8(ascii: "S") else { return false }
+        let pending = UnsafeRawBufferPointer(start: base + inbuf.start, count: inbuf.pending)
+        guard let answer = statementNames.rewriter.answerWithoutServer(pending, registry: loop.preparedStatements,
+                                                                       maxPacketSize: loop.maxPacketSize)
+        else { return false }
+        inbuf.start += answer.consumed
+        inbuf.scanned = inbuf.start
+        pool?.counters.psClientParseCount &+= UInt64(answer.parses)
+        queue(answer.reply)
+        guard inbuf.isEmpty else { return false }
+        inbuf.clear()
+        releaseBufferIfEmpty()
+        return true
     }
 
     /// Walks newly read client messages, counts requests on the server's tracker, forwards them.

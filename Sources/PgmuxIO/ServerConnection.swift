@@ -310,7 +310,14 @@ public final class ServerConnection: Endpoint {
                     }
                 case UInt8(ascii: "1"), UInt8(ascii: "3"):
                     guard cutOut(start, total, client) else { pos = start; break scan }
-                    let swallow = type == UInt8(ascii: "1") ? expectations.parseComplete() : expectations.closeComplete()
+                    let swallow: Bool
+                    if type == UInt8(ascii: "1") {
+                        let done = expectations.parseComplete()
+                        if let id = done.id { loop.preparedStatements.markValidated(id) }
+                        swallow = done.swallow
+                    } else {
+                        swallow = expectations.closeComplete()
+                    }
                     if swallow { inbuf.start = start + total; inbuf.scanned = inbuf.start }
                 case UInt8(ascii: "C"):
                     // DISCARD ALL / DEALLOCATE ALL drop every prepared statement of the session.

@@ -8,11 +8,43 @@ final class PreparedStatementTests: XCTestCase {
         for mode in ["prepared", "extended"] {
             let select = try Pgbench.run(port: pgmux.port, clients: 12, seconds: 3, args: ["-S", "-M", mode])
             XCTAssertGreaterThan(select.transactions, 300, mode)
-            // TPC-B-like: pgbench prepares synchronously per thread, so one client per thread
-            // (with -j < -c, a thread blocked in PQprepare would wait on its own clients' servers).
+            // TPC-B-like, one client per thread (-j 1 is tested below).
             let tpcb = try Pgbench.run(port: pgmux.port, clients: 6, seconds: 3, args: ["-M", mode, "-j", "6"])
             XCTAssertGreaterThan(tpcb.transactions, 50, mode)
         }
+    }
+
+    /// Issue 12, bug 1: pgbench's PQprepare blocks its whole thread. With `-j 1` and more clients
+    /// than servers, a prepare queued for a server while the thread's other clients held every
+    /// server inside their transactions deadlocked (the second run of the same pgbench usually
+    /// never finished). Parses of statements a server already accepted are now answered without
+    /// a server.
+    func testPgbenchPreparedWithOneThreadAndMoreClientsThanServers() throws {
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "3", "max_prepared_statements": "100"])
+        for (args, clients) in [(["-N"], 4), (["-N"], 4), (["-N"], 12), (["-S"], 12), ([], 8), (["-N"], 30)] {
+            let r = try Pgbench.run(port: pgmux.port, clients: clients, seconds: 2,
+                                    args: args + ["-M", "prepared", "-j", "1"], timeout: 25)
+            XCTAssertGreaterThan(r.transactions, 0, "\(args) -c \(clients)")
+        }
+    }
+
+    /// The mechanism behind the fix, deterministically: the only server is held inside a
+    /// transaction, and another client's prepare of a statement it already knows returns at once.
+    func testPrepareOfAStatementAServerAcceptedNeedsNoServer() throws {
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "1", "query_wait_timeout": "20"])
+        let a = try PQConnection(pgmux.conninfo())
+        let b = try PQConnection(pgmux.conninfo())
+        try a.prepare("s", "SELECT 40 + $1::int")
+        _ = try a.query("BEGIN")
+        let start = Date()
+        try b.prepare("mine", "SELECT 40 + $1::int")
+        XCTAssertLessThan(Date().timeIntervalSince(start), 2, "the prepare must not wait for the busy server")
+        _ = try a.query("COMMIT")
+        XCTAssertEqual(try b.execPrepared("mine", ["2"]).first?.first, "42")
+        XCTAssertEqual(try a.execPrepared("s", ["1"]).first?.first, "41")
+        // A statement no server accepted is never answered by pgmux: the error comes from PostgreSQL.
+        XCTAssertThrowsError(try b.prepare("bad", "SELEKT 1"))
+        XCTAssertThrowsError(try b.prepare("bad", "SELEKT 1"))
     }
 
     func testSameNameDifferentTextInTwoClients() throws {

@@ -128,7 +128,7 @@ final class PreparedStatementRewriterTests: XCTestCase {
         XCTAssertEqual(lost.map { $0.clientName }, [nil, "n"])
         e.readyForQuery()
         XCTAssertEqual(Array(e.pending), [.parse(id: 5, swallow: false)])
-        XCTAssertFalse(e.parseComplete())
+        XCTAssertFalse(e.parseComplete().swallow)
         XCTAssertTrue(e.isEmpty)
     }
 
@@ -146,5 +146,56 @@ final class PreparedStatementRewriterTests: XCTestCase {
         let out = try XCTUnwrap(r.replacement)
         let len = Int(out[1]) << 24 | Int(out[2]) << 16 | Int(out[3]) << 8 | Int(out[4])
         XCTAssertEqual(len, 4 + 1 + 8 + (100_000 - 5))
+    }
+
+    // MARK: Parse + Sync answered without a server
+
+    private func message(_ type: Character, _ body: [UInt8]) -> [UInt8] {
+        let n = UInt32(body.count + 4)
+        return [UInt8(ascii: type.unicodeScalars.first!), UInt8(n >> 24), UInt8(truncatingIfNeeded: n >> 16),
+                UInt8(truncatingIfNeeded: n >> 8), UInt8(truncatingIfNeeded: n)] + body
+    }
+
+    private func answer(_ rw: inout PreparedStatementRewriter, _ bytes: [UInt8],
+                        _ reg: PreparedStatementRegistry) -> PreparedStatementRewriter.ServerlessAnswer? {
+        bytes.withUnsafeBytes { rw.answerWithoutServer($0, registry: reg, maxPacketSize: 1 << 20) }
+    }
+
+    func testParseOfAValidatedStatementIsAnsweredWithoutServer() throws {
+        let reg = PreparedStatementRegistry()
+        var cache = ServerStatementCache(capacity: 10)
+        var first = PreparedStatementRewriter()
+        _ = run(&first, "P", parseBody("a", "SELECT 1"), &cache, reg)
+        var rw = PreparedStatementRewriter()
+        let batch = message("P", parseBody("mine", "SELECT 1")) + message("S", [])
+        XCTAssertNil(answer(&rw, batch, reg), "not before a server accepted the statement")
+        reg.markValidated(0)
+        let bind = message("B", bindBody("mine"))
+        let a = try XCTUnwrap(answer(&rw, batch + bind, reg))
+        XCTAssertEqual(a.consumed, batch.count, "the Bind still needs a server")
+        XCTAssertEqual(a.reply, [UInt8(ascii: "1"), 0, 0, 0, 4, UInt8(ascii: "Z"), 0, 0, 0, 5, UInt8(ascii: "I")])
+        XCTAssertEqual(rw.clientStatements["mine"], 0)
+        XCTAssertNil(answer(&rw, batch, reg), "the name is now in use: the server path reports it")
+    }
+
+    func testServerlessAnswerStopsAtAnythingElse() {
+        let reg = PreparedStatementRegistry()
+        var cache = ServerStatementCache(capacity: 10)
+        var first = PreparedStatementRewriter()
+        _ = run(&first, "P", parseBody("a", "SELECT 1"), &cache, reg)
+        reg.markValidated(0)
+        var rw = PreparedStatementRewriter()
+        let parse = message("P", parseBody("x", "SELECT 1"))
+        XCTAssertNil(answer(&rw, parse, reg), "no Sync yet")
+        XCTAssertNil(answer(&rw, Array((parse + message("S", [])).dropLast(1)), reg), "partial Sync")
+        XCTAssertNil(answer(&rw, message("P", parseBody("", "SELECT 1")) + message("S", []), reg), "unnamed")
+        XCTAssertNil(answer(&rw, message("P", parseBody("y", "SELECT 2")) + message("S", []), reg), "unknown text")
+        XCTAssertNil(answer(&rw, parse + message("D", [UInt8(ascii: "S")] + cstr("x")) + message("S", []), reg),
+                     "a Describe needs the server")
+        XCTAssertNil(answer(&rw, parse + parse + message("S", []), reg), "the same name twice in one batch")
+        XCTAssertNil(answer(&rw, [UInt8(ascii: "P"), 0, 0, 0, 2] + message("S", []), reg), "bad length")
+        XCTAssertTrue(rw.clientStatements.isEmpty)
+        let two = try? XCTUnwrap(answer(&rw, parse + message("S", []) + message("S", []), reg))
+        XCTAssertEqual(two?.reply.count, 5 + 6 + 6, "a lone Sync between transactions is answered too")
     }
 }

@@ -5,6 +5,9 @@ public final class PreparedStatementRegistry {
     /// Parse body after the statement name (query NUL, int16 count, int32 type OIDs) → id.
     private var ids: [[UInt8]: Int] = [:]
     private var definitions: [[UInt8]] = []
+    /// Statements some server has answered with ParseComplete: their text and parameter types are
+    /// known to parse, so a client's Parse of one can be answered without a server.
+    private var validated: [Bool] = []
 
     public init() {}
 
@@ -15,8 +18,21 @@ public final class PreparedStatementRegistry {
         if let id = ids[definition] { return id }
         let id = definitions.count
         definitions.append(definition)
+        validated.append(false)
         ids[definition] = id
         return id
+    }
+
+    /// The id of a definition that a server has already prepared successfully, without
+    /// registering anything.
+    public func validatedID(for definition: UnsafeRawBufferPointer) -> Int? {
+        guard let id = ids[Array(definition)], validated[id] else { return nil }
+        return id
+    }
+
+    /// A server answered the Parse of statement `id` with ParseComplete.
+    public func markValidated(_ id: Int) {
+        if id >= 0 && id < validated.count { validated[id] = true }
     }
 
     public func serverName(_ id: Int) -> [UInt8] { Array("PGMUX_\(id)".utf8) }

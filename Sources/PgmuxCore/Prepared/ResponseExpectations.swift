@@ -22,13 +22,14 @@ public struct ResponseExpectations: Sendable {
     public mutating func append(_ e: Expectation) { queue.append(e) }
     public mutating func append(contentsOf es: [Expectation]) { queue.append(contentsOf: es) }
 
-    /// A ParseComplete arrived: true when it answers an injected Parse and must be swallowed.
-    public mutating func parseComplete() -> Bool {
+    /// A ParseComplete arrived: `swallow` when it answers an injected Parse, `id` the registry
+    /// statement it prepared (nil for an unnamed Parse).
+    public mutating func parseComplete() -> (swallow: Bool, id: Int?) {
         while head < queue.count {
             let e = queue[head]; advance()
-            if case .parse(_, let swallow, _) = e { return swallow }
+            if case .parse(let id, let swallow, _) = e { return (swallow, id) }
         }
-        return false
+        return (false, nil)
     }
 
     /// A CloseComplete arrived: true when it answers a Close the pooler sent itself.

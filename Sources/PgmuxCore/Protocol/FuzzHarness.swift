@@ -49,7 +49,7 @@ public enum FuzzHarness {
                     expectations.readyForQuery()
                     _ = ReleasePolicy.atReadyForQuery(mode: .statement, tracker: tracker)
                 } else {
-                    _ = expectations.parseComplete()
+                    _ = expectations.parseComplete().swallow
                 }
                 pos = start + total
             }
