@@ -124,20 +124,27 @@ public final class ClientConnection: Endpoint {
     /// epoll_ctl each time, and a queued client that disconnects is noticed at once.
     func requestServer() {
         guard let poolRef else { return }
-        if tracksStatements && answerParsesWithoutServer() { return }
+        if answeredWithoutServer() { return }
         state = .waiting
         stateSince = loop.now
         toldToWait = false
         poolRef._withUnsafeGuaranteedRef { $0.enqueue(self) }
     }
 
-    /// Parse + Sync batches of statements some server already accepted are answered here, without
-    /// a server (see `PreparedStatementRewriter.answerWithoutServer`). True when nothing is left
-    /// that needs one. The first byte decides cheaply for every other request.
-    private func answerParsesWithoutServer() -> Bool {
+    /// Requests that need no server are answered here: leading Flushes (nothing is owed), and
+    /// Parse + Sync batches of statements some server already accepted (see
+    /// `PreparedStatementRewriter.answerWithoutServer`). True when nothing is left that needs a
+    /// server. The first byte decides cheaply for every other request.
+    private func answeredWithoutServer() -> Bool {
         guard let base = inbuf.base, inbuf.pending >= 5 else { return false }
-        let first = base.load(fromByteOffset: inbuf.start, as: UInt8.self)
-        guard first == UInt8(ascii: "P") || first == UInt8(ascii: "S") else { return false }
+        var first = base.load(fromByteOffset: inbuf.start, as: UInt8.self)
+        if first == UInt8(ascii: "H") {
+            inbuf.start += FlushWithoutServer.leadingBytes(UnsafeRawBufferPointer(start: base + inbuf.start, count: inbuf.pending))
+            inbuf.scanned = inbuf.start
+            if inbuf.pending < 5 { return finishedWithoutServer() }
+            first = base.load(fromByteOffset: inbuf.start, as: UInt8.self)
+        }
+        guard tracksStatements, first == UInt8(ascii: "P") || first == UInt8(ascii: "S") else { return false }
         let pending = UnsafeRawBufferPointer(start: base + inbuf.start, count: inbuf.pending)
         guard let answer = statementNames.rewriter.answerWithoutServer(pending, registry: loop.preparedStatements,
                                                                        maxPacketSize: loop.maxPacketSize)
@@ -146,6 +153,12 @@ public final class ClientConnection: Endpoint {
         inbuf.scanned = inbuf.start
         pool?.counters.psClientParseCount &+= UInt64(answer.parses)
         queue(answer.reply)
+        return finishedWithoutServer()
+    }
+
+    /// After answering without a server: true when no byte is left (a partial message waits for
+    /// more input, read while idle).
+    private func finishedWithoutServer() -> Bool {
         guard inbuf.isEmpty else { return false }
         inbuf.clear()
         releaseBufferIfEmpty()

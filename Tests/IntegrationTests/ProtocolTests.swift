@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import XCTest
+import CLibPQ
 
 /// Cancel, COPY, authentication both ways, limits, garbage on the port, config errors.
 final class ProtocolTests: XCTestCase {
@@ -20,6 +21,41 @@ final class ProtocolTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(started), 10)
         XCTAssertEqual(try c.scalar("SELECT 'still usable'"), "still usable")
         XCTAssertEqual(try other.scalar("SELECT 1"), "1")
+    }
+
+    /// Issue 12, bug 6: libpq pipeline mode (psycopg 3's pipeline exit) sends Sync then Flush. The
+    /// Flush was counted as a request, so the server stayed pinned after its ReadyForQuery and
+    /// was later thrown away. Also a Flush arriving after the release must not take a server.
+    func testFlushAfterSyncDoesNotPinTheServer() throws {
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "1", "query_wait_timeout": "3"])
+        let c = try PQConnection(pgmux.conninfo())
+        XCTAssertEqual(PQenterPipelineMode(c.conn), 1)
+        for flushSeparately in [false, true] {
+            XCTAssertEqual(PQsendQueryParams(c.conn, "SELECT 41 + 1", 0, nil, nil, nil, nil, 0), 1)
+            XCTAssertEqual(PQpipelineSync(c.conn), 1)
+            if !flushSeparately { XCTAssertEqual(PQsendFlushRequest(c.conn), 1) }
+            XCTAssertEqual(PQflush(c.conn), 0)
+            var answers: [ExecStatusType] = []
+            var value: String?
+            while answers.last != PGRES_PIPELINE_SYNC {
+                guard let res = PQgetResult(c.conn) else { continue }
+                answers.append(PQresultStatus(res))
+                if PQresultStatus(res) == PGRES_TUPLES_OK { value = String(cString: PQgetvalue(res, 0, 0)) }
+                PQclear(res)
+            }
+            XCTAssertEqual(value, "42")
+            if flushSeparately {
+                XCTAssertEqual(PQsendFlushRequest(c.conn), 1)
+                XCTAssertEqual(PQflush(c.conn), 0)
+                usleep(200_000)
+            }
+            let other = try PQConnection(pgmux.conninfo())
+            XCTAssertEqual(try other.scalar("SELECT 'the only server is free'"), "the only server is free",
+                           "flush separately: \(flushSeparately)")
+        }
+        XCTAssertEqual(PQexitPipelineMode(c.conn), 1)
+        XCTAssertEqual(try c.scalar("SELECT 'still usable'"), "still usable")
+        XCTAssertFalse(try String(contentsOfFile: pgmux.logPath, encoding: .utf8).contains("query in progress"))
     }
 
     func testCopyInAndOut() throws {

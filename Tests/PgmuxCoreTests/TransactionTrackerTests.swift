@@ -53,12 +53,24 @@ final class TransactionTrackerTests: XCTestCase {
     }
 
     func testEachExtendedTypeMarksUnsynced() {
-        for c in "PBDECH" {
+        for c in "PBDEC" {
             var t = TransactionTracker()
             t.sent(asciiByte(c))
             XCTAssertTrue(t.unsynced, "type \(c)")
             XCTAssertEqual(t.pendingReady, 0, "type \(c)")
         }
+    }
+
+    /// Issue 12, bug 6: libpq pipelines send Flush right after Sync; Flush owes no reply.
+    func testFlushAfterSyncOwesNothing() {
+        var t = TransactionTracker()
+        t.sendAll("PBESH")
+        XCTAssertEqual(t.pendingReady, 1)
+        t.ready("I")
+        XCTAssertTrue(t.isIdle, "the server is released at ReadyForQuery")
+        var alone = TransactionTracker()
+        alone.sent(asciiByte("H"))
+        XCTAssertTrue(alone.isIdle)
     }
 
     func testPipelinedQueriesNeedTwoReady() {

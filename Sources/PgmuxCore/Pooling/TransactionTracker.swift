@@ -37,13 +37,16 @@ public struct TransactionTracker: Sendable, Equatable {
             syncsSinceRequest = 0
             lastRequestExtended = true
             unsynced = true
-        case UInt8(ascii: "P"), UInt8(ascii: "B"), UInt8(ascii: "D"), UInt8(ascii: "C"), UInt8(ascii: "H"):
+        case UInt8(ascii: "P"), UInt8(ascii: "B"), UInt8(ascii: "D"), UInt8(ascii: "C"):
             unsynced = true
         case UInt8(ascii: "c"), UInt8(ascii: "f"):
             if copyIn && lastRequestExtended { unsynced = true }
             copyIn = false
         default:
-            break  // CopyData belongs to an already counted request
+            // CopyData belongs to an already counted request. Flush asks for output and owes no
+            // reply of its own: libpq pipelines (psycopg's pipeline exit) send it right after a
+            // Sync, and counting it left the server pinned after its ReadyForQuery.
+            break
         }
     }
 

@@ -65,3 +65,18 @@ extension PreparedStatementRewriter {
         return answer
     }
 }
+
+/// A Flush from a client that holds no server: no output is owed, so it needs no server. libpq
+/// pipelines send Flush right after Sync; when it arrives after the server was released, taking a
+/// server for it would pin that server (nothing it sends is ever answered by ReadyForQuery).
+public enum FlushWithoutServer {
+    /// Bytes of the complete Flush messages at the start of `pending`.
+    public static func leadingBytes(_ pending: UnsafeRawBufferPointer) -> Int {
+        var pos = 0
+        while pending.count - pos >= 5 && pending[pos] == UInt8(ascii: "H") && pending[pos + 1] == 0
+                && pending[pos + 2] == 0 && pending[pos + 3] == 0 && pending[pos + 4] == 4 {
+            pos += 5
+        }
+        return pos
+    }
+}
