@@ -298,6 +298,7 @@ final class AdminConsole {
             switch sv.state {
             case .active: state = .svActive; rows[key]?.svActive += 1
             case .idle: state = .svIdle; rows[key]?.svIdle += 1
+            case .beingCanceled: state = .svBeingCanceled; rows[key]?.svBeingCanceled += 1
             case .ownQuery(let q): state = q == .reset ? .svTested : .svUsed
                 if q == .reset { rows[key]?.svTested += 1 } else { rows[key]?.svUsed += 1 }
             case .connecting, .tlsRequest, .tlsHandshake, .loggingIn: state = .svLogin; rows[key]?.svLogin += 1

@@ -6,9 +6,12 @@ import PgmuxCore
 /// using the server's real key (clients only ever see keys pgmux made up).
 final class CancelForwarder: Endpoint {
     let key: UInt64
+    /// The server the cancel is for; it stays out of the pool until this connection ends.
+    let serverID: UInt64
 
-    init(loop: EventLoop, fd: Int32, key: UInt64) {
+    init(loop: EventLoop, fd: Int32, key: UInt64, serverID: UInt64) {
         self.key = key
+        self.serverID = serverID
         super.init(loop: loop, fd: fd)
         setupReadWatcher(cancelEvent)
         startWriting()
@@ -39,8 +42,10 @@ final class CancelForwarder: Endpoint {
 extension CancelForwarder {
     /// Closes the socket and drops the loop's reference (the graveyard keeps it to the iteration's end).
     func finish() {
+        guard !isClosed else { return }
         closeSocket()
         loop.cancelForwarders[id] = nil
+        loop.cancelLanded(serverID: serverID)
     }
 }
 

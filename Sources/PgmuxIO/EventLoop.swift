@@ -326,16 +326,26 @@ public final class EventLoop {
         forwardCancel(to: server)
     }
 
-    /// Opens a connection to the server's PostgreSQL and sends its real cancel key.
+    /// Opens a connection to the server's PostgreSQL and sends its real cancel key. Until that
+    /// connection ends, the server is not lent to another client (see `cancelLanded`).
     func forwardCancel(to server: ServerConnection) {
         guard server.backendKey != 0 else { return }
         do {
             let fd = try Socket.connect(server.address)
-            let forwarder = CancelForwarder(loop: self, fd: fd, key: server.backendKey)
+            let forwarder = CancelForwarder(loop: self, fd: fd, key: server.backendKey, serverID: server.id)
             cancelForwarders[forwarder.id] = forwarder
+            server.cancelsInFlight += 1
         } catch {
             log.warning("\(server.logPrefix) cancel request failed: \(error)")
         }
+    }
+
+    /// A cancel connection ended (PostgreSQL closed it after acting on the request, or
+    /// cancel_wait_timeout gave up): a server released meanwhile may now go back to its pool.
+    func cancelLanded(serverID: UInt64) {
+        guard let server = servers[serverID], server.cancelsInFlight > 0 else { return }
+        server.cancelsInFlight -= 1
+        if server.cancelsInFlight == 0 && server.state == .beingCanceled { server.pool.release(server) }
     }
 
     // MARK: pools

@@ -60,7 +60,7 @@ final class MetricsEndpoint {
         for sv in loop.servers.values {
             let key = ObjectIdentifier(sv.pool)
             switch sv.state {
-            case .active: rows[key]?.serverActive += 1
+            case .active, .beingCanceled: rows[key]?.serverActive += 1
             case .idle: rows[key]?.serverIdle += 1
             case .ownQuery(let q): if q == .reset { rows[key]?.serverTesting += 1 } else { rows[key]?.serverUsed += 1 }
             case .connecting, .tlsRequest, .tlsHandshake, .loggingIn: rows[key]?.serverLogin += 1

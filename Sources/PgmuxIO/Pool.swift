@@ -181,10 +181,15 @@ public final class Pool {
                 }
             }
         }
-        if server.state != .idle { activeCount -= 1 }  // active and own-query servers count as in use
-        server.state = .idle
         server.tracker.reset()
         server.expectations.removeAll()
+        if server.cancelsInFlight > 0 {
+            server.state = .beingCanceled  // back through here when the last cancel has landed
+            server.startReading()
+            return
+        }
+        if server.state != .idle { activeCount -= 1 }  // active, own-query and being-canceled servers count as in use
+        server.state = .idle
         server.releaseBufferIfEmpty()
         server.lastUsed = loop.now
         if server.closeNeeded || loop.now - server.connectTime > effectiveLifetime {
@@ -329,7 +334,7 @@ public final class Pool {
     func serverClosed(_ server: ServerConnection, previousState: ServerConnection.State) {
         switch previousState {
         case .connecting, .tlsRequest, .tlsHandshake, .loggingIn: connectingCount -= 1
-        case .active, .ownQuery: activeCount -= 1
+        case .active, .ownQuery, .beingCanceled: activeCount -= 1
         case .idle: idle.removeAll { $0 === server }
         case .closed: break
         }

@@ -15,6 +15,10 @@ public final class ServerConnection: Endpoint {
         case idle
         /// Linked to a client.
         case active
+        /// Released while cancel requests for it are still on their way to PostgreSQL: kept out of
+        /// the pool until they have landed (PgBouncer's SV_BEING_CANCELED), so that a late cancel
+        /// never stops the next client's query. Counted as in use.
+        case beingCanceled
         /// Running the pooler's own query (parameter sync, reset, health check); its replies are
         /// swallowed until ReadyForQuery.
         case ownQuery(OwnQuery)
@@ -55,6 +59,8 @@ public final class ServerConnection: Endpoint {
     var authSecret: String?
     /// An error reply to the pooler's own query (kept across reads: the reply may be split).
     var ownQueryError: String?
+    /// Cancel requests forwarded for this server whose connections to PostgreSQL are still open.
+    var cancelsInFlight = 0
     /// Release once everything has reached the client.
     var releaseAfterFlush = false
     /// Close once the reply in progress ends (set by reload, lifetime, errors).
@@ -243,7 +249,7 @@ public final class ServerConnection: Endpoint {
         case .tlsHandshake: break
         case .active: relay()
         case .ownQuery(let q): handleOwnQueryReply(q)
-        case .idle:
+        case .idle, .beingCanceled:
             // Idle servers should be silent; anything here (a notice, an error before a forced
             // disconnect) is dropped, and the server re-tested before it is lent again.
             inbuf.clear()

@@ -58,6 +58,49 @@ final class ProtocolTests: XCTestCase {
         XCTAssertFalse(try String(contentsOfFile: pgmux.logPath, encoding: .utf8).contains("query in progress"))
     }
 
+    /// Issue 12, bug 5: a client fires many cancels at its own query; the first one ends it, the
+    /// server goes back to the pool and is lent to the next client, and the cancels still on
+    /// their way to PostgreSQL must not stop that client's query. The server stays out of the
+    /// pool until they have landed.
+    func testCancelsStillInFlightNeverHitTheNextClient() throws {
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "1"])
+        let a = try PQConnection(pgmux.conninfo())
+        let b = try PQConnection(pgmux.conninfo())
+        for round in 0..<4 {
+            XCTAssertEqual(PQsendQuery(a.conn, "SELECT pg_sleep(10)"), 1)
+            usleep(300_000)
+            let bDone = DispatchSemaphore(value: 0)
+            nonisolated(unsafe) var bError: Error?
+            Thread {
+                do { _ = try b.query("SELECT pg_sleep(0.5)") } catch { bError = error }
+                bDone.signal()
+            }.start()
+            usleep(200_000)  // b now waits for the only server
+            nonisolated(unsafe) let cancel = try XCTUnwrap(PQgetCancel(a.conn))
+            let go = DispatchSemaphore(value: 0), sent = DispatchGroup()
+            for _ in 0..<24 {
+                sent.enter()
+                Thread {
+                    go.wait()
+                    var err = [CChar](repeating: 0, count: 256)
+                    _ = PQcancel(cancel, &err, 256)
+                    sent.leave()
+                }.start()
+            }
+            for _ in 0..<24 { go.signal() }
+            var aState: String?
+            while let res = PQgetResult(a.conn) {
+                if let s = PQresultErrorField(res, Int32(UInt8(ascii: "C"))) { aState = String(cString: s) }
+                PQclear(res)
+            }
+            XCTAssertEqual(aState, "57014", "round \(round): a's own query is cancelled")
+            XCTAssertEqual(bDone.wait(timeout: .now() + 15), .success)
+            XCTAssertNil(bError, "round \(round): a cancel aimed at a stopped b's query")
+            sent.wait()
+            PQfreeCancel(cancel)
+        }
+    }
+
     func testCopyInAndOut() throws {
         let pgmux = try PgmuxProcess(settings: ["pool_mode": "transaction", "default_pool_size": "2"])
         let c = try PQConnection(pgmux.conninfo())
