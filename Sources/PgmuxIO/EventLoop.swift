@@ -296,12 +296,35 @@ public final class EventLoop {
         userServerCounts[s.pool.serverUser, default: 1] -= 1
     }
 
-    /// max_db_connections / max_user_connections across all pools.
-    func limitsAllow(_ pool: Pool) -> Bool {
+    /// max_db_connections / max_user_connections across all pools. When one is reached and
+    /// `evictIfNeeded` (a client is waiting), the least recently used idle server of another pool
+    /// under the same limit is closed to make room, as PgBouncer's evict_connection and
+    /// evict_user_connection do: otherwise idle servers of one user could starve another user's
+    /// clients of the same database forever.
+    func limitsAllow(_ pool: Pool, evictIfNeeded: Bool) -> Bool {
+        let db = pool.database.dbname, user = pool.serverUser
         let maxDb = pool.database.maxDbConnections ?? config.settings.maxDbConnections
-        if maxDb > 0 && dbServerCounts[pool.database.dbname, default: 0] >= maxDb { return false }
+        if maxDb > 0 {
+            while evictIfNeeded && dbServerCounts[db, default: 0] >= maxDb && evictIdleServer(where: { $0.database.dbname == db }) {}
+            if dbServerCounts[db, default: 0] >= maxDb { return false }
+        }
         let maxUser = config.users[pool.userName]?.maxUserConnections ?? config.settings.maxUserConnections
-        if maxUser > 0 && userServerCounts[pool.serverUser, default: 0] >= maxUser { return false }
+        if maxUser > 0 {
+            while evictIfNeeded && userServerCounts[user, default: 0] >= maxUser && evictIdleServer(where: { $0.serverUser == user }) {}
+            if userServerCounts[user, default: 0] >= maxUser { return false }
+        }
+        return true
+    }
+
+    /// Closes the idle server unused longest among the pools `matching`; false when there is none.
+    private func evictIdleServer(where matching: (Pool) -> Bool) -> Bool {
+        var oldest: ServerConnection?
+        for p in pools.values where matching(p) {
+            // Idle lists are used from the end, so each one's first server is its least recent.
+            if let s = p.idle.first, s.lastUsed < (oldest?.lastUsed ?? .infinity) { oldest = s }
+        }
+        guard let oldest else { return false }
+        oldest.close(reason: "evicted", notifyClient: false)
         return true
     }
 

@@ -257,11 +257,13 @@ public final class Pool {
 
     /// Keeps `min_pool_size` servers open (called by the maintenance timer).
     func topUp() {
-        while serverCount < minSize && canOpen() { if !launch() { break } }
+        while serverCount < minSize && canOpen(evictIfNeeded: false) { if !launch() { break } }
         launchIfNeeded()
     }
 
-    private func canOpen() -> Bool {
+    /// `evictIfNeeded`: a client waits, so idle servers of other pools may be closed to stay
+    /// within max_db_connections / max_user_connections (not for min_pool_size, as PgBouncer).
+    private func canOpen(evictIfNeeded: Bool = true) -> Bool {
         if loop.now - lastConnectFailure < loop.config.settings.serverLoginRetry { return false }
         var limit = size
         if let first = waiting.first, reserveSize > 0,
@@ -272,7 +274,7 @@ public final class Pool {
             }
         }
         guard serverCount < limit else { return false }
-        return loop.limitsAllow(self)
+        return loop.limitsAllow(self, evictIfNeeded: evictIfNeeded)
     }
 
     @discardableResult

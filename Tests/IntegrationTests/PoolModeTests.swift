@@ -18,6 +18,23 @@ final class PoolModeTests: XCTestCase {
         return peak
     }
 
+    /// Issue 12, bug 7: max_db_connections is full with idle servers of another user's pool of the
+    /// same database; the waiting client's pool closes one of them (PgBouncer's eviction)
+    /// instead of leaving the client queued forever.
+    func testFullMaxDbConnectionsEvictsAnIdleServerOfAnotherPool() throws {
+        let pgmux = try PgmuxProcess(settings: ["max_db_connections": "2", "default_pool_size": "2",
+                                                "query_wait_timeout": "5", "log_disconnections": "1"])
+        let a1 = try PQConnection(pgmux.conninfo()), a2 = try PQConnection(pgmux.conninfo())
+        _ = try a1.query("BEGIN"); _ = try a2.query("BEGIN")
+        _ = try a1.query("COMMIT"); _ = try a2.query("COMMIT")  // two idle servers of the scram pool
+        let b = try PQConnection(pgmux.conninfo(user: PostgresCluster.md5User.0, password: PostgresCluster.md5User.1))
+        let started = Date()
+        XCTAssertEqual(try b.scalar("SELECT current_user"), PostgresCluster.md5User.0)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 3)
+        XCTAssertEqual(try a1.scalar("SELECT 'the other pool still works'"), "the other pool still works")
+        XCTAssertTrue(try String(contentsOfFile: pgmux.logPath, encoding: .utf8).contains("closing because: evicted"))
+    }
+
     func testTransactionModeUnderLoadStaysWithinPoolSize() throws {
         let pgmux = try PgmuxProcess(settings: ["pool_mode": "transaction", "default_pool_size": "4"])
         let port = pgmux.port
