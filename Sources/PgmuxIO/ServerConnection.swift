@@ -326,12 +326,7 @@ public final class ServerConnection: Endpoint {
                     }
                     if swallow { inbuf.start = start + total; inbuf.scanned = inbuf.start }
                 case UInt8(ascii: "C"):
-                    // DISCARD ALL / DEALLOCATE ALL drop every prepared statement of the session.
-                    // A CommandComplete without its tag terminator is too short to hold a tag.
-                    guard total >= 6 else { break }
-                    let tag = UnsafeRawBufferPointer(start: base + start + 5, count: total - 6)
-                    if (tag.count == 11 || tag.count == 14) && tag[0] == UInt8(ascii: "D")
-                        && (tag.elementsEqual("DISCARD ALL".utf8) || tag.elementsEqual("DEALLOCATE ALL".utf8)) {
+                    if CommandTag.dropsPreparedStatements(UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)) {
                         statementCache.removeAll()
                         client.statementBox?.rewriter.forgetAll()
                     }

@@ -25,6 +25,25 @@ final class FuzzCorpusTests: XCTestCase {
             [2, 1, 200, 0, 0],                                   // Bind whose names run past the end
             [3] + Array("SET x = 'unterminated".utf8),
             [4] + Array("SCRAM-SHA-256\0\u{ff}\u{ff}\u{ff}\u{ff}".utf8),
+            // Server relay: ReadyForQuery of 7 bytes, ParseComplete with a body, a CommandComplete
+            // without terminator, DISCARD ALL exactly, an ErrorResponse cut short, ParameterStatus
+            // without its value.
+            [0xF8, UInt8(ascii: "Z"), 0, 0, 0, 6, UInt8(ascii: "I"), 0],
+            [0xF8, UInt8(ascii: "1"), 0, 0, 0, 6, 1, 2, UInt8(ascii: "3"), 0, 0, 0, 4],
+            [0xF8, UInt8(ascii: "C"), 0, 0, 0, 4, UInt8(ascii: "C"), 0, 0, 0, 5, UInt8(ascii: "D")],
+            [0xF8, UInt8(ascii: "C"), 0, 0, 0, 16] + Array("DEALLOCATE ALL\0".utf8) + [UInt8(ascii: "Z"), 0, 0, 0, 5, UInt8(ascii: "I")],
+            [0xF8, UInt8(ascii: "E"), 0, 0, 0, 40, UInt8(ascii: "S")],
+            [0xF8, UInt8(ascii: "S"), 0, 0, 0, 6, UInt8(ascii: "x"), 0],
+            // Server login: length fields 0 and 3, an unknown authentication code, SASL with no
+            // mechanism, a SASLContinue out of turn, BackendKeyData cut short, ErrorResponse
+            // without fields.
+            [0xF0, UInt8(ascii: "R"), 0, 0, 0, 0, 0, 0, 0, 0],
+            [0xF0, UInt8(ascii: "S"), 0, 0, 0, 3, 0],
+            [0xF0, UInt8(ascii: "R"), 0, 0, 0, 8, 0, 0, 0, 99],
+            [0xF0, UInt8(ascii: "R"), 0, 0, 0, 9, 0, 0, 0, 10, 0],
+            [0xF0, UInt8(ascii: "R"), 0, 0, 0, 12, 0, 0, 0, 11, UInt8(ascii: "r"), UInt8(ascii: "="), 0, 0],
+            [0xF0, UInt8(ascii: "K"), 0, 0, 0, 6, 1, 2],
+            [0xF0, UInt8(ascii: "E"), 0, 0, 0, 4],
         ]
         var manyParams: [UInt8] = [0, 0, 0, 0, 0, 0, 3, 0, 0]
         for i in 0..<2000 { manyParams += Array("k\(i)\0v\0".utf8) }

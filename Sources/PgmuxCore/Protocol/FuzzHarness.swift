@@ -1,12 +1,16 @@
 /// One entry point that pushes arbitrary bytes through every parser that meets untrusted input:
 /// startup packets, the relay scanner and release tracking, prepared-statement rewriting, the
-/// admin grammar, SCRAM and password messages. The libFuzzer target (`make fuzz`) and the corpus
+/// admin grammar, SCRAM and password messages, and what a server sends (its login replies, and
+/// the messages the relay reads from it). The libFuzzer target (`make fuzz`) and the corpus
 /// regression test both call it; any trap here is a bug that would kill every connection.
 public enum FuzzHarness {
     public static func run(_ data: UnsafeRawBufferPointer) {
         guard let base = data.baseAddress, data.count > 0 else { return }
-        let selector = data[0] % 5
         let rest = UnsafeRawBufferPointer(rebasing: data[1...])
+        // Selectors 0xF0... are the server-side targets; the others keep the corpus's meaning.
+        if data[0] >= 0xF8 { serverRelay(rest); return }
+        if data[0] >= 0xF0 { serverLogin(rest); return }
+        let selector = data[0] % 5
         switch selector {
         case 0:
             _ = StartupPacket.parse(rest)
@@ -50,6 +54,91 @@ public enum FuzzHarness {
                     _ = ReleasePolicy.atReadyForQuery(mode: .statement, tracker: tracker)
                 } else {
                     _ = expectations.parseComplete().swallow
+                }
+                pos = start + total
+            }
+        }
+    }
+
+    /// A server's login replies, framed as `ServerConnection.handleLogin` reads them (messages
+    /// larger than the relay buffer are refused there): authentication requests through the
+    /// authenticator, ParameterStatus, BackendKeyData, ErrorResponse fields.
+    private static func serverLogin(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress else { return }
+        var auth = ServerAuthenticator(user: "u", password: "pw", keyCache: SCRAMKeyCache(capacity: 2))
+        var pos = 0
+        while case .message(let type, let total) = Framing.peek(base + pos, available: bytes.count - pos, maxPacketSize: 16384),
+              bytes.count - pos >= total {
+            let body = Array(bytes[(pos + 5)..<(pos + total)])
+            pos += total
+            switch type {
+            case UInt8(ascii: "R"):
+                switch auth.receive(body) {
+                case .failed, .authenticated: return
+                case .sendPassword, .sendSASLInitial, .sendSASLResponse, .none: break
+                }
+            case UInt8(ascii: "S"):
+                _ = MessageReader.parameterStatus(body)
+            case UInt8(ascii: "K"):
+                var r = MessageReader(body)
+                _ = (r.int32(), r.int32())
+            case UInt8(ascii: "E"):
+                _ = MessageReader.errorFields(body)
+                return
+            case UInt8(ascii: "Z"):
+                return
+            default:
+                break
+            }
+        }
+    }
+
+    /// The server relay's reading of backend messages, as `ServerConnection.relay` does it: the
+    /// same whole/header choices, ReadyForQuery status, ParameterStatus, ParseComplete and
+    /// CloseComplete against the expectations of messages a client sent, CommandComplete tags,
+    /// ErrorResponse, CopyInResponse.
+    private static func serverRelay(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress else { return }
+        var scanner = RelayScanner()
+        var tracker = TransactionTracker()
+        var expectations = ResponseExpectations()
+        var cache = ServerStatementCache(capacity: 2)
+        // A client that sent Parse, Close, Bind-with-injected-Parse and Sync before these replies.
+        expectations.append(contentsOf: [.parse(id: 0, swallow: true), .parse(id: 1, swallow: false, clientName: "a"),
+                                         .close(swallow: true), .sync, .parse(id: nil, swallow: false), .sync])
+        _ = cache.insert(0); _ = cache.insert(1)
+        tracker.sent(UInt8(ascii: "S")); tracker.sent(UInt8(ascii: "S"))
+        var pos = 0
+        var steps = 0
+        while steps < 10_000 {
+            steps += 1
+            switch scanner.next(base, position: pos, end: bytes.count, capacity: 256, maxPacketSize: 1 << 20,
+                                wantWhole: { [UInt8(ascii: "Z"), UInt8(ascii: "S"), UInt8(ascii: "1"), UInt8(ascii: "3"),
+                                              UInt8(ascii: "C")].contains($0) },
+                                wantHeader: { $0 == UInt8(ascii: "G") || $0 == UInt8(ascii: "E") }) {
+            case .needMore, .invalid:
+                return
+            case .header(let type, let start, _):
+                if type == UInt8(ascii: "G") { tracker.copyInStarted() } else {
+                    for lost in expectations.error() { cache.remove(lost.id) }
+                }
+                pos = start
+            case .message(let type, let start, let total):
+                let body = UnsafeRawBufferPointer(rebasing: bytes[(start + 5)..<(start + total)])
+                switch type {
+                case UInt8(ascii: "Z"):
+                    guard total == 6 else { return }  // the relay closes such a server
+                    tracker.readyForQuery(body[0])
+                    expectations.readyForQuery()
+                    _ = ReleasePolicy.atReadyForQuery(mode: .transaction, tracker: tracker)
+                case UInt8(ascii: "S"):
+                    _ = MessageReader.parameterStatus(Array(body))
+                case UInt8(ascii: "1"):
+                    _ = expectations.parseComplete()
+                case UInt8(ascii: "3"):
+                    _ = expectations.closeComplete()
+                default:
+                    if CommandTag.dropsPreparedStatements(body) { cache.removeAll() }
                 }
                 pos = start + total
             }
