@@ -7,7 +7,8 @@ public struct SocketError: Error, CustomStringConvertible {
     public let what: String
     public let code: Int32
     public init(_ what: String, _ code: Int32 = errno) { self.what = what; self.code = code }
-    public var description: String { "\(what): \(String(cString: strerror(code)))" }
+    /// `what` alone when there is no errno (a resolver error already carries its own text).
+    public var description: String { code == 0 ? what : "\(what): \(String(cString: strerror(code)))" }
 }
 
 public enum Socket {
