@@ -268,16 +268,30 @@ final class AdminConsole {
             if let first = p.waiting.first, first.stateSince > 0 { row.maxWaitUs = Stats.micros(loop.now - first.stateSince) }
             rows[p.databaseName + "\u{0}" + p.userName] = row
         }
+        // The console is a pool of its own, as in PgBouncer: database and forced user `pgbouncer`,
+        // statement mode; its clients appear in SHOW CLIENTS and SOCKETS and count in SHOW POOLS.
+        let consoleKey = "pgbouncer\u{0}pgbouncer"
+        var consoleRow = AdminPoolRow(database: "pgbouncer", user: "pgbouncer")
+        consoleRow.poolMode = PoolMode.statement.rawValue
+        rows[consoleKey] = consoleRow
         for c in loop.clients.values {
-            guard let pool = c.pool else { continue }
-            let key = pool.databaseName + "\u{0}" + pool.userName
+            let owner: (database: String, user: String), key: String
+            if let pool = c.pool {
+                owner = (pool.databaseName, pool.userName)
+                key = pool.databaseName + "\u{0}" + pool.userName
+            } else if c.adminRole != nil {
+                owner = ("pgbouncer", "pgbouncer")
+                key = consoleKey
+            } else {
+                continue
+            }
             let state: AdminConnectionState
             switch c.state {
             case .active, .idle: state = .clActive; rows[key]?.clActive += 1
             case .waiting, .waitingForWelcome: state = .clWaiting; rows[key]?.clWaiting += 1
             default: continue
             }
-            var r = AdminConnectionRow(owner: .pool(database: pool.databaseName, user: pool.userName), state: state, user: c.user)
+            var r = AdminConnectionRow(owner: .pool(database: owner.database, user: owner.user), state: state, user: c.user)
             r.database = c.database
             r.addr = c.remote.hostText
             r.port = c.isUnixSocket ? s.listenPort : Int(c.remote.port)
@@ -337,26 +351,33 @@ final class AdminConsole {
             d.poolMode = e.poolMode?.rawValue
             d.maxConnections = e.maxDbConnections ?? s.maxDbConnections
             d.currentConnections = loop.dbServerCounts[e.dbname] ?? 0
+            d.maxClientConnections = e.maxDbClientConnections ?? s.maxDbClientConnections
             d.currentClientConnections = loop.pools.values.filter { $0.databaseName == name }.reduce(0) { $0 + $1.clientCount }
             d.paused = loop.isPaused(name)
             d.disabled = loop.disabledDatabases.contains(name)
             snap.databases.append(d)
         }
-        for (name, u) in loop.config.users {
+        snap.databases.append(consoleDatabaseRow(s, clients: rows[consoleKey]?.clActive ?? 0))
+        var clientsPerUser: [String: Int] = [:]
+        for c in loop.clients.values where c.countedAsLoggedIn || c.adminRole != nil { clientsPerUser[c.user, default: 0] += 1 }
+        for name in knownUsers() {
+            let u = loop.config.users[name]
             var row = AdminUserRow(name: name)
-            row.poolSize = u.poolSize
-            row.reservePoolSize = u.reservePoolSize
-            row.poolMode = u.poolMode?.rawValue
-            row.maxUserConnections = u.maxUserConnections ?? s.maxUserConnections
+            row.poolSize = u?.poolSize
+            row.reservePoolSize = u?.reservePoolSize
+            row.poolMode = u?.poolMode?.rawValue
+            row.maxUserConnections = u?.maxUserConnections ?? s.maxUserConnections
             row.currentConnections = loop.userServerCounts[name] ?? 0
+            row.maxUserClientConnections = u?.maxUserClientConnections ?? s.maxUserClientConnections
+            row.currentClientConnections = clientsPerUser[name] ?? 0
             snap.users.append(row)
         }
         snap.config = Settings.knownKeys.map { info in
             AdminConfigRow(key: info.name, value: s.textValue(of: info.name), defaultValue: info.defaultValue,
                            changeable: info.reloadable)
         }
-        snap.lists.databases = names.count
-        snap.lists.users = loop.config.users.count
+        snap.lists.databases = names.count + 1
+        snap.lists.users = snap.users.count
         snap.lists.pools = loop.pools.count
         snap.lists.usedClients = loop.clients.count
         snap.lists.usedServers = loop.servers.count
@@ -368,6 +389,34 @@ final class AdminConsole {
                                 memtotal: MemoryLayout<ev_io>.stride * loop.watchers.capacity)]
         snap.pauseMode = loop.globallyPaused ? .pause : .none
         return snap
+    }
+
+    /// SHOW DATABASES' row for the console itself (PgBouncer's admin_setup: pool size 2,
+    /// statement mode, forced user `pgbouncer`, the listen port).
+    private func consoleDatabaseRow(_ s: Settings, clients: Int) -> AdminDatabaseRow {
+        var d = AdminDatabaseRow(name: "pgbouncer", database: "pgbouncer")
+        d.port = s.listenPort
+        d.forceUser = "pgbouncer"
+        d.poolSize = 2
+        d.minPoolSize = s.minPoolSize
+        d.reservePoolSize = s.reservePoolSize
+        d.serverLifetime = Int(s.serverLifetime)
+        d.poolMode = PoolMode.statement.rawValue
+        d.maxConnections = s.maxDbConnections
+        d.maxClientConnections = s.maxDbClientConnections
+        d.currentClientConnections = clients
+        return d
+    }
+
+    /// Every user pgmux knows, as PgBouncer's user list: `[users]` entries, auth_file users,
+    /// users found by auth_query, users of pools and logged-in clients, and `pgbouncer`.
+    private func knownUsers() -> Set<String> {
+        var names = Set(loop.config.users.keys).union(loop.authFile.keys)
+        names.insert("pgbouncer")
+        for (name, cached) in loop.authQueryCache where cached.secret != nil { names.insert(name) }
+        for p in loop.pools.values { names.insert(p.userName) }
+        for c in loop.clients.values where c.countedAsLoggedIn && !c.user.isEmpty { names.insert(c.user) }
+        return names
     }
 
     /// `YYYY-MM-DD HH:MM:SS TZ` in local time, as SHOW CLIENTS/SERVERS print it.

@@ -105,6 +105,49 @@ final class AdminConsoleTests: XCTestCase {
         XCTAssertThrowsError(try victim.query("SELECT 1")) { XCTAssertTrue("\($0)".contains("admin forced disconnect"), "\($0)") }
     }
 
+    /// Issue 13, item 2: console connections are visible (SHOW CLIENTS, SOCKETS, POOLS,
+    /// DATABASES) as PgBouncer's `pgbouncer` pool, and KILL_CLIENT works on them.
+    func testTheConsoleIsVisible() throws {
+        let p = try pgmux(["max_db_client_connections": "50"])
+        let admin = try console(p)
+        let watcher = try console(p, user: "watcher", password: "watchpw")
+        let consoleClients = try show(admin, "CLIENTS").filter { $0["database"] == "pgbouncer" }
+        XCTAssertEqual(Set(consoleClients.map { $0["user"]! }), ["admin", "watcher"])
+        XCTAssertEqual(try show(admin, "SOCKETS").filter { $0["database"] == "pgbouncer" && $0["type"] == "C" }.count, 2)
+        let pool = try XCTUnwrap(try show(admin, "POOLS").first { $0["database"] == "pgbouncer" })
+        XCTAssertEqual(pool["user"], "pgbouncer")
+        XCTAssertEqual(pool["cl_active"], "2")
+        XCTAssertEqual(pool["pool_mode"], "statement")
+        let db = try XCTUnwrap(try show(admin, "DATABASES").first { $0["name"] == "pgbouncer" })
+        XCTAssertEqual(db["force_user"], "pgbouncer")
+        XCTAssertEqual(db["pool_size"], "2")
+        XCTAssertEqual(db["port"], "\(p.port)")
+        XCTAssertEqual(db["current_client_connections"], "2")
+        XCTAssertEqual(db["max_client_connections"], "50")
+        let watcherID = try XCTUnwrap(consoleClients.first { $0["user"] == "watcher" }?["id"])
+        try admin.query("KILL_CLIENT \(watcherID)")
+        XCTAssertThrowsError(try watcher.query("SHOW POOLS")) { XCTAssertTrue("\($0)".contains("admin forced disconnect"), "\($0)") }
+    }
+
+    /// Issue 13, item 3: SHOW USERS lists every user pgmux knows, not only `[users]` entries.
+    func testShowUsersListsEveryKnownUser() throws {
+        let p = try PgmuxProcess(settings: ["admin_users": "admin", "max_user_client_connections": "7"],
+                                 users: ["configured": "pool_size=3"],
+                                 userlist: [PostgresCluster.scramUser, ("admin", "adminpw"), ("fileonly", "x")])
+        let client = try PQConnection(p.conninfo())
+        XCTAssertEqual(try client.scalar("SELECT 1"), "1")
+        let admin = try console(p)
+        let users = Dictionary(uniqueKeysWithValues: try show(admin, "USERS").map { ($0["name"]!, $0) })
+        for name in ["configured", "fileonly", "admin", "pgbouncer", PostgresCluster.scramUser.0] {
+            XCTAssertNotNil(users[name], "\(name) missing from \(users.keys.sorted())")
+        }
+        XCTAssertEqual(users["configured"]?["pool_size"], "        3")
+        XCTAssertEqual(users["fileonly"]?["pool_size"], "")
+        XCTAssertEqual(users[PostgresCluster.scramUser.0]?["current_client_connections"], "1")
+        XCTAssertEqual(users[PostgresCluster.scramUser.0]?["current_connections"], "1")
+        XCTAssertEqual(users["fileonly"]?["max_user_client_connections"], "7")
+    }
+
     func testAccessRules() throws {
         let p = try pgmux()
         XCTAssertThrowsError(try console(p, user: PostgresCluster.scramUser.0, password: PostgresCluster.scramUser.1)) {
