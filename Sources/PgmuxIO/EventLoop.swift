@@ -271,7 +271,7 @@ public final class EventLoop {
             c.sendError("database removed")
         }
         for s in servers.values where db == nil || s.pool.databaseName == db {
-            s.close(reason: "database removed", notifyClient: true)
+            s.close(reason: "database removed", notifyClient: true, loginFailure: nil)
         }
     }
 
@@ -417,15 +417,24 @@ public final class EventLoop {
                     client.sendError("client_login_timeout")
                 }
             case .waitingForWelcome:
-                if s.clientLoginTimeout > 0 && t - client.connectTime > s.clientLoginTimeout {
+                // PgBouncer keeps these clients in the pool's waiting list (CL_WAITING_LOGIN):
+                // the queue timeouts apply to them, and client_login_timeout while the pool
+                // has no welcome.
+                let queryTimeout = config.users[client.user]?.queryTimeout ?? s.queryTimeout
+                if queryTimeout > 0 && t - client.stateSince > queryTimeout {
+                    client.sendError("query_timeout")
+                } else if s.queryWaitTimeout > 0 && t - client.stateSince > s.queryWaitTimeout {
+                    client.sendError("query_wait_timeout")
+                } else if s.clientLoginTimeout > 0 && t - client.connectTime > s.clientLoginTimeout {
                     client.sendError("client_login_timeout (server down)")
                 }
             case .waiting:
+                // Same order as PgBouncer's janitor: query_timeout first.
                 let queryTimeout = config.users[client.user]?.queryTimeout ?? s.queryTimeout
-                if s.queryWaitTimeout > 0 && t - client.stateSince > s.queryWaitTimeout {
-                    client.sendError("query_wait_timeout")
-                } else if queryTimeout > 0 && t - client.stateSince > queryTimeout {
+                if queryTimeout > 0 && t - client.stateSince > queryTimeout {
                     client.sendError("query_timeout")
+                } else if s.queryWaitTimeout > 0 && t - client.stateSince > s.queryWaitTimeout {
+                    client.sendError("query_wait_timeout")
                 } else if s.queryWaitNotify > 0 && !client.toldToWait && t - client.stateSince > s.queryWaitNotify {
                     // The client is unlinked, so a NoticeResponse cannot interleave with a reply.
                     client.toldToWait = true
@@ -449,7 +458,7 @@ public final class EventLoop {
             switch server.state {
             case .connecting, .tlsRequest, .tlsHandshake, .loggingIn:
                 if s.serverConnectTimeout > 0 && t - server.connectTime > s.serverConnectTimeout {
-                    server.pool.connectFailed(server, message: "connect timeout")
+                    server.close(reason: "connect timeout", notifyClient: false)
                 }
             case .idle:
                 let pool = server.pool
@@ -587,7 +596,10 @@ public final class EventLoop {
             for pool in pools.values {
                 let name = pool.databaseName
                 if let entry = fresh.database(named: name) {
-                    if entry != pool.database { for s in servers.values where s.pool === pool { s.closeNeeded = true } }
+                    if entry != pool.database {
+                        for s in servers.values where s.pool === pool { s.closeNeeded = true }
+                        pool.resetLoginBackoff()  // a fixed entry is tried at once
+                    }
                     pool.database = entry
                     pool.mode = fresh.poolMode(database: name, user: pool.userName)
                     pool.size = fresh.poolSize(database: name, user: pool.userName)

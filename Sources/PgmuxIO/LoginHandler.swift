@@ -322,12 +322,13 @@ final class LoginHandler {
             client.sendWelcome(serverParameters: welcome)
             return
         }
-        if let failure = pool.lastLoginError, loop.now - failure.time < loop.config.settings.serverLoginRetry {
-            client.sendError("server login has been failing, cached error: \(failure.message) (server_login_retry)",
-                             code: failure.code)
+        // No server has logged in yet; while logins fail, do not queue (check_fast_fail).
+        if pool.loginFailing {
+            pool.fastFail(client)
             return
         }
         client.state = .waitingForWelcome
+        client.stateSince = loop.now  // query_wait_timeout / query_timeout run from here
         client.stopReading()
         pool.welcomeWaiters.append(client)
         pool.launchIfNeeded()

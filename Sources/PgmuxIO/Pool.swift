@@ -33,8 +33,15 @@ public final class Pool {
     var lastUsed: Double = 0
     /// Logged-in clients of this pool.
     public internal(set) var clientCount = 0
-    var lastLoginError: (message: String, code: String, time: Double)?
-    var lastConnectFailure: Double = 0
+    /// PgBouncer's `last_login_failed`: the last connect or login of this pool failed and none
+    /// has succeeded since. While set, a client that would have to wait for a new server is
+    /// refused at once with `lastFailureMessage` (check_fast_fail), and at most one connection
+    /// attempt is in flight.
+    var loginFailing = false
+    /// The reason of the last failure (the server's own message for a login ErrorResponse).
+    var lastFailureMessage = ""
+    /// When the next connection attempt may be made after failures.
+    var backoff = LoginBackoff()
     /// PgBouncer's statistics counters: running totals, and their value at the start of the
     /// current stats_period (averages are the difference over the period).
     var counters = AdminStatCounters()
@@ -101,6 +108,8 @@ public final class Pool {
             link(client, server)
             return
         }
+        // check_fast_fail: logins are failing and no server is left to wait for.
+        if loginFailing && activeCount == 0 { fastFail(client); return }
         waiting.append(client)
         launchIfNeeded()
     }
@@ -264,7 +273,10 @@ public final class Pool {
     /// `evictIfNeeded`: a client waits, so idle servers of other pools may be closed to stay
     /// within max_db_connections / max_user_connections (not for min_pool_size, as PgBouncer).
     private func canOpen(evictIfNeeded: Bool = true) -> Bool {
-        if loop.now - lastConnectFailure < loop.config.settings.serverLoginRetry { return false }
+        if backoff.consecutiveFailures > 0 {
+            // After a failure: one connection at a time, once the retry delay has passed.
+            if connectingCount > 0 || !backoff.mayAttempt(at: loop.now) { return false }
+        }
         var limit = size
         if let first = waiting.first, reserveSize > 0,
            loop.now - first.stateSince >= loop.config.settings.reservePoolTimeout {
@@ -280,13 +292,12 @@ public final class Pool {
     @discardableResult
     func launch() -> Bool {
         guard let address = loop.serverAddress(for: database) else {
-            lastConnectFailure = loop.now
+            loginAttemptFailed(nil, reason: "could not resolve host \(database.host ?? "")", failure: .transport)
             return false
         }
         let fd: Int32
         do { fd = try Socket.connect(address) } catch {
-            loop.log.warning("\(databaseName)/\(userName): \(error)")
-            lastConnectFailure = loop.now
+            loginAttemptFailed(nil, reason: "connect failed: \(error)", failure: .transport)
             return false
         }
         let server = ServerConnection(loop: loop, pool: self, fd: fd, address: address)
@@ -296,9 +307,16 @@ public final class Pool {
         return true
     }
 
+    /// check_fast_fail's other half: a client turned away still triggers an attempt (when the
+    /// retry delay allows), or no attempt would ever be made once every waiter has been refused.
+    func probe() {
+        if canOpen() { launch() }
+    }
+
     func serverLoggedIn(_ server: ServerConnection) {
         connectingCount -= 1
-        lastLoginError = nil
+        loginFailing = false
+        backoff.reset()
         if welcome == nil {
             welcome = server.reportedOrder.compactMap { k in server.params[k].map { ($0.name, $0.value) } }
         }
@@ -309,28 +327,63 @@ public final class Pool {
         release(server)
     }
 
-    func connectFailed(_ server: ServerConnection, message: String) {
-        loop.log.warning("\(server.logPrefix) \(message)")
-        lastConnectFailure = loop.now
-        server.close(reason: message, notifyClient: false)
+    // MARK: login failures
+
+    /// Forgets past failures (RELOAD with a changed database entry or password).
+    func resetLoginBackoff() {
+        backoff.reset()
+        loginFailing = false
     }
 
-    /// The server refused the login. Clients still logging in to this pool get its message (as
-    /// PgBouncer's kill_pool_logins); clients already logged in and queued keep waiting, up to
-    /// query_wait_timeout, for a retry to succeed. "Starting up" / "shutting down" (57P03) is
-    /// transient and fails no one.
-    func loginFailed(_ server: ServerConnection, message: String, code: String) {
-        loop.log.warning("\(server.logPrefix) server login failed: \(message)")
-        lastConnectFailure = loop.now
-        server.close(reason: "server login failed: \(message)", notifyClient: false)
-        guard code != "57P03" else { return }
-        lastLoginError = (message, code, loop.now)
-        let toFail = welcomeWaiters
-        welcomeWaiters.removeAll()
+    /// A client turned away because the pool cannot log in (PgBouncer's check_fast_fail text).
+    func fastFail(_ client: ClientConnection) {
+        client.sendError("server login has been failing, cached error: \(lastFailureMessage) (server_login_retry)")
+        probe()
+    }
+
+    /// The one path of every failed server connect or login: connect error or timeout, TLS
+    /// failure, a broken or oversized packet, an authentication request that cannot be answered,
+    /// an ErrorResponse, EOF before ReadyForQuery (`ServerConnection.close` of a server that has
+    /// not logged in, and `launch` when the connect fails at once). Logs the reason, records it
+    /// for check_fast_fail, and sets the delay before the next attempt. A refusal (.rejected)
+    /// also fails the clients waiting on this pool when it has no usable server (PgBouncer's
+    /// kill_pool_logins), except 57P03 ("the database system is starting up"), which fails no one.
+    func loginAttemptFailed(_ server: ServerConnection?, reason: String, failure: ServerConnection.LoginFailure) {
+        let now = loop.now
+        let prefix = server?.logPrefix ?? "\(databaseName)/\(userName)"
+        switch failure {
+        case .transport:
+            loop.log.warning("\(prefix) server login failed: \(reason)")
+        case .rejected(_, let severity?):
+            loop.log.warning("server login failed: \(severity) \(reason)")  // PgBouncer's exact line
+        case .rejected(_, nil):
+            loop.log.warning("\(prefix) server login failed: \(reason)")
+        }
+        // 57P03 "the database system is starting up": retried after server_login_retry, without
+        // backoff, and fails no client.
+        let transient: Bool
+        if case .rejected(SQLState.cannotConnectNow, _) = failure { transient = true } else { transient = false }
+        backoff.failed(at: now, attemptStarted: server?.connectTime ?? now, transient: transient,
+                       base: loop.config.settings.serverLoginRetry)
+        if backoff.isBackingOff && !transient {
+            loop.log.log("\(prefix) \(backoff.consecutiveFailures) consecutive server login failures, next attempt in \(formatSeconds(backoff.delay))")
+        }
+        guard !transient else { return }
+        loginFailing = true
+        lastFailureMessage = reason
+        guard case .rejected(let code, _) = failure else { return }
+        // kill_pool_logins: only when no usable server is left (or none ever logged in).
+        guard welcome == nil || idle.count + activeCount == 0 else { return }
         let lookups = authLookups
         authLookups.removeAll()
+        let toFail = welcomeWaiters + waiting.drain()
+        welcomeWaiters.removeAll()
         for l in lookups { l.answer(nil) }
-        for c in toFail { c.sendError(message, code: code) }
+        for c in toFail { c.sendError(reason, code: code) }
+    }
+
+    private func formatSeconds(_ s: Double) -> String {
+        s == s.rounded() ? "\(Int(s)) s" : "\((s * 1000).rounded() / 1000) s"
     }
 
     func serverClosed(_ server: ServerConnection, previousState: ServerConnection.State) {

@@ -27,6 +27,17 @@ public final class ServerConnection: Endpoint {
 
     public enum OwnQuery: Equatable { case parameterSync, reset, healthCheck, authQuery }
 
+    /// How a connect or login that ended before ReadyForQuery failed (see `Pool.loginAttemptFailed`).
+    enum LoginFailure {
+        /// The connection or the protocol broke (connect error or timeout, TLS, EOF, a broken or
+        /// oversized packet): the reason is cached, waiting clients run into their timeouts.
+        case transport
+        /// The server refused the login (ErrorResponse, with its SQLSTATE and severity), asked
+        /// for authentication the pooler cannot give, or failed the TLS the settings require
+        /// (certain to fail again): clients waiting on the pool get the message at once.
+        case rejected(code: String, severity: String?)
+    }
+
     public internal(set) var state: State = .connecting
     // The loop owns pools and connections; these references borrow. They are kept as Unmanaged so
     // that the relay can use them at +0 (`_withUnsafeGuaranteedRef`): reading an `unowned(unsafe)`
@@ -96,7 +107,7 @@ public final class ServerConnection: Endpoint {
     func onConnected() {
         let err = Socket.pendingError(fd)
         guard err == 0 else {
-            pool.connectFailed(self, message: "connect failed: \(String(cString: strerror(err)))")
+            close(reason: "connect failed: \(String(cString: strerror(err)))", notifyClient: false)
             return
         }
         stopWriting()
@@ -138,7 +149,8 @@ public final class ServerConnection: Endpoint {
         if answer == UInt8(ascii: "S") && !extra, let ctx = loop.tls.toServers {
             let host = pool.database.host.flatMap { $0.split(separator: ",").first.map(String.init) }
             guard beginTLS(ctx, accept: false, hostName: host, verifyHost: mode == .verifyFull) else {
-                pool.connectFailed(self, message: "TLS setup failed")
+                close(reason: "TLS setup failed", notifyClient: false,
+                      loginFailure: .rejected(code: SQLState.connectionFailure, severity: nil))
                 return
             }
             state = .tlsHandshake
@@ -146,15 +158,22 @@ public final class ServerConnection: Endpoint {
         } else if answer == UInt8(ascii: "N") && !extra && !([.require, .verifyCA, .verifyFull].contains(mode)) {
             sendStartup()
         } else {
-            pool.loginFailed(self, message: answer == UInt8(ascii: "N") ? "server does not support TLS (server_tls_sslmode=\(mode.rawValue))"
-                                                                       : "bad answer to SSLRequest", code: SQLState.connectionFailure)
+            if answer == UInt8(ascii: "N") {
+                close(reason: "server does not support TLS (server_tls_sslmode=\(mode.rawValue))", notifyClient: false,
+                      loginFailure: .rejected(code: SQLState.connectionFailure, severity: nil))
+            } else {
+                close(reason: "bad answer to SSLRequest", notifyClient: false)
+            }
         }
     }
 
     private func continueServerTLS() {
         switch continueHandshake() {
         case .pending: return
-        case .failed(let why): pool.loginFailed(self, message: "TLS handshake with server failed: \(why)", code: SQLState.connectionFailure)
+        case .failed(let why):
+            // Certificate checks fail the same way every time: tell the waiting clients now.
+            close(reason: "TLS handshake with server failed: \(why)", notifyClient: false,
+                  loginFailure: .rejected(code: SQLState.connectionFailure, severity: nil))
         case .done: sendStartup()
         }
     }
@@ -175,7 +194,7 @@ public final class ServerConnection: Endpoint {
                 case .none, .authenticated:
                     break
                 case .failed(let why):
-                    pool.loginFailed(self, message: why, code: SQLState.connectionFailure)
+                    close(reason: why, notifyClient: false, loginFailure: .rejected(code: SQLState.protocolViolation, severity: nil))
                     return
                 }
             case UInt8(ascii: "S"):
@@ -187,8 +206,9 @@ public final class ServerConnection: Endpoint {
                 }
             case UInt8(ascii: "E"):
                 let f = MessageReader.errorFields(body)
-                pool.loginFailed(self, message: f[UInt8(ascii: "M")] ?? "server login failed",
-                                 code: f[UInt8(ascii: "C")] ?? SQLState.connectionFailure)
+                close(reason: f[UInt8(ascii: "M")] ?? "server login failed", notifyClient: false,
+                      loginFailure: .rejected(code: f[UInt8(ascii: "C")] ?? SQLState.protocolViolation,
+                                              severity: f[UInt8(ascii: "S")] ?? f[UInt8(ascii: "V")]))
                 return
             case UInt8(ascii: "Z"):
                 authenticator = nil
@@ -202,14 +222,17 @@ public final class ServerConnection: Endpoint {
         }
     }
 
-    /// Pops one whole message from `inbuf` (login and own-query paths only).
+    /// Pops one whole message from `inbuf` (login path only). A login message must fit the
+    /// buffer (PgBouncer: "partial pkt in login phase").
     private func nextWholeMessage() -> (UInt8, [UInt8])? {
         guard let base = inbuf.base else { return nil }
         switch Framing.peek(base + inbuf.start, available: inbuf.pending, maxPacketSize: loop.buffers.size) {
         case .needHeader:
             return nil
         case .invalid(let length):
-            close(reason: "server sent invalid packet length \(length)", notifyClient: true)
+            close(reason: length < 4 ? "server sent invalid packet length \(length)"
+                                     : "server login packet too large: \(length) bytes (limit \(loop.buffers.size))",
+                  notifyClient: true)
             return nil
         case .message(let type, let total):
             guard inbuf.pending >= total else { return nil }
@@ -509,7 +532,9 @@ public final class ServerConnection: Endpoint {
     }
 
     /// Closes the server. A linked client is told (with the server's fate) and disconnected.
-    func close(reason: String, notifyClient: Bool, serverEOF: Bool = false) {
+    /// Closing a server that has not logged in yet is a failed login attempt (`loginFailure`,
+    /// nil when it is not one, e.g. KILL): every such close goes through `Pool.loginAttemptFailed`.
+    func close(reason: String, notifyClient: Bool, serverEOF: Bool = false, loginFailure: LoginFailure? = .transport) {
         guard state != .closed else { return }
         let wasLoggedIn = state != .connecting && state != .loggingIn && state != .tlsRequest && state != .tlsHandshake
         let previous = state
@@ -518,7 +543,7 @@ public final class ServerConnection: Endpoint {
             var m = MessageBuilder(); m.terminate()
             m.bytes.withUnsafeBytes { b in _ = send(fd, b.baseAddress, b.count, Int32(MSG_NOSIGNAL)) }
         }
-        if wasLoggedIn && loop.config.settings.logDisconnections {
+        if loop.config.settings.logDisconnections {
             loop.log.log("\(logPrefix) closing because: \(reason) (age=\(Int(loop.now - connectTime))s)")
         }
         if let client {
@@ -533,6 +558,7 @@ public final class ServerConnection: Endpoint {
         }
         closeSocket()
         if let answer = authLookup { authLookup = nil; answer(nil) }
+        if !wasLoggedIn, let loginFailure { pool.loginAttemptFailed(self, reason: reason, failure: loginFailure) }
         pool.serverClosed(self, previousState: previous)
     }
 }
