@@ -12,6 +12,7 @@ typedef void (*pgmux_io_cb)(struct ev_loop *loop, ev_io *w, int revents);
 typedef void (*pgmux_timer_cb)(struct ev_loop *loop, ev_timer *w, int revents);
 typedef void (*pgmux_signal_cb)(struct ev_loop *loop, ev_signal *w, int revents);
 typedef void (*pgmux_check_cb)(struct ev_loop *loop, ev_check *w, int revents);
+typedef void (*pgmux_async_cb)(struct ev_loop *loop, ev_async *w, int revents);
 
 /* libev's initialisers are macros: wrap them so Swift can call them. */
 static inline void pgmux_ev_io_init(ev_io *w, pgmux_io_cb cb, int fd, int events, void *data) {
@@ -23,6 +24,8 @@ static inline void pgmux_ev_signal_init(ev_signal *w, pgmux_signal_cb cb, int si
   ev_signal_init(w, cb, signum); w->data = data; }
 static inline void pgmux_ev_check_init(ev_check *w, pgmux_check_cb cb, void *data) {
   ev_check_init(w, cb); w->data = data; }
+static inline void pgmux_ev_async_init(ev_async *w, pgmux_async_cb cb, void *data) {
+  ev_async_init(w, cb); w->data = data; }
 /* struct ucred needs _GNU_SOURCE; this mirrors its layout for SO_PEERCRED (peer auth). */
 struct pgmux_ucred { int pid; unsigned int uid; unsigned int gid; };
 static inline int pgmux_peer_uid(int fd, unsigned int *uid) {

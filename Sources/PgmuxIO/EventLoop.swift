@@ -43,6 +43,8 @@ public final class EventLoop {
     var loggedInClients = 0
     /// PBKDF2 results, so no login repeats the 4096-round derivation.
     let scramCache = SCRAMKeyCache()
+    /// Runs the derivations the cache misses on a worker thread (its thread starts on first use).
+    lazy var crypto = CryptoWorker(ev: ev)
     /// TLS toward clients and toward PostgreSQL.
     let tls = TLSContexts()
     /// auth_query answers per user, reused for `authQueryCacheSeconds`.

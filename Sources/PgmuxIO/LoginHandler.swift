@@ -274,6 +274,16 @@ final class LoginHandler {
     private func perform(_ action: ClientAuthAction, _ client: ClientConnection) {
         var m = MessageBuilder()
         switch action {
+        case .deriveKeys(let request):
+            // PBKDF2 on the crypto worker; the client sends nothing until it hears from us.
+            client.stopReading()
+            loop.crypto.submit(request) { [weak self, weak client] keys in
+                guard let self, let client, !client.isClosed, client.state == .authenticating,
+                      let login = client.login else { return }
+                client.startReading()
+                self.perform(login.authenticator.keysDerived(keys), client)
+            }
+            return
         case .sendAuthenticationCleartext: m.authenticationCleartext()
         case .sendAuthenticationMD5(let salt): m.authenticationMD5(salt: salt)
         case .sendAuthenticationSASL(let mechanisms): m.authenticationSASL(mechanisms: mechanisms)

@@ -184,19 +184,7 @@ public final class ServerConnection: Endpoint {
             switch type {
             case UInt8(ascii: "R"):
                 if authenticator == nil { authenticator = pool.makeServerAuthenticator() }
-                switch authenticator!.receive(body) {
-                case .sendPassword(let text):
-                    var m = MessageBuilder(); m.password(text); queue(m.bytes)
-                case .sendSASLInitial(let mechanism, let data):
-                    var m = MessageBuilder(); m.saslInitialResponse(mechanism: mechanism, data: data); queue(m.bytes)
-                case .sendSASLResponse(let data):
-                    var m = MessageBuilder(); m.saslResponse(data); queue(m.bytes)
-                case .none, .authenticated:
-                    break
-                case .failed(let why):
-                    close(reason: why, notifyClient: false, loginFailure: .rejected(code: SQLState.protocolViolation, severity: nil))
-                    return
-                }
+                guard perform(authenticator!.receive(body)) else { return }
             case UInt8(ascii: "S"):
                 if let (name, value) = MessageReader.parameterStatus(body) { recordParameter(name, value) }
             case UInt8(ascii: "K"):
@@ -220,6 +208,30 @@ public final class ServerConnection: Endpoint {
                 break  // NoticeResponse, NegotiateProtocolVersion: nothing to do
             }
         }
+    }
+
+    /// Carries out what the authenticator asks; false once the login has failed.
+    private func perform(_ action: ServerAuthAction) -> Bool {
+        switch action {
+        case .sendPassword(let text):
+            var m = MessageBuilder(); m.password(text); queue(m.bytes)
+        case .sendSASLInitial(let mechanism, let data):
+            var m = MessageBuilder(); m.saslInitialResponse(mechanism: mechanism, data: data); queue(m.bytes)
+        case .sendSASLResponse(let data):
+            var m = MessageBuilder(); m.saslResponse(data); queue(m.bytes)
+        case .deriveKeys(let request):
+            // PBKDF2 on the crypto worker; server_connect_timeout still runs meanwhile.
+            loop.crypto.submit(request) { [weak self] keys in
+                guard let self, self.state == .loggingIn, self.authenticator != nil else { return }
+                if self.perform(self.authenticator!.keysDerived(keys)), self.inbuf.pending > 0 { self.handleLogin() }
+            }
+        case .none, .authenticated:
+            break
+        case .failed(let why):
+            close(reason: why, notifyClient: false, loginFailure: .rejected(code: SQLState.protocolViolation, severity: nil))
+            return false
+        }
+        return true
     }
 
     /// Pops one whole message from `inbuf` (login path only). A login message must fit the

@@ -247,4 +247,52 @@ final class LoginFailureTests: XCTestCase {
         }
         XCTAssertLessThan(Date().timeIntervalSince(started), 4)
     }
+
+    /// A server asking for SCRAM with 10,000,000 iterations (9 s of PBKDF2): the login fails at
+    /// once with a clear message, and other clients are never stalled (issue 12, bug 4).
+    func testHugeSCRAMIterationCountFailsFastAndStallsNobody() throws {
+        let fake = try FakeServer { received in
+            guard hasStartup(received) else { return nil }
+            let startupLength = Int(received[0]) << 24 | Int(received[1]) << 16 | Int(received[2]) << 8 | Int(received[3])
+            if received.count == startupLength {  // AuthenticationSASL
+                let body = be32(10) + Array("SCRAM-SHA-256".utf8) + [0, 0]
+                return [UInt8(ascii: "R")] + be32(body.count + 4) + body
+            }
+            // SASLInitialResponse: answer with the client's nonce and 10 million iterations.
+            let text = String(decoding: received[startupLength...], as: UTF8.self)
+            guard let r = text.range(of: "r=") else { return nil }
+            let nonce = String(text[r.upperBound...].prefix { $0.isLetter || $0.isNumber || "+/=".contains($0) })
+            let body = be32(11) + Array("r=\(nonce)fake,s=c2FsdHNhbHRzYWx0c2FsdA==,i=10000000".utf8)
+            return [UInt8(ascii: "R")] + be32(body.count + 4) + body
+        }
+        defer { fake.stop() }
+        let cluster = PostgresCluster.shared
+        let pgmux = try PgmuxProcess(settings: ["server_login_retry": "0.5", "query_wait_timeout": "20", "auth_type": "trust"],
+                                     databases: ["slow": "host=127.0.0.1 port=\(fake.port) dbname=x user=u password=pw",
+                                                 PostgresCluster.database: "host=127.0.0.1 port=\(cluster.port)"])
+        let other = try PQConnection(pgmux.conninfo(user: "postgres", password: nil))
+        XCTAssertEqual(try other.scalar("SELECT 1"), "1")
+        let failure = DataBox()
+        let started = Date()
+        let conninfo = pgmux.conninfo(database: "slow", extra: "connect_timeout=15")
+        let victim = Thread {
+            do { _ = try PQConnection(conninfo) } catch {
+                failure.data = Data("\(error)".utf8)
+            }
+        }
+        victim.start()
+        // Meanwhile the loop keeps serving: no query waits behind a derivation.
+        var worst = 0.0
+        while Date().timeIntervalSince(started) < 1.5 {
+            let t = Date()
+            XCTAssertEqual(try other.scalar("SELECT 1"), "1")
+            worst = max(worst, Date().timeIntervalSince(t))
+        }
+        XCTAssertLessThan(worst, 0.5, "a query waited \(worst) s")
+        while !victim.isFinished && Date().timeIntervalSince(started) < 20 { usleep(50_000) }
+        let message = String(decoding: failure.data, as: UTF8.self)
+        XCTAssertTrue(message.contains("server asked for 10000000 SCRAM iterations, more than pgmux accepts (100000)"), message)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 3)
+        XCTAssertTrue(pgmux.log.contains("server login failed: server asked for 10000000 SCRAM iterations"), pgmux.log)
+    }
 }

@@ -44,7 +44,7 @@ final class AuthenticatorTests: XCTestCase {
     func testMD5SwitchesToSCRAMForSCRAMSecret() {
         var v = ClientAuthenticator(method: .md5, user: "alice", storedSecret: scramSecret, keyCache: cache)
         XCTAssertEqual(v.method, .scramSHA256)
-        XCTAssertEqual(v.start(), .sendAuthenticationSASL(mechanisms: ["SCRAM-SHA-256"]))
+        XCTAssertEqual(v.startSync(), .sendAuthenticationSASL(mechanisms: ["SCRAM-SHA-256"]))
         let (outcome, verifier) = login(method: .md5, stored: scramSecret, password: "pw1")
         XCTAssertEqual(outcome, .bothAuthenticated)
         XCTAssertNotNil(verifier.passThroughKeys)
@@ -96,18 +96,18 @@ final class AuthenticatorTests: XCTestCase {
 
     func testTrust() {
         var known = ClientAuthenticator(method: .trust, user: "alice", storedSecret: "", keyCache: cache)
-        XCTAssertEqual(known.start(), .succeeded)
+        XCTAssertEqual(known.startSync(), .succeeded)
         XCTAssertTrue(known.isAuthenticated)
         var unknown = ClientAuthenticator(method: .trust, user: "ghost", storedSecret: nil, keyCache: cache)
-        XCTAssertEqual(unknown.start(), .failed(message: "\"trust\" authentication failed"))
+        XCTAssertEqual(unknown.startSync(), .failed(message: "\"trust\" authentication failed"))
         XCTAssertFalse(unknown.isAuthenticated)
     }
 
     func testPasswordPacketParsing() {
         func run(_ method: ClientAuthMethod, _ payload: [UInt8]) -> ClientAuthAction {
             var v = ClientAuthenticator(method: method, user: "alice", storedSecret: "pw1", keyCache: cache)
-            _ = v.start()
-            return v.receivePassword(payload)
+            _ = v.startSync()
+            return v.receivePasswordSync(payload)
         }
         XCTAssertEqual(run(.plain, bytes("pw1") + [0]), .succeeded)
         XCTAssertEqual(run(.plain, [0]), .failed(message: "empty password returned by client"))
@@ -119,11 +119,11 @@ final class AuthenticatorTests: XCTestCase {
 
         // out of order
         var v = ClientAuthenticator(method: .plain, user: "alice", storedSecret: "pw1", keyCache: cache)
-        XCTAssertEqual(v.receivePassword(bytes("pw1") + [0]), .failed(message: "unexpected password packet"))
+        XCTAssertEqual(v.receivePasswordSync(bytes("pw1") + [0]), .failed(message: "unexpected password packet"))
         var done = ClientAuthenticator(method: .plain, user: "alice", storedSecret: "pw1", keyCache: cache)
-        _ = done.start()
-        XCTAssertEqual(done.receivePassword(bytes("pw1") + [0]), .succeeded)
-        XCTAssertEqual(done.receivePassword(bytes("pw1") + [0]), .failed(message: "unexpected password packet"))
+        _ = done.startSync()
+        XCTAssertEqual(done.receivePasswordSync(bytes("pw1") + [0]), .succeeded)
+        XCTAssertEqual(done.receivePasswordSync(bytes("pw1") + [0]), .failed(message: "unexpected password packet"))
         XCTAssertFalse(done.isAuthenticated)
     }
 
@@ -132,8 +132,8 @@ final class AuthenticatorTests: XCTestCase {
         let valid = bytes("SCRAM-SHA-256") + [0] + int32BE(Int32(first.count)) + first
         func run(_ payload: [UInt8]) -> ClientAuthAction {
             var v = ClientAuthenticator(method: .scramSHA256, user: "alice", storedSecret: scramSecret, keyCache: cache)
-            _ = v.start()
-            return v.receivePassword(payload)
+            _ = v.startSync()
+            return v.receivePasswordSync(payload)
         }
         guard case .sendSASLContinue = run(valid) else { return XCTFail("valid SASLInitialResponse refused") }
         for n in 0..<valid.count {
@@ -164,26 +164,26 @@ final class AuthenticatorTests: XCTestCase {
         // drive manually to get a valid client-final, then truncate it
         var verifier = ClientAuthenticator(method: .scramSHA256, user: "alice", storedSecret: scramSecret, keyCache: cache)
         var prover = ServerAuthenticator(user: "alice", password: "pw1", keyCache: cache)
-        let a1 = prover.receive(authRequestBody(verifier.start())!)
-        let a2 = verifier.receivePassword(passwordBody(a1)!)
-        let a3 = prover.receive(authRequestBody(a2)!)
+        let a1 = prover.receiveSync(authRequestBody(verifier.startSync())!)
+        let a2 = verifier.receivePasswordSync(passwordBody(a1)!)
+        let a3 = prover.receiveSync(authRequestBody(a2)!)
         guard case .sendSASLResponse(let final) = a3 else { return XCTFail("no SASLResponse") }
         for n in 0..<final.count {
             var v = verifier
-            XCTAssertEqual(v.receivePassword(Array(final.prefix(n))), .failed(message: "SASL authentication failed"))
+            XCTAssertEqual(v.receivePasswordSync(Array(final.prefix(n))), .failed(message: "SASL authentication failed"))
             XCTAssertFalse(v.isAuthenticated)
         }
         var v = verifier
-        guard case .sendSASLFinal(let serverFinal) = v.receivePassword(final) else { return XCTFail("valid final refused") }
+        guard case .sendSASLFinal(let serverFinal) = v.receivePasswordSync(final) else { return XCTFail("valid final refused") }
         XCTAssertTrue(v.isAuthenticated)
         // the prover verifies the server signature; a tampered one is refused
         var tampered = serverFinal
         tampered[tampered.count - 3] ^= 1
         var p1 = prover
-        guard case .failed = p1.receive(int32BE(12) + tampered) else { return XCTFail("tampered signature accepted") }
+        guard case .failed = p1.receiveSync(int32BE(12) + tampered) else { return XCTFail("tampered signature accepted") }
         var p2 = prover
-        XCTAssertEqual(p2.receive(int32BE(12) + serverFinal), .none)
-        XCTAssertEqual(p2.receive(int32BE(0)), .authenticated)
+        XCTAssertEqual(p2.receiveSync(int32BE(12) + serverFinal), .none)
+        XCTAssertEqual(p2.receiveSync(int32BE(0)), .authenticated)
     }
 
     func testServerAuthenticatorEdgeCases() {
@@ -191,32 +191,32 @@ final class AuthenticatorTests: XCTestCase {
             ServerAuthenticator(user: "alice", password: password, keyCache: cache)
         }
         var a = fresh()
-        XCTAssertEqual(a.receive(int32BE(0)), .authenticated)
+        XCTAssertEqual(a.receiveSync(int32BE(0)), .authenticated)
         var b = fresh(nil)
-        XCTAssertEqual(b.receive(int32BE(3)), .failed("no password for server login"))
+        XCTAssertEqual(b.receiveSync(int32BE(3)), .failed("no password for server login"))
         var b2 = fresh("")
-        XCTAssertEqual(b2.receive(int32BE(5) + [1, 2, 3, 4]), .failed("no password for server login"))
+        XCTAssertEqual(b2.receiveSync(int32BE(5) + [1, 2, 3, 4]), .failed("no password for server login"))
         var b3 = fresh(nil)
-        XCTAssertEqual(b3.receive(int32BE(10) + bytes("SCRAM-SHA-256") + [0, 0]), .failed("no password for server login"))
+        XCTAssertEqual(b3.receiveSync(int32BE(10) + bytes("SCRAM-SHA-256") + [0, 0]), .failed("no password for server login"))
         var c = fresh()
-        XCTAssertEqual(c.receive(int32BE(3)), .sendPassword("pw1"))
+        XCTAssertEqual(c.receiveSync(int32BE(3)), .sendPassword("pw1"))
         var d = fresh()
-        XCTAssertEqual(d.receive(int32BE(5) + [1, 2, 3, 4]),
+        XCTAssertEqual(d.receiveSync(int32BE(5) + [1, 2, 3, 4]),
                        .sendPassword(MD5Password.response(secret: MD5Password.secret(password: "pw1", user: "alice"),
                                                           salt: [1, 2, 3, 4])))
         var e = fresh()
-        XCTAssertEqual(e.receive(int32BE(5) + [1, 2, 3]), .failed("malformed MD5 authentication request"))
+        XCTAssertEqual(e.receiveSync(int32BE(5) + [1, 2, 3]), .failed("malformed MD5 authentication request"))
         var f = fresh()
-        XCTAssertEqual(f.receive(int32BE(7)), .failed("unsupported authentication method: 7"))
+        XCTAssertEqual(f.receiveSync(int32BE(7)), .failed("unsupported authentication method: 7"))
         var g = fresh()
-        XCTAssertEqual(g.receive([0, 0]), .failed("malformed authentication request"))
+        XCTAssertEqual(g.receiveSync([0, 0]), .failed("malformed authentication request"))
         var h = fresh()
-        XCTAssertEqual(h.receive(int32BE(10) + bytes("SCRAM-SHA-256-PLUS") + [0, 0]),
+        XCTAssertEqual(h.receiveSync(int32BE(10) + bytes("SCRAM-SHA-256-PLUS") + [0, 0]),
                        .failed("none of the server's SASL authentication mechanisms are supported"))
         var i = fresh()
-        XCTAssertEqual(i.receive(int32BE(10) + bytes("SCRAM-SHA-256")), .failed("malformed SASL mechanism list"))
+        XCTAssertEqual(i.receiveSync(int32BE(10) + bytes("SCRAM-SHA-256")), .failed("malformed SASL mechanism list"))
         var j = fresh()
-        guard case .sendSASLInitial(let mech, let data) = j.receive(int32BE(10) + bytes("SCRAM-SHA-256-PLUS") + [0]
+        guard case .sendSASLInitial(let mech, let data) = j.receiveSync(int32BE(10) + bytes("SCRAM-SHA-256-PLUS") + [0]
                                                                    + bytes("SCRAM-SHA-256") + [0, 0]) else {
             return XCTFail("SASL not started")
         }
@@ -224,16 +224,16 @@ final class AuthenticatorTests: XCTestCase {
         XCTAssertTrue(text(data).hasPrefix("n,,n=,r="))
         // AuthenticationOk before the SCRAM exchange completed: refused (no mutual auth skipping)
         var k = j
-        XCTAssertEqual(k.receive(int32BE(0)), .failed("server did not complete SCRAM authentication"))
-        XCTAssertEqual(k.receive(int32BE(0)), .failed("unexpected authentication request"))
+        XCTAssertEqual(k.receiveSync(int32BE(0)), .failed("server did not complete SCRAM authentication"))
+        XCTAssertEqual(k.receiveSync(int32BE(0)), .failed("unexpected authentication request"))
         var l = fresh()
-        XCTAssertEqual(l.receive(int32BE(11) + bytes("r=x,s=AAAA,i=1")), .failed("unexpected SASLContinue message"))
+        XCTAssertEqual(l.receiveSync(int32BE(11) + bytes("r=x,s=AAAA,i=1")), .failed("unexpected SASLContinue message"))
         var m = fresh()
-        XCTAssertEqual(m.receive(int32BE(12) + bytes("v=AAAA")), .failed("unexpected SASLFinal message"))
+        XCTAssertEqual(m.receiveSync(int32BE(12) + bytes("v=AAAA")), .failed("unexpected SASLFinal message"))
         var n = j
-        guard case .failed = n.receive(int32BE(11) + bytes("r=zzz,s=AAAA,i=1")) else { return XCTFail("bad nonce accepted") }
+        guard case .failed = n.receiveSync(int32BE(11) + bytes("r=zzz,s=AAAA,i=1")) else { return XCTFail("bad nonce accepted") }
         var o = j
-        guard case .failed(let msg) = o.receive(int32BE(11) + bytes("e=nope")) else { return XCTFail() }
+        guard case .failed(let msg) = o.receiveSync(int32BE(11) + bytes("e=nope")) else { return XCTFail() }
         XCTAssertTrue(msg.contains("nope"))
         // garbage bodies never trap
         var rng = SplitMix64(state: 9)
@@ -241,9 +241,9 @@ final class AuthenticatorTests: XCTestCase {
             let code = Int32.random(in: -1...13, using: &rng)
             let tail = (0..<Int.random(in: 0...20, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
             var x = j
-            _ = x.receive(int32BE(code) + tail)
+            _ = x.receiveSync(int32BE(code) + tail)
             var y = fresh()
-            _ = y.receive(int32BE(code) + tail)
+            _ = y.receiveSync(int32BE(code) + tail)
         }
     }
 }

@@ -66,7 +66,8 @@ final class SCRAMSecretTests: XCTestCase {
         XCTAssertTrue(SCRAMSecret.isSCRAMSecret(s))
         let derived = SCRAMKeys.derive(password: bytes("pw"), salt: [1, 2, 3], iterations: 10)!
         XCTAssertEqual(SCRAMSecret(parsing: derived.secret.encoded), derived.secret)
-        XCTAssertNotNil(SCRAMSecret(parsing: "SCRAM-SHA-256$10000000:\(salt)$\(key):\(key)"))
+        XCTAssertNotNil(SCRAMSecret(parsing: "SCRAM-SHA-256$100000:\(salt)$\(key):\(key)"))
+        XCTAssertNil(SCRAMSecret(parsing: "SCRAM-SHA-256$100001:\(salt)$\(key):\(key)"), "above the iteration cap")
     }
 
     func testParseRejectsMalformed() {

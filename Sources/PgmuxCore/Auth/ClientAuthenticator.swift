@@ -17,6 +17,9 @@ public enum ClientAuthAction: Equatable, Sendable {
     /// Send AuthenticationSASLFinal; the client is then authenticated (`isAuthenticated` is true),
     /// so continue exactly as after `.succeeded` (AuthenticationOk, welcome).
     case sendSASLFinal([UInt8])
+    /// Run this PBKDF2 derivation off the event loop and pass its result to `keysDerived`
+    /// (nothing is sent meanwhile).
+    case deriveKeys(SCRAMDerivation)
     case succeeded
     case failed(message: String)
 }
@@ -45,6 +48,10 @@ public struct ClientAuthenticator {
         case awaitingMD5(salt: [UInt8])
         case awaitingSASLInitial
         case awaitingSASLResponse
+        /// The ad-hoc verifier of a plain password is being derived (before AuthenticationSASL).
+        case derivingAdHoc
+        /// A cleartext password is being checked against a SCRAM verifier.
+        case checkingPlain(SCRAMSecret)
         case done
     }
 
@@ -55,6 +62,13 @@ public struct ClientAuthenticator {
     private let cache: SCRAMKeyCache
     private var exchange: SCRAMServerExchange?
     private var phase: Phase = .notStarted
+    private let channelBinding: [UInt8]?
+    /// The cleartext password being checked in `.checkingPlain` (for the cache).
+    private var pendingPlain: [UInt8]?
+    private let scramIterations: Int
+    private let mockSaltKey: [UInt8]?
+    /// The ad-hoc keys to derive before the exchange can start, and the nonce drawn for it.
+    private var pendingAdHoc: (request: SCRAMDerivation, nonce: [UInt8])?
 
     /// True once the client proved its identity.
     public private(set) var isAuthenticated = false
@@ -75,13 +89,16 @@ public struct ClientAuthenticator {
         self.user = user
         self.storedSecret = storedSecret
         self.cache = keyCache
+        self.channelBinding = channelBinding
+        self.scramIterations = scramIterations
+        self.mockSaltKey = mockSaltKey
         var effective = method
         if method == .md5, let s = storedSecret, SCRAMSecret.isSCRAMSecret(s) { effective = .scramSHA256 }
         self.method = effective
         guard effective == .scramSHA256 else { return }
 
-        // Pick the SCRAM credential now (the nonce source cannot be kept). PBKDF2 runs here for
-        // ad-hoc verifiers, at most once per password thanks to the cache.
+        // Pick the SCRAM credential now (the nonce source cannot be kept). An ad-hoc verifier
+        // not in the cache yet is derived off the loop: `start` asks for it.
         func mock() -> SCRAMServerExchange {
             SCRAMServerExchange.mock(user: user, iterations: scramIterations, mockSaltKey: mockSaltKey,
                                      nonceSource: nonceSource)
@@ -95,9 +112,11 @@ public struct ClientAuthenticator {
                 }
             } else if MD5Password.isSecret(s) {
                 exchange = mock()  // an md5 secret cannot verify SCRAM
-            } else if let adHoc = SCRAMServerExchange(password: s, iterations: scramIterations, cache: keyCache,
-                                                      nonceSource: nonceSource) {
-                exchange = adHoc
+            } else if let lookup = keyCache.adHocRequest(password: Array(s.utf8), iterations: scramIterations) {
+                switch lookup {
+                case .hit(let keys): exchange = SCRAMServerExchange(adHocKeys: keys, nonceSource: nonceSource)
+                case .miss(let request): pendingAdHoc = (request, nonceSource())
+                }
             } else {
                 exchange = mock()
             }
@@ -128,9 +147,47 @@ public struct ClientAuthenticator {
             phase = .awaitingMD5(salt: salt)
             return .sendAuthenticationMD5(salt: salt)
         case .scramSHA256:
-            phase = .awaitingSASLInitial
-            return .sendAuthenticationSASL(mechanisms: exchange?.channelBinding != nil
-                                           ? [SCRAMSyntax.mechanismPlus, SCRAMSyntax.mechanism] : [SCRAMSyntax.mechanism])
+            if let pending = pendingAdHoc {
+                phase = .derivingAdHoc
+                return .deriveKeys(pending.request)
+            }
+            return offerSASL()
+        }
+    }
+
+    private mutating func offerSASL() -> ClientAuthAction {
+        phase = .awaitingSASLInitial
+        return .sendAuthenticationSASL(mechanisms: channelBinding != nil
+                                       ? [SCRAMSyntax.mechanismPlus, SCRAMSyntax.mechanism] : [SCRAMSyntax.mechanism])
+    }
+
+    /// The result of the derivation `.deriveKeys` asked for (nil: it failed).
+    public mutating func keysDerived(_ keys: SCRAMKeys?) -> ClientAuthAction {
+        switch phase {
+        case .derivingAdHoc:
+            guard let pending = pendingAdHoc else { return finish(.failed(message: ClientAuthenticator.saslFailed)) }
+            pendingAdHoc = nil
+            let nonce = pending.nonce
+            if let keys {
+                exchange = SCRAMServerExchange(adHocKeys: cache.store(pending.request, keys), nonceSource: { nonce })
+            } else {
+                exchange = SCRAMServerExchange.mock(user: user, iterations: scramIterations, mockSaltKey: mockSaltKey,
+                                                    nonceSource: { nonce })
+            }
+            exchange?.channelBinding = channelBinding
+            return offerSASL()
+        case .checkingPlain(let secret):
+            guard let keys, keys.salt == secret.salt, keys.iterations == secret.iterations else {
+                return finish(.failed(message: ClientAuthenticator.passwordFailed))
+            }
+            if let password = pendingPlain { cache.store(SCRAMDerivation(password: password, salt: secret.salt,
+                                                                        iterations: secret.iterations), keys) }
+            pendingPlain = nil
+            guard SCRAMKeys.matches(keys, secret) else { return finish(.failed(message: ClientAuthenticator.passwordFailed)) }
+            isAuthenticated = true
+            return finish(.succeeded)
+        default:
+            return finish(.failed(message: ClientAuthenticator.unexpectedMessage))
         }
     }
 
@@ -139,14 +196,16 @@ public struct ClientAuthenticator {
     public mutating func receivePassword(_ payload: [UInt8]) -> ClientAuthAction {
         switch phase {
         case .awaitingPassword:
-            return finish(checkPassword(payload, md5Salt: nil))
+            let action = checkPassword(payload, md5Salt: nil)
+            if case .deriveKeys = action { return action }
+            return finish(action)
         case .awaitingMD5(let salt):
             return finish(checkPassword(payload, md5Salt: salt))
         case .awaitingSASLInitial:
             return saslInitial(payload)
         case .awaitingSASLResponse:
             return saslResponse(payload)
-        case .notStarted, .done:
+        case .notStarted, .done, .derivingAdHoc, .checkingPlain:
             return finish(.failed(message: ClientAuthenticator.unexpectedMessage))
         }
     }
@@ -164,6 +223,15 @@ public struct ClientAuthenticator {
         let ok: Bool
         if let salt = md5Salt {
             ok = MD5Password.verify(response: password, storedSecret: stored, user: user, salt: salt)
+        } else if SCRAMSecret.isSCRAMSecret(stored) {
+            // Cleartext against a verifier: PBKDF2 with the verifier's salt and iterations.
+            guard let secret = SCRAMSecret(parsing: stored) else { return .failed(message: ClientAuthenticator.passwordFailed) }
+            guard let keys = cache.cached(password: password, salt: secret.salt, iterations: secret.iterations) else {
+                phase = .checkingPlain(secret)
+                pendingPlain = password
+                return .deriveKeys(SCRAMDerivation(password: password, salt: secret.salt, iterations: secret.iterations))
+            }
+            ok = SCRAMKeys.matches(keys, secret)
         } else {
             ok = verifyPlain(password, stored: stored)
         }
@@ -172,15 +240,8 @@ public struct ClientAuthenticator {
         return .succeeded
     }
 
-    /// Cleartext password against any stored form.
+    /// Cleartext password against a plain or md5 stored secret (SCRAM: see `checkPassword`).
     private func verifyPlain(_ password: [UInt8], stored: String) -> Bool {
-        if SCRAMSecret.isSCRAMSecret(stored) {
-            guard let secret = SCRAMSecret(parsing: stored),
-                  let keys = cache.keys(password: password, salt: secret.salt, iterations: secret.iterations)
-            else { return false }
-            return Crypto.constantTimeEquals(keys.storedKey, secret.storedKey)
-                && Crypto.constantTimeEquals(keys.serverKey, secret.serverKey)
-        }
         if MD5Password.isSecret(stored) {
             // md5(password + user) over the raw bytes (exact even for non-UTF-8 passwords).
             let computed = "md5" + Crypto.md5Hex(password + Array(user.utf8))

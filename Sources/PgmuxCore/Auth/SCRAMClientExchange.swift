@@ -19,8 +19,17 @@ public struct SCRAMClientExchange {
 
     private enum State {
         case initial
+        /// server-first parsed; PBKDF2 for a plain password is running elsewhere.
+        case awaitingKeys(serverFirst: [UInt8], nonce: [UInt8], request: SCRAMDerivation)
         case awaitingServerFinal(authMessage: [UInt8], serverKey: [UInt8])
         case failed
+    }
+
+    /// What to do after server-first: send client-final, or derive the password's keys first
+    /// (then call `keysDerived`).
+    public enum Step: Equatable {
+        case send([UInt8])
+        case derive(SCRAMDerivation)
     }
 
     private let credential: Credential
@@ -63,8 +72,19 @@ public struct SCRAMClientExchange {
     }
 
     /// Parses `r=<nonce>,s=<salt>,i=<iterations>[,ext...]` and returns
-    /// `c=biws,r=<nonce>,p=<proof>` (the data of SASLResponse).
+    /// `c=biws,r=<nonce>,p=<proof>` (the data of SASLResponse), deriving the keys inline on a
+    /// cache miss. For tests and tools: the pooler uses `serverFirstStep`, which never derives.
     public mutating func serverFirst(_ message: [UInt8]) -> Result<[UInt8], SCRAMFailure> {
+        switch serverFirstStep(message) {
+        case .failure(let f): return .failure(f)
+        case .success(.send(let data)): return .success(data)
+        case .success(.derive(let request)): return keysDerived(request.run())
+        }
+    }
+
+    /// Parses server-first. With cached keys (or pass-through keys) the answer is ready; with a
+    /// plain password and no cached keys it returns the derivation to run, off the event loop.
+    public mutating func serverFirstStep(_ message: [UInt8]) -> Result<Step, SCRAMFailure> {
         guard case .initial = state else { return fail(.outOfOrder) }
         var cursor = SCRAMCursor(message)
         if cursor.peekAttribute() == UInt8(ascii: "m") {
@@ -79,42 +99,57 @@ public struct SCRAMClientExchange {
         guard let saltB64 = cursor.read(UInt8(ascii: "s")) else { return fail(.malformed("salt attribute expected")) }
         guard let salt = Crypto.base64Decode(saltB64), !salt.isEmpty else { return fail(.malformed("invalid salt")) }
         guard let iterText = cursor.read(UInt8(ascii: "i")) else { return fail(.malformed("iteration count expected")) }
-        guard let iterations = SCRAMSyntax.parsePositiveInt(iterText, max: SCRAMSecret.maxIterations) else {
+        guard let iterations = SCRAMSyntax.parsePositiveInt(iterText, max: Int(Int32.max)) else {
             return fail(.malformed("invalid iteration count"))
         }
+        guard iterations <= SCRAMSecret.maxIterations else { return fail(.tooManyIterations(iterations)) }
         while !cursor.atEnd {
             guard cursor.readAny() != nil else { return fail(.malformed("garbage at end of server-first-message")) }
         }
         if cursor.endsWithDanglingComma { return fail(.malformed("trailing comma in server-first-message")) }
 
-        let clientKey: [UInt8]
-        let storedKey: [UInt8]
-        let serverKey: [UInt8]
         switch credential {
         case .password(let password):
-            guard let cache, let keys = cache.keys(password: Array(password.utf8), salt: salt, iterations: iterations)
-            else { return fail(.malformed("invalid salt or iteration count")) }
-            clientKey = keys.clientKey
-            storedKey = keys.storedKey
-            serverKey = keys.serverKey
+            guard let cache else { return fail(.malformed("invalid salt or iteration count")) }
+            let pw = Array(password.utf8)
+            if let keys = cache.cached(password: pw, salt: salt, iterations: iterations) {
+                return .success(.send(proof(serverFirst: message, nonce: Array(nonce), clientKey: keys.clientKey,
+                                            storedKey: keys.storedKey, serverKey: keys.serverKey)))
+            }
+            let request = SCRAMDerivation(password: pw, salt: salt, iterations: iterations)
+            state = .awaitingKeys(serverFirst: message, nonce: Array(nonce), request: request)
+            return .success(.derive(request))
         case .passThrough(let keys):
             if let knownSalt = keys.salt, knownSalt != salt { return fail(.passThroughMismatch) }
             if let knownIterations = keys.iterations, knownIterations != iterations { return fail(.passThroughMismatch) }
             guard keys.clientKey.count == Crypto.sha256Length, keys.serverKey.count == Crypto.sha256Length else {
                 return fail(.passThroughMismatch)
             }
-            clientKey = keys.clientKey
-            storedKey = Crypto.sha256(keys.clientKey)
-            serverKey = keys.serverKey
+            return .success(.send(proof(serverFirst: message, nonce: Array(nonce), clientKey: keys.clientKey,
+                                        storedKey: Crypto.sha256(keys.clientKey), serverKey: keys.serverKey)))
         }
+    }
 
+    /// The result of the derivation `serverFirstStep` asked for (nil: it could not be made).
+    /// Caches it and returns client-final.
+    public mutating func keysDerived(_ keys: SCRAMKeys?) -> Result<[UInt8], SCRAMFailure> {
+        guard case let .awaitingKeys(serverFirst, nonce, request) = state else { return fail(.outOfOrder) }
+        guard let derived = keys, let cache else { return fail(.malformed("invalid salt or iteration count")) }
+        let k = cache.store(request, derived)
+        return .success(proof(serverFirst: serverFirst, nonce: nonce, clientKey: k.clientKey, storedKey: k.storedKey,
+                               serverKey: k.serverKey))
+    }
+
+    /// client-final-message for validated keys (both key kinds are 32 bytes here).
+    private mutating func proof(serverFirst message: [UInt8], nonce: [UInt8], clientKey: [UInt8], storedKey: [UInt8],
+                                serverKey: [UInt8]) -> [UInt8] {
         // c=biws is base64("n,,"), the gs2 header of clientFirstMessage().
-        let withoutProof = Array("c=biws,r=".utf8) + Array(nonce)
+        let withoutProof = Array("c=biws,r=".utf8) + nonce
         let authMessage = clientFirstBare + [SCRAMSyntax.comma] + message + [SCRAMSyntax.comma] + withoutProof
         let clientSignature = Crypto.hmacSHA256(key: storedKey, data: authMessage)
-        guard let proof = Crypto.xor(clientKey, clientSignature) else { return fail(.passThroughMismatch) }
+        let proof = Crypto.xor(clientKey, clientSignature) ?? []
         state = .awaitingServerFinal(authMessage: authMessage, serverKey: serverKey)
-        return .success(withoutProof + Array(",p=".utf8) + Array(Crypto.base64Encode(proof).utf8))
+        return withoutProof + Array(",p=".utf8) + Array(Crypto.base64Encode(proof).utf8)
     }
 
     /// Checks `v=<server signature>[,ext...]`; `e=<text>` becomes `.serverError(text)`.

@@ -1,6 +1,7 @@
-/// Memoizes PBKDF2 results so the ≈1 ms derivation runs at most once per
-/// (password, salt, iterations) — it runs on the event loop and would otherwise be paid on every
-/// client login (ad-hoc secrets) and every server login.
+/// Memoizes PBKDF2 results so a derivation runs at most once per (password, salt, iterations).
+/// The pooler itself never derives through it on the event loop: the exchanges ask `cached` /
+/// `adHocRequest`, return a `SCRAMDerivation` on a miss, and `store` the worker's result. `keys` and
+/// `adHocKeys` derive inline, for tests and tools.
 ///
 /// Ad-hoc secrets (plain auth_file passwords offered to SCRAM clients) get a random salt the
 /// first time and then keep it: a fresh salt per login would defeat the cache, and a stable salt is
@@ -51,6 +52,30 @@ public final class SCRAMKeyCache {
         derivations += 1
         insert(key, derived)
         return derived
+    }
+
+    /// Cached keys for a known salt, without deriving; nil on a miss or out-of-range parameters.
+    public func cached(password: [UInt8], salt: [UInt8], iterations: Int) -> SCRAMKeys? {
+        entries[Key(password: password, salt: salt, iterations: iterations)]
+    }
+
+    /// The ad-hoc keys of a plain password if cached, else the derivation that makes them (with
+    /// a fresh random salt); nil if `iterations` is out of range.
+    public func adHocRequest(password: [UInt8], iterations: Int) -> SCRAMLookup? {
+        guard iterations > 0, iterations <= SCRAMSecret.maxIterations else { return nil }
+        if let hit = entries[Key(password: password, salt: nil, iterations: iterations)] { return .hit(hit) }
+        return .miss(SCRAMDerivation(password: password, salt: Crypto.randomBytes(16), iterations: iterations, adHoc: true))
+    }
+
+    /// Stores a derivation's result; returns what is cached for it now (an ad-hoc entry stored
+    /// first by a concurrent request wins, so every client of one password sees one salt).
+    @discardableResult
+    public func store(_ request: SCRAMDerivation, _ keys: SCRAMKeys) -> SCRAMKeys {
+        let key = Key(password: request.password, salt: request.adHoc ? nil : request.salt, iterations: request.iterations)
+        if let existing = entries[key] { return existing }
+        derivations += 1
+        insert(key, keys)
+        return keys
     }
 
     public func removeAll() {

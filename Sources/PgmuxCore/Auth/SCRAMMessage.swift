@@ -17,6 +17,8 @@ public enum SCRAMFailure: Error, Equatable, Sendable {
     case passThroughMismatch
     /// A message arrived in the wrong state (e.g. a second client-final).
     case outOfOrder
+    /// The server asked for more PBKDF2 iterations than `SCRAMSecret.maxIterations`.
+    case tooManyIterations(Int)
 
     public var message: String {
         switch self {
@@ -29,6 +31,8 @@ public enum SCRAMFailure: Error, Equatable, Sendable {
         case .passThroughMismatch:
             return "SCRAM pass-through keys do not match the server's salt/iterations"
         case .outOfOrder: return "SCRAM message out of order"
+        case .tooManyIterations(let n):
+            return "server asked for \(n) SCRAM iterations, more than pgmux accepts (\(SCRAMSecret.maxIterations))"
         }
     }
 }

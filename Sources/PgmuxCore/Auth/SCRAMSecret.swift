@@ -5,9 +5,13 @@
 /// into checked fields (32-byte keys, sane iteration count) means the exchanges never see garbage.
 public struct SCRAMSecret: Equatable, Hashable, Sendable {
     public static let prefix = "SCRAM-SHA-256"
-    /// Upper bound on iterations accepted from secrets and servers: PBKDF2 runs on the event loop,
-    /// so an absurd count from a hostile server or a typo would stall every connection.
-    public static let maxIterations = 10_000_000
+    /// Upper bound on iterations accepted from secrets, servers and scram_iterations. PBKDF2
+    /// runs on the crypto worker thread, not the event loop, but its cost is chosen by a peer:
+    /// 100,000 is 24 times PostgreSQL's default of 4096 and about 25 ms of one core per
+    /// derivation, so a server demanding millions cannot occupy the worker for seconds per login
+    /// attempt (10,000,000 took 9 s). A server asking for more fails the login with a clear
+    /// message (`SCRAMFailure.tooManyIterations`).
+    public static let maxIterations = 100_000
 
     public let iterations: Int
     public let salt: [UInt8]
@@ -80,6 +84,11 @@ public struct SCRAMKeys: Equatable, Sendable {
         return SCRAMKeys(salt: salt, iterations: iterations, saltedPassword: salted, clientKey: clientKey,
                          storedKey: Crypto.sha256(clientKey),
                          serverKey: Crypto.hmacSHA256(key: salted, data: Array("Server Key".utf8)))
+    }
+
+    /// True when these keys (of a cleartext password) reproduce the verifier.
+    public static func matches(_ keys: SCRAMKeys, _ secret: SCRAMSecret) -> Bool {
+        Crypto.constantTimeEquals(keys.storedKey, secret.storedKey) && Crypto.constantTimeEquals(keys.serverKey, secret.serverKey)
     }
 
     /// The verifier PostgreSQL would store for this password.

@@ -56,6 +56,12 @@ public struct SCRAMServerExchange {
         self.init(secret: keys.secret, mock: false, adHoc: true, nonce: nonceSource())
     }
 
+    /// Authenticates against the ad-hoc verifier of a plain password, from keys already derived
+    /// (`SCRAMKeyCache.adHocRequest` and the crypto worker).
+    public init(adHocKeys keys: SCRAMKeys, nonceSource: () -> [UInt8] = SCRAMNonce.random) {
+        self.init(secret: keys.secret, mock: false, adHoc: true, nonce: nonceSource())
+    }
+
     /// A mock exchange for an unknown user (or a user without a usable SCRAM credential): it runs
     /// the full protocol with a fake verifier and always fails at the end, so a client cannot tell
     /// unknown users from wrong passwords. With `mockSaltKey` (a per-process random secret held by

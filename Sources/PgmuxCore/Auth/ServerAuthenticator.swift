@@ -6,6 +6,9 @@ public enum ServerAuthAction: Equatable, Sendable {
     case sendSASLInitial(mechanism: String, data: [UInt8])
     /// Send SASLResponse ('p': raw data).
     case sendSASLResponse([UInt8])
+    /// Run this PBKDF2 derivation off the event loop, then pass its result to `keysDerived`
+    /// (nothing is sent meanwhile).
+    case deriveKeys(SCRAMDerivation)
     /// Nothing to send (e.g. SASLFinal verified; AuthenticationOk follows).
     case none
     /// AuthenticationOk: the login continues with ParameterStatus/BackendKeyData/ReadyForQuery.
@@ -30,6 +33,8 @@ public struct ServerAuthenticator {
     private enum Phase {
         case waiting
         case saslInProgress
+        /// `.deriveKeys` was returned; waiting for `keysDerived`.
+        case derivingKeys
         case saslVerified
         case done
     }
@@ -72,7 +77,10 @@ public struct ServerAuthenticator {
         guard let code = reader.readInt32() else { return fail("malformed authentication request") }
         switch code {
         case 0:
-            if case .saslInProgress = phase { return fail("server did not complete SCRAM authentication") }
+            switch phase {
+            case .saslInProgress, .derivingKeys: return fail("server did not complete SCRAM authentication")
+            default: break
+            }
             phase = .done
             return .authenticated
         case 3:
@@ -94,10 +102,13 @@ public struct ServerAuthenticator {
             guard case .saslInProgress = phase, var exchange = self.exchange else {
                 return fail("unexpected SASLContinue message")
             }
-            let result = exchange.serverFirst(reader.readRest())
+            let result = exchange.serverFirstStep(reader.readRest())
             self.exchange = exchange
             switch result {
-            case .success(let clientFinal): return .sendSASLResponse(clientFinal)
+            case .success(.send(let clientFinal)): return .sendSASLResponse(clientFinal)
+            case .success(.derive(let request)):
+                phase = .derivingKeys
+                return .deriveKeys(request)
             case .failure(let failure): return fail(failure.message)
             }
         case 12:
@@ -113,6 +124,20 @@ public struct ServerAuthenticator {
             }
         default:
             return fail("unsupported authentication method: \(code)")
+        }
+    }
+
+    /// The result of the derivation `.deriveKeys` asked for (nil: it failed).
+    public mutating func keysDerived(_ keys: SCRAMKeys?) -> ServerAuthAction {
+        guard case .derivingKeys = phase, var exchange = self.exchange else { return fail("unexpected SCRAM key derivation") }
+        let result = exchange.keysDerived(keys)
+        self.exchange = exchange
+        switch result {
+        case .success(let clientFinal):
+            phase = .saslInProgress
+            return .sendSASLResponse(clientFinal)
+        case .failure(let failure):
+            return fail(failure.message)
         }
     }
 
