@@ -167,7 +167,7 @@ public struct Settings: Sendable, Equatable {
         case "auth_user": authUser = v.string()
         case "auth_query": authQuery = v.string()
         case "auth_dbname": authDbname = v.string()
-        case "scram_iterations": scramIterations = try v.integer(in: 1...Int(Int32.max))
+        case "scram_iterations": scramIterations = try v.integer(in: 1...SCRAMSecret.maxIterations)
 
         case "pool_mode": poolMode = try v.choice(PoolMode.self)
         case "max_client_conn": maxClientConn = try v.nonNegative()
