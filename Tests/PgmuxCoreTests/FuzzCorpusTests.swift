@@ -45,6 +45,16 @@ final class FuzzCorpusTests: XCTestCase {
             [0xF0, UInt8(ascii: "K"), 0, 0, 0, 6, 1, 2],
             [0xF0, UInt8(ascii: "E"), 0, 0, 0, 4],
         ]
+        // Server login: SCRAM asking for 10,000,000 iterations (refused before any derivation) and
+        // for 16 (derived, then a SASLFinal with a wrong signature).
+        func authRequest(_ code: UInt8, _ data: String) -> [UInt8] {
+            let body: [UInt8] = [0, 0, 0, code] + Array(data.utf8)
+            return [UInt8(ascii: "R"), 0, 0, UInt8((body.count + 4) >> 8), UInt8(truncatingIfNeeded: body.count + 4)] + body
+        }
+        for i in ["10000000", "16"] {
+            cases.append([0xF0] + authRequest(10, "SCRAM-SHA-256\0\0")
+                         + authRequest(11, "r=fuzznonceSERVER,s=c2FsdHNhbHQ=,i=\(i)") + authRequest(12, "v=AAAA"))
+        }
         var manyParams: [UInt8] = [0, 0, 0, 0, 0, 0, 3, 0, 0]
         for i in 0..<2000 { manyParams += Array("k\(i)\0v\0".utf8) }
         manyParams.append(0)
