@@ -19,10 +19,10 @@ final class AdminConsole {
     static func isConsole(_ database: String) -> Bool { databaseNames.contains(database) }
 
     /// After authentication: admit the user with its role, or refuse.
-    func login(_ client: ClientConnection) {
+    func login(_ client: ClientConnection, sameUIDUnixSocket: Bool = false) {
         let s = loop.config.settings
         guard let role = AdminAccess.role(user: client.user, adminUsers: s.adminUsers, statsUsers: s.statsUsers,
-                                          sameUIDUnixSocket: false, authTypeAny: s.authType == .any) else {
+                                          sameUIDUnixSocket: sameUIDUnixSocket, authTypeAny: s.authType == .any) else {
             client.sendError("not allowed")
             return
         }

@@ -179,6 +179,13 @@ final class LoginHandler {
     /// `lookedUp` carries an auth_query answer (.some(nil): the user has no usable secret).
     private func beginAuthentication(_ client: ClientConnection, lookedUp: String?? = nil) {
         let s = loop.config.settings
+        if AdminConsole.isConsole(client.database) && client.user == "pgbouncer" && client.isUnixSocket
+            && Socket.peerUID(client.fd) == getuid() {
+            // PgBouncer's admin_pre_login: the pooler's own OS user needs no password.
+            if s.logConnections { loop.log.log("\(client.logPrefix) pgbouncer access from unix socket") }
+            loop.admin.login(client, sameUIDUnixSocket: true)
+            return
+        }
         var secret = loop.authFile[client.user]
         if let lookedUp {
             secret = lookedUp

@@ -166,6 +166,12 @@ public enum Socket {
     }
 
     /// The login name of the process at the other end of a Unix socket (SO_PEERCRED).
+    /// The uid of the process at the other end of a Unix socket (SO_PEERCRED).
+    public static func peerUID(_ fd: Int32) -> uid_t? {
+        var uid: UInt32 = 0
+        return pgmux_peer_uid(fd, &uid) == 0 ? uid_t(uid) : nil
+    }
+
     public static func peerUserName(_ fd: Int32) -> String? {
         var uid: UInt32 = 0
         guard pgmux_peer_uid(fd, &uid) == 0, let pw = getpwuid(uid) else { return nil }

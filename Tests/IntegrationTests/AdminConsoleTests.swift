@@ -105,6 +105,22 @@ final class AdminConsoleTests: XCTestCase {
         XCTAssertThrowsError(try victim.query("SELECT 1")) { XCTAssertTrue("\($0)".contains("admin forced disconnect"), "\($0)") }
     }
 
+    /// Issue 13, item 1: user `pgbouncer` over the Unix socket from pgmux's own OS user is an admin
+    /// without a password (`psql -U pgbouncer pgbouncer` in ops scripts); from another uid it is
+    /// an ordinary login and fails.
+    func testPgbouncerUserOverTheUnixSocketFromTheSameUID() throws {
+        let p = try pgmux(["log_connections": "1"])
+        let psql = ["/usr/bin/psql", "-X", "-At", "-h", p.dir, "-p", "\(p.port)", "-U", "pgbouncer", "pgbouncer", "-c", "SHOW STATE"]
+        let sameUID = geteuid() == 0 ? ["/usr/sbin/runuser", "-u", "postgres", "--"] + psql : psql
+        let out = try Shell.run(sameUID[0], Array(sameUID.dropFirst()), env: ["PGPASSWORD": ""], timeout: 10)
+        XCTAssertTrue(out.contains("paused|no"), out)
+        XCTAssertTrue(p.log.contains("pgbouncer access from unix socket"), p.log)
+        if geteuid() == 0 {
+            let other = try Shell.runStatus(psql[0], Array(psql.dropFirst()) + ["-w"], timeout: 10)
+            XCTAssertNotEqual(other.status, 0, "root is not pgmux's user: \(other.output)")
+        }
+    }
+
     /// Issue 13, item 2: console connections are visible (SHOW CLIENTS, SOCKETS, POOLS,
     /// DATABASES) as PgBouncer's `pgbouncer` pool, and KILL_CLIENT works on them.
     func testTheConsoleIsVisible() throws {
