@@ -174,6 +174,8 @@ final class AdminConsole {
             if loop.isPaused(db) { return error(.alreadyPaused, &reply) }
             loop.pause(db)
             waitThen(client, tag: command.tag, &reply) { [unowned(unsafe) loop] in loop.pausedAndDrained(db) }
+        case .resume(nil) where loop.shuttingDown:
+            error(.shuttingDown, &reply)
         case .resume(nil) where loop.suspended:
             loop.resumeFromSuspend()
             AdminReply.complete(command.tag, into: &reply)
@@ -207,13 +209,14 @@ final class AdminConsole {
                 !loop.servers.values.contains { $0.closeNeeded && (db == nil || $0.pool.databaseName == db) }
             }
         case .shutdown(let mode):
-            AdminReply.complete(command.tag, into: &reply)
-            client.queue(reply.bytes)
-            reply = MessageBuilder()
             switch mode {
-            case .immediate: loop.stop()
-            case .waitForServers: loop.beginShutdown(waitForClients: false)
-            case .waitForClients: loop.beginShutdown(waitForClients: true)
+            case .immediate:
+                loop.stop()  // as PgBouncer: no reply, the connection ends with the process
+            case .waitForServers, .waitForClients:
+                AdminReply.complete(command.tag, into: &reply)
+                client.queue(reply.bytes)
+                reply = MessageBuilder()
+                loop.beginShutdown(waitForClients: mode == .waitForClients)
             }
         case .suspend:
             if loop.suspended || loop.globallyPaused { return error(.alreadyPaused, &reply) }

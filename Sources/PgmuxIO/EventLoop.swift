@@ -546,10 +546,14 @@ public final class EventLoop {
         case SIGINT:
             if shuttingDown { log.log("got SIGINT while shutting down, fast exit"); stop(); return }
             log.log("got SIGINT, shutting down, waiting for all servers connections to be released")
-            beginShutdown()
+            if suspended { log.error("suspend was in progress, going down immediately"); stop(); return }
+            beginShutdown(waitForClients: false)
         case SIGTERM:
-            log.log("got SIGTERM, fast exit")
-            stop()
+            // PgBouncer 1.23+: what systemd and Kubernetes send first lets clients finish.
+            if shuttingDown { log.log("got SIGTERM while shutting down, fast exit"); stop(); return }
+            log.log("got SIGTERM, shutting down, waiting for all clients disconnect")
+            if suspended { log.error("suspend was in progress, going down immediately"); stop(); return }
+            beginShutdown(waitForClients: true)
         case SIGUSR1:
             log.log("got SIGUSR1, pausing all activity")
             pause(nil)
@@ -565,17 +569,19 @@ public final class EventLoop {
         }
     }
 
-    /// Safe shutdown: stop accepting, let running transactions (or, with `waitForClients`, the
-    /// clients themselves) finish, then exit.
-    func beginShutdown(waitForClients: Bool = false) {
+    /// Safe shutdown, as PgBouncer: the TCP listeners close; the Unix socket stays open for
+    /// console logins (so a draining pooler can be watched), other logins get `pooler is shutting
+    /// down`. With `waitForClients` (SIGTERM, SHUTDOWN WAIT_FOR_CLIENTS) clients go on until they
+    /// disconnect; otherwise (SIGINT, WAIT_FOR_SERVERS) the pooler pauses, running transactions
+    /// finish, and a client asking for a server gets `server shutting down`.
+    func beginShutdown(waitForClients: Bool) {
         shuttingDown = true
         shutdownWaitsForClients = waitForClients
-        for l in listeners { l.close() }
-        listeners.removeAll()
+        for l in listeners where l.unixPath == nil { l.close() }
+        listeners.removeAll { $0.unixPath == nil }
         if waitForClients { return }
-        for c in clients.values where c.server == nil && c.state != .closing {
-            c.sendError("pooler is shutting down", code: SQLState.adminShutdown)
-        }
+        globallyPaused = true
+        for c in clients.values where c.state == .waiting { c.sendError("server shutting down") }
     }
 
     /// Re-reads the configuration and auth_file. A bad file keeps the running configuration.

@@ -119,7 +119,10 @@ final class LoginHandler {
         }
         guard !client.user.isEmpty else { client.sendError("no username supplied"); return }
         if client.database.isEmpty { client.database = client.user }
-        if loop.shuttingDown { client.sendError("pooler is shutting down", code: SQLState.adminShutdown); return }
+        if loop.shuttingDown && !AdminConsole.isConsole(client.database) {
+            client.sendError("pooler is shutting down", code: SQLState.adminShutdown)
+            return
+        }
         if loop.loggedInClients >= s.maxClientConn && !AdminConsole.isConsole(client.database) {
             client.sendError("no more connections allowed (max_client_conn)", code: SQLState.tooManyConnections)
             return

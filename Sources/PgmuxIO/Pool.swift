@@ -96,7 +96,11 @@ public final class Pool {
 
     /// A logged-in client has a request: lend it an idle server or queue it.
     func enqueue(_ client: ClientConnection) {
-        if isPaused { waiting.append(client); return }
+        if isPaused {
+            if loop.shuttingDown { client.sendError("server shutting down"); return }
+            waiting.append(client)
+            return
+        }
         if let server = takeIdle() {
             if let check = healthCheckQuery(for: server) {
                 // Idle too long: test it first; the check's release hands it to this client.

@@ -164,6 +164,16 @@ final class PQConnection: @unchecked Sendable {
     var isOK: Bool { PQstatus(conn) == CONNECTION_OK }
 }
 
+/// Polls `condition` every 50 ms for up to `timeout` seconds; its last value.
+func waitUntil(_ timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return true }
+        usleep(50_000)
+    }
+    return try condition()
+}
+
 /// A blocking TCP connection to 127.0.0.1:`port`, or nil when nothing listens there.
 func loopbackConnect(port: Int) -> Int32? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

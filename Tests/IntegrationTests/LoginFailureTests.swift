@@ -128,15 +128,6 @@ private func errorFields(_ bytes: [UInt8]) -> [String: String] {
 /// Failed server logins: one logged, cached, retried after server_login_retry (with backoff), and
 /// clients told (issue 12, bugs 2 and 3).
 final class LoginFailureTests: XCTestCase {
-    private func waitUntil(_ timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if try condition() { return true }
-            usleep(50_000)
-        }
-        return try condition()
-    }
-
     /// A server answering the login with broken bytes: few attempts, logged, clients get errors.
     private func checkNoStorm(reply: [UInt8], expectLog: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let fake = try FakeServer { received in hasStartup(received) ? reply : nil }

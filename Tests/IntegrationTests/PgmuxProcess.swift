@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 
 /// A pgmux process started from the binary `swift test` built, with its own config file, port and
-/// Unix socket directory. Stopped (SIGTERM) by `stop()` or when the test ends.
+/// Unix socket directory. Stopped (SIGQUIT, the immediate exit) by `stop()` or when the test ends.
 final class PgmuxProcess {
     let port: Int
     let dir: String
@@ -69,7 +69,7 @@ final class PgmuxProcess {
     /// Stops pgmux and returns its exit status.
     @discardableResult
     func stop() -> Int32 {
-        if child.isRunning { child.signal(SIGTERM) }
+        if child.isRunning { child.signal(SIGQUIT) }
         return child.wait(timeout: 10)
     }
 

@@ -57,6 +57,62 @@ final class ProcessTests: XCTestCase {
         XCTAssertTrue(pgmux.log.contains("got SIGHUP, re-reading config"), pgmux.log)
     }
 
+    /// Issue 13, item 10: SIGTERM as PgBouncer 1.23+ (systemd and Kubernetes stop with it): stop
+    /// accepting on TCP, let clients finish and disconnect, exit when the last one has gone; a
+    /// second SIGTERM exits at once. Item 11: meanwhile the Unix socket still takes console
+    /// logins, other logins get `pooler is shutting down`, RESUME answers as PgBouncer.
+    func testSigtermWaitsForClientsThenExits() throws {
+        let pgmux = try PgmuxProcess(settings: ["pool_mode": "transaction", "admin_users": "admin"],
+                                     userlist: [PostgresCluster.scramUser, ("admin", "adminpw")])
+        let c = try PQConnection(pgmux.conninfo())
+        _ = try c.query("BEGIN")
+        pgmux.signal(SIGTERM)
+        usleep(400_000)
+        XCTAssertTrue(pgmux.isRunning)
+        XCTAssertNil(loopbackConnect(port: pgmux.port), "the TCP listener is closed")
+        XCTAssertEqual(try c.scalar("SELECT 'the open transaction goes on'"), "the open transaction goes on")
+        _ = try c.query("COMMIT")
+        XCTAssertEqual(try c.scalar("SELECT 'and later ones'"), "and later ones")
+        let viaSocket = "host=\(pgmux.dir) port=\(pgmux.port) dbname=\(PostgresCluster.database) user=\(PostgresCluster.scramUser.0) password=\(PostgresCluster.scramUser.1)"
+        XCTAssertThrowsError(try PQConnection(viaSocket)) { XCTAssertTrue("\($0)".contains("pooler is shutting down"), "\($0)") }
+        let console = try PQConnection("host=\(pgmux.dir) port=\(pgmux.port) dbname=pgbouncer user=admin password=adminpw")
+        XCTAssertNoThrow(try console.query("SHOW POOLS"))
+        XCTAssertThrowsError(try console.query("RESUME")) { XCTAssertTrue("\($0)".contains("pooler is shutting down"), "\($0)") }
+        c.finish()
+        XCTAssertTrue(waitUntil(5) { !pgmux.isRunning }, "exits once the last client has gone (the console does not hold it)")
+        XCTAssertTrue(pgmux.log.contains("got SIGTERM, shutting down, waiting for all clients disconnect"), pgmux.log)
+        XCTAssertTrue(pgmux.log.contains("client connections dropped, exiting"), pgmux.log)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(pgmux.dir)/.s.PGSQL.\(pgmux.port)"))
+    }
+
+    func testSecondSigtermExitsAtOnce() throws {
+        let pgmux = try PgmuxProcess(settings: ["pool_mode": "transaction"])
+        let c = try PQConnection(pgmux.conninfo())
+        XCTAssertEqual(try c.scalar("SELECT 1"), "1")
+        pgmux.signal(SIGTERM)
+        usleep(300_000)
+        XCTAssertTrue(pgmux.isRunning, "a connected client keeps it up")
+        pgmux.signal(SIGTERM)
+        XCTAssertTrue(waitUntil(5) { !pgmux.isRunning })
+        XCTAssertTrue(pgmux.log.contains("got SIGTERM while shutting down, fast exit"), pgmux.log)
+    }
+
+    /// SIGINT (WAIT_FOR_SERVERS): a client that asks for a server after it gets `server shutting
+    /// down`, as PgBouncer's pause_client.
+    func testSigintRefusesNewRequestsWithServerShuttingDown() throws {
+        let pgmux = try PgmuxProcess(settings: ["pool_mode": "transaction"])
+        let idle = try PQConnection(pgmux.conninfo())
+        XCTAssertEqual(try idle.scalar("SELECT 1"), "1")
+        let inTransaction = try PQConnection(pgmux.conninfo())
+        _ = try inTransaction.query("BEGIN")  // keeps the pooler up until it ends
+        pgmux.signal(SIGINT)
+        usleep(300_000)
+        XCTAssertThrowsError(try idle.query("SELECT 2")) { XCTAssertTrue("\($0)".contains("server shutting down"), "\($0)") }
+        XCTAssertEqual(try inTransaction.scalar("SELECT 'finishes'"), "finishes")
+        _ = try inTransaction.query("COMMIT")
+        XCTAssertTrue(waitUntil(5) { !pgmux.isRunning })
+    }
+
     func testSigintWaitsForRunningQuery() throws {
         let pgmux = try PgmuxProcess(settings: ["pool_mode": "transaction"])
         let c = try PQConnection(pgmux.conninfo())

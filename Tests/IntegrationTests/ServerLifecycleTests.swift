@@ -5,15 +5,6 @@ import XCTest
 /// Server-side lifecycle: health checks, min_pool_size, idle timeout, an unreachable server,
 /// LISTEN/NOTIFY in session mode, daemon mode.
 final class ServerLifecycleTests: XCTestCase {
-    private func waitUntil(_ timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if try condition() { return true }
-            usleep(100_000)
-        }
-        return try condition()
-    }
-
     func testServerCheckQueryRunsOnReuseAfterDelay() throws {
         let cluster = PostgresCluster.shared
         try cluster.psql("CREATE TABLE IF NOT EXISTS health_checks (at timestamptz DEFAULT now())", db: PostgresCluster.database)
@@ -112,6 +103,7 @@ final class ServerLifecycleTests: XCTestCase {
         XCTAssertTrue(waitUntil(5) { loopbackConnect(port: port).map { close($0); return true } ?? false })
         let c = try PQConnection("host=127.0.0.1 port=\(port) user=postgres dbname=postgres")
         XCTAssertEqual(try c.scalar("SELECT 1"), "1")
+        c.finish()  // SIGTERM waits for clients to disconnect
         kill(pid, SIGTERM)
         XCTAssertTrue(waitUntil(5) { kill(pid, 0) != 0 })
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/pgmux.pid"))
