@@ -136,7 +136,7 @@ public final class ClientConnection: Endpoint {
     /// `PreparedStatementRewriter.answerWithoutServer`). True when nothing is left that needs a
     /// server. The first byte decides cheaply for every other request.
     private func answeredWithoutServer() -> Bool {
-        guard let base = inbuf.base, inbuf.pending >= 5 else { return false }
+        guard let base = inbuf.base, inbuf.pending >= 5, statementBox?.oversizedParse == nil else { return false }
         var first = base.load(fromByteOffset: inbuf.start, as: UInt8.self)
         if first == UInt8(ascii: "H") {
             inbuf.start += FlushWithoutServer.leadingBytes(UnsafeRawBufferPointer(start: base + inbuf.start, count: inbuf.pending))
@@ -179,6 +179,13 @@ public final class ClientConnection: Endpoint {
     @inline(__always)
     private func relay(to server: ServerConnection, of pool: Pool, in loop: EventLoop) {
         if server.state != .active { stopReading(); return }  // parameter sync in progress
+        if statementBox?.oversizedParse != nil {
+            switch gatherOversizedParse(for: server, of: pool, in: loop) {
+            case .whole: break
+            case .needMore: return finishRelayWalk(to: server)
+            case .failed: return
+            }
+        }
         let base = UnsafeRawPointer(inbuf.base!)
         var pos = inbuf.scanned
         let maxPacket = loop.maxPacketSize
@@ -224,12 +231,15 @@ public final class ClientConnection: Endpoint {
                             continue scan
                         }
                     case UInt8(ascii: "P"):
-                        // A named Parse must be read whole to be registered.
-                        if start + 5 < inbuf.end && base.load(fromByteOffset: start + 5, as: UInt8.self) != 0 {
-                            sendError("prepared statement too large for the relay buffer (raise pkt_buf)")
-                            return
+                        // Larger than the relay buffer: gathered whole, then rewritten like any Parse.
+                        stage(upTo: start, then: [], for: server)
+                        scanner.passthrough = 0
+                        statementNames.oversizedParse = ([], total)
+                        switch gatherOversizedParse(for: server, of: pool, in: loop) {
+                        case .whole: pos = inbuf.start; continue scan
+                        case .needMore: pos = inbuf.start; break scan
+                        case .failed: return
                         }
-                        server.expectations.append(.parse(id: nil, swallow: false))
                     case UInt8(ascii: "C"):
                         server.expectations.append(.close(swallow: false))
                     default:
@@ -269,9 +279,15 @@ public final class ClientConnection: Endpoint {
         }
         pool.counters.clientBytes &+= UInt64(max(0, pos - inbuf.scanned))
         inbuf.scanned = pos
+        finishRelayWalk(to: server)
+    }
+
+    /// Sends what the walk staged or left to forward.
+    @inline(__always)
+    private func finishRelayWalk(to server: ServerConnection) {
         if !server.ownOut.isEmpty {
             // Rewritten messages are staged: append what follows and send it all in one write.
-            stage(upTo: pos, then: [], for: server)
+            stage(upTo: inbuf.scanned, then: [], for: server)
             _ = server.flushOwn()
             if !server.ownOut.isEmpty { stopReading(); return }
             if inbuf.isEmpty { inbuf.clear(); releaseBufferIfEmpty() }
@@ -279,6 +295,41 @@ public final class ClientConnection: Endpoint {
         }
         if server.forward(from: self) {
             if inbuf.isEmpty { releaseBufferIfEmpty() }
+        }
+    }
+
+    private enum Gathered { case whole, needMore, failed }
+
+    /// Moves the next bytes of an oversized Parse out of the relay buffer; once it is whole, it is
+    /// rewritten and staged for the server.
+    private func gatherOversizedParse(for server: ServerConnection, of pool: Pool, in loop: EventLoop) -> Gathered {
+        guard let box = statementBox, var parse = box.oversizedParse, let base = inbuf.base else { return .needMore }
+        box.oversizedParse = nil  // no copy-on-write of the bytes while they are appended
+        let take = min(parse.total - parse.bytes.count, inbuf.end - inbuf.start)
+        parse.bytes.append(contentsOf: UnsafeRawBufferPointer(start: base + inbuf.start, count: take))
+        pool.counters.clientBytes &+= UInt64(take)
+        inbuf.start += take
+        inbuf.scanned = inbuf.start
+        if inbuf.isEmpty { inbuf.clear() }
+        guard parse.bytes.count == parse.total else { box.oversizedParse = parse; return .needMore }
+        let result = parse.bytes.withUnsafeBytes { raw in
+            box.rewriter.rewrite(type: UInt8(ascii: "P"), body: UnsafeRawBufferPointer(rebasing: raw[5...]),
+                                 server: &server.statementCache, registry: loop.preparedStatements)
+        }
+        switch result {
+        case .failure(.nameInUse):
+            sendError("prepared statement name is already in use")
+            return .failed
+        case .failure(.malformed(let what)):
+            protocolError("malformed \(what) message")
+            return .failed
+        case .success(let rw):
+            server.expectations.append(contentsOf: rw.expectations)
+            countStatementTraffic(UInt8(ascii: "P"), rw)
+            server.tracker.sent(UInt8(ascii: "P"))
+            if queryStart == 0 { queryStart = loop.now }
+            server.ownOut.append(contentsOf: rw.replacement ?? parse.bytes)
+            return .whole
         }
     }
 
@@ -421,6 +472,9 @@ public final class ClientConnection: Endpoint {
 /// A client's prepared-statement names, boxed so clients that never prepare anything pay 8 bytes.
 final class StatementNames {
     var rewriter = PreparedStatementRewriter()
+    /// A Parse larger than the relay buffer, gathered whole (up to max_packet_size) so that it can
+    /// be registered and rewritten: its bytes so far and its full size.
+    var oversizedParse: (bytes: [UInt8], total: Int)?
 }
 
 extension ClientConnection {

@@ -47,6 +47,23 @@ final class PreparedStatementTests: XCTestCase {
         XCTAssertThrowsError(try b.prepare("bad", "SELEKT 1"))
     }
 
+    /// Issue 13, item 12: a named Parse larger than the relay buffer (a long generated IN list) is
+    /// gathered whole and tracked, not refused; on another server it is prepared again.
+    func testNamedParseLargerThanTheRelayBuffer() throws {
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "2"])
+        let list = (1...30_000).map(String.init).joined(separator: ",")  // ~170 kB of text
+        let sql = "SELECT count(*) FROM generate_series(1, 40000) g WHERE g IN (\(list)) AND g > $1::int"
+        let a = try PQConnection(pgmux.conninfo()), b = try PQConnection(pgmux.conninfo())
+        try a.prepare("big", sql)
+        _ = try b.query("BEGIN")  // holds a server, so that a's next transaction may land elsewhere
+        XCTAssertEqual(try a.execPrepared("big", ["100"]).first?.first, "29900")
+        try b.prepare("big_too", sql)
+        XCTAssertEqual(try b.execPrepared("big_too", ["29990"]).first?.first, "10")
+        _ = try b.query("COMMIT")
+        for i in 0..<4 { XCTAssertEqual(try a.execPrepared("big", ["\(i)"]).first?.first, "\(30_000 - i)") }
+        XCTAssertEqual(try a.scalar("SELECT 'relay still in step'"), "relay still in step")
+    }
+
     func testSameNameDifferentTextInTwoClients() throws {
         let pgmux = try PgmuxProcess(settings: ["default_pool_size": "1"])
         let a = try PQConnection(pgmux.conninfo())
