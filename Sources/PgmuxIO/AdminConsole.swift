@@ -165,7 +165,15 @@ final class AdminConsole {
                 return error(.setFailed, &reply)
             }
             loop.config.settings = settings
-            AdminReply.setDone(key: key.lowercased(), value: value, into: &reply)
+            loop.applySettings()
+            let k = key.lowercased()
+            if k.contains("_tls_") || k.contains("_tls13_") {
+                do { try loop.tls.load(settings) } catch {
+                    reply.errorResponse(severity: "NOTICE", code: "00000",
+                                        message: "TLS settings could not be applied, still using old configuration", notice: true)
+                }
+            }
+            AdminReply.setDone(key: k, value: value, into: &reply)
         case .reload:
             guard loop.reload() else { return error(.reloadFailed, &reply) }
             AdminReply.complete(command.tag, into: &reply)

@@ -473,6 +473,7 @@ public final class EventLoop {
                 break
             }
         }
+        for pool in pools.values { pool.closeExcessIdle() }
         for pool in pools.values where !shuttingDown && !isPaused(pool.databaseName) { pool.topUp() }
         metrics?.expire(now: t)
         for f in cancelForwarders.values where s.cancelWaitTimeout > 0 && t - f.connectTime > s.cancelWaitTimeout {
@@ -584,6 +585,26 @@ public final class EventLoop {
         for c in clients.values where c.state == .waiting { c.sendError("server shutting down") }
     }
 
+    /// Makes the current settings take effect on what already exists, after RELOAD and after a
+    /// console SET (PgBouncer reads its settings where it uses them, so a SET acts at once): pool
+    /// modes, sizes and lifetimes (a pool grows now and shrinks as servers are released), the
+    /// servers' prepared-statement caches, the packet limit, the verbosity.
+    func applySettings() {
+        let s = config.settings
+        maxPacketSize = s.maxPacketSize
+        log.verbose = max(log.verbose, s.verbose)
+        for pool in pools.values {
+            let name = pool.databaseName
+            pool.mode = config.poolMode(database: name, user: pool.userName)
+            pool.size = config.poolSize(database: name, user: pool.userName)
+            pool.reserveSize = config.reservePoolSize(database: name, user: pool.userName)
+            pool.minSize = config.minPoolSize(database: name)
+            pool.refreshLifetime()
+            pool.launchIfNeeded()
+        }
+        for server in servers.values { server.statementCache.setCapacity(s.maxPreparedStatements) }
+    }
+
     /// Re-reads the configuration and auth_file. A bad file keeps the running configuration.
     @discardableResult
     public func reload() -> Bool {
@@ -595,29 +616,21 @@ public final class EventLoop {
             authFile = users
             hba = rules
             authQueryCache.removeAll()
-            maxPacketSize = fresh.settings.maxPacketSize
-            log.verbose = max(log.verbose, fresh.settings.verbose)
             log.open(path: fresh.settings.logfile)
             do { try tls.load(fresh.settings) } catch {
                 log.error("TLS settings not applied, keeping the previous ones: \(error)")
             }
             for pool in pools.values {
-                let name = pool.databaseName
-                if let entry = fresh.database(named: name) {
+                if let entry = fresh.database(named: pool.databaseName) {
                     if entry != pool.database {
                         for s in servers.values where s.pool === pool { s.closeNeeded = true }
                         pool.resetLoginBackoff()  // a fixed entry is tried at once
                     }
                     pool.database = entry
-                    pool.mode = fresh.poolMode(database: name, user: pool.userName)
-                    pool.size = fresh.poolSize(database: name, user: pool.userName)
-                    pool.reserveSize = fresh.reservePoolSize(database: name, user: pool.userName)
-                    pool.minSize = fresh.minPoolSize(database: name)
-                    pool.refreshLifetime()
                     pool.serverPassword = entry.password ?? pool.serverPassword
-                    pool.launchIfNeeded()
                 }
             }
+            applySettings()
             return true
         } catch {
             log.error("\(error)")

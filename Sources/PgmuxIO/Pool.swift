@@ -228,6 +228,16 @@ public final class Pool {
 
     func removeWaiting(_ client: ClientConnection) { waiting.remove(client) }
 
+    /// After the pool size went down (SET, RELOAD): idle servers beyond size + reserve are closed,
+    /// least recently used first, as PgBouncer's check_pool_size.
+    func closeExcessIdle() {
+        var excess = serverCount - (size + reserveSize)
+        while excess > 0, !idle.isEmpty {
+            idle[0].close(reason: "too many servers in the pool", notifyClient: false)
+            excess -= 1
+        }
+    }
+
     /// Looks up a user's secret with auth_query on a server of this pool.
     func lookupSecret(user: String, sql: String, answer: @escaping (String?) -> Void) {
         if let server = takeIdle() {

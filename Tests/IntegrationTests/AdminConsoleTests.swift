@@ -164,6 +164,31 @@ final class AdminConsoleTests: XCTestCase {
         XCTAssertEqual(users["fileonly"]?["max_user_client_connections"], "7")
     }
 
+    /// Issue 13, item 4: a console SET acts at once, as in PgBouncer: a larger default_pool_size
+    /// serves a waiting client now, a smaller one closes idle servers, max_prepared_statements
+    /// applies to existing servers' caches.
+    func testConsoleSetTakesEffectAtOnce() throws {
+        let p = try pgmux(["default_pool_size": "1", "max_prepared_statements": "100", "query_wait_timeout": "20"])
+        let admin = try console(p)
+        let holder = try PQConnection(p.conninfo())
+        _ = try holder.query("BEGIN")
+        let waiter = try PQConnection(p.conninfo())
+        let served = DispatchSemaphore(value: 0)
+        Thread { _ = try? waiter.query("SELECT 1"); served.signal() }.start()
+        usleep(300_000)
+        try admin.query("SET default_pool_size = 2")
+        XCTAssertEqual(served.wait(timeout: .now() + 3), .success, "the pool grew for the waiting client")
+        _ = try holder.query("COMMIT")
+        XCTAssertEqual(try show(admin, "SERVERS").count, 2)
+        try admin.query("SET default_pool_size = 1")
+        XCTAssertTrue(try waitUntil(3) { try self.show(admin, "SERVERS").count == 1 }, "idle servers beyond the new size close")
+        try admin.query("SET max_prepared_statements = 2")
+        for i in 0..<5 { try holder.prepare("s\(i)", "SELECT \(i) + $1::int") }
+        for i in 0..<5 { XCTAssertEqual(try holder.execPrepared("s\(i)", ["1"]).first?.first, "\(i + 1)") }
+        let onServer = try holder.scalar("SELECT count(*) FROM pg_prepared_statements")
+        XCTAssertLessThanOrEqual(Int(onServer ?? "99") ?? 99, 2, "the existing server's cache follows the new limit")
+    }
+
     func testAccessRules() throws {
         let p = try pgmux()
         XCTAssertThrowsError(try console(p, user: PostgresCluster.scramUser.0, password: PostgresCluster.scramUser.1)) {

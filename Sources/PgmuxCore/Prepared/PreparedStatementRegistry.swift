@@ -51,11 +51,15 @@ public final class PreparedStatementRegistry {
 
 /// The statements one server connection has prepared, least recently used first out.
 public struct ServerStatementCache: Sendable {
-    public let capacity: Int
+    public private(set) var capacity: Int
     private var lastUse: [Int: UInt64] = [:]
     private var clock: UInt64 = 0
 
     public init(capacity: Int) { self.capacity = max(1, capacity) }
+
+    /// max_prepared_statements changed (RELOAD, console SET): a smaller cache closes its least
+    /// recently used statements on the server at its next insert.
+    public mutating func setCapacity(_ n: Int) { capacity = max(1, n) }
 
     public var count: Int { lastUse.count }
     public func contains(_ id: Int) -> Bool { lastUse[id] != nil }
