@@ -188,7 +188,6 @@ public final class Pool {
                 if client.state == .active {
                     client.state = .idle
                     client.queryStart = 0
-                    Stats.transactionDone(pool: self, client: client, now: loop.now)
                     if client.inbuf.isEmpty { client.releaseBufferIfEmpty() }
                     client.startReading()
                 }
@@ -278,9 +277,12 @@ public final class Pool {
         }
     }
 
-    /// Keeps `min_pool_size` servers open (called by the maintenance timer).
+    /// Keeps `min_pool_size` servers open (called by the maintenance timer), as PgBouncer's
+    /// janitor: within pool_size, for pools that have clients or belong to a forced-user database.
     func topUp() {
-        while serverCount < minSize && canOpen(evictIfNeeded: false) { if !launch() { break } }
+        if clientCount > 0 || database.user != nil {
+            while serverCount < minSize && serverCount < size && canOpen(evictIfNeeded: false) { if !launch() { break } }
+        }
         launchIfNeeded()
     }
 

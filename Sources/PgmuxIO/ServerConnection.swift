@@ -331,7 +331,12 @@ public final class ServerConnection: Endpoint {
                     tracker.readyForQuery(status)
                     if rewriting { expectations.readyForQuery() }
                     lastReadyAt = loop.now
-                    if status == UInt8(ascii: "I") { transactionStart = 0 }
+                    if status == UInt8(ascii: "I") {
+                        // A transaction (explicit, or one statement's) ended, in every pool mode.
+                        Stats.transactionDone(pool: pool, began: transactionStart > 0 ? transactionStart : client.queryStart,
+                                              now: loop.now)
+                        transactionStart = 0
+                    }
                     else if transactionStart == 0 { transactionStart = client.queryStart > 0 ? client.queryStart : lastReadyAt }
                     switch ReleasePolicy.atReadyForQuery(mode: pool.mode, tracker: tracker) {
                     case .keep: break

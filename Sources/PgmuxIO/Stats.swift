@@ -13,12 +13,13 @@ enum Stats {
         }
     }
 
+    /// A ReadyForQuery 'I' ended a transaction that began at `began` (its first query; 0 if unknown).
     @inline(__always)
-    static func transactionDone(pool: Pool, client: ClientConnection, now: Double) {
+    static func transactionDone(pool: Pool, began: Double, now: Double) {
         pool.counters.xactCount &+= 1
-        if client.stateSince > 0 {
-            pool.counters.xactTime &+= micros(now - client.stateSince)
-            pool.transactionHistogram.observe(now - client.stateSince)
+        if began > 0 {
+            pool.counters.xactTime &+= micros(now - began)
+            pool.transactionHistogram.observe(now - began)
         }
     }
 

@@ -28,6 +28,26 @@ final class ServerLifecycleTests: XCTestCase {
         XCTAssertTrue(try waitUntil(5) { try PostgresCluster.shared.backendCount(user: user.0) >= 3 })
     }
 
+    /// Issue 13, item 7: a forced-user database fills min_pool_size before any client connects,
+    /// and a session-mode pool counts each transaction in SHOW STATS.
+    func testMinPoolSizeOfAForcedUserDatabaseAndSessionModeStats() throws {
+        let user = PostgresCluster.md5User
+        let cluster = PostgresCluster.shared
+        let pgmux = try PgmuxProcess(settings: ["auth_type": "trust", "admin_users": "admin", "pool_mode": "session"],
+                                     databases: ["forced": "host=127.0.0.1 port=\(cluster.port) dbname=\(PostgresCluster.database) user=\(user.0) password=\(user.1) min_pool_size=2",
+                                                 PostgresCluster.database: "host=127.0.0.1 port=\(cluster.port) dbname=\(PostgresCluster.database)"],
+                                     userlist: [PostgresCluster.scramUser, ("admin", "")])
+        XCTAssertTrue(try waitUntil(5) { try cluster.backendCount(user: user.0) >= 2 }, "filled without any client")
+        let c = try PQConnection(pgmux.conninfo(password: nil, database: "forced"))
+        for _ in 0..<5 { _ = try c.query("BEGIN"); _ = try c.query("SELECT 1"); _ = try c.query("COMMIT") }
+        for _ in 0..<3 { _ = try c.query("SELECT 2") }
+        let admin = try PQConnection(pgmux.conninfo(user: "admin", password: nil, database: "pgbouncer"))
+        let res = try admin.queryWithColumns("SHOW STATS")
+        let row = try XCTUnwrap(res.rows.first { $0[0] == "forced" })
+        let xacts = Int(row[res.columns.firstIndex(of: "total_xact_count")!] ?? "0") ?? 0
+        XCTAssertGreaterThanOrEqual(xacts, 8, "each transaction of the session counts")
+    }
+
     func testIdleServersAreClosedAfterServerIdleTimeout() throws {
         let user = PostgresCluster.md5User
         let pgmux = try PgmuxProcess(settings: ["server_idle_timeout": "1", "auth_type": "md5"])
