@@ -469,6 +469,13 @@ public final class EventLoop {
                 } else if t - server.connectTime > pool.effectiveLifetime && pool.serverCount > pool.minSize {
                     server.close(reason: "server lifetime over", notifyClient: false)
                 }
+            case .active:
+                // server_fast_close: a session-mode server marked by RECONNECT or RELOAD is closed
+                // between transactions instead of when its client leaves (PgBouncer's janitor).
+                if s.serverFastClose && server.closeNeeded && server.pool.mode == .session && server.tracker.isIdle
+                    && server.scanner.passthrough == 0 && !server.releaseAfterFlush {
+                    server.close(reason: "database configuration changed", notifyClient: true)
+                }
             default:
                 break
             }

@@ -72,6 +72,8 @@ public final class ServerConnection: Endpoint {
     var ownQueryError: String?
     /// Cancel requests forwarded for this server whose connections to PostgreSQL are still open.
     var cancelsInFlight = 0
+    /// connect_query was sent after the login and its ReadyForQuery has not come yet.
+    var runningConnectQuery = false
     /// Release once everything has reached the client.
     var releaseAfterFlush = false
     /// Close once the reply in progress ends (set by reload, lifetime, errors).
@@ -180,6 +182,7 @@ public final class ServerConnection: Endpoint {
 
     /// Processes whole login messages: authentication requests, parameters, the cancel key.
     private func handleLogin() {
+        if runningConnectQuery { return handleConnectQueryReply() }
         while let (type, body) = nextWholeMessage() {
             switch type {
             case UInt8(ascii: "R"):
@@ -200,14 +203,48 @@ public final class ServerConnection: Endpoint {
                 return
             case UInt8(ascii: "Z"):
                 authenticator = nil
-                tracker.reset()
-                state = .idle
-                pool.serverLoggedIn(self)
+                if let query = pool.database.connectQuery, !query.isEmpty {
+                    runningConnectQuery = true
+                    var m = MessageBuilder(); m.query(query); queue(m.bytes)
+                    return handleConnectQueryReply()
+                }
+                loginComplete()
                 return
             default:
                 break  // NoticeResponse, NegotiateProtocolVersion: nothing to do
             }
         }
+    }
+
+    /// connect_query's replies, as PgBouncer's exec_on_connect: ParameterStatus is kept, an
+    /// error is logged and ignored, the rest skipped; its ReadyForQuery completes the login
+    /// (whatever its transaction status).
+    private func handleConnectQueryReply() {
+        while let (type, body) = nextWholeMessageOrSkip() {
+            switch type {
+            case UInt8(ascii: "S"):
+                if let (name, value) = MessageReader.parameterStatus(body) { recordParameter(name, value) }
+            case UInt8(ascii: "E"):
+                let f = MessageReader.errorFields(body)
+                if let level = f[UInt8(ascii: "S")], let message = f[UInt8(ascii: "M")] {
+                    loop.log.error("S: error while executing exec_on_query: \(level): \(message)")
+                } else {
+                    loop.log.error("S: error while executing exec_on_query: partial error message, cannot log")
+                }
+            case UInt8(ascii: "Z"):
+                runningConnectQuery = false
+                loginComplete()
+                return
+            default:
+                break
+            }
+        }
+    }
+
+    private func loginComplete() {
+        tracker.reset()
+        state = .idle
+        pool.serverLoggedIn(self)
     }
 
     /// Carries out what the authenticator asks; false once the login has failed.

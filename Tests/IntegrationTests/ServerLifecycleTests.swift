@@ -48,6 +48,41 @@ final class ServerLifecycleTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(xacts, 8, "each transaction of the session counts")
     }
 
+    /// Issue 13, item 6: connect_query runs once on each new server connection (its error is
+    /// logged, not fatal), and server_fast_close closes a session-mode server marked by
+    /// RECONNECT between transactions instead of when its client leaves.
+    func testConnectQueryAndServerFastClose() throws {
+        let cluster = PostgresCluster.shared
+        try cluster.psql("DROP TABLE IF EXISTS connect_log; CREATE TABLE connect_log (pid int); GRANT ALL ON connect_log TO PUBLIC",
+                         db: PostgresCluster.database)
+        let base = "host=127.0.0.1 port=\(cluster.port) dbname=\(PostgresCluster.database)"
+        let pgmux = try PgmuxProcess(settings: ["auth_type": "trust", "admin_users": "admin", "pool_mode": "session",
+                                                "server_fast_close": "1"],
+                                     databases: ["logged": base + " connect_query='INSERT INTO connect_log VALUES (pg_backend_pid())'",
+                                                 "broken": base + " connect_query='SELECT no_such_column'"],
+                                     userlist: [PostgresCluster.scramUser, ("admin", "")])
+        let a = try PQConnection(pgmux.conninfo(password: nil, database: "logged"))
+        let b = try PQConnection(pgmux.conninfo(password: nil, database: "logged"))
+        let pids = Set([try a.scalar("SELECT pg_backend_pid()"), try b.scalar("SELECT pg_backend_pid()")])
+        let logged = Set(try cluster.psql("SELECT pid FROM connect_log", db: PostgresCluster.database)
+            .split(separator: "\n").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+        XCTAssertEqual(Set(pids.compactMap { $0 }), logged, "one connect_query per server, on that server")
+        let c = try PQConnection(pgmux.conninfo(password: nil, database: "broken"))
+        XCTAssertEqual(try c.scalar("SELECT 'a failing connect_query does not fail the login'"),
+                       "a failing connect_query does not fail the login")
+        XCTAssertTrue(pgmux.log.contains("S: error while executing exec_on_query: ERROR: column \"no_such_column\" does not exist"), pgmux.log)
+        _ = try a.query("BEGIN")
+        let admin = try PQConnection(pgmux.conninfo(user: "admin", password: nil, database: "pgbouncer"))
+        try admin.query("RECONNECT logged")
+        usleep(800_000)
+        XCTAssertEqual(try a.scalar("SELECT 'inside the transaction'"), "inside the transaction")
+        _ = try a.query("COMMIT")
+        XCTAssertThrowsError(try b.query("SELECT 1"), "the idle session's server was closed at once") {
+            XCTAssertTrue("\($0)".contains("database configuration changed"), "\($0)")
+        }
+        XCTAssertTrue(waitUntil(3) { (try? a.scalar("SELECT 1")) == nil }, "closed once its transaction ended")
+    }
+
     func testIdleServersAreClosedAfterServerIdleTimeout() throws {
         let user = PostgresCluster.md5User
         let pgmux = try PgmuxProcess(settings: ["server_idle_timeout": "1", "auth_type": "md5"])
