@@ -362,15 +362,14 @@ final class AdminConsole {
             d.poolMode = e.poolMode?.rawValue
             d.maxConnections = e.maxDbConnections ?? s.maxDbConnections
             d.currentConnections = loop.dbServerCounts[e.dbname] ?? 0
-            d.maxClientConnections = e.maxDbClientConnections ?? s.maxDbClientConnections
-            d.currentClientConnections = loop.pools.values.filter { $0.databaseName == name }.reduce(0) { $0 + $1.clientCount }
+            // The counts max_db_client_connections is enforced on (LoginHandler.countClient).
+            d.maxClientConnections = ClientLimits.effective(e.maxDbClientConnections, global: s.maxDbClientConnections)
+            d.currentClientConnections = loop.login.databaseClientCounts[name] ?? 0
             d.paused = loop.isPaused(name)
             d.disabled = loop.disabledDatabases.contains(name)
             snap.databases.append(d)
         }
-        snap.databases.append(consoleDatabaseRow(s, clients: rows[consoleKey]?.clActive ?? 0))
-        var clientsPerUser: [String: Int] = [:]
-        for c in loop.clients.values where c.countedAsLoggedIn || c.adminRole != nil { clientsPerUser[c.user, default: 0] += 1 }
+        snap.databases.append(consoleDatabaseRow(s, clients: loop.login.databaseClientCounts["pgbouncer"] ?? 0))
         for name in knownUsers() {
             let u = loop.config.users[name]
             var row = AdminUserRow(name: name)
@@ -379,8 +378,8 @@ final class AdminConsole {
             row.poolMode = u?.poolMode?.rawValue
             row.maxUserConnections = u?.maxUserConnections ?? s.maxUserConnections
             row.currentConnections = loop.userServerCounts[name] ?? 0
-            row.maxUserClientConnections = u?.maxUserClientConnections ?? s.maxUserClientConnections
-            row.currentClientConnections = clientsPerUser[name] ?? 0
+            row.maxUserClientConnections = ClientLimits.effective(u?.maxUserClientConnections, global: s.maxUserClientConnections)
+            row.currentClientConnections = loop.login.userClientCounts[name] ?? 0
             snap.users.append(row)
         }
         snap.config = Settings.knownKeys.map { info in

@@ -32,8 +32,15 @@ public final class ClientConnection: Endpoint {
     /// Named prepared statements across servers (transaction/statement mode with
     /// max_prepared_statements > 0); off when they pass through untouched.
     var tracksStatements = false
+    /// What this client is counted in, one bit each (the object has no room for more bytes).
+    private var countFlags: UInt8 = 0
     /// Counted against max_client_conn (from a valid startup packet until close).
-    var countedAsLoggedIn = false
+    var countedAsLoggedIn: Bool { get { flag(1) } set { setFlag(1, newValue) } }
+    /// Counted against max_db_client_connections / max_user_client_connections (LoginHandler).
+    var countedInDatabase: Bool { get { flag(2) } set { setFlag(2, newValue) } }
+    var countedAsUser: Bool { get { flag(4) } set { setFlag(4, newValue) } }
+    @inline(__always) private func flag(_ bit: UInt8) -> Bool { countFlags & bit != 0 }
+    @inline(__always) private func setFlag(_ bit: UInt8, _ on: Bool) { if on { countFlags |= bit } else { countFlags &= ~bit } }
     /// query_wait_notify was sent for the current wait.
     var toldToWait = false
     var isUnixSocket: Bool { remote.isUnix }
@@ -434,7 +441,6 @@ public final class ClientConnection: Endpoint {
     /// Closes this client. Its server, if any, goes back to the pool only if it is clean.
     func disconnect(reason: String, notify: Bool) {
         guard state != .closing else { return }
-        let wasLoggedIn = state != .startup && state != .authenticating && state != .tlsHandshake
         if notify {
             var m = MessageBuilder()
             m.errorResponse(severity: "FATAL", code: SQLState.protocolViolation, message: reason)
@@ -456,8 +462,9 @@ public final class ClientConnection: Endpoint {
         }
         if let pool { pool.clientCount -= 1 }
         if countedAsLoggedIn { loop.loggedInClients -= 1; countedAsLoggedIn = false }
+        if countFlags & 6 != 0 { loop.login.uncount(self) }
         if adminRole != nil { loop.admin.forget(self) }
-        if wasLoggedIn && loop.config.settings.logDisconnections {
+        if loop.config.settings.logDisconnections {
             loop.log.log("\(logPrefix) closing because: \(reason) (age=\(Int(loop.now - connectTime))s)")
         }
         loop.clientClosed(self)

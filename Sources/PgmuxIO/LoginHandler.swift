@@ -93,18 +93,18 @@ final class LoginHandler {
             case "user": client.user = value
             case "database": client.database = value
             case "options":
-                if s.ignoreStartupParameters.contains(where: { $0.lowercased() == "options" }) { continue }
-                guard let items = ParameterTracking.parseOptions(value) else {
-                    client.sendError("unsupported options startup parameter: only '-c config=val' and '--config=val' are allowed")
+                // set_startup_options: tracked settings apply even when `options` is ignored.
+                let ignored = Set(s.ignoreStartupParameters.map { $0.lowercased() })
+                switch ParameterTracking.evaluateOptions(value, isTracked: loop.isTracked, ignored: ignored) {
+                case .accepted(let tracked):
+                    for (n, v) in tracked { client.params[n] = v }
+                case .malformed:
+                    client.sendError(ParameterTracking.malformedOptionsText)
                     return
-                }
-                for (name, v) in items {
-                    let n = name.lowercased()
-                    if loop.isTracked(n) { client.params[n] = v }
-                    else if !s.ignoreStartupParameters.contains(where: { $0.lowercased() == n }) {
-                        client.sendError("unsupported startup parameter in options: \(name)")
-                        return
-                    }
+                case .unsupported(let name, let v):
+                    loop.log.warning("\(client.logPrefix) unsupported startup parameter in options: \(name)=\(v)")
+                    client.sendError("unsupported startup parameter in options: \(name)")
+                    return
                 }
             case "replication":
                 client.sendError("replication connections are not supported")
@@ -169,14 +169,46 @@ final class LoginHandler {
         }
     }
 
-    /// The auth_user pool and query that look up users missing from auth_file, if configured.
-    private func authQuery(for client: ClientConnection) -> (pool: Pool, sql: String)? {
+    /// How a user missing from auth_file is looked up (PgBouncer's set_pool and
+    /// prepare_auth_database).
+    enum AuthLookup {
+        /// No auth_user applies, or the database is unknown (PgBouncer's fake database).
+        case none
+        case run(pool: Pool, sql: String)
+        /// The auth database cannot be used: the client is told this, the reason is logged.
+        case refuse(String)
+    }
+
+    func authLookup(for client: ClientConnection) -> AuthLookup {
         let s = loop.config.settings
-        let entry = loop.config.database(named: client.database)
-        guard let authUser = entry?.authUser ?? s.authUser, !authUser.isEmpty else { return nil }
-        let authDb = entry?.authDbname ?? s.authDbname ?? client.database
-        guard let authEntry = loop.config.database(named: authDb) else { return nil }
-        return (loop.pool(database: authDb, entry: authEntry, user: authUser), entry?.authQuery ?? s.authQuery)
+        let console = AdminConsole.isConsole(client.database)
+        let entry = console ? nil : loop.config.database(named: client.database)
+        guard console || entry != nil else { return .none }
+        guard let authUser = entry?.authUser ?? s.authUser, !authUser.isEmpty else { return .none }
+        let configured = entry?.authDbname ?? s.authDbname
+        let authDb = configured ?? client.database
+        // pgmux never sends an auth_query to its own console.
+        if AdminConsole.isConsole(authDb) {
+            loop.log.error("\(client.logPrefix) cannot use the reserved \"\(authDb)\" database as an auth_dbname")
+            return .refuse("bouncer config error")
+        }
+        guard let authEntry = loop.config.database(named: authDb) else {
+            loop.log.error("\(client.logPrefix) authentication database \"\(authDb)\" is not configured.")
+            return .refuse("bouncer config error")
+        }
+        if loop.disabledDatabases.contains(authDb) {
+            return .refuse("authentication database \"\(authDb)\" is disabled")
+        }
+        return .run(pool: loop.pool(database: authDb, entry: authEntry, user: authUser),
+                    sql: entry?.authQuery ?? s.authQuery)
+    }
+
+    /// Users PgBouncer has a global user for: auth_file and `[users]` entries, users found by
+    /// auth_query, auth_user and the console's own user. Only these count against
+    /// max_user_client_connections before they authenticate.
+    private func isKnownUser(_ name: String) -> Bool {
+        loop.authFile[name] != nil || loop.config.users[name] != nil || name == "pgbouncer"
+            || name == loop.config.settings.authUser || (loop.authQueryCache[name].map { $0.secret != nil } ?? false)
     }
 
     /// `lookedUp` carries an auth_query answer (.some(nil): the user has no usable secret).
@@ -189,33 +221,69 @@ final class LoginHandler {
             loop.admin.login(client, sameUIDUnixSocket: true)
             return
         }
-        var secret = loop.authFile[client.user]
-        if let lookedUp {
-            secret = lookedUp
-        } else if secret == nil, case .password = loginMethod(for: client), let (pool, sql) = authQuery(for: client) {
-            if let cached = loop.authQueryCache[client.user], loop.now - cached.time < loop.authQueryCacheSeconds {
-                secret = cached.secret
-            } else {
-                // Ask PostgreSQL (as auth_user) for the secret; the client waits, unread.
-                client.state = .authenticating
-                client.stopReading()
-                let user = client.user
-                pool.lookupSecret(user: user, sql: sql) { [weak self, weak client] answer in
-                    guard let self, let client, !client.isClosed, client.state == .authenticating else { return }
-                    self.loop.authQueryCache[user] = (answer, self.loop.now)
-                    client.startReading()
-                    self.beginAuthentication(client, lookedUp: .some(answer))
-                }
+        let method = loginMethod(for: client)
+        if lookedUp == nil {
+            if s.authType == .any && !AdminConsole.isConsole(client.database)
+                && loop.config.database(named: client.database)?.user == nil {
+                loop.log.error("\(client.logPrefix) auth_type=any requires forced user")
+                client.sendError("bouncer config error")
                 return
             }
+            guard countClient(client) else { return }
         }
-        let method: ClientAuthMethod
-        switch loginMethod(for: client) {
+        var secret = loop.authFile[client.user]
+        var lookupMade = false
+        if let lookedUp {
+            secret = lookedUp
+            lookupMade = true
+        } else if secret == nil, s.authType != .any, s.authType != .ldap, s.authType != .pam {
+            // As PgBouncer's set_pool: under every method that names a user (trust, hba, cert
+            // and peer too), a user missing from auth_file is looked up first.
+            switch authLookup(for: client) {
+            case .none:
+                break
+            case .refuse(let reason):
+                client.sendError(reason)
+                return
+            case .run(let pool, let sql):
+                lookupMade = true
+                if let cached = loop.authQueryCache[client.user], loop.now - cached.time < loop.authQueryCacheSeconds {
+                    secret = cached.secret
+                } else {
+                    // Ask PostgreSQL (as auth_user) for the secret; the client waits, unread.
+                    client.state = .authenticating
+                    client.stopReading()
+                    let user = client.user
+                    pool.lookupSecret(user: user, sql: sql) { [weak self, weak client] answer in
+                        guard let self, let client, !client.isClosed, client.state == .authenticating else { return }
+                        switch answer {
+                        case .secret(let found):
+                            self.loop.authQueryCache[user] = (found, self.loop.now)
+                            // handle_auth_query_response: a found user counts (and is checked) now.
+                            if found != nil, !client.countedAsUser, !self.countUser(client, key: user) { return }
+                            client.startReading()
+                            self.beginAuthentication(client, lookedUp: .some(found))
+                        case .failed:
+                            client.sendError("bouncer config error")
+                        case .serverError(let message, let code):
+                            client.sendError(message, code: code)
+                        }
+                    }
+                    return
+                }
+            }
+        }
+        if secret == nil, case .password = method {
+            loop.log.log("\(client.logPrefix) no such user: \(client.user)")
+        }
+        let passwordMethod: ClientAuthMethod
+        switch method {
         case .any:
             authenticated(client, scramKeys: nil)
             return
         case .trust:
-            if loop.config.settings.authFile != nil, secret == nil {
+            // The user must be known: in auth_file, or found by auth_query.
+            if secret == nil && (loop.config.settings.authFile != nil || lookupMade) {
                 client.sendError("\"trust\" authentication failed", code: SQLState.invalidAuthorization)
                 return
             }
@@ -241,12 +309,9 @@ final class LoginHandler {
             authenticated(client, scramKeys: nil)
             return
         case .password(let m):
-            method = m
+            passwordMethod = m
         }
-        if secret == nil, loop.config.settings.logPoolerErrors {
-            loop.log.log("\(client.logPrefix) no such user: \(client.user)")
-        }
-        var auth = ClientAuthenticator(method: method, user: client.user, storedSecret: secret,
+        var auth = ClientAuthenticator(method: passwordMethod, user: client.user, storedSecret: secret,
                                        keyCache: loop.scramCache, scramIterations: s.scramIterations,
                                        channelBinding: client.ssl.flatMap { TLSContexts.serverEndPoint($0) })
         client.state = .authenticating
@@ -310,7 +375,6 @@ final class LoginHandler {
             return
         case .failed(let message):
             client.login = nil
-            loop.log.log("\(client.logPrefix) login failed: db=\(client.database) user=\(client.user)")
             client.sendError(message, code: SQLState.invalidPassword)
             return
         }
@@ -326,6 +390,9 @@ final class LoginHandler {
             return
         }
         guard let entry = loop.config.database(named: client.database) else {
+            if loop.config.settings.logConnections {
+                loop.log.log("\(client.logPrefix) login failed: db=\(client.database) user=\(client.user)")
+            }
             client.sendError("no such database: \(client.database)", code: SQLState.invalidCatalogName)
             return
         }
@@ -352,5 +419,77 @@ final class LoginHandler {
         client.stopReading()
         pool.welcomeWaiters.append(client)
         pool.launchIfNeeded()
+    }
+
+    // MARK: client caps
+
+    /// Clients per database (the console as `pgbouncer`) and per known user, counted from the
+    /// startup packet until close: SHOW DATABASES / SHOW USERS `current_client_connections`.
+    private(set) var databaseClientCounts: [String: Int] = [:]
+    private(set) var userClientCounts: [String: Int] = [:]
+    /// The user a client is counted under when it is not its login name (auth_type=any counts
+    /// the database's forced user, as PgBouncer).
+    private var countedUserNames: [UInt64: String] = [:]
+
+    private static let consoleKey = "pgbouncer"
+
+    /// check_db_connection_count then check_user_connection_count; false once the client has
+    /// been refused.
+    private func countClient(_ client: ClientConnection) -> Bool {
+        let s = loop.config.settings
+        let console = AdminConsole.isConsole(client.database)
+        let entry = console ? nil : loop.config.database(named: client.database)
+        if console || entry != nil {
+            let key = console ? Self.consoleKey : client.database
+            let count = databaseClientCounts[key, default: 0] + 1
+            databaseClientCounts[key] = count
+            client.countedInDatabase = true
+            let limit = ClientLimits.effective(entry?.maxDbClientConnections, global: s.maxDbClientConnections)
+            if !ClientLimits.databaseAllows(count: count, limit: limit,
+                                            consoleAdmin: console && s.adminUsers.contains(client.user)) {
+                loop.log.debug("set_pool: db '\(client.database)' full (\(count) >= \(limit))")
+                client.sendError(ClientLimits.databaseExceeded)
+                return false
+            }
+        }
+        if s.authType == .any {
+            guard let forced = console ? Self.consoleKey : entry?.user else { return true }
+            return countUser(client, key: forced)
+        }
+        guard isKnownUser(client.user) else { return true }
+        return countUser(client, key: client.user)
+    }
+
+    private func countUser(_ client: ClientConnection, key: String) -> Bool {
+        let s = loop.config.settings
+        let count = userClientCounts[key, default: 0] + 1
+        userClientCounts[key] = count
+        client.countedAsUser = true
+        if key != client.user { countedUserNames[client.id] = key }
+        if AdminConsole.isConsole(client.database) && s.adminUsers.contains(client.user) { return true }
+        let limit = ClientLimits.effective(loop.config.users[key]?.maxUserClientConnections,
+                                           global: s.maxUserClientConnections)
+        if !ClientLimits.userAllows(count: count, limit: limit, consoleAdmin: false) {
+            loop.log.debug("set_pool: user '\(key)' full (\(count) >= \(limit))")
+            client.sendError(ClientLimits.userExceeded)
+            return false
+        }
+        return true
+    }
+
+    /// A counted client closes (ClientConnection.disconnect).
+    func uncount(_ client: ClientConnection) {
+        if client.countedInDatabase {
+            client.countedInDatabase = false
+            let key = AdminConsole.isConsole(client.database) ? Self.consoleKey : client.database
+            let n = databaseClientCounts[key, default: 1] - 1
+            databaseClientCounts[key] = n > 0 ? n : nil
+        }
+        if client.countedAsUser {
+            client.countedAsUser = false
+            let key = countedUserNames.removeValue(forKey: client.id) ?? client.user
+            let n = userClientCounts[key, default: 1] - 1
+            userClientCounts[key] = n > 0 ? n : nil
+        }
     }
 }

@@ -1,6 +1,16 @@
 import Glibc
 import PgmuxCore
 
+/// The outcome of an auth_query lookup.
+enum AuthQueryAnswer {
+    /// The query ran: the secret of its row, nil when no row or a NULL secret.
+    case secret(String?)
+    /// The query failed or its server went away: PgBouncer's `bouncer config error`.
+    case failed
+    /// The auth pool's server refused the login: its message and SQLSTATE.
+    case serverError(message: String, code: String)
+}
+
 /// The servers of one (database, user) pair and the clients waiting for them. Idle servers are
 /// reused most-recently-used first; waiting clients are served first-come first-served.
 public final class Pool {
@@ -23,7 +33,7 @@ public final class Pool {
     var waiting = FIFOQueue<ClientConnection>()
     var welcomeWaiters: [ClientConnection] = []
     /// auth_query lookups waiting for a server of this (auth_user) pool.
-    var authLookups: [(user: String, sql: String, answer: (String?) -> Void)] = []
+    var authLookups: [(user: String, sql: String, answer: (AuthQueryAnswer) -> Void)] = []
     /// ParameterStatus set of the first server login, replayed to every client of this pool.
     var welcome: [(String, String)]?
     /// Servers lent to a client or running the pooler's own query.
@@ -238,7 +248,7 @@ public final class Pool {
     }
 
     /// Looks up a user's secret with auth_query on a server of this pool.
-    func lookupSecret(user: String, sql: String, answer: @escaping (String?) -> Void) {
+    func lookupSecret(user: String, sql: String, answer: @escaping (AuthQueryAnswer) -> Void) {
         if let server = takeIdle() {
             activeCount += 1
             server.runAuthQuery(sql, user: user, answer: answer)
@@ -394,7 +404,9 @@ public final class Pool {
         authLookups.removeAll()
         let toFail = welcomeWaiters + waiting.drain()
         welcomeWaiters.removeAll()
-        for l in lookups { l.answer(nil) }
+        // Clients waiting for an auth_query of this pool get the server's refusal too (an
+        // auth_dbname served by `*` that PostgreSQL does not have: its own error).
+        for l in lookups { l.answer(.serverError(message: reason, code: code)) }
         for c in toFail { c.sendError(reason, code: code) }
     }
 

@@ -66,7 +66,7 @@ public final class ServerConnection: Endpoint {
     /// Replies owed for Parse/Close/Sync, to swallow those of injected messages.
     var expectations = ResponseExpectations()
     /// auth_query in flight: where its answer goes, and the secret read so far.
-    var authLookup: ((String?) -> Void)?
+    var authLookup: ((AuthQueryAnswer) -> Void)?
     var authSecret: String?
     /// An error reply to the pooler's own query (kept across reads: the reply may be split).
     var ownQueryError: String?
@@ -483,10 +483,26 @@ public final class ServerConnection: Endpoint {
             case UInt8(ascii: "S"):
                 if let (name, value) = MessageReader.parameterStatus(body) { recordParameter(name, value) }
             case UInt8(ascii: "E"):
-                ownQueryError = MessageReader.errorFields(body)[UInt8(ascii: "M")] ?? "error"
+                let f = MessageReader.errorFields(body)
+                ownQueryError = f[UInt8(ascii: "M")] ?? "error"
+                if kind == .authQuery, let severity = f[UInt8(ascii: "S")] {
+                    ownQueryError = "\(severity): \(ownQueryError ?? "")"  // log_server_error's form
+                }
             case UInt8(ascii: "D") where kind == .authQuery:
                 // Exactly two columns, name and secret; a NULL secret means no login.
-                if let row = MessageReader.dataRow(body), row.count == 2 { authSecret = row[1] }
+                guard let row = MessageReader.dataRow(body) else {
+                    close(reason: "bad packet", notifyClient: false, loginFailure: nil)
+                    return
+                }
+                guard row.count == 2 else {
+                    close(reason: "expected 2 columns from auth_query, not \(row.count)", notifyClient: false, loginFailure: nil)
+                    return
+                }
+                guard row[0] != nil else {
+                    close(reason: "auth_query response contained null user name", notifyClient: false, loginFailure: nil)
+                    return
+                }
+                authSecret = row[1]
             case UInt8(ascii: "Z"):
                 guard let status = body.first else { break }
                 tracker.readyForQuery(status)
@@ -494,8 +510,10 @@ public final class ServerConnection: Endpoint {
                 let failed = ownQueryError
                 ownQueryError = nil
                 if let failed, kind == .authQuery {
-                    loop.log.warning("\(logPrefix) auth_query failed: \(failed)")
-                    authSecret = nil
+                    // PgBouncer: log it, close the server; its client gets `bouncer config error`.
+                    loop.log.error("S: error in auth_query: \(failed)")
+                    close(reason: "error response from auth_query", notifyClient: false, loginFailure: nil)
+                    return
                 } else if let failed {
                     let what = kind == .parameterSync ? "var change failed" : kind == .reset ? "reset query failed" : "test query failed"
                     loop.log.warning("\(logPrefix) \(what): \(failed)")
@@ -549,7 +567,7 @@ public final class ServerConnection: Endpoint {
             authLookup = nil
             authSecret = nil
             pool.release(self)
-            answer?(secret)
+            answer?(.secret(secret))
         case .reset, .healthCheck:
             if kind == .reset { statementCache.removeAll() }  // DISCARD ALL dropped them
             pool.release(self)  // still counted as in use; release moves it to idle
@@ -557,7 +575,7 @@ public final class ServerConnection: Endpoint {
     }
 
     /// Runs auth_query for `user` (extended protocol, the name as $1).
-    func runAuthQuery(_ sql: String, user: String, answer: @escaping (String?) -> Void) {
+    func runAuthQuery(_ sql: String, user: String, answer: @escaping (AuthQueryAnswer) -> Void) {
         state = .ownQuery(.authQuery)
         authLookup = answer
         authSecret = nil
@@ -611,7 +629,7 @@ public final class ServerConnection: Endpoint {
             }
         }
         closeSocket()
-        if let answer = authLookup { authLookup = nil; answer(nil) }
+        if let answer = authLookup { authLookup = nil; answer(.failed) }
         if !wasLoggedIn, let loginFailure { pool.loginAttemptFailed(self, reason: reason, failure: loginFailure) }
         pool.serverClosed(self, previousState: previous)
     }

@@ -60,3 +60,37 @@ final class ParameterTrackingTests: XCTestCase {
         XCTAssertEqual(ParameterTracking.trackedSet(extra: []), ParameterTracking.always)
     }
 }
+
+/// Issue 13, items 5 and 13: the pure rules behind client caps and `options`.
+final class ParityRulesTests: XCTestCase {
+    func testOptionsTrackedSettingsApplyEvenWhenOptionsIsIgnored() {
+        let tracked: (String) -> Bool = { ParameterTracking.always.contains($0) }
+        XCTAssertEqual(ParameterTracking.evaluateOptions("-c TimeZone=UTC -c geqo=off", isTracked: tracked, ignored: ["options"]),
+                       .accepted(["timezone": "UTC"]))
+        XCTAssertEqual(ParameterTracking.evaluateOptions("-c geqo=off", isTracked: tracked, ignored: ["geqo"]), .accepted([:]))
+        XCTAssertEqual(ParameterTracking.evaluateOptions("-c geqo=off", isTracked: tracked, ignored: []),
+                       .unsupported(name: "geqo", value: "off"))
+        XCTAssertEqual(ParameterTracking.evaluateOptions("-X", isTracked: tracked, ignored: ["options"]), .malformed)
+    }
+
+    func testClientLimitFallbacksAndAdminExemption() {
+        XCTAssertEqual(ClientLimits.effective(nil, global: 5), 5)
+        XCTAssertEqual(ClientLimits.effective(0, global: 5), 5)
+        XCTAssertEqual(ClientLimits.effective(3, global: 5), 3)
+        XCTAssertTrue(ClientLimits.databaseAllows(count: 2, limit: 2, consoleAdmin: false))
+        XCTAssertFalse(ClientLimits.databaseAllows(count: 3, limit: 2, consoleAdmin: false))
+        XCTAssertTrue(ClientLimits.databaseAllows(count: 3, limit: 2, consoleAdmin: true))
+        XCTAssertTrue(ClientLimits.databaseAllows(count: 1000, limit: 0, consoleAdmin: false))
+        XCTAssertFalse(ClientLimits.userAllows(count: 2, limit: 1, consoleAdmin: false))
+        XCTAssertTrue(ClientLimits.userAllows(count: 2, limit: 1, consoleAdmin: true))
+    }
+
+    func testAuthDbnameNamingTheConsoleIsAConfigurationError() {
+        var s = Settings()
+        XCTAssertThrowsError(try s.apply(key: "auth_dbname", value: "pgbouncer", file: "f", line: 3)) { error in
+            XCTAssertEqual("\(error)", "f:3: auth_dbname: cannot use the reserved \"pgbouncer\" database as an auth_dbname")
+        }
+        XCTAssertNoThrow(try s.apply(key: "auth_dbname", value: "postgres", file: "f", line: 4))
+        XCTAssertEqual(s.authDbname, "postgres")
+    }
+}

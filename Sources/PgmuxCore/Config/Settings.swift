@@ -133,6 +133,9 @@ public struct Settings: Sendable, Equatable {
     public var serverTls13Ciphers: String? = nil
     public var serverTlsProtocols = "secure"
 
+    /// Names of the admin console (`pgbouncer`, and pgmux's alias `pgmux`).
+    public static let reservedDatabaseNames: Set<String> = ["pgbouncer", "pgmux"]
+
     public static let defaultAuthQuery =
         "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin"
 
@@ -166,7 +169,13 @@ public struct Settings: Sendable, Equatable {
         case "auth_ldap_options": authLdapOptions = v.string()
         case "auth_user": authUser = v.string()
         case "auth_query": authQuery = v.string()
-        case "auth_dbname": authDbname = v.string()
+        case "auth_dbname":
+            // PgBouncer's cf_set_authdb: the console cannot answer auth_query.
+            guard !Settings.reservedDatabaseNames.contains(v.string()) else {
+                throw ConfigError(file: file, line: line, key: key,
+                                  message: "cannot use the reserved \"\(v.string())\" database as an auth_dbname")
+            }
+            authDbname = v.string()
         case "scram_iterations": scramIterations = try v.integer(in: 1...SCRAMSecret.maxIterations)
 
         case "pool_mode": poolMode = try v.choice(PoolMode.self)

@@ -12,6 +12,35 @@ public enum ParameterTracking {
     }
 
 
+    /// What to do with the `options` startup parameter (PgBouncer's `set_startup_options`).
+    public enum OptionsVerdict: Equatable {
+        /// Accepted; these tracked settings (lowercased name → value) apply to the client.
+        case accepted([String: String])
+        /// Not made of `-c name=value` / `--name=value` items, even when `options` is ignored.
+        case malformed
+        /// An untracked setting that `ignore_startup_parameters` does not cover.
+        case unsupported(name: String, value: String)
+    }
+
+    public static let malformedOptionsText =
+        "unsupported options startup parameter: only '-c config=val' and '--config=val' are allowed"
+
+    /// Tracked settings in `options` are always honoured; an untracked one is ignored when it,
+    /// or `options` itself, is listed in `ignore_startup_parameters` (`ignored`, lowercased),
+    /// else refused. Listing `options` does not make malformed text acceptable.
+    public static func evaluateOptions(_ text: String, isTracked: (String) -> Bool,
+                                       ignored: Set<String>) -> OptionsVerdict {
+        guard let items = parseOptions(text) else { return .malformed }
+        var tracked: [String: String] = [:]
+        for (name, value) in items {
+            let n = name.lowercased()
+            if isTracked(n) { tracked[n] = value; continue }
+            if ignored.contains(n) || ignored.contains("options") { continue }
+            return .unsupported(name: name, value: value)
+        }
+        return .accepted(tracked)
+    }
+
     /// Parses `-c name=value` / `--name=value` items of the `options` startup parameter.
     /// Returns nil when the text holds anything else.
     public static func parseOptions(_ text: String) -> [(String, String)]? {
