@@ -381,8 +381,8 @@ public final class EventLoop {
         let key = "\(name)\u{0}\(serverUser)"
         if let p = pools[key] { return p }
         var password = entry.password
-        if password == nil, let secret = authFile[serverUser], !SCRAMSecret.isSCRAMSecret(secret) {
-            password = secret  // plain, or an md5 secret (usable with md5 servers)
+        if password == nil, let secret = authFile[serverUser] {
+            password = secret  // plain, md5 (for md5 servers) or a SCRAM verifier (with a client's SCRAM keys)
         }
         let p = Pool(loop: self, databaseName: name, database: entry, userName: serverUser,
                      serverUser: serverUser, serverPassword: password)

@@ -120,7 +120,7 @@ final class LoginHandler {
         guard !client.user.isEmpty else { client.sendError("no username supplied"); return }
         if client.database.isEmpty { client.database = client.user }
         if loop.shuttingDown && !AdminConsole.isConsole(client.database) {
-            client.sendError("pooler is shutting down", code: SQLState.adminShutdown)
+            client.sendError("pooler is shutting down")
             return
         }
         if loop.loggedInClients >= s.maxClientConn && !AdminConsole.isConsole(client.database) {
@@ -400,7 +400,8 @@ final class LoginHandler {
             loop.log.log("registered new auto-database: \(client.database)")
         }
         let pool = loop.pool(database: client.database, entry: entry, user: client.user)
-        if pool.scramPassThrough == nil, pool.serverPassword == nil, let keys = scramKeys {
+        // A SCRAM verifier cannot log in by itself: the keys of a client's SCRAM login can.
+        if pool.scramPassThrough == nil, pool.serverPassword.map(SCRAMSecret.isSCRAMSecret) ?? true, let keys = scramKeys {
             pool.scramPassThrough = keys
         }
         client.pool = pool

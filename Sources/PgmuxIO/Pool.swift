@@ -374,7 +374,8 @@ public final class Pool {
     /// for check_fast_fail, and sets the delay before the next attempt. A refusal (.rejected)
     /// also fails the clients waiting on this pool when it has no usable server (PgBouncer's
     /// kill_pool_logins), except 57P03 ("the database system is starting up"), which fails no one.
-    func loginAttemptFailed(_ server: ServerConnection?, reason: String, failure: ServerConnection.LoginFailure) {
+    func loginAttemptFailed(_ server: ServerConnection?, reason: String, failure: ServerConnection.LoginFailure,
+                            clientMessage: String? = nil) {
         let now = loop.now
         let prefix = server?.logPrefix ?? "\(databaseName)/\(userName)"
         switch failure {
@@ -407,7 +408,7 @@ public final class Pool {
         // Clients waiting for an auth_query of this pool get the server's refusal too (an
         // auth_dbname served by `*` that PostgreSQL does not have: its own error).
         for l in lookups { l.answer(.serverError(message: reason, code: code)) }
-        for c in toFail { c.sendError(reason, code: code) }
+        for c in toFail { c.sendError(clientMessage ?? reason, code: code) }
     }
 
     private func formatSeconds(_ s: Double) -> String {

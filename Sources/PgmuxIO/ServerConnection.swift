@@ -265,6 +265,13 @@ public final class ServerConnection: Endpoint {
         case .none, .authenticated:
             break
         case .failed(let why):
+            if authenticator?.failedOnPasswordType == true {
+                loop.log.error("\(logPrefix) \(why)")
+                close(reason: "wrong password type", notifyClient: false,
+                      loginFailure: .rejected(code: SQLState.protocolViolation, severity: nil),
+                      clientMessage: "server login failed: wrong password type")
+                return false
+            }
             close(reason: why, notifyClient: false, loginFailure: .rejected(code: SQLState.protocolViolation, severity: nil))
             return false
         }
@@ -606,7 +613,9 @@ public final class ServerConnection: Endpoint {
     /// Closes the server. A linked client is told (with the server's fate) and disconnected.
     /// Closing a server that has not logged in yet is a failed login attempt (`loginFailure`,
     /// nil when it is not one, e.g. KILL): every such close goes through `Pool.loginAttemptFailed`.
-    func close(reason: String, notifyClient: Bool, serverEOF: Bool = false, loginFailure: LoginFailure? = .transport) {
+    /// `clientMessage`: what clients failed by a refused login are told, when not `reason`.
+    func close(reason: String, notifyClient: Bool, serverEOF: Bool = false, loginFailure: LoginFailure? = .transport,
+               clientMessage: String? = nil) {
         guard state != .closed else { return }
         let wasLoggedIn = state != .connecting && state != .loggingIn && state != .tlsRequest && state != .tlsHandshake
         let previous = state
@@ -630,7 +639,9 @@ public final class ServerConnection: Endpoint {
         }
         closeSocket()
         if let answer = authLookup { authLookup = nil; answer(.failed) }
-        if !wasLoggedIn, let loginFailure { pool.loginAttemptFailed(self, reason: reason, failure: loginFailure) }
+        if !wasLoggedIn, let loginFailure {
+            pool.loginAttemptFailed(self, reason: reason, failure: loginFailure, clientMessage: clientMessage)
+        }
         pool.serverClosed(self, previousState: previous)
     }
 }

@@ -223,6 +223,21 @@ final class LoginFailureTests: XCTestCase {
         }, pgmux.log)
     }
 
+    /// Issue 13, item 14: PostgreSQL asks for md5 but auth_file holds only a SCRAM verifier for
+    /// the server login: PgBouncer's log line and `server login failed: wrong password type`.
+    func testWrongPasswordTypeIsReportedAsPgBouncerDoes() throws {
+        let cluster = PostgresCluster.shared
+        let verifier = try cluster.psql("SELECT rolpassword FROM pg_authid WHERE rolname = '\(PostgresCluster.scramUser.0)'")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertTrue(verifier.hasPrefix("SCRAM-SHA-256$"), verifier)
+        let pgmux = try PgmuxProcess(settings: ["auth_type": "trust", "server_login_retry": "0.3"],
+                                     userlist: [(PostgresCluster.md5User.0, verifier)])
+        XCTAssertThrowsError(try PQConnection(pgmux.conninfo(user: PostgresCluster.md5User.0, password: nil)).query("SELECT 1")) {
+            XCTAssertTrue("\($0)".contains("server login failed: wrong password type"), "\($0)")
+        }
+        XCTAssertTrue(pgmux.log.contains("cannot do MD5 authentication: wrong password type"), pgmux.log)
+    }
+
     /// A server that accepts but never answers: a client waiting for the pool's first login is
     /// closed at query_timeout (PgBouncer's janitor applies the queue timeouts to it), long
     /// before server_connect_timeout and client_login_timeout.

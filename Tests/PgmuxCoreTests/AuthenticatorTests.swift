@@ -87,11 +87,11 @@ final class AuthenticatorTests: XCTestCase {
         XCTAssertTrue(msg.contains("SCRAM keys"), msg)
         // an md5 secret only works with md5 servers; a SCRAM secret not with md5/cleartext servers
         XCTAssertEqual(login(method: .md5, stored: "pw1", password: scramSecret, keys: keys).0,
-                       .serverSideFailed("cannot do MD5 authentication with a SCRAM secret"))
+                       .serverSideFailed("cannot do MD5 authentication: wrong password type"))
         XCTAssertEqual(login(method: .plain, stored: "pw1", password: md5Secret).0,
                        .serverSideFailed("cannot do cleartext authentication with a hashed password"))
         XCTAssertEqual(login(method: .scramSHA256, stored: "pw1", password: md5Secret).0,
-                       .serverSideFailed("cannot do SCRAM authentication with an MD5 secret"))
+                       .serverSideFailed("cannot do SCRAM authentication: wrong password type"))
     }
 
     func testTrust() {

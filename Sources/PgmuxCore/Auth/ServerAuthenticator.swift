@@ -70,6 +70,15 @@ public struct ServerAuthenticator {
         return .failed(reason)
     }
 
+    /// The stored secret cannot answer this kind of request: PgBouncer logs the reason and tells
+    /// waiting clients `server login failed: wrong password type`.
+    public private(set) var failedOnPasswordType = false
+
+    private mutating func failOnPasswordType(_ reason: String) -> ServerAuthAction {
+        failedOnPasswordType = true
+        return fail(reason)
+    }
+
     /// Handles the body of an 'R' message: int32 code followed by code-specific data.
     public mutating func receive(_ body: [UInt8]) -> ServerAuthAction {
         if case .done = phase { return fail("unexpected authentication request") }
@@ -92,7 +101,7 @@ public struct ServerAuthenticator {
             guard case .waiting = phase else { return fail("unexpected authentication request") }
             guard let salt = reader.readBytes(4), reader.atEnd else { return fail("malformed MD5 authentication request") }
             guard let stored = password else { return fail(ServerAuthenticator.noPassword) }
-            if SCRAMSecret.isSCRAMSecret(stored) { return fail("cannot do MD5 authentication with a SCRAM secret") }
+            if SCRAMSecret.isSCRAMSecret(stored) { return failOnPasswordType("cannot do MD5 authentication: wrong password type") }
             let secret = MD5Password.isSecret(stored) ? stored : MD5Password.secret(password: stored, user: user)
             return .sendPassword(MD5Password.response(secret: secret, salt: salt))
         case 10:
@@ -160,10 +169,10 @@ public struct ServerAuthenticator {
         } else if let keys = passThroughKeys {
             newExchange = SCRAMClientExchange(passThrough: keys, nonceSource: { nonce })
         } else if let stored = password, MD5Password.isSecret(stored) {
-            return fail("cannot do SCRAM authentication with an MD5 secret")
+            return failOnPasswordType("cannot do SCRAM authentication: wrong password type")
         } else if password != nil {
-            return fail("cannot do SCRAM authentication: password is SCRAM secret but client authentication "
-                        + "did not provide SCRAM keys")
+            return failOnPasswordType("cannot do SCRAM authentication: password is SCRAM secret but client authentication "
+                                      + "did not provide SCRAM keys")
         } else {
             return fail(ServerAuthenticator.noPassword)
         }

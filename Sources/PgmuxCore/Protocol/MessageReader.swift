@@ -75,7 +75,6 @@ public enum SQLState {
     public static let connectionFailure = "08006"
     public static let tooManyConnections = "53300"
     public static let invalidCatalogName = "3D000"
-    public static let adminShutdown = "57P01"
     /// "the database system is starting up" (and shutting down, in recovery): transient.
     public static let cannotConnectNow = "57P03"
 }
