@@ -91,17 +91,24 @@ public final class EventLoop {
 
     /// auth_hba_file rules, when auth_type = hba.
     var hba: HBAFile?
+    /// auth_ident_file maps (for the hba rules' `map=`), when auth_type = hba and the file is set.
+    var identMaps: IdentFile?
 
     func loadAuthFile() throws {
-        (authFile, hba) = try EventLoop.readAuthFiles(config.settings)
+        (authFile, hba, identMaps) = try EventLoop.readAuthFiles(config.settings)
     }
 
-    /// auth_file and auth_hba_file as `settings` name them; read before anything is replaced,
-    /// so a broken file leaves the running ones in place.
-    static func readAuthFiles(_ s: Settings) throws -> ([String: String], HBAFile?) {
+    /// auth_file, auth_hba_file and auth_ident_file as `settings` name them; read before anything
+    /// is replaced, so a broken file leaves the running ones in place. As PgBouncer, the ident file
+    /// is read only with auth_type = hba, before the hba file whose `map=` options must name its
+    /// maps (regular expressions are compiled here, not at login).
+    static func readAuthFiles(_ s: Settings) throws -> ([String: String], HBAFile?, IdentFile?) {
         let users = try s.authFile.flatMap { $0.isEmpty ? nil : try AuthFile.load(path: $0) } ?? [:]
-        let rules = s.authType == .hba ? try HBAFile.load(path: s.authHbaFile) : nil
-        return (users, rules)
+        guard s.authType == .hba else { return (users, nil, nil) }
+        let ident = try s.authIdentFile.flatMap { $0.isEmpty ? nil : try IdentFile.load(path: $0) }
+        let rules = try HBAFile.load(path: s.authHbaFile)
+        try rules.checkIdentMaps(ident)
+        return (users, rules, ident)
     }
 
     /// Returns an equal dictionary whose storage other clients already share: thousands of
@@ -625,10 +632,11 @@ public final class EventLoop {
         do {
             let fresh = try Config.load(path: config.path)
             for w in fresh.warnings { log.warning(w) }
-            let (users, rules) = try EventLoop.readAuthFiles(fresh.settings)
+            let (users, rules, maps) = try EventLoop.readAuthFiles(fresh.settings)
             config = fresh
             authFile = users
             hba = rules
+            identMaps = maps
             authQueryCache.removeAll()
             log.open(path: fresh.settings.logfile)
             do { try tls.load(fresh.settings) } catch {

@@ -140,7 +140,8 @@ final class LoginHandler {
     // MARK: authentication
 
     /// How this client must prove who it is: from auth_type (later also from hba rules).
-    enum LoginMethod { case trust, any, reject, cert, peer, password(ClientAuthMethod) }
+    /// `cert` and `peer` carry the hba rule's `map=` (an auth_ident_file map name), if any.
+    enum LoginMethod { case trust, any, reject, cert(map: String?), peer(map: String?), password(ClientAuthMethod) }
 
     func loginMethod(for client: ClientConnection) -> LoginMethod {
         switch loop.config.settings.authType {
@@ -149,12 +150,12 @@ final class LoginHandler {
         case .plain: return .password(.plain)
         case .md5: return .password(.md5)
         case .scramSHA256: return .password(.scramSHA256)
-        case .cert: return .cert
+        case .cert: return .cert(map: nil)
         case .ldap, .pam: return .reject
         case .hba:
             // First matching rule wins; no rule means no entry.
             guard let hba = loop.hba,
-                  let rule = hba.match(type: client.isUnixSocket ? .local : .host, tls: client.ssl != nil,
+                  let rule = hba.matchRule(type: client.isUnixSocket ? .local : .host, tls: client.ssl != nil,
                                        database: client.database, user: client.user, address: client.remote.bytes,
                                        replication: false) else { return .reject }
             switch rule.method {
@@ -163,8 +164,8 @@ final class LoginHandler {
             case .md5: return .password(.md5)
             case .password: return .password(.plain)
             case .scramSHA256: return .password(.scramSHA256)
-            case .cert: return .cert
-            case .peer: return .peer
+            case .cert: return .cert(map: rule.identMap)
+            case .peer: return .peer(map: rule.identMap)
             }
         }
     }
@@ -293,16 +294,26 @@ final class LoginHandler {
             client.sendError(s.authType == .hba ? "login rejected" : "bouncer config error: auth_type \(s.authType.rawValue) is not supported",
                              code: SQLState.invalidAuthorization)
             return
-        case .cert:
-            // The TLS client certificate's common name must be the login name.
-            guard let ssl = client.ssl, let name = TLSContexts.peerCommonName(ssl), name == client.user else {
+        case .cert(let mapName):
+            // PgBouncer's login_via_cert: the TLS client certificate's common name must be the
+            // login name, or, with map=, a line of that auth_ident_file map must allow it.
+            let name = client.ssl.flatMap { TLSContexts.peerCommonName($0) }
+            if client.ssl == nil {
+                loop.log.error("\(client.logPrefix) TLS connection required")
+            } else if name == nil {
+                loop.log.error("\(client.logPrefix) TLS client certificate required")
+            }
+            guard let name, identAllows(client, systemUser: name, mapName: mapName, cert: true) else {
                 client.sendError("certificate authentication failed", code: SQLState.invalidAuthorization)
                 return
             }
             authenticated(client, scramKeys: nil)
             return
-        case .peer:
-            guard client.isUnixSocket, let name = Socket.peerUserName(client.fd), name == client.user else {
+        case .peer(let mapName):
+            // PgBouncer's login_as_unix_peer: the OS user at the other end of the Unix socket must
+            // be the login name, or, with map=, a line of that auth_ident_file map must allow it.
+            guard client.isUnixSocket, let name = Socket.peerUserName(client.fd),
+                  identAllows(client, systemUser: name, mapName: mapName, cert: false) else {
                 client.sendError("unix socket login rejected", code: SQLState.invalidAuthorization)
                 return
             }
@@ -318,6 +329,28 @@ final class LoginHandler {
         let action = auth.start()
         client.login = LoginState(auth)
         perform(action, client)
+    }
+
+    /// Whether `systemUser` (certificate CN or peer OS user) may log in as the client's user:
+    /// without a map, only under its own name; with one, when a line of the map allows it. A
+    /// refusal is logged with PgBouncer's words (which differ between cert and peer).
+    private func identAllows(_ client: ClientConnection, systemUser: String, mapName: String?, cert: Bool) -> Bool {
+        guard let mapName else {
+            if systemUser == client.user { return true }
+            if cert { loop.log.error("\(client.logPrefix) TLS certificate name mismatch") }
+            return false
+        }
+        // The hba file is only accepted when each map= names a map of the ident file loaded with it.
+        if let map = loop.identMaps?[mapName], let line = map.match(systemUser: systemUser, databaseUser: client.user) {
+            if loop.log.enabled(.noise) {
+                loop.log.write(.noise, cert ? "\(client.logPrefix) ident map: \(mapName) \(line.systemText) \(line.databaseText)"
+                                            : "\(client.logPrefix) ident map '\(mapName)' is applied")
+            }
+            return true
+        }
+        loop.log.error(cert ? "\(client.logPrefix) ident map: \(mapName) does not have a match"
+                            : "\(client.logPrefix) ident map \(mapName) cannot be matched")
+        return false
     }
 
     /// Reads whole password messages ('p') of a client in the middle of authentication.
