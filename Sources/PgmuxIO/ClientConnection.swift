@@ -197,6 +197,7 @@ public final class ClientConnection: Endpoint {
         var pos = inbuf.scanned
         let maxPacket = loop.maxPacketSize
         let rewriting = tracksStatements
+        let refusesQuery = loop.refusesSimpleQuery
         scan: while true {
             let step = scanner.next(base, position: pos, end: inbuf.end, capacity: loop.buffers.size,
                                     maxPacketSize: maxPacket,
@@ -208,6 +209,16 @@ public final class ClientConnection: Endpoint {
                 pos = p
                 break scan
             case .header(let type, let start, let total):
+                if type == UInt8(ascii: "Q") && refusesQuery {
+                    // disable_pqexec: what came before the Query goes on, the Query never does.
+                    scanner.passthrough = 0
+                    inbuf.scanned = start
+                    inbuf.end = start
+                    _ = server.forward(from: self)
+                    loop.log.error("\(logPrefix) client used \"Query\" packet type")
+                    sendError("PQexec disallowed")
+                    return
+                }
                 if type == UInt8(ascii: "X") {
                     // Terminate: forward what came before it, never the Terminate itself.
                     scanner.passthrough = 0

@@ -13,6 +13,8 @@ public final class EventLoop {
     lazy var login = LoginHandler(loop: self)
     lazy var admin = AdminConsole(loop: self)
     var maxPacketSize: Int
+    /// disable_pqexec: a simple Query closes the client (read once per relay walk).
+    var refusesSimpleQuery: Bool
     var trackedParameters: Set<String>
 
     var pools: [String: Pool] = [:]
@@ -74,6 +76,7 @@ public final class EventLoop {
         self.log = log
         buffers = BufferPool(size: max(config.settings.pktBuf, 16384))
         maxPacketSize = config.settings.maxPacketSize
+        refusesSimpleQuery = config.settings.disablePqexec
         trackedParameters = ParameterTracking.trackedSet(extra: config.settings.trackExtraParameters)
         check.initialize(to: ev_check())
         now = ev_now(ev)
@@ -171,6 +174,12 @@ public final class EventLoop {
             }
             let fd = try Socket.listen(a, backlog: Int32(s.listenBacklog), reusePort: false)
             chmod(path, mode_t(s.unixSocketMode))
+            if !s.unixSocketGroup.isEmpty {
+                guard let group = getgrnam(s.unixSocketGroup) else {
+                    throw SocketError("unix_socket_group: no such group: \(s.unixSocketGroup)", 0)
+                }
+                chown(path, uid_t.max, group.pointee.gr_gid)
+            }
             listeners.append(Listener(loop: self, fd: fd, description: "unix:\(path)", unixPath: path))
             log.log("listening on unix:\(path)")
         }
@@ -613,6 +622,7 @@ public final class EventLoop {
     func applySettings() {
         let s = config.settings
         maxPacketSize = s.maxPacketSize
+        refusesSimpleQuery = s.disablePqexec
         log.verbose = max(log.verbose, s.verbose)
         for pool in pools.values {
             let name = pool.databaseName

@@ -44,9 +44,7 @@ final class Listener {
                 return
             }
             if unixPath != nil { remote = Socket.Address(); remote.storage.ss_family = sa_family_t(AF_UNIX) }
-            Socket.tune(cfd, family: Int32(remote.storage.ss_family), keepalive: s.tcpKeepalive,
-                        keepIdle: s.tcpKeepidle, keepIntvl: s.tcpKeepintvl, keepCnt: s.tcpKeepcnt,
-                        userTimeout: s.tcpUserTimeout)
+            Socket.tune(cfd, family: Int32(remote.storage.ss_family), settings: s)
             let client = ClientConnection(loop: loop, fd: cfd, remote: remote)
             loop.clientAccepted(client)
             client.startReading()

@@ -118,6 +118,11 @@ final class LoginHandler {
             }
         }
         guard !client.user.isEmpty else { client.sendError("no username supplied"); return }
+        if s.applicationNameAddHost {
+            // PgBouncer's set_appname: "<name or app> - <address>:<port>".
+            let address = client.isUnixSocket ? "unix:\(s.listenPort)" : client.remote.description
+            client.params["application_name"] = "\(client.params["application_name"] ?? "app") - \(address)"
+        }
         if client.database.isEmpty { client.database = client.user }
         if loop.shuttingDown && !AdminConsole.isConsole(client.database) {
             client.sendError("pooler is shutting down")

@@ -128,8 +128,10 @@ public final class Pool {
         launchIfNeeded()
     }
 
+    /// Most recently used first (warm caches, idle servers age out), or least recently used
+    /// first with server_round_robin, as PgBouncer.
     private func takeIdle() -> ServerConnection? {
-        while let s = idle.popLast() {
+        while let s = loop.config.settings.serverRoundRobin ? (idle.isEmpty ? nil : idle.removeFirst()) : idle.popLast() {
             if s.closeNeeded || loop.now - s.connectTime > effectiveLifetime {
                 s.close(reason: s.closeNeeded ? "database configuration changed" : "server lifetime over", notifyClient: false)
                 continue

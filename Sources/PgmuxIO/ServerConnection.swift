@@ -114,9 +114,7 @@ public final class ServerConnection: Endpoint {
         }
         stopWriting()
         localAddress = Socket.localAddress(fd)
-        Socket.tune(fd, family: address.family, keepalive: loop.config.settings.tcpKeepalive,
-                    keepIdle: loop.config.settings.tcpKeepidle, keepIntvl: loop.config.settings.tcpKeepintvl,
-                    keepCnt: loop.config.settings.tcpKeepcnt, userTimeout: loop.config.settings.tcpUserTimeout)
+        Socket.tune(fd, family: address.family, settings: loop.config.settings)
         if loop.config.settings.logConnections {
             loop.log.log("\(logPrefix) new connection to server (from \(localAddress.description))")
         }

@@ -1,4 +1,5 @@
 import Glibc
+import PgmuxCore
 import CLibEV
 
 /// Thin wrappers over the BSD socket calls the shell needs. All sockets are non-blocking and
@@ -178,19 +179,24 @@ public enum Socket {
         return String(cString: pw.pointee.pw_name)
     }
 
-    /// TCP_NODELAY and keepalive settings for TCP sockets (no-ops on Unix sockets).
-    public static func tune(_ fd: Int32, family: Int32, keepalive: Bool, keepIdle: Int, keepIntvl: Int,
-                            keepCnt: Int, userTimeout: Int) {
+    /// TCP_NODELAY, keepalive, user timeout and socket buffer settings for TCP sockets (no-ops on
+    /// Unix sockets), as PgBouncer's tune_socket.
+    public static func tune(_ fd: Int32, family: Int32, settings s: Settings) {
         guard family == AF_INET || family == AF_INET6 else { return }
         var one: Int32 = 1
         let sz = socklen_t(MemoryLayout<Int32>.size)
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, sz)
-        guard keepalive else { return }
+        if s.tcpSocketBuffer > 0 {
+            var v = Int32(clamping: s.tcpSocketBuffer)
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sz)
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sz)
+        }
+        if s.tcpUserTimeout > 0 { var v = Int32(clamping: s.tcpUserTimeout); setsockopt(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &v, sz) }
+        guard s.tcpKeepalive else { return }
         setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sz)
-        if keepIdle > 0 { var v = Int32(keepIdle); setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPIDLE, &v, sz) }
-        if keepIntvl > 0 { var v = Int32(keepIntvl); setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPINTVL, &v, sz) }
-        if keepCnt > 0 { var v = Int32(keepCnt); setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPCNT, &v, sz) }
-        if userTimeout > 0 { var v = Int32(userTimeout); setsockopt(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &v, sz) }
+        if s.tcpKeepidle > 0 { var v = Int32(clamping: s.tcpKeepidle); setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPIDLE, &v, sz) }
+        if s.tcpKeepintvl > 0 { var v = Int32(clamping: s.tcpKeepintvl); setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPINTVL, &v, sz) }
+        if s.tcpKeepcnt > 0 { var v = Int32(clamping: s.tcpKeepcnt); setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPCNT, &v, sz) }
     }
 }
 

@@ -1,0 +1,48 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// Settings PgBouncer users set and expect to act: disable_pqexec, application_name_add_host,
+/// server_round_robin, unix_socket_group.
+final class SettingsParityTests: XCTestCase {
+    func testDisablePqexecRefusesSimpleQueryOnly() throws {
+        let pgmux = try PgmuxProcess(settings: ["disable_pqexec": "1"])
+        let extended = try PQConnection(pgmux.conninfo())
+        XCTAssertEqual(try extended.queryParams("SELECT $1::int + 1", ["41"]).first?.first, "42")
+        let simple = try PQConnection(pgmux.conninfo())
+        XCTAssertThrowsError(try simple.query("SELECT 1")) { XCTAssertTrue("\($0)".contains("PQexec disallowed"), "\($0)") }
+        XCTAssertTrue(pgmux.log.contains("client used \"Query\" packet type"), pgmux.log)
+        XCTAssertEqual(try extended.queryParams("SELECT 'others unaffected'", []).first?.first, "others unaffected")
+    }
+
+    func testApplicationNameAddHost() throws {
+        let pgmux = try PgmuxProcess(settings: ["application_name_add_host": "1"])
+        let named = try PQConnection(pgmux.conninfo(extra: "application_name=billing"))
+        let value = try XCTUnwrap(try named.scalar("SHOW application_name"))
+        XCTAssertTrue(value.hasPrefix("billing - 127.0.0.1:"), value)
+        let anonymous = try PQConnection(pgmux.conninfo())
+        XCTAssertTrue(try XCTUnwrap(try anonymous.scalar("SHOW application_name")).hasPrefix("app - 127.0.0.1:"))
+    }
+
+    /// LIFO reuse gives the most recently used server every time; server_round_robin goes round.
+    func testServerRoundRobin() throws {
+        for roundRobin in [false, true] {
+            let pgmux = try PgmuxProcess(settings: ["default_pool_size": "2", "server_round_robin": roundRobin ? "1" : "0"])
+            let a = try PQConnection(pgmux.conninfo()), b = try PQConnection(pgmux.conninfo())
+            _ = try a.query("BEGIN"); _ = try b.query("BEGIN")
+            _ = try a.query("COMMIT"); _ = try b.query("COMMIT")  // two idle servers
+            let pids = try (0..<4).map { _ in try a.scalar("SELECT pg_backend_pid()") ?? "" }
+            XCTAssertEqual(Set(pids).count, roundRobin ? 2 : 1, "round robin \(roundRobin): \(pids)")
+        }
+    }
+
+    func testUnixSocketGroup() throws {
+        guard let group = getgrnam("postgres") else { throw XCTSkip("no postgres group") }
+        let gid = group.pointee.gr_gid
+        let pgmux = try PgmuxProcess(settings: ["unix_socket_group": "postgres", "unix_socket_mode": "0770"])
+        var st = stat()
+        XCTAssertEqual(stat("\(pgmux.dir)/.s.PGSQL.\(pgmux.port)", &st), 0)
+        XCTAssertEqual(st.st_gid, gid)
+        XCTAssertEqual(st.st_mode & 0o777, 0o770)
+    }
+}
