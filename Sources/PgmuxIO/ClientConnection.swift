@@ -143,23 +143,27 @@ public final class ClientConnection: Endpoint {
     /// `PreparedStatementRewriter.answerWithoutServer`). True when nothing is left that needs a
     /// server. The first byte decides cheaply for every other request.
     private func answeredWithoutServer() -> Bool {
-        guard let base = inbuf.base, inbuf.pending >= 5, statementBox?.oversizedParse == nil else { return false }
-        var first = base.load(fromByteOffset: inbuf.start, as: UInt8.self)
-        if first == UInt8(ascii: "H") {
-            inbuf.start += FlushWithoutServer.leadingBytes(UnsafeRawBufferPointer(start: base + inbuf.start, count: inbuf.pending))
+        guard statementBox?.oversizedParse == nil else { return false }
+        // Batches and Flushes alternate (libpq's pipeline exit sends Sync + Flush): until what is
+        // left needs a server, or nothing is left.
+        while let base = inbuf.base, inbuf.pending >= 5 {
+            let pending = UnsafeRawBufferPointer(start: base + inbuf.start, count: inbuf.pending)
+            let flushes = FlushWithoutServer.leadingBytes(pending)
+            if flushes > 0 {
+                inbuf.start += flushes
+                inbuf.scanned = inbuf.start
+                continue
+            }
+            let first = pending[0]
+            guard tracksStatements, first == UInt8(ascii: "P") || first == UInt8(ascii: "S"),
+                  let answer = statementNames.rewriter.answerWithoutServer(pending, registry: loop.preparedStatements,
+                                                                           maxPacketSize: loop.maxPacketSize)
+            else { return false }
+            inbuf.start += answer.consumed
             inbuf.scanned = inbuf.start
-            if inbuf.pending < 5 { return finishedWithoutServer() }
-            first = base.load(fromByteOffset: inbuf.start, as: UInt8.self)
+            pool?.counters.psClientParseCount &+= UInt64(answer.parses)
+            queue(answer.reply)
         }
-        guard tracksStatements, first == UInt8(ascii: "P") || first == UInt8(ascii: "S") else { return false }
-        let pending = UnsafeRawBufferPointer(start: base + inbuf.start, count: inbuf.pending)
-        guard let answer = statementNames.rewriter.answerWithoutServer(pending, registry: loop.preparedStatements,
-                                                                       maxPacketSize: loop.maxPacketSize)
-        else { return false }
-        inbuf.start += answer.consumed
-        inbuf.scanned = inbuf.start
-        pool?.counters.psClientParseCount &+= UInt64(answer.parses)
-        queue(answer.reply)
         return finishedWithoutServer()
     }
 

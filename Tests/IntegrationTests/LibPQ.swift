@@ -164,6 +164,29 @@ final class PQConnection: @unchecked Sendable {
     var isOK: Bool { PQstatus(conn) == CONNECTION_OK }
 }
 
+func be32(_ v: Int) -> [UInt8] { [UInt8(v >> 24 & 0xff), UInt8(v >> 16 & 0xff), UInt8(v >> 8 & 0xff), UInt8(v & 0xff)] }
+
+/// A StartupMessage (protocol 3.0) for a raw client.
+func startupMessage(user: String, database: String) -> [UInt8] {
+    let body = be32(196608) + Array("user\0\(user)\0database\0\(database)\0\0".utf8)
+    return be32(body.count + 4) + body
+}
+
+func simpleQuery(_ sql: String) -> [UInt8] {
+    [UInt8(ascii: "Q")] + be32(sql.utf8.count + 5) + Array(sql.utf8) + [0]
+}
+
+/// Reads from a blocking socket until the bytes end with a ReadyForQuery (or the peer stops).
+func readUntilReady(_ fd: Int32) -> [UInt8] {
+    var got: [UInt8] = [], buf = [UInt8](repeating: 0, count: 4096)
+    while !(got.count >= 6 && got[got.count - 6] == UInt8(ascii: "Z")) {
+        let n = recv(fd, &buf, buf.count, 0)
+        if n <= 0 { break }
+        got += buf[0..<n]
+    }
+    return got
+}
+
 /// Polls `condition` every 50 ms for up to `timeout` seconds; its last value.
 func waitUntil(_ timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
     let deadline = Date().addingTimeInterval(timeout)

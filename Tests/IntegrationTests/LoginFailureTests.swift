@@ -82,22 +82,12 @@ final class FakeServer: @unchecked Sendable {
 }
 
 /// Big-endian int32.
-private func be32(_ v: Int) -> [UInt8] { [UInt8(v >> 24 & 0xff), UInt8(v >> 16 & 0xff), UInt8(v >> 8 & 0xff), UInt8(v & 0xff)] }
 
 /// A whole StartupMessage has arrived (length prefix, protocol 3.0).
 private func hasStartup(_ r: [UInt8]) -> Bool {
     guard r.count >= 8 else { return false }
     let len = Int(r[0]) << 24 | Int(r[1]) << 16 | Int(r[2]) << 8 | Int(r[3])
     return r.count >= len
-}
-
-private func startupMessage(user: String, database: String) -> [UInt8] {
-    let body = be32(196608) + Array("user\0\(user)\0database\0\(database)\0\0".utf8)
-    return be32(body.count + 4) + body
-}
-
-private func simpleQuery(_ sql: String) -> [UInt8] {
-    [UInt8(ascii: "Q")] + be32(sql.utf8.count + 5) + Array(sql.utf8) + [0]
 }
 
 /// The fields of the first ErrorResponse in a raw reply (code letter -> text).

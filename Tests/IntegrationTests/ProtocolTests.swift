@@ -101,6 +101,29 @@ final class ProtocolTests: XCTestCase {
         }
     }
 
+    /// The same with Sync and Flush in one packet after the server went back to the pool (what the
+    /// torture test caught from psycopg's pipeline exit): the Sync is answered by pgmux, the Flush
+    /// must not take the server.
+    func testSyncAndFlushInOnePacketBetweenTransactions() throws {
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "1", "query_wait_timeout": "3", "auth_type": "trust"])
+        let fd = try XCTUnwrap(loopbackConnect(port: pgmux.port))
+        defer { close(fd) }
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        func send(_ bytes: [UInt8]) { _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
+        send(startupMessage(user: PostgresCluster.scramUser.0, database: PostgresCluster.database))
+        XCTAssertFalse(readUntilReady(fd).isEmpty)
+        send(simpleQuery("SELECT 1"))
+        XCTAssertFalse(readUntilReady(fd).isEmpty)
+        let sync: [UInt8] = [UInt8(ascii: "S"), 0, 0, 0, 4], flush: [UInt8] = [UInt8(ascii: "H"), 0, 0, 0, 4]
+        send(sync + flush)
+        XCTAssertEqual(Array(readUntilReady(fd).suffix(6)), [UInt8(ascii: "Z"), 0, 0, 0, 5, UInt8(ascii: "I")])
+        let other = try PQConnection(pgmux.conninfo(password: nil))
+        XCTAssertEqual(try other.scalar("SELECT 'the only server is free'"), "the only server is free")
+        send(simpleQuery("SELECT 2"))
+        XCTAssertFalse(readUntilReady(fd).isEmpty, "the raw client still works")
+    }
+
     func testCopyInAndOut() throws {
         let pgmux = try PgmuxProcess(settings: ["pool_mode": "transaction", "default_pool_size": "2"])
         let c = try PQConnection(pgmux.conninfo())
