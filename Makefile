@@ -5,7 +5,7 @@ MANDIR = $(PREFIX)/share/man
 SYSCONFDIR ?= $(PREFIX)/etc/pgmux
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all build deps test run bench soak fuzz install clean
+.PHONY: all build deps test run bench soak torture fuzz install clean
 
 all: build
 
@@ -34,6 +34,12 @@ bench: build
 # of `make test`); SOAK_ARGS=--quick for 1 minute, --minutes N (default 5). Logs in results/soak-*/.
 soak: build
 	scripts/soak.sh $(SOAK_ARGS)
+
+# Randomized, seeded, differential stress test: psycopg/libpq and raw-protocol clients against
+# pgmux in every pool mode, with chaos events; TORTURE_ARGS="--minutes 60 --seed 7", --quick (as
+# `make test` runs it), --pgbench (the pgbench matrix), --phase I (replay one phase of a seed).
+torture: build
+	scripts/torture.sh $(TORTURE_ARGS)
 
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)

@@ -16,6 +16,9 @@ if [ -z "$summary" ]; then echo "0 passed, 1 failed"; exit 1; fi
 passed=$((total - failed - skipped))
 # A short coverage-guided fuzz run of the untrusted-input parsers counts as one more test.
 if scripts/fuzz.sh "${FUZZ_SECONDS:-20}" --no-merge; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+# A short randomized torture run (about 90 s: three pool modes, chaos, the pgbench reproduction of
+# the prepared-statement hang) against the pgmux just built counts as one more.
+if scripts/torture.sh --quick; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 if [ "$status" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ] && [ "$status" = 0 ]

@@ -1,0 +1,1533 @@
+#!/usr/bin/env python3
+"""Randomized, seeded, differential stress test of pgmux (`make torture`).
+
+    scripts/torture.sh [--minutes N | --seconds N] [--seed S] [--phase I] [--quick]
+                       [--pgbench] [--pgmux PATH] [--deadline SECONDS] [--keep]
+
+A throwaway PostgreSQL 15 cluster (scripts/pg-cluster.sh) gets two SCRAM roles, tort_a and tort_b
+(one pgmux pool each), and a database `torture`. The run is a list of phases drawn from the seed:
+each phase starts a fresh pgmux with one configuration (pool_mode session / transaction /
+statement, default_pool_size 1..5, max_prepared_statements 0 or > 0, auth_type trust or
+scram-sha-256, sometimes max_db_connections below the two pools' sum) and runs, for its share of the
+time, more client threads (psycopg 3 on libpq, plus a raw wire-protocol client) than the pools have
+servers. Each worker draws operations from its own seeded generator: simple and extended queries,
+protocol-level prepared statements, SQL PREPARE/DEALLOCATE, DISCARD ALL, pipelines with and without
+Flush, transactions that commit, roll back or fail midway, COPY in and out, NOTIFY/LISTEN, pg_sleep
+with cancels, SET/RESET of tracked parameters, injected syntax errors, and disconnects mid-transaction,
+mid-COPY, mid-pipeline and mid-login. A chaos thread meanwhile sends PAUSE/RESUME, RECONNECT and
+RELOAD to the console and pg_terminate_backend()s pgmux's servers.
+
+Every answer is compared with what the worker must see (its own rows, keyed by its id, with values
+from its generator), and every error with what the operation may legitimately get: a connection
+error only when a chaos event that can cause one happened while the connection was in use, 57014
+only for a query the worker cancelled itself, 42601 only for its own syntax errors. Checked all the
+time: no operation takes longer than --deadline (a hang is reported with the worker's last
+operations and SHOW POOLS/CLIENTS/SERVERS), PostgreSQL never sees more backends of a pool than its
+size (nor of the database than max_db_connections), no backend stays idle in transaction, SHOW
+SERVERS never shows more prepared statements than max_prepared_statements, pgmux never dies. At the
+end of each phase: the data equal the workers' models, pgmux answers a fresh client, its fds and RSS
+are back near their values at the start of the phase.
+
+--pgbench runs a matrix of pgbench runs instead (-S / -N / TPC-B, -c 1..50, pool 1..5, on a fresh
+pgmux and again warm, -M prepared and -M extended, -j equal to -c and -j 1), each bounded by a
+timeout: a hang or an aborted client is a failure.
+
+A failure prints the seed and the command that replays it. The output ends with operation counts and
+"N passed, N failed" (one check per invariant per phase); exit status 1 on any failure.
+Logs of failed phases go to results/torture-<timestamp>/.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import collections
+import contextlib
+import ctypes
+import dataclasses
+import hashlib
+import hmac
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import errors as pgerr
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+DB = "torture"
+USERS = {"tort_a": "pw-a-7Hq", "tort_b": "pw-b-K2x"}
+ADMIN = ("tort_admin", "pw-admin-9Zt")
+TRACKED = {  # tracked parameter -> values a worker may SET (as PostgreSQL spells them back)
+    "application_name": None,  # generated per worker
+    "TimeZone": ["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo"],
+    "DateStyle": ["ISO, DMY", "SQL, MDY", "Postgres, DMY", "ISO, MDY"],
+}
+PREPARED_TEXTS = [  # shared by all workers, so that pgmux's statement registry is shared too
+    "SELECT %s::int + 1",
+    "SELECT %s::int * 3, %s::text",
+    "SELECT k, v FROM rows WHERE w = %s ORDER BY k",
+    "SELECT count(*) FROM rows WHERE w = %s",
+    "SELECT length(%s::text)",
+    "SELECT %s::bigint - 5",
+    "SELECT md5(%s::text)",
+    "SELECT %s::int, %s::int, %s::int",
+]
+UPSERT = "INSERT INTO rows (w, k, v) VALUES (%s, %s, %s) ON CONFLICT (w, k) DO UPDATE SET v = excluded.v"
+QUEUED_NOTICE = "client being queued"  # query_wait_notify: the one notice a waiting client may get
+CONN_STATES = ("08", "57P01", "57P02", "57P03")  # SQLSTATE classes of a lost server or connection
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Phases
+# ---------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Phase:
+    """One pgmux configuration and the workload run against it."""
+    index: int
+    seed: int
+    mode: str
+    pool: int
+    mps: int            # max_prepared_statements
+    auth: str           # trust | scram-sha-256
+    max_db: int         # max_db_connections (0 = unlimited)
+    workers: int
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        return (f"phase {self.index}: pool_mode={self.mode} default_pool_size={self.pool} "
+                f"max_prepared_statements={self.mps} auth_type={self.auth}"
+                f"{f' max_db_connections={self.max_db}' if self.max_db else ''} "
+                f"workers={self.workers} for {self.seconds:.0f}s")
+
+    @property
+    def protocol_prepare(self) -> bool:
+        """Whether protocol-level named statements survive from one transaction to the next."""
+        return self.mode == "session" or self.mps > 0
+
+
+def plan_phases(seed: int, quick: bool) -> list[Phase]:
+    """The phase list depends on the seed alone (and --quick), so `--phase I` replays phase I."""
+    rng = random.Random(f"{seed}/plan")
+    if quick:  # the configurations where bugs were found first; one of each mode
+        combos = [("transaction", 3, 100, "scram-sha-256"), ("session", 2, 0, "trust"),
+                  ("statement", 1, 4, "trust")]
+    else:
+        combos = [(m, 0, mps, a) for m in ("session", "transaction", "statement")
+                  for mps in (0, 1) for a in ("trust", "scram-sha-256")]
+        rng.shuffle(combos)
+    phases = []
+    for i, (mode, pool, mps, auth) in enumerate(combos):
+        pool = pool or rng.randint(1, 5)
+        if mps:
+            mps = mps if quick else rng.choice([2, 4, 10, 100])
+        max_db = pool + 1 if (not quick and pool > 1 and rng.random() < 0.3) else 0
+        workers = min(2 * pool * len(USERS) + 2, 14)
+        phases.append(Phase(i, rng.randrange(1 << 31), mode, pool, mps, auth, max_db, workers))
+    return phases
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL and pgmux processes
+# ---------------------------------------------------------------------------------------------
+
+class Cluster:
+    """A throwaway PostgreSQL 15 cluster (scripts/pg-cluster.sh) with the torture roles and tables."""
+
+    def __init__(self, tmp: Path):
+        self.dir = tmp / "pg"
+        self.port = free_port()
+
+    def start(self) -> None:
+        subprocess.run([str(ROOT / "scripts/pg-cluster.sh"), "start", str(self.dir), str(self.port)],
+                       check=True, env=dict(os.environ, PG_MAX_CONNECTIONS="300"))
+        with self.connect("postgres") as c:
+            for user, pw in USERS.items():
+                c.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{pw}'")
+            c.execute(f"CREATE DATABASE {DB} OWNER tort_a")
+        with self.connect() as c:
+            c.execute("CREATE TABLE rows (w int, k int, v bigint, PRIMARY KEY (w, k))")
+            c.execute("ALTER TABLE rows OWNER TO tort_a")
+            c.execute("GRANT ALL ON SCHEMA public TO tort_b")
+            c.execute("GRANT ALL ON rows TO tort_b")
+
+    def stop(self) -> None:
+        subprocess.run([str(ROOT / "scripts/pg-cluster.sh"), "stop", str(self.dir)], check=False)
+
+    def connect(self, db: str = DB) -> psycopg.Connection:
+        """A direct superuser connection (trust for postgres on 127.0.0.1)."""
+        return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname=db,
+                               autocommit=True, connect_timeout=10)
+
+    def log_tail(self, lines: int = 200) -> str:
+        try:
+            return "\n".join((self.dir / "postgres.log").read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Pgmux:
+    """One pgmux process with a generated ini and userlist; the console through RawClient."""
+
+    def __init__(self, binary: Path, tmp: Path, pg_port: int):
+        self.binary = binary
+        self.dir = tmp / "pgmux"
+        self.dir.mkdir(exist_ok=True)
+        self.pg_port = pg_port
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.settings: dict[str, object] = {}
+
+    def write_config(self, phase_settings: dict[str, object]) -> None:
+        self.settings = dict(phase_settings)
+        users = dict(USERS, **{ADMIN[0]: ADMIN[1]})
+        (self.dir / "userlist.txt").write_text("".join(f'"{u}" "{p}"\n' for u, p in users.items()))
+        ini = {
+            "listen_addr": "127.0.0.1", "listen_port": self.port, "unix_socket_dir": str(self.dir),
+            "auth_file": str(self.dir / "userlist.txt"), "admin_users": ADMIN[0],
+            "max_client_conn": 1000, "query_wait_timeout": 120, "server_login_retry": 1,
+            "so_reuseport": 0, "pidfile": str(self.dir / "pgmux.pid"),
+            "logfile": str(self.dir / "pgmux.log"),
+        }
+        ini.update(self.settings)
+        text = (f"[databases]\n{DB} = host=127.0.0.1 port={self.pg_port} dbname={DB}\n\n[pgmux]\n"
+                + "".join(f"{k} = {v}\n" for k, v in ini.items()))
+        (self.dir / "pgmux.ini").write_text(text)
+        os.chmod(self.dir / "userlist.txt", 0o600)
+        if os.getuid() == 0:
+            shutil.chown(self.dir, "postgres")
+            for f in self.dir.iterdir():
+                shutil.chown(f, "postgres")
+
+    def start(self) -> None:
+        args = [str(self.binary)] + (["-u", "postgres"] if os.getuid() == 0 else []) + [str(self.dir / "pgmux.ini")]
+        out = open(self.dir / "stdout.log", "ab")
+        self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        out.close()
+        for _ in range(100):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pgmux exited at start ({self.proc.returncode}): {self.log_tail(10)}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("pgmux did not listen within 10 s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        for f in ("pgmux.log", "stdout.log"):
+            (self.dir / f).unlink(missing_ok=True)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def reload(self, changes: dict[str, object]) -> None:
+        """Rewrites the ini with `changes` and sends RELOAD through the console."""
+        self.write_config(dict(self.settings, **changes))
+        self.admin("RELOAD")
+
+    def admin(self, sql: str, timeout: float = 5) -> list[dict[str, str]]:
+        with RawClient(self.port, ADMIN[0], ADMIN[1], "pgbouncer", timeout) as c:
+            return c.simple_query(sql)
+
+    def show(self, what: str) -> str:
+        """SHOW <what> as text for a report; never raises."""
+        try:
+            rows = self.admin(f"SHOW {what}")
+        except Exception as e:  # the report must go on whatever the console does
+            return f"SHOW {what}: no answer ({e})"
+        if not rows:
+            return f"SHOW {what}: (no rows)"
+        cols = list(rows[0])
+        return "\n".join([f"SHOW {what}:", " | ".join(cols)] + [" | ".join(r[c] or "" for c in cols) for r in rows])
+
+    def fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def rss_kb(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def log_tail(self, lines: int = 300) -> str:
+        """The end of the log file, or of stderr when pgmux died before opening it."""
+        for f in ("pgmux.log", "stdout.log"):
+            try:
+                text = (self.dir / f).read_text(errors="replace")
+            except OSError:
+                continue
+            if text:
+                return "\n".join(text.splitlines()[-lines:])
+        return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# A raw wire-protocol client: what libpq cannot send (Close, Flush after Sync, half logins)
+# ---------------------------------------------------------------------------------------------
+
+def msg(kind: bytes, body: bytes = b"") -> bytes:
+    return kind + struct.pack("!I", len(body) + 4) + body
+
+
+def cstr(s: str) -> bytes:
+    return s.encode() + b"\0"
+
+
+def startup_packet(user: str, db: str) -> bytes:
+    body = struct.pack("!I", 196608) + cstr("user") + cstr(user) + cstr("database") + cstr(db) + b"\0"
+    return struct.pack("!I", len(body) + 4) + body
+
+
+def parse(name: str, sql: str) -> bytes:
+    return msg(b"P", cstr(name) + cstr(sql) + struct.pack("!H", 0))
+
+
+def bind(stmt: str, params: list[str]) -> bytes:
+    body = cstr("") + cstr(stmt) + struct.pack("!H", 0) + struct.pack("!H", len(params))
+    for p in params:
+        body += struct.pack("!i", len(p.encode())) + p.encode()
+    return msg(b"B", body + struct.pack("!H", 0))
+
+
+def execute() -> bytes:
+    return msg(b"E", cstr("") + struct.pack("!i", 0))
+
+
+def close_statement(name: str) -> bytes:
+    return msg(b"C", b"S" + cstr(name))
+
+
+SYNC, FLUSH, TERMINATE = msg(b"S"), msg(b"H"), msg(b"X")
+
+
+def error_fields(body: bytes) -> dict[str, str]:
+    return {chr(p[0]): p[1:].decode(errors="replace") for p in body.split(b"\0") if p}
+
+
+class ServerError(Exception):
+    def __init__(self, fields: dict[str, str]):
+        super().__init__(f"{fields.get('C', '?')} {fields.get('M', '')}")
+        self.sqlstate = fields.get("C")
+
+
+class RawClient:
+    """A minimal frontend: login (trust, cleartext, md5, SCRAM-SHA-256), messages, simple queries."""
+
+    def __init__(self, port: int, user: str, password: str, db: str, timeout: float, login: bool = True):
+        self.user, self.password, self.db = user, password, db
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+        self.notices: list[str] = []  # NoticeResponses, which may come between any two messages
+        self.trace: list[str] = []    # message types sent and received, for a hang report
+        if login:
+            self.login()
+
+    def __enter__(self) -> "RawClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def send(self, *msgs: bytes) -> None:
+        self.trace.append(">" + "".join(chr(m[0]) if m[0] else "startup" for m in msgs))
+        self.sock.sendall(b"".join(msgs))
+
+    def read(self) -> tuple[bytes, bytes]:
+        """The next message, skipping the asynchronous ones (notices are kept in .notices)."""
+        while True:
+            if len(self.buf) >= 5:
+                n = struct.unpack("!I", self.buf[1:5])[0]
+                if len(self.buf) >= n + 1:
+                    m, self.buf = self.buf[:n + 1], self.buf[n + 1:]
+                    self.trace.append("<" + chr(m[0]))
+                    if m[:1] == b"N":
+                        f = error_fields(m[5:])
+                        self.notices.append(f"{f.get('S', '?')} {f.get('C', '?')} {f.get('M', '')}")
+                    elif m[:1] not in (b"S", b"A"):
+                        return m[:1], m[5:]
+                    continue
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                raise TimeoutError(f"no reply within {self.sock.gettimeout():.0f}s; messages: "
+                                   + " ".join(self.trace[-12:])) from None
+            if not chunk:
+                raise ConnectionError("connection closed by pgmux")
+            self.buf += chunk
+
+    def login(self, stop_at: str | None = None) -> None:
+        """Logs in; `stop_at` ('auth', 'sasl', 'ok') returns early there to test a half login."""
+        self.send(startup_packet(self.user, self.db))
+        scram: Scram | None = None
+        while True:
+            t, b = self.read()
+            if t == b"E":
+                raise ServerError(error_fields(b))
+            if t == b"Z":
+                return
+            if t != b"R":
+                continue
+            code = struct.unpack("!I", b[:4])[0]
+            if stop_at == "auth" or (stop_at == "ok" and code == 0):
+                return
+            if code == 3:
+                self.send(msg(b"p", cstr(self.password)))
+            elif code == 5:
+                inner = hashlib.md5((self.password + self.user).encode()).hexdigest()
+                self.send(msg(b"p", cstr("md5" + hashlib.md5(inner.encode() + b[4:8]).hexdigest())))
+            elif code == 10:
+                scram = Scram(self.password)
+                first = scram.client_first()
+                self.send(msg(b"p", cstr("SCRAM-SHA-256") + struct.pack("!i", len(first)) + first))
+                if stop_at == "sasl":
+                    return
+            elif code == 11:
+                self.send(msg(b"p", scram.client_final(b[4:])))
+            elif code == 12:
+                scram.verify(b[4:])
+
+    def until_ready(self) -> list[tuple[bytes, bytes]]:
+        """Messages up to and including ReadyForQuery."""
+        out = []
+        while True:
+            t, b = self.read()
+            out.append((t, b))
+            if t == b"Z":
+                return out
+
+    def simple_query(self, sql: str) -> list[dict[str, str]]:
+        self.send(msg(b"Q", cstr(sql)))
+        cols, rows, err = [], [], None
+        for t, b in self.until_ready():
+            if t == b"T":
+                n, pos = struct.unpack("!H", b[:2])[0], 2
+                for _ in range(n):
+                    end = b.index(b"\0", pos)
+                    cols.append(b[pos:end].decode())
+                    pos = end + 1 + 18
+            elif t == b"D":
+                n, pos, vals = struct.unpack("!H", b[:2])[0], 2, []
+                for _ in range(n):
+                    ln = struct.unpack("!i", b[pos:pos + 4])[0]
+                    pos += 4
+                    vals.append(None if ln < 0 else b[pos:pos + ln].decode(errors="replace"))
+                    pos += max(ln, 0)
+                rows.append(dict(zip(cols, vals)))
+            elif t == b"E":
+                err = ServerError(error_fields(b))
+        if err:
+            raise err
+        return rows
+
+    def close(self, hard: bool = False) -> None:
+        try:
+            if hard:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            else:
+                self.sock.sendall(TERMINATE)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class Scram:
+    """Client side of SCRAM-SHA-256 without channel binding."""
+
+    def __init__(self, password: str):
+        self.password = password.encode()
+        self.nonce = base64.b64encode(os.urandom(18)).decode()
+        self.first_bare = f"n=,r={self.nonce}"
+        self.server_signature = b""
+
+    def client_first(self) -> bytes:
+        return ("n,," + self.first_bare).encode()
+
+    def client_final(self, server_first: bytes) -> bytes:
+        attrs = dict(kv.split("=", 1) for kv in server_first.decode().split(","))
+        salted = hashlib.pbkdf2_hmac("sha256", self.password, base64.b64decode(attrs["s"]), int(attrs["i"]))
+        client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+        final_bare = f"c=biws,r={attrs['r']}"
+        auth_msg = f"{self.first_bare},{server_first.decode()},{final_bare}".encode()
+        sig = hmac.new(hashlib.sha256(client_key).digest(), auth_msg, "sha256").digest()
+        proof = bytes(a ^ b for a, b in zip(client_key, sig))
+        server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+        self.server_signature = hmac.new(server_key, auth_msg, "sha256").digest()
+        return f"{final_bare},p={base64.b64encode(proof).decode()}".encode()
+
+    def verify(self, server_final: bytes) -> None:
+        if server_final.decode() != "v=" + base64.b64encode(self.server_signature).decode():
+            raise ConnectionError("SCRAM server signature mismatch")
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared state of a phase: chaos events, failures, operation counts
+# ---------------------------------------------------------------------------------------------
+
+class Mismatch(Exception):
+    """A wrong answer: what the client saw is not what it must see."""
+
+
+class PhaseState:
+    """What the workers, the chaos thread and the monitor of one phase share."""
+
+    def __init__(self, phase: Phase, args, pgmux: Pgmux, cluster: Cluster, tmp: Path):
+        self.phase, self.args, self.pgmux, self.cluster, self.tmp = phase, args, pgmux, cluster, tmp
+        self.stop = threading.Event()          # workers and chaos: no new operation
+        self.monitor_stop = threading.Event()  # the monitor watches until the workers are all back
+        self.lock = threading.Lock()
+        self.disruptions: list[tuple[float, float, str]] = []  # (start, end, what) of chaos events
+        self.failures: list[str] = []
+        self.ops: collections.Counter[str] = collections.Counter()
+        self.workers: list[Worker] = []
+        self.limit_violations: list[str] = []
+        self.prepared_violations: list[str] = []
+        self.idle_tx_violations: list[str] = []
+        self.died: str | None = None
+        self.hung = False
+        self.t0 = time.monotonic()
+
+    def disrupted(self, start: float, end: float, what: str) -> None:
+        with self.lock:
+            self.disruptions.append((start, end, what))
+
+    def disruption_between(self, since: float, until: float) -> str | None:
+        """A chaos event that can break a connection, overlapping [since - 2 s, until]."""
+        with self.lock:
+            for s, e, what in self.disruptions:
+                if e >= since - 2 and s <= until:
+                    return what
+        return None
+
+    def fail(self, text: str) -> None:
+        with self.lock:
+            self.failures.append(text)
+            if len(self.failures) <= 10:
+                print(f"FAIL [{self.phase.index}] {text}", flush=True)
+        if len(self.failures) >= 25:
+            self.stop.set()
+
+    def count(self, kind: str) -> None:
+        with self.lock:
+            self.ops[kind] += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Workers
+# ---------------------------------------------------------------------------------------------
+
+def is_connection_error(e: BaseException) -> bool:
+    """Errors a client gets when its server or its connection to pgmux goes away."""
+    if isinstance(e, (ConnectionError, BrokenPipeError, psycopg.InterfaceError)):
+        return True
+    if isinstance(e, pgerr.QueryCanceled) or not isinstance(e, psycopg.OperationalError):
+        return False
+    state = e.sqlstate or ""
+    return state == "" or state.startswith(CONN_STATES)
+
+
+def shutdown_socket(fd: int) -> None:
+    """Cuts a connection under its owner's feet (the owner still holds and later closes the fd)."""
+    try:
+        s = socket.socket(fileno=os.dup(fd))
+        s.shutdown(socket.SHUT_RDWR)
+        s.close()
+    except OSError:
+        pass
+
+
+class WireTrace:
+    """libpq's PQtrace of a worker's connections into one file, kept short, for failure reports."""
+
+    LIMIT = 256 * 1024
+
+    def __init__(self, path: Path):
+        from psycopg.pq import _pq_ctypes  # the ctypes binding: PQtrace wants a C FILE *
+        self.pq = _pq_ctypes
+        self.libc = ctypes.CDLL(None)
+        self.libc.fopen.restype = _pq_ctypes.FILE_ptr
+        self.libc.fopen.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+        for f in ("fflush", "rewind", "fclose", "fileno"):
+            getattr(self.libc, f).argtypes = (_pq_ctypes.FILE_ptr,)
+        self.path = path
+        self.file = self.libc.fopen(str(path).encode(), b"w")
+
+    def attach(self, conn: psycopg.Connection) -> None:
+        self.pq.PQtrace(conn.pgconn._pgconn_ptr, self.file)
+        self.pq.PQsetTraceFlags(conn.pgconn._pgconn_ptr, 1)  # PQTRACE_SUPPRESS_TIMESTAMPS
+
+    def detach(self, conn: psycopg.Connection) -> None:
+        self.pq.PQuntrace(conn.pgconn._pgconn_ptr)
+
+    def trim(self) -> None:
+        """Between operations: start the file over once it is long."""
+        self.libc.fflush(self.file)
+        if self.path.stat().st_size > self.LIMIT:
+            os.ftruncate(self.libc.fileno(self.file), 0)
+            self.libc.rewind(self.file)
+
+    def tail(self, lines: int = 40) -> str:
+        self.libc.fflush(self.file)
+        return "\n      ".join(self.path.read_text(errors="replace").splitlines()[-lines:])
+
+    def close(self) -> None:
+        self.libc.fclose(self.file)
+
+
+class Worker(threading.Thread):
+    """One client: a seeded stream of operations, each checked against the worker's own model."""
+
+    def __init__(self, wid: int, state: PhaseState):
+        super().__init__(name=f"worker-{wid}", daemon=True)
+        self.wid, self.st, self.ph = wid, state, state.phase
+        self.rng = random.Random(f"{self.ph.seed}/{wid}")
+        self.user = list(USERS)[wid % len(USERS)]
+        self.conn: psycopg.Connection | None = None
+        self.raw_client: RawClient | None = None  # the raw connection of the current operation
+        self.conn_ok_since = 0.0      # start of the last operation that went well on this connection
+        self.model: dict[int, int] = {}  # k -> v of this worker's committed rows
+        self.next_key = 0
+        self.params: dict[str, str] = {}      # tracked parameters as this client must see them
+        self.defaults: dict[str, str] = {}
+        self.listening = False
+        self.notes: list[str] = []     # payloads of notifications received
+        self.notices: list[str] = []   # NoticeResponses: none of the operations causes one
+        self.last_cancel = 0.0
+        self.busy: tuple[str, float] | None = None  # (operation, start) while one runs
+        self.history: collections.deque[str] = collections.deque(maxlen=12)
+        self.trace = WireTrace(state.tmp / f"wire-{wid}.trace")
+        self.ops = self.operations()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def operations(self) -> list[tuple[str, int]]:
+        """(operation, weight) allowed in this phase's pool mode."""
+        ph = self.ph
+        ops = [("simple", 6), ("extended", 6), ("verify", 4), ("copy_out", 2), ("copy_in", 3),
+               ("pipeline", 4), ("notify", 2), ("sleep_cancel", 2), ("set_param", 3),
+               ("syntax_error", 2), ("discard_all", 1), ("disconnect_copy", 1),
+               ("disconnect_pipeline", 1), ("raw_login_drop", 1), ("raw_flush", 3),
+               ("reconnect", 8 if ph.mode == "session" else 1)]  # a session holds its server till it leaves
+        if ph.mode != "statement":
+            ops += [("tx_commit", 6), ("tx_rollback", 2), ("tx_fail", 2), ("disconnect_tx", 1)]
+        else:
+            ops += [("tx_refused", 1)]
+        if ph.protocol_prepare:
+            ops += [("prepared", 6), ("deallocate_all", 1), ("raw_named", 3)]
+        if ph.mode == "session":
+            ops += [("sql_prepare", 2), ("listen", 2)]
+        return ops
+
+    def connect(self) -> None:
+        self.close()
+        password = USERS[self.user] if self.ph.auth != "trust" else None
+        self.conn = psycopg.connect(host="127.0.0.1", port=self.st.pgmux.port, user=self.user,
+                                    password=password, dbname=DB, autocommit=True, connect_timeout=15)
+        # psycopg prepares a query after 5 runs; that only works where named statements survive.
+        self.conn.prepare_threshold = 5 if self.ph.protocol_prepare else None
+        self.conn.prepared_max = 10_000  # evicting would send SQL DEALLOCATE name, which pooling breaks
+        self.trace.attach(self.conn)
+        self.conn.add_notify_handler(lambda n: self.notes.append(n.payload))
+        self.conn.add_notice_handler(lambda d: self.notices.append(f"{d.severity} {d.sqlstate} {d.message_primary}"))
+        seen = {p: self.conn.info.parameter_status(p) or "" for p in TRACKED}
+        if not self.defaults:
+            self.defaults = seen
+        elif seen != self.defaults:
+            raise Mismatch(f"a new connection reports tracked parameters {seen}, the first one {self.defaults}")
+        self.params = dict(self.defaults)
+        self.listening = False
+        self.conn_ok_since = time.monotonic()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.trace.detach(self.conn)
+                self.conn.close()
+            except Exception:
+                pass
+            self.conn = None
+
+    def abort(self) -> None:
+        """Called by the monitor on a hang: breaks the blocked call."""
+        for sock in (self.conn, self.raw_client and self.raw_client.sock):
+            try:
+                shutdown_socket(sock.fileno())
+            except Exception:  # already closed, or never opened
+                pass
+
+    def run(self) -> None:
+        kinds, weights = zip(*self.ops)
+        try:
+            self.connect()
+        except Exception as e:
+            self.st.fail(f"worker {self.wid}: first connection failed: {e!r}")
+            self.close()
+            return
+        while not self.st.stop.is_set():
+            kind = self.rng.choices(kinds, weights)[0]
+            self.step(kind)
+        self.close()
+        self.trace.close()
+
+    def step(self, kind: str) -> None:
+        start = time.monotonic()
+        self.trace.trim()
+        self.busy = (kind, start)
+        self.notices.clear()
+        outcome = "ok"
+        try:
+            if self.conn is None or self.conn.closed:
+                self.connect()
+            getattr(self, "op_" + kind)()
+            unasked = [n for n in self.notices if QUEUED_NOTICE not in n]
+            if unasked:
+                raise Mismatch(f"notices nobody asked for: {unasked}")
+            self.conn_ok_since = start
+        except Mismatch as e:
+            outcome = f"WRONG: {e}"
+            self.report(kind, outcome)
+            self.resync()
+        except Exception as e:  # every error is judged here: legitimate or a failure
+            outcome = self.judge(kind, e, start)
+        finally:
+            self.busy = None
+            self.history.append(f"{start - self.st.t0:7.2f}s +{time.monotonic() - start:.2f}s {kind}: {outcome}")
+            self.st.count(kind)
+
+    def judge(self, kind: str, e: Exception, start: float) -> str:
+        """Decides whether error `e` of operation `kind` is one it may legitimately get."""
+        text = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        if self.st.stop.is_set() and self.st.hung:
+            return f"aborted ({text})"
+        # A server that dies sends its FATAL and pgmux adds its own: psycopg then counts two results.
+        broken = isinstance(e, psycopg.InternalError) and self.conn is not None and self.conn.broken
+        if broken or is_connection_error(e):
+            why = self.st.disruption_between(self.conn_ok_since, time.monotonic())
+            if why:
+                self.close()
+                self.resync()
+                return f"connection error after {why} ({text})"
+        if isinstance(e, pgerr.QueryCanceled) and time.monotonic() - self.last_cancel < 2:
+            self.close()  # a cancel of our own, fired just before, may land on the next query
+            return f"late cancel of our own ({text})"
+        outcome = f"UNEXPECTED {text}"
+        self.report(kind, outcome)
+        self.close()
+        self.resync()
+        return outcome
+
+    def report(self, kind: str, outcome: str) -> None:
+        hist = "\n      ".join(list(self.history)[-6:])
+        self.st.fail(f"worker {self.wid} ({self.user}) {kind}: {outcome}\n    last operations:\n      {hist}"
+                     f"\n    libpq trace (F = sent, B = received):\n      {self.trace.tail()}")
+
+    def resync(self) -> None:
+        """After an in-doubt outcome: the model becomes what PostgreSQL holds (read directly)."""
+        try:
+            with self.st.cluster.connect() as c:
+                rows = c.execute("SELECT k, v FROM rows WHERE w = %s", (self.wid,)).fetchall()
+            self.model = dict(rows)
+        except psycopg.Error as e:
+            self.st.fail(f"worker {self.wid}: cannot read its rows directly: {e}")
+
+    def expect(self, what: str, got, want) -> None:
+        if got != want:
+            raise Mismatch(f"{what}: got {got!r}, expected {want!r}")
+
+    def expect_error(self, e: Exception, sqlstate: str) -> None:
+        if getattr(e, "sqlstate", None) != sqlstate:
+            raise e
+
+    def new_rows(self, n: int) -> list[tuple[int, int]]:
+        rows = [(self.next_key + i, self.rng.randrange(-10**12, 10**12)) for i in range(n)]
+        self.next_key += n
+        return rows
+
+    def some_changes(self) -> list[tuple[int, int]]:
+        """A few upserts: existing keys get new values, or new keys appear."""
+        changes = []
+        for _ in range(self.rng.randint(1, 4)):
+            if self.model and self.rng.random() < 0.5:
+                changes.append((self.rng.choice(list(self.model)), self.rng.randrange(10**9)))
+            else:
+                changes += self.new_rows(1)
+        return changes
+
+    def check_rows(self, rows) -> None:
+        self.expect(f"rows of worker {self.wid}", dict(rows), self.model)
+        if len(self.model) > 200:  # keep the table small: forget the oldest keys
+            with self.conn.transaction() if self.ph.mode != "statement" else _nullctx():
+                old = sorted(self.model)[:100]
+                self.conn.execute("DELETE FROM rows WHERE w = %s AND k = ANY(%s)", (self.wid, old))
+            for k in old:
+                del self.model[k]
+
+    def shut(self) -> None:
+        shutdown_socket(self.conn.fileno())
+
+    @contextlib.contextmanager
+    def raw(self):
+        """A raw-protocol connection for one operation; it must not receive any notice."""
+        if self.ph.mode == "session":
+            self.close()  # our own session would hold the server the raw connection may need
+        with RawClient(self.st.pgmux.port, self.user, USERS[self.user], DB, self.st.args.deadline + 10) as c:
+            self.raw_client = c
+            yield c
+            self.raw_client = None
+            self.expect("notices", [n for n in c.notices if QUEUED_NOTICE not in n], [])
+
+    # -- operations -------------------------------------------------------------------------
+
+    def op_simple(self) -> None:
+        a, b = self.rng.randrange(10**6), self.rng.randrange(10**6)
+        cur = psycopg.ClientCursor(self.conn)
+        self.expect("simple query", cur.execute(f"SELECT {a} + {b}, 'w{self.wid}'").fetchone(), (a + b, f"w{self.wid}"))
+
+    def op_extended(self) -> None:
+        a, s = self.rng.randrange(10**6), f"x{self.rng.randrange(10**6)}"
+        row = self.conn.execute("SELECT %s::int * 2, %s::text || '!'", (a, s), prepare=False).fetchone()
+        self.expect("extended query", row, (a * 2, s + "!"))
+
+    def op_prepared(self) -> None:
+        """Protocol-level named statements, several times, some inside a transaction block."""
+        in_tx = self.ph.mode != "statement" and self.rng.random() < 0.5
+        with self.conn.transaction() if in_tx else _nullctx():
+            for _ in range(self.rng.randint(1, 4)):
+                i = self.rng.randrange(len(PREPARED_TEXTS))
+                self.run_prepared(i)
+
+    def run_prepared(self, i: int) -> None:
+        n = self.rng.randrange(10**6)
+        q = PREPARED_TEXTS[i]
+        if i == 0:
+            self.expect(q, self.conn.execute(q, (n,), prepare=True).fetchone(), (n + 1,))
+        elif i == 1:
+            self.expect(q, self.conn.execute(q, (n, str(n)), prepare=True).fetchone(), (n * 3, str(n)))
+        elif i == 2:
+            rows = self.conn.execute(q, (self.wid,), prepare=True).fetchall()
+            self.expect("rows via prepared statement", dict(rows), self.model)
+        elif i == 3:
+            self.expect(q, self.conn.execute(q, (self.wid,), prepare=True).fetchone(), (len(self.model),))
+        elif i == 4:
+            self.expect(q, self.conn.execute(q, ("z" * (n % 50),), prepare=True).fetchone(), (n % 50,))
+        elif i == 5:
+            self.expect(q, self.conn.execute(q, (n,), prepare=True).fetchone(), (n - 5,))
+        elif i == 6:
+            self.expect(q, self.conn.execute(q, (str(n),), prepare=True).fetchone(),
+                        (hashlib.md5(str(n).encode()).hexdigest(),))
+        else:
+            self.expect(q, self.conn.execute(q, (n, n + 1, n + 2), prepare=True).fetchone(), (n, n + 1, n + 2))
+
+    def op_deallocate_all(self) -> None:
+        self.conn.execute("DEALLOCATE ALL")  # psycopg forgets its statements on this tag
+        self.run_prepared(self.rng.randrange(len(PREPARED_TEXTS)))
+
+    def op_discard_all(self) -> None:
+        self.conn.execute("DISCARD ALL")
+        self.params = dict(self.defaults)
+        self.listening = False
+        self.check_params()
+
+    def op_sql_prepare(self) -> None:
+        name = f"sp_{self.wid}"
+        n = self.rng.randrange(10**6)
+        self.conn.execute(f"PREPARE {name} (int) AS SELECT $1 + 100")
+        self.expect("EXECUTE", self.conn.execute(f"EXECUTE {name} ({n})").fetchone(), (n + 100,))
+        self.conn.execute(f"DEALLOCATE {name}")
+
+    def op_verify(self) -> None:
+        rows = self.conn.execute("SELECT k, v FROM rows WHERE w = %s", (self.wid,)).fetchall()
+        self.check_rows(rows)
+        self.check_params()
+
+    def op_copy_out(self) -> None:
+        cur = self.conn.cursor()
+        rows = []
+        with cur.copy(f"COPY (SELECT k, v FROM rows WHERE w = {self.wid}) TO STDOUT") as cp:
+            for row in cp.rows():
+                rows.append((int(row[0]), int(row[1])))
+        self.check_rows(rows)
+
+    def op_copy_in(self) -> None:
+        rows = self.new_rows(self.rng.randint(1, 300))
+        before = dict(self.model)
+        with self.conn.cursor().copy("COPY rows (w, k, v) FROM STDIN") as cp:
+            for k, v in rows:
+                cp.write_row((self.wid, k, v))
+        self.model = {**before, **dict(rows)}
+
+    def op_pipeline(self) -> None:
+        """Queries in one pipeline; half the time results are fetched mid-way (libpq sends a Flush)."""
+        flush = self.rng.random() < 0.5
+        nums = [self.rng.randrange(10**6) for _ in range(self.rng.randint(2, 8))]
+        with self.conn.pipeline() as p:
+            curs = []
+            for i, n in enumerate(nums):
+                cur = self.conn.cursor()
+                cur.execute("SELECT %s::int + %s::int", (n, i), prepare=False)
+                curs.append(cur)
+                if flush and i == len(nums) // 2:
+                    self.expect("pipelined result (flushed)", curs[0].fetchone(), (nums[0],))
+                    curs[0] = None
+            if self.rng.random() < 0.3:
+                p.sync()
+        for i, (cur, n) in enumerate(zip(curs, nums)):
+            if cur is not None:
+                self.expect("pipelined result", cur.fetchone(), (n + i,))
+
+    def op_notify(self) -> None:
+        self.conn.execute("SELECT pg_notify(%s, %s)", (f"tch_other", f"n{self.wid}"))
+
+    def op_listen(self) -> None:
+        """Session mode: a notification to ourselves comes back on the same connection."""
+        if not self.listening:
+            self.conn.execute(f"LISTEN tch_{self.wid}")
+            self.listening = True
+        payload = f"p{self.rng.randrange(10**9)}"
+        self.notes.clear()
+        self.conn.execute(f"NOTIFY tch_{self.wid}, '{payload}'")
+        if payload not in self.notes:
+            self.conn.execute("SELECT 1")
+        self.expect("own notification", payload in self.notes, True)
+
+    def op_sleep_cancel(self) -> None:
+        """pg_sleep(2) with 1..4 cancels fired at it; the query ends canceled, or finished."""
+        delays = sorted(self.rng.uniform(0.05, 0.8) for _ in range(self.rng.randint(1, 4)))
+        conn = self.conn
+
+        def fire() -> None:
+            t0 = time.monotonic()
+            for d in delays:
+                time.sleep(max(0.0, t0 + d - time.monotonic()))
+                try:
+                    conn.cancel()
+                except psycopg.Error:
+                    pass
+        t = threading.Thread(target=fire, daemon=True)
+        t.start()
+        try:
+            conn.execute("SELECT pg_sleep(2)")
+        except pgerr.QueryCanceled:
+            pass
+        finally:
+            t.join()
+            self.last_cancel = time.monotonic()
+
+    def check_params(self) -> None:
+        got = self.conn.execute("SELECT current_setting('application_name'), current_setting('TimeZone'), "
+                                "current_setting('DateStyle')").fetchone()
+        self.expect("tracked parameters (SHOW)", got,
+                    (self.params["application_name"], self.params["TimeZone"], self.params["DateStyle"]))
+        for p, v in self.params.items():
+            self.expect(f"ParameterStatus {p}", self.conn.info.parameter_status(p) or "", v)
+
+    def op_set_param(self) -> None:
+        name = self.rng.choice(list(TRACKED))
+        if self.rng.random() < 0.3:
+            self.conn.execute(f"RESET {name}")
+            self.params[name] = self.defaults[name]
+        else:
+            value = self.rng.choice(TRACKED[name]) if TRACKED[name] else f"tw{self.wid}-{self.rng.randrange(999)}"
+            self.conn.execute(f"SET {name} = '{value}'")
+            self.params[name] = value
+        self.check_params()
+
+    def op_syntax_error(self) -> None:
+        try:
+            self.conn.execute("SELEC 1", prepare=False)
+        except psycopg.Error as e:
+            self.expect_error(e, "42601")
+        else:
+            raise Mismatch("a syntax error was accepted")
+        self.expect("query after an error", self.conn.execute("SELECT 5").fetchone(), (5,))
+
+    def op_tx_commit(self) -> None:
+        changes = self.some_changes()
+        before, after = dict(self.model), {**self.model, **dict(changes)}
+        self.model = after  # assumed; a connection error makes it in doubt (resync)
+        try:
+            with self.conn.transaction():
+                for k, v in changes:
+                    self.conn.execute(UPSERT, (self.wid, k, v), prepare=self.rng.random() < 0.5 and self.ph.protocol_prepare)
+                if self.rng.random() < 0.3:
+                    self.conn.execute("DELETE FROM rows WHERE w = %s AND k = %s", (self.wid, changes[0][0]))
+                    del after[changes[0][0]]
+                got = self.conn.execute("SELECT count(*) FROM rows WHERE w = %s", (self.wid,)).fetchone()
+                self.expect("row count inside the transaction", got, (len(after),))
+        except Mismatch:
+            raise
+        except Exception:
+            self.model = before
+            raise
+
+    def op_tx_rollback(self) -> None:
+        with self.conn.transaction(force_rollback=True):
+            for k, v in self.some_changes():
+                self.conn.execute(UPSERT, (self.wid, k, v))
+        self.expect("rows after a rollback", dict(self.conn.execute(
+            "SELECT k, v FROM rows WHERE w = %s", (self.wid,)).fetchall()), self.model)
+
+    def op_tx_fail(self) -> None:
+        try:
+            with self.conn.transaction():
+                for k, v in self.some_changes():
+                    self.conn.execute(UPSERT, (self.wid, k, v), prepare=self.ph.protocol_prepare and self.rng.random() < 0.5)
+                self.conn.execute("SELEC 'midway'", prepare=False)
+        except psycopg.Error as e:
+            self.expect_error(e, "42601")
+        else:
+            raise Mismatch("a transaction with a syntax error committed")
+
+    def op_tx_refused(self) -> None:
+        """Statement mode: a transaction block ends the connection with pgmux's FATAL."""
+        try:
+            self.conn.execute("BEGIN")
+            self.conn.execute("SELECT 1")
+        except psycopg.Error as e:
+            if "transaction blocks not allowed" not in str(e):
+                raise
+        else:
+            raise Mismatch("statement mode accepted a transaction block")
+        self.close()
+
+    def op_disconnect_tx(self) -> None:
+        """Mid-transaction disconnect: the uncommitted values must never be seen."""
+        tx = self.conn.transaction()
+        tx.__enter__()
+        for k, _ in self.some_changes():
+            self.conn.execute(UPSERT, (self.wid, k, -1))
+        self.shut()
+        self.close()
+
+    def op_disconnect_copy(self) -> None:
+        try:
+            with self.conn.cursor().copy("COPY rows (w, k, v) FROM STDIN") as cp:
+                # psycopg sends in 32 kB chunks: a few thousand rows are partly on their way
+                for k, _ in self.new_rows(self.rng.randint(10, 4000)):
+                    cp.write_row((self.wid, k, -2))
+                self.shut()
+        except psycopg.Error:
+            pass
+        self.close()
+
+    def op_disconnect_pipeline(self) -> None:
+        try:
+            with self.conn.pipeline():
+                for i in range(self.rng.randint(1, 6)):
+                    self.conn.execute("SELECT %s::int", (i,), prepare=False)
+                self.shut()
+        except psycopg.Error:
+            pass
+        self.close()
+
+    def op_reconnect(self) -> None:
+        self.connect()
+
+    def op_raw_flush(self) -> None:
+        """Unnamed statements with Flush before Sync, or after it (libpq pipeline exit does that)."""
+        n = self.rng.randrange(10**6)
+        with self.raw() as c:
+            ext = [parse("", "SELECT $1::int + 1"), bind("", [str(n)]), execute()]
+            if self.rng.random() < 0.5:
+                c.send(*ext, FLUSH)
+                got = [c.read()[0] for _ in range(4)]
+                self.expect("replies to a Flush", got, [b"1", b"2", b"D", b"C"])
+                c.send(SYNC)
+                self.expect("reply to Sync", [t for t, _ in c.until_ready()], [b"Z"])
+            else:
+                c.send(*ext, SYNC, FLUSH)
+                self.expect("replies", [t for t, _ in c.until_ready()], [b"1", b"2", b"D", b"C", b"Z"])
+            self.expect("query after Sync+Flush", c.simple_query(f"SELECT {n} AS x"), [{"x": str(n)}])
+
+    def op_raw_named(self) -> None:
+        """Protocol-level Parse/Bind/Close of a named statement, then the same name again."""
+        name = f"rs_{self.wid}"
+        with self.raw() as c:
+            for round_ in range(2):
+                n = self.rng.randrange(10**6)
+                c.send(parse(name, "SELECT $1::int - 1"), bind(name, [str(n)]), execute(), SYNC)
+                replies = c.until_ready()
+                self.expect(f"named statement round {round_}", [t for t, _ in replies], [b"1", b"2", b"D", b"C", b"Z"])
+                self.expect("named statement value", replies[2][1][6:].decode(), str(n - 1))
+                c.send(close_statement(name), SYNC)
+                self.expect("Close statement", [t for t, _ in c.until_ready()], [b"3", b"Z"])
+
+    def op_raw_login_drop(self) -> None:
+        """A client that goes away mid-login: before its startup packet ends, or mid-authentication."""
+        stop = self.rng.choice(["half-startup", "auth", "sasl", "ok"])
+        c = RawClient(self.st.pgmux.port, self.user, USERS[self.user], DB, self.st.args.deadline + 10, login=False)
+        try:
+            if stop == "half-startup":
+                c.send(startup_packet(self.user, DB)[:7])
+            elif stop != "sasl" or self.ph.auth != "trust":
+                c.login(stop_at=stop)
+        finally:
+            c.close(hard=self.rng.random() < 0.5)
+
+
+class _nullctx:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Chaos and monitoring
+# ---------------------------------------------------------------------------------------------
+
+class Chaos(threading.Thread):
+    """Pooler-side events every 1..4 s: PAUSE/RESUME, RECONNECT, RELOAD, pg_terminate_backend."""
+
+    def __init__(self, state: PhaseState):
+        super().__init__(name="chaos", daemon=True)
+        self.st = state
+        self.rng = random.Random(f"{state.phase.seed}/chaos")
+        self.events: collections.Counter[str] = collections.Counter()
+
+    def run(self) -> None:
+        # In session mode PAUSE would wait for every client to leave.
+        events = [("pause", 0 if self.st.phase.mode == "session" else 2),
+                  ("reconnect", 2), ("reload", 2), ("terminate", 3)]
+        kinds, weights = zip(*events)
+        while not self.st.stop.wait(self.rng.uniform(1, 4)):
+            kind = self.rng.choices(kinds, weights)[0]
+            start = time.monotonic()
+            try:
+                getattr(self, "do_" + kind)()
+            except Exception as e:  # a console that does not answer is the monitor's business
+                if not self.st.stop.is_set():
+                    self.st.fail(f"chaos {kind}: {e!r}")
+            if kind in ("reconnect", "terminate"):
+                self.st.disrupted(start, time.monotonic(), kind)
+            self.events[kind] += 1
+            self.st.count("chaos_" + kind)
+
+    def do_pause(self) -> None:
+        try:
+            self.st.pgmux.admin("PAUSE", timeout=self.st.args.deadline)
+            self.st.stop.wait(self.rng.uniform(0.2, 1.5))
+        finally:
+            self.st.pgmux.admin("RESUME")
+
+    def do_reconnect(self) -> None:
+        self.st.pgmux.admin("RECONNECT")
+
+    def do_reload(self) -> None:
+        self.st.pgmux.reload({})
+
+    def do_terminate(self) -> None:
+        with self.st.cluster.connect() as c:
+            c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY(%s) "
+                      "AND backend_type = 'client backend' ORDER BY random() LIMIT 1", (list(USERS),))
+
+
+class Monitor(threading.Thread):
+    """Every 0.5 s: pgmux alive, no operation past the deadline, backends within the limits, no
+    stale idle-in-transaction backend, prepared statements within max_prepared_statements."""
+
+    def __init__(self, state: PhaseState):
+        super().__init__(name="monitor", daemon=True)
+        self.st = state
+        self.over_limit_polls = 0
+        self.peak_backends = 0
+
+    def run(self) -> None:
+        polls = 0
+        try:
+            conn = self.st.cluster.connect()
+        except psycopg.Error as e:
+            self.st.fail(f"monitor: no direct connection to PostgreSQL: {e}")
+            return
+        with conn:
+            while not self.st.monitor_stop.wait(0.5):
+                polls += 1
+                if not self.st.pgmux.alive():
+                    self.st.died = f"pgmux died (exit status {self.st.pgmux.proc.returncode})"
+                    self.st.fail(self.st.died + "\n" + self.st.pgmux.log_tail(15))
+                    self.st.stop.set()
+                    return
+                if self.st.hung:
+                    continue
+                self.check_deadline()
+                self.check_backends(conn)
+                if polls % 4 == 0:
+                    self.check_prepared()
+
+    def check_deadline(self) -> None:
+        now = time.monotonic()
+        for w in self.st.workers:
+            busy = w.busy
+            if busy and now - busy[1] > self.st.args.deadline:
+                self.st.hung = True
+                hist = "\n      ".join(w.history)
+                shows = "\n".join(self.st.pgmux.show(s) for s in ("POOLS", "CLIENTS", "SERVERS"))
+                raw = f"\n    raw messages: {' '.join(w.raw_client.trace[-12:])}" if w.raw_client else ""
+                self.st.fail(f"HANG: worker {w.wid} ({w.user}) {busy[0]} waited more than "
+                             f"{self.st.args.deadline:.0f}s\n    last operations:\n      {hist}{raw}"
+                             f"\n    libpq trace (F = sent, B = received):\n      {w.trace.tail(20)}\n{shows}")
+                self.st.stop.set()
+                for other in self.st.workers:
+                    other.abort()
+                return
+
+    def check_backends(self, conn: psycopg.Connection) -> None:
+        ph = self.st.phase
+        rows = conn.execute(
+            "SELECT usename, count(*), count(*) FILTER (WHERE state LIKE 'idle in transaction%%' "
+            "AND now() - state_change > interval '10 s') FROM pg_stat_activity "
+            "WHERE backend_type = 'client backend' AND usename = ANY(%s) GROUP BY usename",
+            (list(USERS),)).fetchall()
+        counts = {u: n for u, n, _ in rows}
+        total = sum(counts.values())
+        self.peak_backends = max(self.peak_backends, total)
+        over = [f"{u}: {n} > pool {ph.pool}" for u, n in counts.items() if n > ph.pool]
+        if ph.max_db and total > ph.max_db:
+            over.append(f"database: {total} > max_db_connections {ph.max_db}")
+        # A closed server's backend takes a moment to exit: only a lasting excess counts.
+        self.over_limit_polls = self.over_limit_polls + 1 if over else 0
+        if self.over_limit_polls == 3:
+            self.st.limit_violations.append(", ".join(over))
+        stale = sum(n for _, _, n in rows)
+        if stale:
+            self.st.idle_tx_violations.append(f"{stale} backend(s) idle in transaction for over 10 s")
+
+    def check_prepared(self) -> None:
+        ph = self.st.phase
+        if ph.mode == "session":
+            return
+        try:
+            servers = self.st.pgmux.admin("SHOW SERVERS")
+        except Exception:
+            return  # PAUSE may hold the console briefly; the deadline check covers real hangs
+        for s in servers:
+            n = int(s.get("prepared_statements") or 0)
+            if n > ph.mps:
+                self.st.prepared_violations.append(f"server {s.get('remote_pid')} holds {n} > {ph.mps}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a phase
+# ---------------------------------------------------------------------------------------------
+
+class Checks:
+    """PASS/FAIL lines; the tally ends the output."""
+
+    def __init__(self):
+        self.passed = self.failed = 0
+        self.failed_phases: list[Phase] = []
+
+    def check(self, ok: bool, text: str, phase: Phase | None = None) -> bool:
+        print(f"{'PASS' if ok else 'FAIL'}  {text}", flush=True)
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+            if phase is not None and phase not in self.failed_phases:
+                self.failed_phases.append(phase)
+        return ok
+
+
+def phase_settings(ph: Phase) -> dict[str, object]:
+    s: dict[str, object] = {"pool_mode": ph.mode, "default_pool_size": ph.pool,
+                            "max_prepared_statements": ph.mps, "auth_type": ph.auth}
+    if ph.max_db:
+        s["max_db_connections"] = ph.max_db
+    return s
+
+
+def run_phase(ph: Phase, args, cluster: Cluster, binary: Path, tmp: Path,
+              checks: Checks, totals: collections.Counter, outdir: Path) -> None:
+    log(ph.describe())
+    pgmux = Pgmux(binary, tmp, cluster.port)
+    pgmux.write_config(phase_settings(ph))
+    try:
+        pgmux.start()
+    except RuntimeError as e:
+        checks.check(False, f"[{ph.index}] pgmux starts: {e}", ph)
+        return
+    st = PhaseState(ph, args, pgmux, cluster, tmp)
+    try:
+        base_fds, base_rss = pgmux.fds(), pgmux.rss_kb()
+        st.workers = [Worker(i + 100 * ph.index, st) for i in range(ph.workers)]
+        clear_rows(cluster, st.workers)
+        monitor, chaos = Monitor(st), Chaos(st)
+        for t in st.workers + [monitor, chaos]:
+            t.start()
+        st.stop.wait(ph.seconds)
+        st.stop.set()
+        for t in st.workers + [chaos]:
+            t.join(args.deadline + 5)
+        st.monitor_stop.set()
+        monitor.join(5)
+        stuck = [w.wid for w in st.workers if w.is_alive()]
+        time.sleep(3)  # servers go back to the pool, backends of closed servers exit
+        end_checks(st, checks, base_fds, base_rss, stuck, monitor.peak_backends)
+    finally:
+        totals.update(st.ops)
+        if ph in checks.failed_phases:
+            save_logs(outdir, f"phase{ph.index}", pgmux, cluster)
+        pgmux.stop()
+    if ph in checks.failed_phases:
+        print(f"    replay: make torture TORTURE_ARGS=\"{replay_args(args, ph)}\"", flush=True)
+
+
+def replay_args(args, ph: Phase) -> str:
+    return (f"--seed {args.seed} --phase {ph.index} --seconds {ph.seconds:.0f}"
+            f"{' --quick' if args.quick else ''}")
+
+
+def clear_rows(cluster: Cluster, workers: list[Worker]) -> None:
+    with cluster.connect() as c:
+        c.execute("DELETE FROM rows WHERE w = ANY(%s)", ([w.wid for w in workers],))
+
+
+def end_checks(st: PhaseState, checks: Checks, base_fds: int, base_rss: int,
+               stuck: list[int], peak: int) -> None:
+    ph, pgmux, tag = st.phase, st.pgmux, f"[{st.phase.index}]"
+    nops = sum(v for k, v in st.ops.items() if not k.startswith("chaos_"))
+    checks.check(not st.failures and not stuck,
+                 f"{tag} workload: {nops} operations, {len(st.failures)} failures"
+                 f"{f', workers still blocked: {stuck}' if stuck else ''}", ph)
+    checks.check(st.died is None and pgmux.alive(), f"{tag} pgmux alive{f': {st.died}' if st.died else ''}", ph)
+    limit = f"pool {ph.pool} per user" + (f", {ph.max_db} per database" if ph.max_db else "")
+    checks.check(not st.limit_violations, f"{tag} backends within limits ({limit}; peak {peak} in all)"
+                 + (f": {st.limit_violations[0]}" if st.limit_violations else ""), ph)
+    if ph.mode != "session":
+        checks.check(not st.prepared_violations, f"{tag} prepared statements per server <= {ph.mps}"
+                     + (f": {st.prepared_violations[0]}" if st.prepared_violations else ""), ph)
+    if not pgmux.alive():
+        return
+    with st.cluster.connect() as c:
+        idle = c.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = ANY(%s) "
+                         "AND state LIKE 'idle in transaction%%'", (list(USERS),)).fetchone()[0]
+        rows = c.execute("SELECT w, k, v FROM rows WHERE w = ANY(%s)", ([w.wid for w in st.workers],)).fetchall()
+    checks.check(idle == 0 and not st.idle_tx_violations,
+                 f"{tag} no backend left idle in transaction (now {idle})"
+                 + (f"; during the phase: {st.idle_tx_violations[0]}" if st.idle_tx_violations else ""), ph)
+    held: dict[int, dict[int, int]] = collections.defaultdict(dict)
+    for w, k, v in rows:
+        held[w][k] = v
+    wrong = [w.wid for w in st.workers if held.get(w.wid, {}) != w.model]
+    checks.check(not wrong, f"{tag} table contents equal the workers' models"
+                 + (f" (not for workers {wrong[:5]})" if wrong else ""), ph)
+    checks.check(*fresh_client_check(st), ph)
+    fds, rss = pgmux.fds(), pgmux.rss_kb()
+    fd_limit = base_fds + ph.pool * len(USERS) + 4
+    checks.check(fds <= fd_limit and rss <= base_rss + 40 * 1024,
+                 f"{tag} pgmux fds {fds} <= {fd_limit} (start {base_fds}), RSS {rss // 1024} MB <= start "
+                 f"{base_rss // 1024} MB + 40 MB", ph)
+
+
+def fresh_client_check(st: PhaseState) -> tuple[bool, str]:
+    tag = f"[{st.phase.index}]"
+    t0 = time.monotonic()
+    try:
+        user = list(USERS)[0]
+        with RawClient(st.pgmux.port, user, USERS[user], DB, 5) as c:
+            ok = c.simple_query("SELECT 'fresh' AS x") == [{"x": "fresh"}]
+        waiting = sum(int(p.get("cl_waiting") or 0) for p in st.pgmux.admin("SHOW POOLS"))
+        return ok and waiting == 0, (f"{tag} a fresh client is served in {time.monotonic() - t0:.2f}s, "
+                                     f"{waiting} client(s) waiting")
+    except Exception as e:
+        return False, f"{tag} a fresh client is served: {e!r}"
+
+
+def save_logs(outdir: Path, name: str, pgmux: Pgmux, cluster: Cluster) -> None:
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / f"{name}-pgmux.log").write_text(pgmux.log_tail(3000))
+    (outdir / f"{name}-postgres.log").write_text(cluster.log_tail(500))
+    shutil.copy(pgmux.dir / "pgmux.ini", outdir / f"{name}-pgmux.ini")
+    print(f"    logs: {outdir.relative_to(ROOT) if outdir.is_relative_to(ROOT) else outdir}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# pgbench matrix
+# ---------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class BenchCase:
+    """One pgbench configuration, run on a fresh pgmux and then again on its warm pool."""
+    pool: int
+    script: str    # -S | -N | tpcb
+    clients: int
+    proto: str     # -M prepared | extended
+    jobs: int
+
+    @property
+    def id(self) -> str:
+        return f"p{self.pool}:{self.script}:{self.proto}:c{self.clients}:j{self.jobs}"
+
+
+def pgbench_cases(quick: bool) -> list[BenchCase]:
+    """-S/-N/TPC-B x -c 1..50 x pool 1..5 x -M prepared/extended x -j = -c and -j 1.
+    --quick keeps bug 1's reproduction: pool 3, -N -M prepared -c 4, -j 4 and -j 1."""
+    if quick:
+        return [BenchCase(3, "-N", 4, "prepared", j) for j in (4, 1)]
+    cases = []
+    for pool in range(1, 6):
+        for clients in sorted({1, pool, pool + 1, 2 * pool + 1, 12, 30, 50}):
+            for script in ("-S", "-N", "tpcb"):
+                for proto in ("prepared", "extended"):
+                    for jobs in sorted({clients, 1}, reverse=True):
+                        cases.append(BenchCase(pool, script, clients, proto, jobs))
+    return cases
+
+
+def run_pgbench_matrix(args, cluster: Cluster, binary: Path, tmp: Path, checks: Checks, outdir: Path) -> None:
+    env = dict(os.environ, PGPASSWORD=USERS["tort_a"], PGCONNECT_TIMEOUT="10")
+    subprocess.run(["pgbench", "-q", "-i", "-s", "1", "-h", "127.0.0.1", "-p", str(cluster.port),
+                    "-U", "tort_a", DB], env=env, check=True, capture_output=True)
+    cases = [c for c in pgbench_cases(args.quick and not args.case) if not args.case or c.id == args.case]
+    if not cases:
+        sys.exit(f"torture: no pgbench case {args.case} (ids look like p3:-N:prepared:c4:j1)")
+    log(f"pgbench: {len(cases)} cases, each on a fresh pgmux (transaction mode, "
+        f"max_prepared_statements 100, SCRAM) and again warm, -T {args.bench_seconds}")
+    for case in cases:
+        ph = Phase(0, args.seed, "transaction", case.pool, 100, "scram-sha-256", 0, case.clients)
+        pgmux = Pgmux(binary, tmp, cluster.port)
+        pgmux.write_config(phase_settings(ph))
+        pgmux.start()
+        try:
+            for temp in ("fresh", "warm"):
+                cmd = (["pgbench", "-n", "-M", case.proto, "-c", str(case.clients), "-j", str(case.jobs),
+                        "-T", str(args.bench_seconds)] + ([case.script] if case.script != "tpcb" else [])
+                       + ["-h", "127.0.0.1", "-p", str(pgmux.port), "-U", "tort_a", DB])
+                ok, detail = run_pgbench(cmd, env, args.bench_seconds + 15, pgmux)
+                if not checks.check(ok, f"pgbench {case.id} ({temp}): {detail}"):
+                    save_logs(outdir, f"pgbench-{case.id.replace(':', '_')}", pgmux, cluster)
+                    print(f"    replay: make torture TORTURE_ARGS=\"--pgbench --case {case.id}\"", flush=True)
+                    break
+        finally:
+            pgmux.stop()
+
+
+def run_pgbench(cmd: list[str], env: dict, timeout: float, pgmux: Pgmux) -> tuple[bool, str]:
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        shows = "\n".join(pgmux.show(s) for s in ("POOLS", "SERVERS"))
+        proc.kill()
+        proc.communicate()
+        return False, f"HANG: no end within {timeout:.0f}s\n{shows}"
+    tps = re.search(r"tps = ([0-9.]+)", out)
+    failed = re.search(r"number of failed transactions: (\d+)", out)
+    if proc.returncode != 0 or not tps or (failed and failed.group(1) != "0"):
+        tail = (err.strip().splitlines() or ["?"])[-1]
+        return False, f"exit {proc.returncode}: {tail}"
+    return True, f"{float(tps.group(1)):.0f} tps"
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
+
+def find_binary(arg: str | None) -> Path:
+    if arg:
+        return Path(arg).resolve()
+    built = [p for p in (ROOT / ".build/release/pgmux", ROOT / ".build/debug/pgmux") if p.exists()]
+    if not built:
+        sys.exit("torture: no pgmux binary: run `swift build -c release` (or give --pgmux PATH)")
+    return max(built, key=lambda p: p.stat().st_mtime)  # the newer build when both exist
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description="Randomized, seeded, differential stress test of pgmux.")
+    ap.add_argument("--minutes", type=float, help="total run time (default 5)")
+    ap.add_argument("--seconds", type=float, help="total run time in seconds")
+    ap.add_argument("--seed", type=int, default=None, help="seed (default: random, always printed)")
+    ap.add_argument("--phase", type=int, default=None, help="run only this phase (replay)")
+    ap.add_argument("--quick", action="store_true", help="3 phases of ~20 s plus the pgbench repro (make test)")
+    ap.add_argument("--pgbench", action="store_true", help="the pgbench matrix instead of the workload")
+    ap.add_argument("--case", help="only this pgbench case (an id such as p3:-N:prepared:c4:j1)")
+    ap.add_argument("--pgmux", help="pgmux binary (default: the newer of .build/{release,debug}/pgmux)")
+    ap.add_argument("--deadline", type=float, default=20, help="an operation slower than this is a hang")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = ap.parse_args()
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1, 10**6)
+    total = args.seconds if args.seconds else (args.minutes or (0.9 if args.quick else 5.0)) * 60
+    args.total = total
+    args.bench_seconds = 1 if args.quick else 2
+    args.pgbench = args.pgbench or args.case is not None
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    binary = find_binary(args.pgmux)
+    phases = plan_phases(args.seed, args.quick)
+    if args.phase is not None:
+        if not 0 <= args.phase < len(phases):
+            sys.exit(f"torture: --phase takes 0..{len(phases) - 1}")
+        phases = [phases[args.phase]]
+    for ph in phases:
+        ph.seconds = max(10.0, args.total / len(phases))
+    log(f"seed {args.seed}; pgmux {binary.relative_to(ROOT) if binary.is_relative_to(ROOT) else binary}")
+    tmp = Path(tempfile.mkdtemp(prefix="pgmux-torture-"))
+    os.chmod(tmp, 0o755)
+    outdir = ROOT / "results" / f"torture-{time.strftime('%Y%m%d-%H%M%S')}"
+    cluster = Cluster(tmp)
+    checks = Checks()
+    totals: collections.Counter[str] = collections.Counter()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    t0 = time.monotonic()
+    try:
+        cluster.start()
+        if args.pgbench:
+            run_pgbench_matrix(args, cluster, binary, tmp, checks, outdir)
+        else:
+            for ph in phases:
+                run_phase(ph, args, cluster, binary, tmp, checks, totals, outdir)
+            if args.quick and args.phase is None:
+                run_pgbench_matrix(args, cluster, binary, tmp, checks, outdir)
+    except KeyboardInterrupt:
+        print("torture: interrupted", flush=True)
+        checks.failed += 1
+    finally:
+        cluster.stop()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if totals:
+        print("operations: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
+    log(f"done in {time.monotonic() - t0:.0f}s, seed {args.seed}")
+    if checks.failed:
+        print(f"FAILED with seed {args.seed}; replay all: make torture TORTURE_ARGS=\"--seed {args.seed}"
+              f"{' --quick' if args.quick else f' --seconds {args.total:.0f}'}{' --pgbench' if args.pgbench else ''}\"")
+    print(f"{checks.passed} passed, {checks.failed} failed")
+    return 1 if checks.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
