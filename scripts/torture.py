@@ -158,6 +158,7 @@ class Cluster:
     def __init__(self, tmp: Path):
         self.dir = tmp / "pg"
         self.port = free_port()
+        self.defaults: dict[str, str] = {}  # tracked parameters as postgresql.conf sets them
 
     def start(self) -> None:
         subprocess.run([str(ROOT / "scripts/pg-cluster.sh"), "start", str(self.dir), str(self.port)],
@@ -171,6 +172,8 @@ class Cluster:
             c.execute("ALTER TABLE rows OWNER TO tort_a")
             c.execute("GRANT ALL ON SCHEMA public TO tort_b")
             c.execute("GRANT ALL ON rows TO tort_b")
+            self.defaults = {p: c.execute(f"SELECT current_setting('{p}')").fetchone()[0] for p in TRACKED}
+            self.defaults["application_name"] = ""
 
     def stop(self) -> None:
         subprocess.run([str(ROOT / "scripts/pg-cluster.sh"), "stop", str(self.dir)], check=False)
@@ -211,7 +214,11 @@ class Pgmux:
             "logfile": str(self.dir / "pgmux.log"),
         }
         ini.update(self.settings)
-        text = (f"[databases]\n{DB} = host=127.0.0.1 port={self.pg_port} dbname={DB}\n\n[pgmux]\n"
+        # The same file drives PgBouncer (--pgmux /usr/sbin/pgbouncer), to check the tool against it.
+        section = "pgbouncer" if self.binary.name.startswith("pgbouncer") else "pgmux"
+        if section == "pgbouncer" and not ini["max_prepared_statements"]:
+            del ini["max_prepared_statements"]  # unknown before PgBouncer 1.21
+        text = (f"[databases]\n{DB} = host=127.0.0.1 port={self.pg_port} dbname={DB}\n\n[{section}]\n"
                 + "".join(f"{k} = {v}\n" for k, v in ini.items()))
         (self.dir / "pgmux.ini").write_text(text)
         os.chmod(self.dir / "userlist.txt", 0o600)
@@ -616,8 +623,9 @@ class Worker(threading.Thread):
         self.conn_ok_since = 0.0      # start of the last operation that went well on this connection
         self.model: dict[int, int] = {}  # k -> v of this worker's committed rows
         self.next_key = 0
-        self.params: dict[str, str] = {}      # tracked parameters as this client must see them
-        self.defaults: dict[str, str] = {}
+        # Tracked parameters as this client must see them; None where it cannot know (a value it
+        # never set may be another client's: poolers only restore the values a client gave).
+        self.params: dict[str, str | None] = {}
         self.listening = False
         self.notes: list[str] = []     # payloads of notifications received
         self.notices: list[str] = []   # NoticeResponses: none of the operations causes one
@@ -650,7 +658,8 @@ class Worker(threading.Thread):
     def connect(self) -> None:
         self.close()
         password = USERS[self.user] if self.ph.auth != "trust" else None
-        self.conn = psycopg.connect(host="127.0.0.1", port=self.st.pgmux.port, user=self.user,
+        app = f"tw{self.wid}"
+        self.conn = psycopg.connect(host="127.0.0.1", port=self.st.pgmux.port, user=self.user, application_name=app,
                                     password=password, dbname=DB, autocommit=True, connect_timeout=15)
         # psycopg prepares a query after 5 runs; that only works where named statements survive.
         self.conn.prepare_threshold = 5 if self.ph.protocol_prepare else None
@@ -658,12 +667,7 @@ class Worker(threading.Thread):
         self.trace.attach(self.conn)
         self.conn.add_notify_handler(lambda n: self.notes.append(n.payload))
         self.conn.add_notice_handler(lambda d: self.notices.append(f"{d.severity} {d.sqlstate} {d.message_primary}"))
-        seen = {p: self.conn.info.parameter_status(p) or "" for p in TRACKED}
-        if not self.defaults:
-            self.defaults = seen
-        elif seen != self.defaults:
-            raise Mismatch(f"a new connection reports tracked parameters {seen}, the first one {self.defaults}")
-        self.params = dict(self.defaults)
+        self.params = {"application_name": app, "TimeZone": None, "DateStyle": None}
         self.listening = False
         self.conn_ok_since = time.monotonic()
 
@@ -708,9 +712,7 @@ class Worker(threading.Thread):
             if self.conn is None or self.conn.closed:
                 self.connect()
             getattr(self, "op_" + kind)()
-            unasked = [n for n in self.notices if QUEUED_NOTICE not in n]
-            if unasked:
-                raise Mismatch(f"notices nobody asked for: {unasked}")
+            self.check_notices(start)
             self.conn_ok_since = start
         except Mismatch as e:
             outcome = f"WRONG: {e}"
@@ -722,6 +724,17 @@ class Worker(threading.Thread):
             self.busy = None
             self.history.append(f"{start - self.st.t0:7.2f}s +{time.monotonic() - start:.2f}s {kind}: {outcome}")
             self.st.count(kind)
+
+    def check_notices(self, start: float) -> None:
+        """No operation asks for a notice. A FATAL that libpq got between queries (it hands those
+        to the notice handler) is a lost server: legitimate only after a chaos event."""
+        unasked = [n for n in self.notices if QUEUED_NOTICE not in n]
+        fatal = [n for n in unasked if n.startswith("FATAL")]
+        if fatal and self.st.disruption_between(self.conn_ok_since, time.monotonic()):
+            self.close()
+            unasked = [n for n in unasked if n not in fatal]
+        if unasked:
+            raise Mismatch(f"notices nobody asked for: {unasked}")
 
     def judge(self, kind: str, e: Exception, start: float) -> str:
         """Decides whether error `e` of operation `kind` is one it may legitimately get."""
@@ -847,13 +860,18 @@ class Worker(threading.Thread):
         else:
             self.expect(q, self.conn.execute(q, (n, n + 1, n + 2), prepare=True).fetchone(), (n, n + 1, n + 2))
 
+    def forgetting(self, command: str) -> str:
+        """psycopg forgets its prepared statements on a DEALLOCATE ALL or DISCARD ALL tag, but
+        only for a query text it has not seen before on the connection: make each text new."""
+        return f"{command} -- {self.rng.randrange(10**9)}"
+
     def op_deallocate_all(self) -> None:
-        self.conn.execute("DEALLOCATE ALL")  # psycopg forgets its statements on this tag
+        self.conn.execute(self.forgetting("DEALLOCATE ALL"))
         self.run_prepared(self.rng.randrange(len(PREPARED_TEXTS)))
 
     def op_discard_all(self) -> None:
-        self.conn.execute("DISCARD ALL")
-        self.params = dict(self.defaults)
+        self.conn.execute(self.forgetting("DISCARD ALL"))
+        self.params = {p: self.reset_value(p) for p in TRACKED}
         self.listening = False
         self.check_params()
 
@@ -905,7 +923,7 @@ class Worker(threading.Thread):
                 self.expect("pipelined result", cur.fetchone(), (n + i,))
 
     def op_notify(self) -> None:
-        self.conn.execute("SELECT pg_notify(%s, %s)", (f"tch_other", f"n{self.wid}"))
+        self.conn.execute("SELECT pg_notify(%s, %s)", ("tch_other", f"n{self.wid}"))
 
     def op_listen(self) -> None:
         """Session mode: a notification to ourselves comes back on the same connection."""
@@ -942,19 +960,24 @@ class Worker(threading.Thread):
             t.join()
             self.last_cancel = time.monotonic()
 
+    def reset_value(self, name: str) -> str | None:
+        """After RESET: postgresql.conf's value; unknown for an empty one (a server's startup value)."""
+        return self.st.cluster.defaults[name] or None
+
     def check_params(self) -> None:
+        """The server's values (SHOW) and the client's (ParameterStatus) are the ones it set."""
         got = self.conn.execute("SELECT current_setting('application_name'), current_setting('TimeZone'), "
                                 "current_setting('DateStyle')").fetchone()
-        self.expect("tracked parameters (SHOW)", got,
-                    (self.params["application_name"], self.params["TimeZone"], self.params["DateStyle"]))
-        for p, v in self.params.items():
-            self.expect(f"ParameterStatus {p}", self.conn.info.parameter_status(p) or "", v)
+        for (p, want), server in zip(self.params.items(), got):
+            if want is not None:
+                self.expect(f"{p} (SHOW)", server, want)
+                self.expect(f"{p} (ParameterStatus)", self.conn.info.parameter_status(p), want)
 
     def op_set_param(self) -> None:
         name = self.rng.choice(list(TRACKED))
         if self.rng.random() < 0.3:
             self.conn.execute(f"RESET {name}")
-            self.params[name] = self.defaults[name]
+            self.params[name] = self.reset_value(name)
         else:
             value = self.rng.choice(TRACKED[name]) if TRACKED[name] else f"tw{self.wid}-{self.rng.randrange(999)}"
             self.conn.execute(f"SET {name} = '{value}'")
@@ -1122,14 +1145,19 @@ class Chaos(threading.Thread):
         kinds, weights = zip(*events)
         while not self.st.stop.wait(self.rng.uniform(1, 4)):
             kind = self.rng.choices(kinds, weights)[0]
+            disrupts = kind in ("reconnect", "terminate")
             start = time.monotonic()
+            # Recorded before it happens (a client may see the effect at once), with 5 s of
+            # after-effects (server_login_retry, a FATAL read later).
+            if disrupts:
+                self.st.disrupted(start, start + 5, kind)
             try:
                 getattr(self, "do_" + kind)()
             except Exception as e:  # a console that does not answer is the monitor's business
                 if not self.st.stop.is_set():
                     self.st.fail(f"chaos {kind}: {e!r}")
-            if kind in ("reconnect", "terminate"):
-                self.st.disrupted(start, time.monotonic(), kind)
+            if disrupts:
+                self.st.disrupted(start, time.monotonic() + 5, kind)
             self.events[kind] += 1
             self.st.count("chaos_" + kind)
 
@@ -1275,6 +1303,7 @@ def run_phase(ph: Phase, args, cluster: Cluster, binary: Path, tmp: Path,
         pgmux.start()
     except RuntimeError as e:
         checks.check(False, f"[{ph.index}] pgmux starts: {e}", ph)
+        pgmux.stop()
         return
     st = PhaseState(ph, args, pgmux, cluster, tmp)
     try:
@@ -1471,7 +1500,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="3 phases of ~20 s plus the pgbench repro (make test)")
     ap.add_argument("--pgbench", action="store_true", help="the pgbench matrix instead of the workload")
     ap.add_argument("--case", help="only this pgbench case (an id such as p3:-N:prepared:c4:j1)")
-    ap.add_argument("--pgmux", help="pgmux binary (default: the newer of .build/{release,debug}/pgmux)")
+    ap.add_argument("--pgmux", help="pgmux binary (default: the newer of .build/{release,debug}/pgmux); "
+                    "a PgBouncer binary works too, to check the tool itself")
     ap.add_argument("--deadline", type=float, default=20, help="an operation slower than this is a hang")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
