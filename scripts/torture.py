@@ -216,7 +216,7 @@ class Pgmux:
         ini.update(self.settings)
         # The same file drives PgBouncer (--pgmux /usr/sbin/pgbouncer), to check the tool against it.
         section = "pgbouncer" if self.binary.name.startswith("pgbouncer") else "pgmux"
-        if section == "pgbouncer" and not ini["max_prepared_statements"]:
+        if section == "pgbouncer" and not ini.get("max_prepared_statements", 1):
             del ini["max_prepared_statements"]  # unknown before PgBouncer 1.21
         text = (f"[databases]\n{DB} = host=127.0.0.1 port={self.pg_port} dbname={DB}\n\n[{section}]\n"
                 + "".join(f"{k} = {v}\n" for k, v in ini.items()))
@@ -518,6 +518,7 @@ class PhaseState:
         self.workers: list[Worker] = []
         self.limit_violations: list[str] = []
         self.prepared_violations: list[str] = []
+        self.pinned_violations: list[str] = []
         self.idle_tx_violations: list[str] = []
         self.died: str | None = None
         self.hung = False
@@ -798,7 +799,7 @@ class Worker(threading.Thread):
     def check_rows(self, rows) -> None:
         self.expect(f"rows of worker {self.wid}", dict(rows), self.model)
         if len(self.model) > 200:  # keep the table small: forget the oldest keys
-            with self.conn.transaction() if self.ph.mode != "statement" else _nullctx():
+            with self.conn.transaction() if self.ph.mode != "statement" else contextlib.nullcontext():
                 old = sorted(self.model)[:100]
                 self.conn.execute("DELETE FROM rows WHERE w = %s AND k = ANY(%s)", (self.wid, old))
             for k in old:
@@ -833,7 +834,7 @@ class Worker(threading.Thread):
     def op_prepared(self) -> None:
         """Protocol-level named statements, several times, some inside a transaction block."""
         in_tx = self.ph.mode != "statement" and self.rng.random() < 0.5
-        with self.conn.transaction() if in_tx else _nullctx():
+        with self.conn.transaction() if in_tx else contextlib.nullcontext():
             for _ in range(self.rng.randint(1, 4)):
                 i = self.rng.randrange(len(PREPARED_TEXTS))
                 self.run_prepared(i)
@@ -1076,11 +1077,13 @@ class Worker(threading.Thread):
         self.connect()
 
     def op_raw_flush(self) -> None:
-        """Unnamed statements with Flush before Sync, or after it (libpq pipeline exit does that)."""
+        """Unnamed statements with Flush before Sync, or after it, or a lone Sync + Flush once the
+        exchange is over (libpq's pipeline exit after an explicit sync sends that)."""
         n = self.rng.randrange(10**6)
+        variant = self.rng.choice(["flush-then-sync", "sync-flush", "sync-then-sync-flush"])
         with self.raw() as c:
             ext = [parse("", "SELECT $1::int + 1"), bind("", [str(n)]), execute()]
-            if self.rng.random() < 0.5:
+            if variant == "flush-then-sync":
                 c.send(*ext, FLUSH)
                 got = [c.read()[0] for _ in range(4)]
                 self.expect("replies to a Flush", got, [b"1", b"2", b"D", b"C"])
@@ -1089,7 +1092,10 @@ class Worker(threading.Thread):
             else:
                 c.send(*ext, SYNC, FLUSH)
                 self.expect("replies", [t for t, _ in c.until_ready()], [b"1", b"2", b"D", b"C", b"Z"])
-            self.expect("query after Sync+Flush", c.simple_query(f"SELECT {n} AS x"), [{"x": str(n)}])
+            if variant == "sync-then-sync-flush":
+                c.send(SYNC, FLUSH)
+                self.expect("reply to a lone Sync", [t for t, _ in c.until_ready()], [b"Z"])
+            self.expect(f"query after {variant}", c.simple_query(f"SELECT {n} AS x"), [{"x": str(n)}])
 
     def op_raw_named(self) -> None:
         """Protocol-level Parse/Bind/Close of a named statement, then the same name again."""
@@ -1115,14 +1121,6 @@ class Worker(threading.Thread):
                 c.login(stop_at=stop)
         finally:
             c.close(hard=self.rng.random() < 0.5)
-
-
-class _nullctx:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1182,13 +1180,14 @@ class Chaos(threading.Thread):
 
 class Monitor(threading.Thread):
     """Every 0.5 s: pgmux alive, no operation past the deadline, backends within the limits, no
-    stale idle-in-transaction backend, prepared statements within max_prepared_statements."""
+    stale idle-in-transaction backend; every 2 s the servers (check_servers)."""
 
     def __init__(self, state: PhaseState):
         super().__init__(name="monitor", daemon=True)
         self.st = state
         self.over_limit_polls = 0
         self.peak_backends = 0
+        self.pinned: set[int] = set()  # backends already reported as pinned
 
     def run(self) -> None:
         polls = 0
@@ -1210,7 +1209,7 @@ class Monitor(threading.Thread):
                 self.check_deadline()
                 self.check_backends(conn)
                 if polls % 4 == 0:
-                    self.check_prepared()
+                    self.check_servers(conn)
 
     def check_deadline(self) -> None:
         now = time.monotonic()
@@ -1223,11 +1222,26 @@ class Monitor(threading.Thread):
                 raw = f"\n    raw messages: {' '.join(w.raw_client.trace[-12:])}" if w.raw_client else ""
                 self.st.fail(f"HANG: worker {w.wid} ({w.user}) {busy[0]} waited more than "
                              f"{self.st.args.deadline:.0f}s\n    last operations:\n      {hist}{raw}"
-                             f"\n    libpq trace (F = sent, B = received):\n      {w.trace.tail(20)}\n{shows}")
+                             f"\n    libpq trace (F = sent, B = received):\n      {w.trace.tail(20)}\n{shows}"
+                             f"\n    the other workers (application_name tw<worker>[-n] in SHOW CLIENTS):"
+                             f"\n{self.others(w, now)}")
                 self.st.stop.set()
                 for other in self.st.workers:
                     other.abort()
                 return
+
+    def others(self, hung: Worker, now: float) -> str:
+        """What every other worker is doing, with its last operations and raw messages."""
+        lines = []
+        for w in self.st.workers:
+            if w is hung:
+                continue
+            busy = w.busy
+            doing = f"in {busy[0]} for {now - busy[1]:.1f}s" if busy else "between operations"
+            raw = f"; raw messages: {' '.join(w.raw_client.trace[-12:])}" if w.raw_client else ""
+            last = " | ".join(h.split(None, 2)[-1] for h in list(w.history)[-4:])
+            lines.append(f"      worker {w.wid} ({w.user}) {doing}{raw}; before: {last}")
+        return "\n".join(lines)
 
     def check_backends(self, conn: psycopg.Connection) -> None:
         ph = self.st.phase
@@ -1250,7 +1264,10 @@ class Monitor(threading.Thread):
         if stale:
             self.st.idle_tx_violations.append(f"{stale} backend(s) idle in transaction for over 10 s")
 
-    def check_prepared(self) -> None:
+    def check_servers(self, conn: psycopg.Connection) -> None:
+        """Transaction and statement mode: no server holds more prepared statements than
+        max_prepared_statements, and none stays linked to a client while its backend sits idle
+        outside a transaction (nothing runs, nothing is owed: it should be back in the pool)."""
         ph = self.st.phase
         if ph.mode == "session":
             return
@@ -1262,6 +1279,14 @@ class Monitor(threading.Thread):
             n = int(s.get("prepared_statements") or 0)
             if n > ph.mps:
                 self.st.prepared_violations.append(f"server {s.get('remote_pid')} holds {n} > {ph.mps}")
+        linked = [int(s["remote_pid"]) for s in servers if s.get("state") == "active" and s.get("remote_pid")]
+        idle = conn.execute("SELECT pid, round(extract(epoch FROM now() - state_change)) FROM pg_stat_activity "
+                            "WHERE pid = ANY(%s) AND state = 'idle' AND now() - state_change > interval '5 s'",
+                            (linked,)).fetchall()
+        for pid, secs in idle:
+            if pid not in self.pinned:
+                self.pinned.add(pid)
+                self.st.pinned_violations.append(f"backend {pid} idle for {secs:.0f}s while its server is linked")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1320,7 +1345,7 @@ def run_phase(ph: Phase, args, cluster: Cluster, binary: Path, tmp: Path,
         st.monitor_stop.set()
         monitor.join(5)
         stuck = [w.wid for w in st.workers if w.is_alive()]
-        time.sleep(3)  # servers go back to the pool, backends of closed servers exit
+        time.sleep(2)  # servers go back to the pool, backends of closed servers exit
         end_checks(st, checks, base_fds, base_rss, stuck, monitor.peak_backends)
     finally:
         totals.update(st.ops)
@@ -1355,6 +1380,9 @@ def end_checks(st: PhaseState, checks: Checks, base_fds: int, base_rss: int,
     if ph.mode != "session":
         checks.check(not st.prepared_violations, f"{tag} prepared statements per server <= {ph.mps}"
                      + (f": {st.prepared_violations[0]}" if st.prepared_violations else ""), ph)
+        checks.check(not st.pinned_violations, f"{tag} no server kept by a client with nothing running"
+                     + (f": {len(st.pinned_violations)}, e.g. {st.pinned_violations[0]}"
+                        if st.pinned_violations else ""), ph)
     if not pgmux.alive():
         return
     with st.cluster.connect() as c:
@@ -1507,7 +1535,7 @@ def parse_args() -> argparse.Namespace:
     args = ap.parse_args()
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 10**6)
-    total = args.seconds if args.seconds else (args.minutes or (0.9 if args.quick else 5.0)) * 60
+    total = args.seconds if args.seconds else (args.minutes or (0.8 if args.quick else 5.0)) * 60
     args.total = total
     args.bench_seconds = 1 if args.quick else 2
     args.pgbench = args.pgbench or args.case is not None
