@@ -44,6 +44,7 @@ import collections
 import contextlib
 import ctypes
 import dataclasses
+import fnmatch
 import hashlib
 import hmac
 import os
@@ -557,6 +558,8 @@ def is_connection_error(e: BaseException) -> bool:
     """Errors a client gets when its server or its connection to pgmux goes away."""
     if isinstance(e, (ConnectionError, BrokenPipeError, psycopg.InterfaceError)):
         return True
+    if isinstance(e, ServerError):  # the raw client's
+        return (e.sqlstate or "").startswith(CONN_STATES)
     if isinstance(e, pgerr.QueryCanceled) or not isinstance(e, psycopg.OperationalError):
         return False
     state = e.sqlstate or ""
@@ -742,14 +745,11 @@ class Worker(threading.Thread):
         text = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
         if self.st.stop.is_set() and self.st.hung:
             return f"aborted ({text})"
-        # A server that dies sends its FATAL and pgmux adds its own: psycopg then counts two results.
-        broken = isinstance(e, psycopg.InternalError) and self.conn is not None and self.conn.broken
-        if broken or is_connection_error(e):
-            why = self.st.disruption_between(self.conn_ok_since, time.monotonic())
-            if why:
-                self.close()
-                self.resync()
-                return f"connection error after {why} ({text})"
+        why = self.st.disruption_between(self.conn_ok_since, time.monotonic())
+        if why and self.connection_lost(e):
+            self.close()
+            self.resync()
+            return f"connection error after {why} ({text})"
         if isinstance(e, pgerr.QueryCanceled) and time.monotonic() - self.last_cancel < 2:
             self.close()  # a cancel of our own, fired just before, may land on the next query
             return f"late cancel of our own ({text})"
@@ -758,6 +758,18 @@ class Worker(threading.Thread):
         self.close()
         self.resync()
         return outcome
+
+    def connection_lost(self, e: Exception) -> bool:
+        """Whether `e` came from losing the connection. A server that dies sends its FATAL and pgmux
+        adds its own; in the middle of COPY or a pipeline psycopg may then raise a ProgrammingError,
+        an InternalError (two results) or worse: a connection that no longer answers tells."""
+        if is_connection_error(e) or self.conn is None or self.conn.broken:
+            return True
+        try:
+            self.conn.execute("SELECT 1")
+        except Exception as probe:
+            return is_connection_error(probe) or self.conn.broken
+        return False
 
     def report(self, kind: str, outcome: str) -> None:
         hist = "\n      ".join(list(self.history)[-6:])
@@ -1465,7 +1477,8 @@ def run_pgbench_matrix(args, cluster: Cluster, binary: Path, tmp: Path, checks: 
     env = dict(os.environ, PGPASSWORD=USERS["tort_a"], PGCONNECT_TIMEOUT="10")
     subprocess.run(["pgbench", "-q", "-i", "-s", "1", "-h", "127.0.0.1", "-p", str(cluster.port),
                     "-U", "tort_a", DB], env=env, check=True, capture_output=True)
-    cases = [c for c in pgbench_cases(args.quick and not args.case) if not args.case or c.id == args.case]
+    cases = [c for c in pgbench_cases(args.quick and not args.case)
+             if not args.case or fnmatch.fnmatchcase(c.id, args.case)]
     if not cases:
         sys.exit(f"torture: no pgbench case {args.case} (ids look like p3:-N:prepared:c4:j1)")
     log(f"pgbench: {len(cases)} cases, each on a fresh pgmux (transaction mode, "
@@ -1527,7 +1540,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--phase", type=int, default=None, help="run only this phase (replay)")
     ap.add_argument("--quick", action="store_true", help="3 phases of ~20 s plus the pgbench repro (make test)")
     ap.add_argument("--pgbench", action="store_true", help="the pgbench matrix instead of the workload")
-    ap.add_argument("--case", help="only this pgbench case (an id such as p3:-N:prepared:c4:j1)")
+    ap.add_argument("--case", help="only the pgbench cases matching this id pattern (p3:-N:prepared:c4:j1, 'p3:*')")
     ap.add_argument("--pgmux", help="pgmux binary (default: the newer of .build/{release,debug}/pgmux); "
                     "a PgBouncer binary works too, to check the tool itself")
     ap.add_argument("--deadline", type=float, default=20, help="an operation slower than this is a hang")
