@@ -2,11 +2,12 @@
 """Randomized, seeded, differential stress test of pgmux (`make torture`).
 
     scripts/torture.sh [--minutes N | --seconds N] [--seed S] [--phase I] [--quick]
-                       [--pgbench] [--pgmux PATH] [--deadline SECONDS] [--keep]
+                       [--pgbench [--case PATTERN]] [--pgmux PATH] [--deadline SECONDS] [--keep]
 
 A throwaway PostgreSQL 15 cluster (scripts/pg-cluster.sh) gets two SCRAM roles, tort_a and tort_b
-(one pgmux pool each), and a database `torture`. The run is a list of phases drawn from the seed:
-each phase starts a fresh pgmux with one configuration (pool_mode session / transaction /
+(one pgmux pool each), and a database `torture`. The run is a list of phases drawn from the seed
+(one round of all 12 mode x prepared x auth combinations up to 12 minutes, more rounds of about a
+minute per phase beyond): each phase starts a fresh pgmux with one configuration (pool_mode session / transaction /
 statement, default_pool_size 1..5, max_prepared_statements 0 or > 0, auth_type trust or
 scram-sha-256, sometimes max_db_connections below the two pools' sum) and runs, for its share of the
 time, more client threads (psycopg 3 on libpq, plus a raw wire-protocol client) than the pools have
@@ -24,13 +25,17 @@ only for a query the worker cancelled itself, 42601 only for its own syntax erro
 time: no operation takes longer than --deadline (a hang is reported with the worker's last
 operations and SHOW POOLS/CLIENTS/SERVERS), PostgreSQL never sees more backends of a pool than its
 size (nor of the database than max_db_connections), no backend stays idle in transaction, SHOW
-SERVERS never shows more prepared statements than max_prepared_statements, pgmux never dies. At the
+SERVERS never shows more prepared statements than max_prepared_statements nor, outside session
+mode, a server linked to a client while its backend idles outside a transaction (a pinned server),
+pgmux never dies. At the
 end of each phase: the data equal the workers' models, pgmux answers a fresh client, its fds and RSS
 are back near their values at the start of the phase.
 
 --pgbench runs a matrix of pgbench runs instead (-S / -N / TPC-B, -c 1..50, pool 1..5, on a fresh
 pgmux and again warm, -M prepared and -M extended, -j equal to -c and -j 1), each bounded by a
-timeout: a hang or an aborted client is a failure.
+timeout: a hang or an aborted client is a failure; --case PATTERN picks cases by id.
+
+--pgmux /usr/sbin/pgbouncer runs the same against PgBouncer, to check the tool itself.
 
 A failure prints the seed and the command that replays it. The output ends with operation counts and
 "N passed, N failed" (one check per invariant per phase); exit status 1 on any failure.
@@ -128,24 +133,37 @@ class Phase:
         return self.mode == "session" or self.mps > 0
 
 
-def plan_phases(seed: int, quick: bool) -> list[Phase]:
-    """The phase list depends on the seed alone (and --quick), so `--phase I` replays phase I."""
-    rng = random.Random(f"{seed}/plan")
-    if quick:  # the configurations where bugs were found first; one of each mode
-        combos = [("transaction", 3, 100, "scram-sha-256"), ("session", 2, 0, "trust"),
-                  ("statement", 1, 4, "trust")]
+QUICK_COMBOS = [("transaction", 3, 100, "scram-sha-256"), ("session", 2, 0, "trust"),
+                ("statement", 1, 4, "trust")]  # where bugs were found first; one of each mode
+COMBOS = [(m, mps, a) for m in ("session", "transaction", "statement") for mps in (False, True)
+          for a in ("trust", "scram-sha-256")]
+
+
+def phase_at(seed: int, i: int, quick: bool) -> Phase:
+    """Phase i of a seed, whatever the run's length, so that `--phase I` replays it: every block
+    of len(COMBOS) phases is one shuffled round of all combinations, with drawn pool sizes."""
+    rng = random.Random(f"{seed}/phase{i}")
+    if quick:
+        mode, pool, mps, auth = QUICK_COMBOS[i]
+        max_db = 0
     else:
-        combos = [(m, 0, mps, a) for m in ("session", "transaction", "statement")
-                  for mps in (0, 1) for a in ("trust", "scram-sha-256")]
-        rng.shuffle(combos)
-    phases = []
-    for i, (mode, pool, mps, auth) in enumerate(combos):
-        pool = pool or rng.randint(1, 5)
-        if mps:
-            mps = mps if quick else rng.choice([2, 4, 10, 100])
-        max_db = pool + 1 if (not quick and pool > 1 and rng.random() < 0.3) else 0
-        workers = min(2 * pool * len(USERS) + 2, 14)
-        phases.append(Phase(i, rng.randrange(1 << 31), mode, pool, mps, auth, max_db, workers))
+        combos = list(COMBOS)
+        random.Random(f"{seed}/round{i // len(COMBOS)}").shuffle(combos)
+        mode, prepared, auth = combos[i % len(COMBOS)]
+        pool = rng.randint(1, 5)
+        mps = rng.choice([2, 4, 10, 100]) if prepared else 0
+        max_db = pool + 1 if pool > 1 and rng.random() < 0.3 else 0
+    workers = min(2 * pool * len(USERS) + 2, 14)
+    return Phase(i, rng.randrange(1 << 31), mode, pool, mps, auth, max_db, workers)
+
+
+def plan_phases(seed: int, quick: bool, total: float) -> list[Phase]:
+    """One round of all combinations for runs up to 12 minutes, more rounds of ~1 minute phases
+    beyond; --quick: the three QUICK_COMBOS."""
+    count = len(QUICK_COMBOS) if quick else len(COMBOS) * max(1, round(total / (60 * len(COMBOS))))
+    phases = [phase_at(seed, i, quick) for i in range(count)]
+    for ph in phases:
+        ph.seconds = max(10.0, total / count)
     return phases
 
 
@@ -1558,13 +1576,13 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     binary = find_binary(args.pgmux)
-    phases = plan_phases(args.seed, args.quick)
     if args.phase is not None:
-        if not 0 <= args.phase < len(phases):
-            sys.exit(f"torture: --phase takes 0..{len(phases) - 1}")
-        phases = [phases[args.phase]]
-    for ph in phases:
-        ph.seconds = max(10.0, args.total / len(phases))
+        if args.phase < 0 or (args.quick and args.phase >= len(QUICK_COMBOS)):
+            sys.exit("torture: no such phase")
+        phases = [phase_at(args.seed, args.phase, args.quick)]
+        phases[0].seconds = args.total
+    else:
+        phases = plan_phases(args.seed, args.quick, args.total)
     log(f"seed {args.seed}; pgmux {binary.relative_to(ROOT) if binary.is_relative_to(ROOT) else binary}")
     tmp = Path(tempfile.mkdtemp(prefix="pgmux-torture-"))
     os.chmod(tmp, 0o755)
@@ -1594,8 +1612,9 @@ def main() -> int:
         print("operations: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
     log(f"done in {time.monotonic() - t0:.0f}s, seed {args.seed}")
     if checks.failed:
-        print(f"FAILED with seed {args.seed}; replay all: make torture TORTURE_ARGS=\"--seed {args.seed}"
-              f"{' --quick' if args.quick else f' --seconds {args.total:.0f}'}{' --pgbench' if args.pgbench else ''}\"")
+        again = (f"--pgbench{f' --case {args.case}' if args.case else ''}" if args.pgbench else
+                 f"--seed {args.seed}{' --quick' if args.quick else f' --seconds {args.total:.0f}'}")
+        print(f"FAILED with seed {args.seed}; replay all: make torture TORTURE_ARGS=\"{again}\"")
     print(f"{checks.passed} passed, {checks.failed} failed")
     return 1 if checks.failed else 0
 
