@@ -360,6 +360,18 @@ def error_fields(body: bytes) -> dict[str, str]:
     return {chr(p[0]): p[1:].decode(errors="replace") for p in body.split(b"\0") if p}
 
 
+def kinds(replies: list[tuple[bytes, bytes]]) -> str:
+    """Message types as one string, an ErrorResponse with its SQLSTATE and text: "12DC", "E(57014 ...)Z"."""
+    out = ""
+    for t, body in replies:
+        if t == b"E":
+            f = error_fields(body)
+            out += f"E({f.get('C', '?')} {f.get('M', '')})"
+        else:
+            out += t.decode()
+    return out
+
+
 class ServerError(Exception):
     def __init__(self, fields: dict[str, str]):
         super().__init__(f"{fields.get('C', '?')} {fields.get('M', '')}")
@@ -651,7 +663,7 @@ class Worker(threading.Thread):
         self.listening = False
         self.notes: list[str] = []     # payloads of notifications received
         self.notices: list[str] = []   # NoticeResponses: none of the operations causes one
-        self.last_cancel = 0.0
+        self.last_cancel: tuple[float, object] = (0.0, None)  # when, and on which connection
         self.busy: tuple[str, float] | None = None  # (operation, start) while one runs
         self.history: collections.deque[str] = collections.deque(maxlen=12)
         self.trace = WireTrace(state.tmp / f"wire-{wid}.trace")
@@ -681,26 +693,26 @@ class Worker(threading.Thread):
         self.close()
         password = USERS[self.user] if self.ph.auth != "trust" else None
         app = f"tw{self.wid}"
-        self.conn = psycopg.connect(host="127.0.0.1", port=self.st.pgmux.port, user=self.user, application_name=app,
-                                    password=password, dbname=DB, autocommit=True, connect_timeout=15)
+        self.conn = psycopg.connect(host="127.0.0.1", port=self.st.pgmux.port, user=self.user, password=password,
+                                    dbname=DB, application_name=app, autocommit=True, connect_timeout=15)
         # psycopg prepares a query after 5 runs; that only works where named statements survive.
         self.conn.prepare_threshold = 5 if self.ph.protocol_prepare else None
         self.conn.prepared_max = 10_000  # evicting would send SQL DEALLOCATE name, which pooling breaks
         self.trace.attach(self.conn)
         self.conn.add_notify_handler(lambda n: self.notes.append(n.payload))
-        self.conn.add_notice_handler(lambda d: self.notices.append(f"{d.severity} {d.sqlstate} {d.message_primary}"))
+        self.conn.add_notice_handler(
+            lambda d: self.notices.append(f"{d.severity} {d.sqlstate} {d.message_primary}"))
         self.params = {"application_name": app, "TimeZone": None, "DateStyle": None}
         self.listening = False
         self.conn_ok_since = time.monotonic()
 
     def close(self) -> None:
-        if self.conn is not None:
-            try:
-                self.trace.detach(self.conn)
-                self.conn.close()
-            except Exception:
-                pass
-            self.conn = None
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # a connection that died may be half gone
+                self.trace.detach(conn)
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def abort(self) -> None:
         """Called by the monitor on a hang: breaks the blocked call."""
@@ -768,7 +780,8 @@ class Worker(threading.Thread):
             self.close()
             self.resync()
             return f"connection error after {why} ({text})"
-        if isinstance(e, pgerr.QueryCanceled) and time.monotonic() - self.last_cancel < 2:
+        when, conn = self.last_cancel
+        if isinstance(e, pgerr.QueryCanceled) and conn is self.conn and time.monotonic() - when < 2:
             self.close()  # a cancel of our own, fired just before, may land on the next query
             return f"late cancel of our own ({text})"
         outcome = f"UNEXPECTED {text}"
@@ -989,7 +1002,7 @@ class Worker(threading.Thread):
             pass
         finally:
             t.join()
-            self.last_cancel = time.monotonic()
+            self.last_cancel = (time.monotonic(), conn)
 
     def reset_value(self, name: str) -> str | None:
         """After RESET: postgresql.conf's value; unknown for an empty one (a server's startup value)."""
@@ -1075,8 +1088,7 @@ class Worker(threading.Thread):
 
     def op_disconnect_tx(self) -> None:
         """Mid-transaction disconnect: the uncommitted values must never be seen."""
-        tx = self.conn.transaction()
-        tx.__enter__()
+        self.conn.execute("BEGIN")
         for k, _ in self.some_changes():
             self.conn.execute(UPSERT, (self.wid, k, -1))
         self.shut()
@@ -1115,16 +1127,18 @@ class Worker(threading.Thread):
             ext = [parse("", "SELECT $1::int + 1"), bind("", [str(n)]), execute()]
             if variant == "flush-then-sync":
                 c.send(*ext, FLUSH)
-                got = [c.read()[0] for _ in range(4)]
-                self.expect("replies to a Flush", got, [b"1", b"2", b"D", b"C"])
+                got = [c.read()]
+                while got[-1][0] not in (b"C", b"E"):  # a Flush gets everything up to here
+                    got.append(c.read())
+                self.expect("replies to a Flush", kinds(got), "12DC")
                 c.send(SYNC)
-                self.expect("reply to Sync", [t for t, _ in c.until_ready()], [b"Z"])
+                self.expect("reply to Sync", kinds(c.until_ready()), "Z")
             else:
                 c.send(*ext, SYNC, FLUSH)
-                self.expect("replies", [t for t, _ in c.until_ready()], [b"1", b"2", b"D", b"C", b"Z"])
+                self.expect("replies", kinds(c.until_ready()), "12DCZ")
             if variant == "sync-then-sync-flush":
                 c.send(SYNC, FLUSH)
-                self.expect("reply to a lone Sync", [t for t, _ in c.until_ready()], [b"Z"])
+                self.expect("reply to a lone Sync", kinds(c.until_ready()), "Z")
             self.expect(f"query after {variant}", c.simple_query(f"SELECT {n} AS x"), [{"x": str(n)}])
 
     def op_raw_named(self) -> None:
@@ -1135,10 +1149,10 @@ class Worker(threading.Thread):
                 n = self.rng.randrange(10**6)
                 c.send(parse(name, "SELECT $1::int - 1"), bind(name, [str(n)]), execute(), SYNC)
                 replies = c.until_ready()
-                self.expect(f"named statement round {round_}", [t for t, _ in replies], [b"1", b"2", b"D", b"C", b"Z"])
+                self.expect(f"named statement round {round_}", kinds(replies), "12DCZ")
                 self.expect("named statement value", replies[2][1][6:].decode(), str(n - 1))
                 c.send(close_statement(name), SYNC)
-                self.expect("Close statement", [t for t, _ in c.until_ready()], [b"3", b"Z"])
+                self.expect("Close statement", kinds(c.until_ready()), "3Z")
 
     def op_raw_login_drop(self) -> None:
         """A client that goes away mid-login: before its startup packet ends, or mid-authentication."""
