@@ -1570,7 +1570,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--seconds", type=float, help="total run time in seconds")
     ap.add_argument("--seed", type=int, default=None, help="seed (default: random, always printed)")
     ap.add_argument("--phase", type=int, default=None, help="run only this phase (replay)")
-    ap.add_argument("--quick", action="store_true", help="3 phases of ~20 s plus the pgbench repro (make test)")
+    ap.add_argument("--quick", action="store_true", help="3 phases of ~16 s plus the pgbench repro of bug 1 (make test)")
     ap.add_argument("--pgbench", action="store_true", help="the pgbench matrix instead of the workload")
     ap.add_argument("--case", help="only the pgbench cases matching this id pattern (p3:-N:prepared:c4:j1, 'p3:*')")
     ap.add_argument("--pgmux", help="pgmux binary (default: the newer of .build/{release,debug}/pgmux); "
@@ -1626,7 +1626,8 @@ def main() -> int:
         print("operations: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
     log(f"done in {time.monotonic() - t0:.0f}s, seed {args.seed}")
     if checks.failed:
-        again = (f"--pgbench{f' --case {args.case}' if args.case else ''}" if args.pgbench else
+        case = f" --case '{args.case}'" if args.case else ""
+        again = (f"--pgbench{case}" if args.pgbench else
                  f"--seed {args.seed}{' --quick' if args.quick else f' --seconds {args.total:.0f}'}")
         print(f"FAILED with seed {args.seed}; replay all: make torture TORTURE_ARGS=\"{again}\"")
     print(f"{checks.passed} passed, {checks.failed} failed")
