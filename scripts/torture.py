@@ -1492,9 +1492,10 @@ class BenchCase:
 
 def pgbench_cases(quick: bool) -> list[BenchCase]:
     """-S/-N/TPC-B x -c 1..50 x pool 1..5 x -M prepared/extended x -j = -c and -j 1.
-    --quick keeps bug 1's reproduction: pool 3, -N -M prepared -c 4, -j 4 and -j 1."""
+    --quick keeps bug 1's reproduction: pool 3, -N -M prepared, -c 12 -j 1 (with the fix reverted
+    it hung on every run measured; -c 4 -j 1 only on some) and -c 4 -j 4."""
     if quick:
-        return [BenchCase(3, "-N", 4, "prepared", j) for j in (1, 4)]
+        return [BenchCase(3, "-N", 12, "prepared", 1), BenchCase(3, "-N", 4, "prepared", 4)]
     cases = []
     for pool in range(1, 6):
         for clients in sorted({1, pool, pool + 1, 2 * pool + 1, 12, 30, 50}):
