@@ -48,6 +48,9 @@ final class Listener {
             let client = ClientConnection(loop: loop, fd: cfd, remote: remote)
             loop.clientAccepted(client)
             client.startReading()
+            // With tcp_defer_accept the startup packet is already here (PgBouncer's sbuf_accept
+            // reads at once too): one wait and wake-up fewer per connection.
+            if unixPath == nil && s.tcpDeferAccept { client.onReadable() }
         }
     }
 

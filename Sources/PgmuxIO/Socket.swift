@@ -104,7 +104,7 @@ public enum Socket {
     }
 
     /// A listening socket bound to `address`.
-    public static func listen(_ address: Address, backlog: Int32, reusePort: Bool) throws -> Int32 {
+    public static func listen(_ address: Address, backlog: Int32, reusePort: Bool, deferAccept: Bool = false) throws -> Int32 {
         let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | nonblockCloexec, 0)
         guard fd >= 0 else { throw SocketError("socket") }
         var one: Int32 = 1
@@ -121,7 +121,16 @@ public enum Socket {
         }
         guard rc == 0 else { let e = SocketError("bind \(address.description)"); Glibc.close(fd); throw e }
         guard Glibc.listen(fd, backlog) == 0 else { let e = SocketError("listen"); Glibc.close(fd); throw e }
+        if address.family != AF_UNIX { setDeferAccept(fd, deferAccept) }
         return fd
+    }
+
+    /// tcp_defer_accept: the kernel hands over a connection only once its first bytes (the startup
+    /// packet or SSLRequest) have arrived, so accept is followed by a read instead of a wait.
+    /// The value 1 is what PgBouncer sets (the kernel rounds it up to its first retransmit).
+    public static func setDeferAccept(_ fd: Int32, _ on: Bool) {
+        var v: Int32 = on ? 1 : 0
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_DEFER_ACCEPT, &v, socklen_t(MemoryLayout<Int32>.size))
     }
 
     /// Starts a non-blocking connect; completion is signalled by writability.

@@ -45,4 +45,35 @@ final class SettingsParityTests: XCTestCase {
         XCTAssertEqual(st.st_gid, gid)
         XCTAssertEqual(st.st_mode & 0o777, 0o770)
     }
+
+    /// tcp_defer_accept (on by default, as PgBouncer on Linux): a connection that has sent nothing
+    /// stays in the kernel (SYN-RECV on the listener's side) instead of costing pgmux a client;
+    /// off, it is established at once. Logins work either way.
+    func testTCPDeferAccept() throws {
+        func silentConnectionState(_ pgmux: PgmuxProcess) throws -> String {
+            guard let fd = loopbackConnect(port: pgmux.port) else { XCTFail("connect"); return "" }
+            defer { close(fd) }
+            var state = ""
+            _ = waitUntil(2) {
+                let ss = Process()
+                ss.executableURL = URL(fileURLWithPath: "/usr/bin/ss")
+                ss.arguments = ["-Htan", "sport", "= :\(pgmux.port)"]
+                let out = Pipe()
+                ss.standardOutput = out
+                try? ss.run()
+                ss.waitUntilExit()
+                let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                state = text.split(separator: "\n").map { String($0.split(separator: " ").first ?? "") }
+                    .first { $0 != "LISTEN" } ?? ""
+                return !state.isEmpty
+            }
+            return state
+        }
+        let deferred = try PgmuxProcess(settings: [:])
+        XCTAssertEqual(try silentConnectionState(deferred), "SYN-RECV")
+        XCTAssertEqual(try PQConnection(deferred.conninfo()).scalar("SELECT 1"), "1")
+        let immediate = try PgmuxProcess(settings: ["tcp_defer_accept": "0"])
+        XCTAssertEqual(try silentConnectionState(immediate), "ESTAB")
+        XCTAssertEqual(try PQConnection(immediate.conninfo()).scalar("SELECT 1"), "1")
+    }
 }
