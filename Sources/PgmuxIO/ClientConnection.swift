@@ -412,25 +412,22 @@ public final class ClientConnection: Endpoint {
     /// Sends the welcome: AuthenticationOk, the pool's server parameters with this client's own
     /// values in place, a fresh cancel key, ReadyForQuery.
     func sendWelcome(serverParameters: [(String, String)]) {
-        var m = MessageBuilder()
-        m.authenticationOk()
-        var seen = Set<String>()
-        for (name, value) in serverParameters {
-            let key = name.lowercased()
-            seen.insert(key)
-            // Tracked values the client did not choose start as the pool's defaults, so they are
-            // restored when it lands on a server another client changed.
-            if params[key] == nil && loop.isTracked(key) { params[key] = value }
-            m.parameterStatus(name, params[key] ?? value)
+        let welcome: Welcome
+        if let pool {
+            welcome = pool.welcomes.welcome(serverParameters: serverParameters, clientParameters: params,
+                                            isTracked: loop.isTracked, share: loop.interned)
+        } else {
+            welcome = Welcome(serverParameters: serverParameters, clientParameters: params, isTracked: loop.isTracked)
         }
-        for (key, value) in params where !seen.contains(key) { m.parameterStatus(key, value) }
-        params = loop.interned(params)  // clients with the same settings share one storage
+        params = welcome.params
         cancelKey = loop.newCancelKey()
         if let pool, pool.mode != .session, loop.config.settings.maxPreparedStatements > 0 {
             tracksStatements = true
         }
+        var m = MessageBuilder()
         m.backendKeyData(cancelKey)
         m.readyForQuery(UInt8(ascii: "I"))
+        stage(welcome.bytes)
         queue(m.bytes)
         state = .idle
         loop.heapChurned = true  // the login's state is freed: see EventLoop.returnIdleMemory

@@ -45,6 +45,8 @@ public final class EventLoop {
     var loggedInClients = 0
     /// PBKDF2 results, so no login repeats the 4096-round derivation.
     let scramCache = SCRAMKeyCache()
+    /// SCRAM nonces and cancel keys, drawn from OpenSSL in blocks.
+    var random = RandomPool()
     /// Runs the derivations the cache misses on a worker thread (its thread starts on first use).
     lazy var crypto = CryptoWorker(ev: ev)
     /// TLS toward clients and toward PostgreSQL.
@@ -127,14 +129,9 @@ public final class EventLoop {
 
     /// Opens the listeners, installs timers and signal handlers, and runs until shutdown.
     public func run() throws {
-        try openListeners()
         let me = Unmanaged.passUnretained(self).toOpaque()
-        pgmux_ev_check_init(check, loopCheck, me)
-        pgmux_ev_set_max_priority(check)  // runs before every other callback of an iteration
-        ev_check_start(ev, check)
-        now = ev_now(ev)
-        pgmux_ev_timer_init(maintenance, loopMaintenance, 1.0 / 3.0, 1.0 / 3.0, me)
-        ev_timer_start(ev, maintenance)
+        // Signal watchers first: a SIGHUP sent as soon as "listening on" is logged must reach a
+        // handler, not the default action that ends the process.
         for sig in [SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2] {
             let w = UnsafeMutablePointer<ev_signal>.allocate(capacity: 1)
             w.initialize(to: ev_signal())
@@ -142,6 +139,13 @@ public final class EventLoop {
             ev_signal_start(ev, w)
             signals.append(w)
         }
+        try openListeners()
+        pgmux_ev_check_init(check, loopCheck, me)
+        pgmux_ev_set_max_priority(check)  // runs before every other callback of an iteration
+        ev_check_start(ev, check)
+        now = ev_now(ev)
+        pgmux_ev_timer_init(maintenance, loopMaintenance, 1.0 / 3.0, 1.0 / 3.0, me)
+        ev_timer_start(ev, maintenance)
         ev_run(ev, 0)
         for l in listeners { l.close() }
     }
@@ -153,7 +157,8 @@ public final class EventLoop {
             var addresses = try Socket.Address.resolve(host: host, port: s.listenPort, passive: true)
             if addr == "*" { addresses.sort { $0.family == AF_INET && $1.family != AF_INET } }
             for a in addresses {
-                let fd = try Socket.listen(a, backlog: Int32(s.listenBacklog), reusePort: s.soReuseport)
+                let fd = try Socket.listen(a, backlog: Int32(s.listenBacklog), reusePort: s.soReuseport,
+                                           deferAccept: s.tcpDeferAccept)
                 listeners.append(Listener(loop: self, fd: fd, description: a.description))
                 log.log("listening on \(a.description)")
             }
@@ -350,9 +355,7 @@ public final class EventLoop {
     /// cancels are rare and a scan of the clients costs less than a table entry per idle client.
     func newCancelKey() -> UInt64 {
         while true {
-            var key: UInt64 = 0
-            for b in Crypto.randomBytes(8) { key = key << 8 | UInt64(b) }
-            key &= ~(UInt64(1) << 63)
+            let key = random.uint64() & ~(UInt64(1) << 63)
             if key != 0 { return key }
         }
     }
@@ -631,9 +634,11 @@ public final class EventLoop {
             pool.reserveSize = config.reservePoolSize(database: name, user: pool.userName)
             pool.minSize = config.minPoolSize(database: name)
             pool.refreshLifetime()
+            pool.welcomes.removeAll()  // track_extra_parameters may have changed
             pool.launchIfNeeded()
         }
         for server in servers.values { server.statementCache.setCapacity(s.maxPreparedStatements) }
+        for l in listeners where l.unixPath == nil { Socket.setDeferAccept(l.fd, s.tcpDeferAccept) }
     }
 
     /// Re-reads the configuration and auth_file. A bad file keeps the running configuration.

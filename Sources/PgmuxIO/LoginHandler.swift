@@ -329,7 +329,8 @@ final class LoginHandler {
         }
         var auth = ClientAuthenticator(method: passwordMethod, user: client.user, storedSecret: secret,
                                        keyCache: loop.scramCache, scramIterations: s.scramIterations,
-                                       channelBinding: client.ssl.flatMap { TLSContexts.serverEndPoint($0) })
+                                       channelBinding: client.ssl.flatMap { TLSContexts.serverEndPoint($0) },
+                                       nonceSource: { self.loop.random.scramNonce() })
         client.state = .authenticating
         let action = auth.start()
         client.login = LoginState(auth)
@@ -402,9 +403,10 @@ final class LoginHandler {
         case .sendAuthenticationSASL(let mechanisms): m.authenticationSASL(mechanisms: mechanisms)
         case .sendSASLContinue(let data): m.authenticationSASLContinue(data)
         case .sendSASLFinal(let data):
-            // SASLFinal is the success of a SCRAM exchange; AuthenticationOk follows in the welcome.
+            // SASLFinal is the success of a SCRAM exchange; AuthenticationOk follows in the welcome,
+            // in the same send (or an error does, if the login goes no further).
             m.authenticationSASLFinal(data)
-            client.queue(m.bytes)
+            client.stage(m.bytes)
             fallthrough
         case .succeeded:
             let keys = client.login?.authenticator.passThroughKeys

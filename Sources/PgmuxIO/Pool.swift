@@ -35,7 +35,9 @@ public final class Pool {
     /// auth_query lookups waiting for a server of this (auth_user) pool.
     var authLookups: [(user: String, sql: String, answer: (AuthQueryAnswer) -> Void)] = []
     /// ParameterStatus set of the first server login, replayed to every client of this pool.
-    var welcome: [(String, String)]?
+    var welcome: [(String, String)]? { didSet { welcomes.removeAll() } }
+    /// Welcomes built from `welcome`, by client parameters (see WelcomeCache).
+    var welcomes = WelcomeCache()
     /// Servers lent to a client or running the pooler's own query.
     public internal(set) var activeCount = 0
     public internal(set) var connectingCount = 0

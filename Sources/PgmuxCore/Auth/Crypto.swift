@@ -27,6 +27,35 @@ public enum Crypto {
         }
     }
 
+    /// Algorithms fetched from OpenSSL's provider store once. Its one-shot calls (`HMAC()`, which
+    /// is `EVP_Q_mac`, and `EVP_Digest` with `EVP_sha256()`) look the algorithm up by name on every
+    /// call, which cost more than the hashing itself of a SCRAM login (callgrind: about half of
+    /// the login's crypto instructions). Both objects are immutable after creation; the HMAC
+    /// template is only ever duplicated, which reads it, so sharing them across threads is safe.
+    private struct Fetched: @unchecked Sendable {
+        let sha256: OpaquePointer
+        let hmacSHA256: OpaquePointer
+
+        init() {
+            guard let md = EVP_MD_fetch(nil, "SHA256", nil), let mac = EVP_MAC_fetch(nil, "HMAC", nil),
+                  let ctx = EVP_MAC_CTX_new(mac) else { preconditionFailure("OpenSSL has no SHA256/HMAC") }
+            EVP_MAC_free(mac)  // the context holds its own reference
+            // A context is duplicable only once keyed; every use re-keys its own copy.
+            var dummyKey: UInt8 = 0
+            let ok = "digest".withCString { name in
+                "SHA256".withCString { value in
+                    var params = [OSSL_PARAM_construct_utf8_string(name, UnsafeMutablePointer(mutating: value), 0),
+                                  OSSL_PARAM_construct_end()]
+                    return EVP_MAC_init(ctx, &dummyKey, 1, &params)
+                }
+            }
+            precondition(ok == 1, "EVP_MAC_init failed")
+            sha256 = md
+            hmacSHA256 = ctx
+        }
+    }
+    private static let fetched = Fetched()
+
     private static func digest(_ data: [UInt8], _ md: OpaquePointer?, length: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var outLen: UInt32 = 0
@@ -39,7 +68,7 @@ public enum Crypto {
 
     /// SHA-256 via `EVP_Digest` (the one-shot `SHA256()` is deprecated in OpenSSL 3).
     public static func sha256(_ data: [UInt8]) -> [UInt8] {
-        digest(data, EVP_sha256(), length: sha256Length)
+        digest(data, fetched.sha256, length: sha256Length)
     }
 
     /// Raw MD5 via `EVP_Digest`; only for PostgreSQL's legacy md5 password scheme.
@@ -52,17 +81,22 @@ public enum Crypto {
         hex(md5(data))
     }
 
-    /// One-shot `HMAC()` (`HMAC_CTX` is deprecated in OpenSSL 3).
+    /// HMAC-SHA-256 on a copy of the pre-fetched keyed template (see `Fetched`).
     public static func hmacSHA256(key: [UInt8], data: [UInt8]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
-        var outLen: UInt32 = 0
-        let result = withBytes(key) { kp, kn in
+        guard let ctx = EVP_MAC_CTX_dup(fetched.hmacSHA256) else { preconditionFailure("EVP_MAC_CTX_dup failed") }
+        defer { EVP_MAC_CTX_free(ctx) }
+        var out = [UInt8](repeating: 0, count: sha256Length)
+        var outLen = 0
+        let ok = withBytes(key) { kp, kn in
             withBytes(data) { dp, dn in
-                out.withUnsafeMutableBufferPointer { HMAC(EVP_sha256(), kp, Int32(kn), dp, dn, $0.baseAddress, &outLen) }
+                out.withUnsafeMutableBufferPointer { o in
+                    EVP_MAC_init(ctx, kp, kn, nil) == 1 && EVP_MAC_update(ctx, dp, dn) == 1
+                        && EVP_MAC_final(ctx, o.baseAddress, &outLen, sha256Length) == 1
+                }
             }
         }
-        precondition(result != nil && Int(outLen) == sha256Length, "HMAC failed")
-        return Array(out.prefix(sha256Length))
+        precondition(ok && outLen == sha256Length, "HMAC failed")
+        return out
     }
 
     /// PBKDF2-HMAC-SHA-256 with a 32-byte output (SCRAM's `Hi()`).

@@ -9,7 +9,7 @@ public struct MessageBuilder {
     private mutating func begin(_ type: UInt8) -> Int {
         bytes.append(type)
         let at = bytes.count
-        bytes.append(contentsOf: [0, 0, 0, 0])
+        for _ in 0..<4 { bytes.append(0) }
         return at
     }
 
@@ -21,17 +21,18 @@ public struct MessageBuilder {
 
     private mutating func int32(_ v: Int32) {
         let u = UInt32(bitPattern: v)
-        bytes.append(contentsOf: [UInt8(u >> 24), UInt8(truncatingIfNeeded: u >> 16),
-                                  UInt8(truncatingIfNeeded: u >> 8), UInt8(truncatingIfNeeded: u)])
+        bytes.append(UInt8(u >> 24)); bytes.append(UInt8(truncatingIfNeeded: u >> 16))
+        bytes.append(UInt8(truncatingIfNeeded: u >> 8)); bytes.append(UInt8(truncatingIfNeeded: u))
     }
 
     private mutating func int16(_ v: Int16) {
         let u = UInt16(bitPattern: v)
-        bytes.append(contentsOf: [UInt8(u >> 8), UInt8(truncatingIfNeeded: u)])
+        bytes.append(UInt8(u >> 8)); bytes.append(UInt8(truncatingIfNeeded: u))
     }
 
     private mutating func cString(_ s: String) {
-        bytes.append(contentsOf: s.utf8.filter { $0 != 0 })
+        // Element by element: `filter` would build a temporary array per string.
+        for b in s.utf8 where b != 0 { bytes.append(b) }
         bytes.append(0)
     }
 
