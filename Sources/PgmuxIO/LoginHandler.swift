@@ -329,7 +329,7 @@ final class LoginHandler {
         }
         var auth = ClientAuthenticator(method: passwordMethod, user: client.user, storedSecret: secret,
                                        keyCache: loop.scramCache, scramIterations: s.scramIterations,
-                                       channelBinding: client.ssl.flatMap { TLSContexts.serverEndPoint($0) },
+                                       channelBinding: client.ssl.flatMap { loop.tls.endPoint(of: $0) },
                                        nonceSource: { self.loop.random.scramNonce() })
         client.state = .authenticating
         let action = auth.start()

@@ -9,6 +9,8 @@ final class TLSContexts {
     private(set) var toClients: OpaquePointer?
     /// For pgmux connecting to PostgreSQL (client role).
     private(set) var toServers: OpaquePointer?
+    /// tls-server-end-point of `toClients`' certificate, hashed once per load instead of per login.
+    private var toClientsEndPoint: [UInt8]?
 
     struct Failure: Error, CustomStringConvertible { let description: String }
 
@@ -25,6 +27,14 @@ final class TLSContexts {
         if let c = toServers { SSL_CTX_free(c) }
         toClients = newClients
         toServers = newServers
+        toClientsEndPoint = newClients.flatMap { SSL_CTX_get0_certificate($0) }.flatMap(Self.serverEndPoint)
+    }
+
+    /// The channel-binding data of a client's TLS session: the cached hash when the session
+    /// came from the current context (a handshake that began before a RELOAD has the old one).
+    func endPoint(of ssl: OpaquePointer) -> [UInt8]? {
+        if let ctx = toClients, SSL_get_SSL_CTX(ssl) == ctx { return toClientsEndPoint }
+        return SSL_get_certificate(ssl).flatMap(Self.serverEndPoint)
     }
 
     static func lastError() -> String {
@@ -81,6 +91,15 @@ final class TLSContexts {
         guard SSL_CTX_use_PrivateKey_file(ctx, s.clientTlsKeyFile, SSL_FILETYPE_PEM) == 1, SSL_CTX_check_private_key(ctx) == 1 else {
             SSL_CTX_free(ctx); throw Failure(description: "client_tls_key_file \(s.clientTlsKeyFile): \(lastError())")
         }
+        // Session resumption for clients that offer it (a resumed handshake skips the
+        // certificate's private-key operation, most of a full handshake's cost). The session ID
+        // context is random per load, as PgBouncer's: sessions live only in this process, and
+        // resumption with client certificates needs one. TLS 1.3 sends one ticket, not OpenSSL's
+        // default two: a resuming client gets a new one each time, and clients that never
+        // resume (libpq) cost one ticket less per handshake.
+        var sid = Crypto.randomBytes(Int(SSL_MAX_SID_CTX_LENGTH))
+        _ = SSL_CTX_set_session_id_context(ctx, &sid, UInt32(sid.count))
+        _ = SSL_CTX_set_num_tickets(ctx, 1)
         if s.clientTlsSslmode == .verifyCA || s.clientTlsSslmode == .verifyFull {
             guard SSL_CTX_load_verify_locations(ctx, s.clientTlsCaFile, nil) == 1 else {
                 SSL_CTX_free(ctx); throw Failure(description: "client_tls_ca_file \(s.clientTlsCaFile): \(lastError())")
@@ -110,8 +129,7 @@ final class TLSContexts {
 
     /// RFC 5929 tls-server-end-point: the hash of our own certificate, with the certificate's
     /// signature hash (SHA-256 when that is MD5 or SHA-1), for SCRAM-SHA-256-PLUS.
-    static func serverEndPoint(_ ssl: OpaquePointer) -> [UInt8]? {
-        guard let cert = SSL_get_certificate(ssl) else { return nil }
+    static func serverEndPoint(_ cert: OpaquePointer) -> [UInt8]? {
         var digestNID: Int32 = 0, keyNID: Int32 = 0
         var md = EVP_sha256()
         if OBJ_find_sigid_algs(X509_get_signature_nid(cert), &digestNID, &keyNID) == 1,

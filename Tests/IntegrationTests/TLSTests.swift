@@ -36,6 +36,20 @@ final class TLSTests: XCTestCase {
         XCTAssertTrue(r.output.contains("number of failed transactions: 0"), r.output)
     }
 
+    /// A client that offers a session from an earlier handshake resumes it (TLS 1.3 ticket), and
+    /// channel binding still works on the pre-hashed certificate.
+    func testSessionResumption() throws {
+        let pgmux = try PgmuxProcess(settings: tlsSettings("require"))
+        let sess = pgmux.dir + "/session.pem"
+        // The pause keeps s_client reading until the post-handshake ticket has arrived.
+        let client = "(sleep 0.5; echo) | openssl s_client -connect 127.0.0.1:\(pgmux.port) -starttls postgres"
+        let r = try Shell.runStatus("/bin/sh", ["-c", "\(client) -sess_out \(sess) 2>&1; \(client) -sess_in \(sess) 2>&1"])
+        let lines = r.output.split(separator: "\n").filter { $0.hasPrefix("New,") || $0.hasPrefix("Reused,") }
+        XCTAssertEqual(lines.map { $0.split(separator: ",")[0] }, ["New", "Reused"], r.output)
+        let bound = try PQConnection(pgmux.conninfo(extra: "sslmode=require channel_binding=require"))
+        XCTAssertEqual(try bound.scalar("SELECT 1"), "1")
+    }
+
     func testTLSGarbageAndStalledHandshakesAreContained() throws {
         let pgmux = try PgmuxProcess(settings: tlsSettings("require"))
         // SSLRequest followed by plaintext bytes in the same packet: refused.
