@@ -55,6 +55,33 @@ final class CryptoTests: XCTestCase {
         }
     }
 
+    /// Every padded final group is accepted exactly when it is the canonical encoding of what it
+    /// decodes to (the rule the decoder checks bit by bit instead of re-encoding).
+    func testBase64PaddedGroupsAcceptedOnlyWhenCanonical() {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+        for a in alphabet {
+            for b in alphabet {
+                let two = [a, b] + Array("==".utf8)
+                XCTAssertEqual(Crypto.base64Decode(two) != nil, canonical(two), String(decoding: two, as: UTF8.self))
+                for c in [alphabet[0], alphabet[1], alphabet[2], alphabet[3], alphabet[63]] {
+                    let three = [a, b, c] + Array("=".utf8)
+                    XCTAssertEqual(Crypto.base64Decode(three) != nil, canonical(three), String(decoding: three, as: UTF8.self))
+                }
+            }
+        }
+    }
+
+    /// Reference: decode leniently with OpenSSL's alphabet, re-encode, compare.
+    private func canonical(_ group: [UInt8]) -> Bool {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+        let pad = group.filter { $0 == UInt8(ascii: "=") }.count
+        var bits = 0
+        for c in group.prefix(4 - pad) { bits = bits << 6 | alphabet.firstIndex(of: c)! }
+        bits <<= 6 * pad
+        let bytes = [UInt8(bits >> 16 & 0xff), UInt8(bits >> 8 & 0xff), UInt8(bits & 0xff)].prefix(3 - pad)
+        return Array(Crypto.base64Encode(Array(bytes)).utf8) == group
+    }
+
     func testConstantTimeEqualsAndXor() {
         XCTAssertTrue(Crypto.constantTimeEquals([1, 2, 3], [1, 2, 3]))
         XCTAssertFalse(Crypto.constantTimeEquals([1, 2, 3], [1, 2, 4]))

@@ -159,7 +159,7 @@ public enum Crypto {
     /// which `EVP_DecodeBlock` would otherwise tolerate) and canonical padding bits. `EVP_DecodeBlock`
     /// counts padding as zero bytes, so the padding count is subtracted.
     public static func base64Decode<S: Sequence>(_ encoded: S) -> [UInt8]? where S.Element == UInt8 {
-        let input = Array(encoded)
+        let input = encoded as? [UInt8] ?? Array(encoded)
         if input.isEmpty { return [] }
         guard input.count % 4 == 0, input.count <= Int(Int32.max) else { return nil }
         var padding = 0
@@ -169,19 +169,23 @@ public enum Crypto {
                 guard i >= input.count - 2 else { return nil }
                 padding += 1
             } else {
-                guard padding == 0, isBase64Alphabet(c) else { return nil }
+                guard padding == 0, base64Value(c) != nil else { return nil }
             }
+        }
+        // Canonical form only: the bits of the last character that fall into the padding must be
+        // zero, so each byte string has exactly one accepted encoding (a proof or signature
+        // cannot be re-spelled).
+        if padding > 0, let last = base64Value(input[input.count - 1 - padding]),
+           last & (padding == 2 ? 0x0f : 0x03) != 0 {
+            return nil
         }
         var out = [UInt8](repeating: 0, count: input.count / 4 * 3)
         let n = input.withUnsafeBufferPointer { inp in
             out.withUnsafeMutableBufferPointer { EVP_DecodeBlock($0.baseAddress, inp.baseAddress, Int32(inp.count)) }
         }
         guard n >= 0, Int(n) == out.count else { return nil }
-        let decoded = Array(out.prefix(out.count - padding))
-        // Canonical form only: unused bits before '=' must be zero, so each byte string has exactly
-        // one accepted encoding (a proof or signature cannot be re-spelled).
-        guard Array(base64Encode(decoded).utf8) == input else { return nil }
-        return decoded
+        out.removeLast(padding)
+        return out
     }
 
     /// Convenience for base64 text held in a `String`.
@@ -189,14 +193,16 @@ public enum Crypto {
         base64Decode(Array(encoded.utf8))
     }
 
+    /// The 6-bit value of a standard base64 character; nil outside the alphabet.
     @inline(__always)
-    private static func isBase64Alphabet(_ c: UInt8) -> Bool {
+    private static func base64Value(_ c: UInt8) -> UInt8? {
         switch c {
-        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-             UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "+"), UInt8(ascii: "/"):
-            return true
-        default:
-            return false
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"): return c - UInt8(ascii: "A")
+        case UInt8(ascii: "a")...UInt8(ascii: "z"): return c - UInt8(ascii: "a") + 26
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0") + 52
+        case UInt8(ascii: "+"): return 62
+        case UInt8(ascii: "/"): return 63
+        default: return nil
         }
     }
 
