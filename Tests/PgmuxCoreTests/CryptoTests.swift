@@ -82,6 +82,20 @@ final class CryptoTests: XCTestCase {
         return Array(Crypto.base64Encode(Array(bytes)).utf8) == group
     }
 
+    /// A key made ready once signs exactly as the one-shot HMAC, repeatedly, empty key included.
+    func testHMACKeyMatchesOneShotHMAC() {
+        var rng = SplitMix64(state: 7)
+        for n in [0, 1, 32, 64, 65, 200] {
+            let key = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let prepared = HMACKey(key)
+            for m in [0, 5, 64, 300] {
+                let data = (0..<m).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                XCTAssertEqual(prepared.mac(data), Crypto.hmacSHA256(key: key, data: data), "key \(n) data \(m)")
+                XCTAssertEqual(prepared.mac(data), Crypto.hmacSHA256(key: key, data: data), "reused key \(n)")
+            }
+        }
+    }
+
     func testConstantTimeEqualsAndXor() {
         XCTAssertTrue(Crypto.constantTimeEquals([1, 2, 3], [1, 2, 3]))
         XCTAssertFalse(Crypto.constantTimeEquals([1, 2, 3], [1, 2, 4]))

@@ -55,6 +55,7 @@ public enum Crypto {
         }
     }
     private static let fetched = Fetched()
+    static var hmacTemplate: OpaquePointer { fetched.hmacSHA256 }
 
     private static func digest(_ data: [UInt8], _ md: OpaquePointer?, length: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
@@ -85,14 +86,22 @@ public enum Crypto {
     public static func hmacSHA256(key: [UInt8], data: [UInt8]) -> [UInt8] {
         guard let ctx = EVP_MAC_CTX_dup(fetched.hmacSHA256) else { preconditionFailure("EVP_MAC_CTX_dup failed") }
         defer { EVP_MAC_CTX_free(ctx) }
+        precondition(keyMAC(ctx, key), "EVP_MAC_init failed")
+        return finishMAC(ctx, data)
+    }
+
+    /// Keys a copy of the template (a NULL key would mean "keep the previous key" to OpenSSL).
+    static func keyMAC(_ ctx: OpaquePointer, _ key: [UInt8]) -> Bool {
+        withBytes(key) { kp, kn in EVP_MAC_init(ctx, kp, kn, nil) } == 1
+    }
+
+    /// Feeds `data` to a keyed context and returns the 32-byte MAC.
+    static func finishMAC(_ ctx: OpaquePointer, _ data: [UInt8]) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: sha256Length)
         var outLen = 0
-        let ok = withBytes(key) { kp, kn in
-            withBytes(data) { dp, dn in
-                out.withUnsafeMutableBufferPointer { o in
-                    EVP_MAC_init(ctx, kp, kn, nil) == 1 && EVP_MAC_update(ctx, dp, dn) == 1
-                        && EVP_MAC_final(ctx, o.baseAddress, &outLen, sha256Length) == 1
-                }
+        let ok = withBytes(data) { dp, dn in
+            out.withUnsafeMutableBufferPointer { o in
+                EVP_MAC_update(ctx, dp, dn) == 1 && EVP_MAC_final(ctx, o.baseAddress, &outLen, sha256Length) == 1
             }
         }
         precondition(ok && outLen == sha256Length, "HMAC failed")
@@ -225,5 +234,28 @@ public enum Crypto {
         var out = a
         for i in out.indices { out[i] ^= b[i] }
         return out
+    }
+}
+
+/// An HMAC-SHA-256 key made ready once: OpenSSL's keyed context (inner and outer pads already
+/// hashed), copied for each message. For keys that sign on every login, the verifier's StoredKey
+/// and ServerKey: keying costs as much as a short MAC itself. Immutable after init and only
+/// ever copied, so it may be shared across threads (keys are derived on the crypto worker).
+public final class HMACKey: @unchecked Sendable {
+    private let ctx: OpaquePointer
+
+    public init(_ key: [UInt8]) {
+        guard let c = EVP_MAC_CTX_dup(Crypto.hmacTemplate) else { preconditionFailure("EVP_MAC_CTX_dup failed") }
+        precondition(Crypto.keyMAC(c, key), "EVP_MAC_init failed")
+        ctx = c
+    }
+
+    deinit { EVP_MAC_CTX_free(ctx) }
+
+    /// HMAC(key, data), equal to `Crypto.hmacSHA256(key:data:)`.
+    public func mac(_ data: [UInt8]) -> [UInt8] {
+        guard let c = EVP_MAC_CTX_dup(ctx) else { preconditionFailure("EVP_MAC_CTX_dup failed") }
+        defer { EVP_MAC_CTX_free(c) }
+        return Crypto.finishMAC(c, data)
     }
 }

@@ -69,6 +69,13 @@ public struct SCRAMKeys: Equatable, Sendable {
     public let clientKey: [UInt8]
     public let storedKey: [UInt8]
     public let serverKey: [UInt8]
+    /// StoredKey and ServerKey made ready to sign: these keys are cached and verify every login.
+    public let macs: SCRAMVerifierMACs
+
+    public static func == (a: SCRAMKeys, b: SCRAMKeys) -> Bool {
+        a.salt == b.salt && a.iterations == b.iterations && a.saltedPassword == b.saltedPassword
+            && a.clientKey == b.clientKey && a.storedKey == b.storedKey && a.serverKey == b.serverKey
+    }
 
     /// SaltedPassword = PBKDF2(password, salt, i); ClientKey = HMAC(SP, "Client Key");
     /// StoredKey = SHA256(ClientKey); ServerKey = HMAC(SP, "Server Key").
@@ -81,9 +88,11 @@ public struct SCRAMKeys: Equatable, Sendable {
         guard iterations > 0, iterations <= SCRAMSecret.maxIterations, !salt.isEmpty else { return nil }
         let salted = Crypto.pbkdf2SHA256(password: password, salt: salt, iterations: iterations)
         let clientKey = Crypto.hmacSHA256(key: salted, data: Array("Client Key".utf8))
+        let storedKey = Crypto.sha256(clientKey)
+        let serverKey = Crypto.hmacSHA256(key: salted, data: Array("Server Key".utf8))
         return SCRAMKeys(salt: salt, iterations: iterations, saltedPassword: salted, clientKey: clientKey,
-                         storedKey: Crypto.sha256(clientKey),
-                         serverKey: Crypto.hmacSHA256(key: salted, data: Array("Server Key".utf8)))
+                         storedKey: storedKey, serverKey: serverKey,
+                         macs: SCRAMVerifierMACs(storedKey: HMACKey(storedKey), serverKey: HMACKey(serverKey)))
     }
 
     /// True when these keys (of a cleartext password) reproduce the verifier.
@@ -103,6 +112,12 @@ public struct SCRAMKeys: Equatable, Sendable {
     public var passThrough: SCRAMPassThroughKeys {
         SCRAMPassThroughKeys(clientKey: clientKey, serverKey: serverKey, salt: salt, iterations: iterations)
     }
+}
+
+/// A verifier's two signing keys, keyed once (see `HMACKey`).
+public struct SCRAMVerifierMACs: Sendable {
+    public let storedKey: HMACKey
+    public let serverKey: HMACKey
 }
 
 /// ClientKey + ServerKey recovered from a client's successful SCRAM exchange.

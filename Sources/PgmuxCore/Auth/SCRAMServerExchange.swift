@@ -17,6 +17,8 @@ public struct SCRAMServerExchange {
     }
 
     private let secret: SCRAMSecret
+    /// The secret's keys ready to sign, when it came from cached keys (ad-hoc verifiers).
+    private var macs: SCRAMVerifierMACs?
     private let serverNonce: [UInt8]
     private var state: State = .awaitingClientFirst
     /// Mock exchanges (unknown user) look identical on the wire but never succeed.
@@ -54,12 +56,14 @@ public struct SCRAMServerExchange {
                  nonceSource: () -> [UInt8] = SCRAMNonce.random) {
         guard let keys = cache.adHocKeys(password: Array(password.utf8), iterations: iterations) else { return nil }
         self.init(secret: keys.secret, mock: false, adHoc: true, nonce: nonceSource())
+        macs = keys.macs
     }
 
     /// Authenticates against the ad-hoc verifier of a plain password, from keys already derived
     /// (`SCRAMKeyCache.adHocRequest` and the crypto worker).
     public init(adHocKeys keys: SCRAMKeys, nonceSource: () -> [UInt8] = SCRAMNonce.random) {
         self.init(secret: keys.secret, mock: false, adHoc: true, nonce: nonceSource())
+        macs = keys.macs
     }
 
     /// A mock exchange for an unknown user (or a user without a usable SCRAM credential): it runs
@@ -193,7 +197,7 @@ public struct SCRAMServerExchange {
 
         let authMessage = clientFirstBare + [SCRAMSyntax.comma] + serverFirst + [SCRAMSyntax.comma]
             + Array(message[0..<withoutProofEnd])
-        let clientSignature = Crypto.hmacSHA256(key: secret.storedKey, data: authMessage)
+        let clientSignature = macs?.storedKey.mac(authMessage) ?? Crypto.hmacSHA256(key: secret.storedKey, data: authMessage)
         guard let recoveredClientKey = Crypto.xor(proof, clientSignature) else {
             return fail(.malformed("proof length"))
         }
@@ -203,7 +207,7 @@ public struct SCRAMServerExchange {
         clientKey = recoveredClientKey
         serverKey = secret.serverKey
         state = .succeeded
-        let serverSignature = Crypto.hmacSHA256(key: secret.serverKey, data: authMessage)
+        let serverSignature = macs?.serverKey.mac(authMessage) ?? Crypto.hmacSHA256(key: secret.serverKey, data: authMessage)
         return .success(Array("v=".utf8) + Array(Crypto.base64Encode(serverSignature).utf8))
     }
 }
