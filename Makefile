@@ -5,7 +5,7 @@ MANDIR = $(PREFIX)/share/man
 SYSCONFDIR ?= $(PREFIX)/etc/pgmux
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all build deps test run bench soak torture fuzz install clean
+.PHONY: all build deps test run bench login-cost soak torture fuzz install clean
 
 all: build
 
@@ -29,6 +29,12 @@ run: build
 bench: build
 	scripts/deps.sh pgbouncer python3
 	scripts/bench.sh $(BENCH_ARGS)
+
+# Instructions per new client connection under callgrind, pgmux against PgBouncer (exact, unlike
+# CPU time on a shared machine); LOGIN_COST_ARGS="--pgbouncer PATH[,PATH] --tls --connections N".
+login-cost: build
+	scripts/deps.sh pgbouncer valgrind
+	scripts/login-cost.sh $(LOGIN_COST_ARGS)
 
 # pgmux under mixed load and injected faults on a throwaway cluster, then recovery checks (not part
 # of `make test`); SOAK_ARGS=--quick for 1 minute, --minutes N (default 5). Logs in results/soak-*/.
