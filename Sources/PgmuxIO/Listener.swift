@@ -27,7 +27,6 @@ final class Listener {
     }
 
     func onReadable() {
-        let s = loop.config.settings
         for _ in 0..<64 {
             var remote = Socket.Address()
             let cfd = Socket.accept(fd, into: &remote)
@@ -44,13 +43,13 @@ final class Listener {
                 return
             }
             if unixPath != nil { remote = Socket.Address(); remote.storage.ss_family = sa_family_t(AF_UNIX) }
-            Socket.tune(cfd, family: Int32(remote.storage.ss_family), settings: s)
+            Socket.tune(cfd, family: Int32(remote.storage.ss_family), settings: loop.config.settings)
             let client = ClientConnection(loop: loop, fd: cfd, remote: remote)
             loop.clientAccepted(client)
             client.startReading()
             // With tcp_defer_accept the startup packet is already here (PgBouncer's sbuf_accept
             // reads at once too): one wait and wake-up fewer per connection.
-            if unixPath == nil && s.tcpDeferAccept { client.onReadable() }
+            if unixPath == nil && loop.config.settings.tcpDeferAccept { client.onReadable() }
         }
     }
 

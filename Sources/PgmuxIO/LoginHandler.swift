@@ -142,6 +142,13 @@ final class LoginHandler {
         beginAuthentication(client)
     }
 
+    /// `config.database(named:)`, without the copy of the whole configuration (a retain of
+    /// each of its fields) that calling a method on it through the loop costs.
+    private func databaseEntry(_ name: String) -> DatabaseEntry? {
+        if let db = loop.config.databases[name] { return db }
+        return loop.config.fallbackDatabase?.instantiated(for: name)
+    }
+
     // MARK: authentication
 
     /// How this client must prove who it is: from auth_type (later also from hba rules).
@@ -188,7 +195,7 @@ final class LoginHandler {
     func authLookup(for client: ClientConnection) -> AuthLookup {
         let s = loop.config.settings
         let console = AdminConsole.isConsole(client.database)
-        let entry = console ? nil : loop.config.database(named: client.database)
+        let entry = console ? nil : databaseEntry(client.database)
         guard console || entry != nil else { return .none }
         guard let authUser = entry?.authUser ?? s.authUser, !authUser.isEmpty else { return .none }
         let configured = entry?.authDbname ?? s.authDbname
@@ -198,7 +205,7 @@ final class LoginHandler {
             loop.log.error("\(client.logPrefix) cannot use the reserved \"\(authDb)\" database as an auth_dbname")
             return .refuse("bouncer config error")
         }
-        guard let authEntry = loop.config.database(named: authDb) else {
+        guard let authEntry = databaseEntry(authDb) else {
             loop.log.error("\(client.logPrefix) authentication database \"\(authDb)\" is not configured.")
             return .refuse("bouncer config error")
         }
@@ -230,7 +237,7 @@ final class LoginHandler {
         let method = loginMethod(for: client)
         if lookedUp == nil {
             if s.authType == .any && !AdminConsole.isConsole(client.database)
-                && loop.config.database(named: client.database)?.user == nil {
+                && databaseEntry(client.database)?.user == nil {
                 loop.log.error("\(client.logPrefix) auth_type=any requires forced user")
                 client.sendError("bouncer config error")
                 return
@@ -327,14 +334,13 @@ final class LoginHandler {
         case .password(let m):
             passwordMethod = m
         }
-        var auth = ClientAuthenticator(method: passwordMethod, user: client.user, storedSecret: secret,
-                                       keyCache: loop.scramCache, scramIterations: s.scramIterations,
-                                       channelBinding: client.ssl.flatMap { loop.tls.endPoint(of: $0) },
-                                       nonceSource: { self.loop.random.scramNonce() })
+        let login = LoginState(ClientAuthenticator(method: passwordMethod, user: client.user, storedSecret: secret,
+                                                   keyCache: loop.scramCache, scramIterations: s.scramIterations,
+                                                   channelBinding: client.ssl.flatMap { loop.tls.endPoint(of: $0) },
+                                                   nonceSource: { self.loop.random.scramNonce() }))
         client.state = .authenticating
-        let action = auth.start()
-        client.login = LoginState(auth)
-        perform(action, client)
+        client.login = login
+        perform(login.authenticator.start(), client)
     }
 
     /// Whether `systemUser` (certificate CN or peer OS user) may log in as the client's user:
@@ -429,7 +435,7 @@ final class LoginHandler {
             client.sendError("database \"\(client.database)\" is disabled")
             return
         }
-        guard let entry = loop.config.database(named: client.database) else {
+        guard let entry = databaseEntry(client.database) else {
             if loop.config.settings.logConnections {
                 loop.log.log("\(client.logPrefix) login failed: db=\(client.database) user=\(client.user)")
             }
@@ -479,7 +485,7 @@ final class LoginHandler {
     private func countClient(_ client: ClientConnection) -> Bool {
         let s = loop.config.settings
         let console = AdminConsole.isConsole(client.database)
-        let entry = console ? nil : loop.config.database(named: client.database)
+        let entry = console ? nil : databaseEntry(client.database)
         if console || entry != nil {
             let key = console ? Self.consoleKey : client.database
             let count = databaseClientCounts[key, default: 0] + 1

@@ -190,7 +190,7 @@ public enum Socket {
 
     /// TCP_NODELAY, keepalive, user timeout and socket buffer settings for TCP sockets (no-ops on
     /// Unix sockets), as PgBouncer's tune_socket.
-    public static func tune(_ fd: Int32, family: Int32, settings s: Settings) {
+    public static func tune(_ fd: Int32, family: Int32, settings s: borrowing Settings) {
         guard family == AF_INET || family == AF_INET6 else { return }
         var one: Int32 = 1
         let sz = socklen_t(MemoryLayout<Int32>.size)

@@ -259,12 +259,11 @@ public struct ClientAuthenticator {
             return finish(.failed(message: ClientAuthenticator.invalidMechanism))
         }
         exchange?.plusSelected = plus
+        // The exchange is mutated in place (optional chaining), not copied out and back.
         guard let length = reader.readInt32(), length >= 0, let data = reader.readBytes(Int(length)), reader.atEnd,
-              var exchange = self.exchange else {
+              let result = exchange?.clientFirst(data) else {
             return finish(.failed(message: ClientAuthenticator.saslFailed))
         }
-        let result = exchange.clientFirst(data)
-        self.exchange = exchange
         switch result {
         case .success(let serverFirst):
             phase = .awaitingSASLResponse
@@ -276,13 +275,11 @@ public struct ClientAuthenticator {
 
     /// SASLResponse: the whole body is the client-final-message.
     private mutating func saslResponse(_ payload: [UInt8]) -> ClientAuthAction {
-        guard var exchange = self.exchange else { return finish(.failed(message: ClientAuthenticator.saslFailed)) }
-        let result = exchange.clientFinal(payload)
-        self.exchange = exchange
+        guard let result = exchange?.clientFinal(payload) else { return finish(.failed(message: ClientAuthenticator.saslFailed)) }
         switch result {
         case .success(let serverFinal):
             isAuthenticated = true
-            if !exchange.isAdHoc && !exchange.isMock { passThroughKeys = exchange.passThroughKeys }
+            if exchange?.isAdHoc == false && exchange?.isMock == false { passThroughKeys = exchange?.passThroughKeys }
             return finish(.sendSASLFinal(serverFinal))
         case .failure:
             return finish(.failed(message: ClientAuthenticator.saslFailed))
