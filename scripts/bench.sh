@@ -1,37 +1,52 @@
 #!/usr/bin/env bash
-# `make bench`: pgmux against PgBouncer (Debian's 1.18, started here with its own ini, never the
-# distribution's service) and against PostgreSQL directly, on a throwaway PostgreSQL 15 cluster.
+# `make bench`: pgmux against one or more PgBouncer binaries (each started here with its own ini,
+# never the distribution's service) and against PostgreSQL directly, on a throwaway PostgreSQL 15
+# cluster.
 #
 #   scripts/bench.sh [--quick] [--rounds N] [--duration S] [--only a,b,...] [--scale N]
-#                    [--idle-counts 1000,5000,10000] [--floor]
+#                    [--idle-counts 1000,5000,10000] [--floor] [--pgbouncer PATH[,PATH...]]
+#                    [--tls-key rsa|ec]
 #
+# --pgbouncer PATH[,PATH...] (repeatable): the PgBouncer binaries to compare against, each a target
+# named after its --version (pgbouncer-1.18.0, pgbouncer-1.25.2, ...); default Debian's
+# /usr/sbin/pgbouncer only. scripts/build-pgbouncer.sh builds a release into .pgbouncer/VERSION/.
 # Workloads (--only picks; default all):
-#   select    pgbench -S, simple protocol, 50 clients, -j 2
-#   extended  pgbench -S -M extended, 50 clients
-#   prepared  pgbench -S -M prepared, 50 clients (needs prepared-statement tracking in transaction
-#             mode, which PgBouncer 1.18 lacks: FAIL there is expected)
-#   tpcb      pgbench TPC-B-like, 50 clients
-#   many      pgbench -S, 1,000 clients over the pool of 20 (-T is 8 s longer: connecting counts)
-#   churn     pgbench -S -C (a new connection per transaction), 20 clients
-#   idle      RSS of the pooler with 1,000 / 5,000 / 10,000 idle authenticated clients (poolers only),
-#             then pgbench -S with 1,000 more clients while all the idle ones stay connected
-# Every pgbench workload runs against pgmux, PgBouncer and direct, interleaved over --rounds rounds
-# (default 3, target order rotated each round) of --duration seconds (default 10); medians are
-# reported. --quick: 1 round of 3 s, idle 1,000 and 5,000 only (about 2 minutes).
+#   select      pgbench -S, simple protocol, 50 clients, -j 2
+#   extended    pgbench -S -M extended, 50 clients
+#   prepared    pgbench -S -M prepared, 50 clients (needs prepared-statement tracking in transaction
+#               mode: PgBouncer has it on by default since 1.24, 1.18 lacks it: FAIL there is expected)
+#   tpcb        pgbench TPC-B-like, 50 clients
+#   many        pgbench -S, 1,000 clients over the pool of 20 (-T is 8 s longer: connecting counts)
+#   churn       pgbench -S -C (a new connection, so a SCRAM login, per transaction), 20 clients
+#   select-tls  select over TLS (sslmode=require), 50 clients
+#   churn-tls   churn over TLS (sslmode=require): a TLS handshake and a SCRAM login per transaction
+#   idle        RSS of the pooler with 1,000 / 5,000 / 10,000 idle authenticated clients (poolers
+#               only), then pgbench -S with 1,000 more clients while all the idle ones stay connected
+# TLS: a throwaway self-signed certificate is made for the run (--tls-key rsa: RSA 2048, the
+# default; ec: ECDSA P-256); every pooler gets client_tls_sslmode = allow with it and no other
+# client TLS setting (each pooler's defaults are measured), PostgreSQL gets ssl = on with it (so
+# direct has TLS numbers), and server_tls_sslmode = disable keeps the pooler-to-server links plain
+# in every workload. The *-tls workloads run with PGSSLMODE=require, all others with disable.
+# Every pgbench workload runs against pgmux, each PgBouncer and direct, interleaved over --rounds
+# rounds (default 3, target order rotated each round) of --duration seconds (default 10); medians
+# are reported. --quick: 1 round of 3 s, idle 1,000 and 5,000 only (about 3 minutes).
 # --floor adds a fourth target to the pgbench workloads: scripts/floor-relay.c, a 1:1 relay that
 # does one recv and one send per message and nothing else. Its CPU per transaction is the least any
 # pooler can pay on this machine, so the report shows how far each pooler is above that floor.
 # A run with a pgbench error, failed or aborted clients, or a dead pooler is FAIL, never a number.
-# Results: a Markdown table on stdout, results/<timestamp>/results.md and results.json (raw runs,
-# pgbench outputs and pooler log tails next to them). Everything started here is stopped and the
-# cluster removed on exit, Ctrl-C included.
+# For churn and churn-tls, a transaction is a connection (pgbench -C reconnects for every one),
+# so their CPU figures are per connection.
+# Results: Markdown tables on stdout, results/<timestamp>/results.md and results.json (raw runs in
+# runs.jsonl under the target names, pgbench outputs and pooler log tails next to them).
+# Everything started here is stopped and the cluster removed on exit, Ctrl-C included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-ROUNDS=3 DURATION=10 SCALE=10 ONLY="" IDLE_COUNTS=1000,5000,10000 FLOOR=0
-ALL_WORKLOADS=(select extended prepared tpcb many churn idle)
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+ROUNDS=3 DURATION=10 SCALE=10 ONLY="" IDLE_COUNTS=1000,5000,10000 FLOOR=0 TLS_KEY=rsa
+PGB_PATHS=()
+ALL_WORKLOADS=(select extended prepared tpcb many churn select-tls churn-tls idle)
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) ROUNDS=1 DURATION=3 IDLE_COUNTS=1000,5000 ;;
@@ -41,6 +56,8 @@ while [ $# -gt 0 ]; do
     --scale) SCALE=$2; shift ;;
     --idle-counts) IDLE_COUNTS=$2; shift ;;
     --floor) FLOOR=1 ;;
+    --pgbouncer) IFS=, read -r -a more <<< "$2"; PGB_PATHS+=("${more[@]}"); shift ;;
+    --tls-key) TLS_KEY=$2; shift ;;
     -h|--help) usage 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; usage 2 >&2 ;;
   esac
@@ -48,6 +65,8 @@ while [ $# -gt 0 ]; do
 done
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ && "$DURATION" =~ ^[1-9][0-9]*$ && "$SCALE" =~ ^[1-9][0-9]*$ ]] ||
   { echo "bench.sh: --rounds, --duration and --scale take positive integers" >&2; exit 2; }
+case "$TLS_KEY" in rsa|ec) ;; *) echo "bench.sh: --tls-key takes rsa or ec" >&2; exit 2 ;; esac
+[ ${#PGB_PATHS[@]} -gt 0 ] || PGB_PATHS=(/usr/sbin/pgbouncer)
 workloads=()
 if [ -z "$ONLY" ]; then
   workloads=("${ALL_WORKLOADS[@]}")
@@ -61,11 +80,31 @@ else
   done
 fi
 
-PGBOUNCER=/usr/sbin/pgbouncer
 PGBIN=/usr/lib/postgresql/15/bin
 PY=${PYTHON:-python3}
-for need in "$PGBOUNCER" "$PGBIN/postgres" "$(command -v pgbench || true)" "$(command -v psql || true)"; do
+for need in "$PGBIN/postgres" "$(command -v pgbench || true)" "$(command -v psql || true)" \
+    "$(command -v openssl || true)"; do
   [ -n "$need" ] && [ -x "$need" ] || { echo "bench.sh: missing $need (make bench installs it)" >&2; exit 1; }
+done
+# each PgBouncer binary is a target named after its version: pgbouncer-1.18.0, pgbouncer-1.25.2
+declare -A PGB_BIN=() PGB_VERSION=()
+PGBOUNCERS=()
+for p in "${PGB_PATHS[@]}"; do
+  [ -n "$p" ] || continue
+  [ -f "$p" ] && [ -x "$p" ] ||
+    { echo "bench.sh: --pgbouncer $p: no such executable (scripts/build-pgbouncer.sh builds one)" >&2; exit 1; }
+  v=$("$p" --version 2>/dev/null | head -n 1) || true
+  [[ "$v" =~ ^PgBouncer\ ([^ ]+) ]] ||
+    { echo "bench.sh: --pgbouncer $p: its --version does not say 'PgBouncer X.Y.Z' ($v)" >&2; exit 1; }
+  n="pgbouncer-${BASH_REMATCH[1]}"
+  base=$n i=2
+  while [ -n "${PGB_BIN[$n]:-}" ]; do
+    [ "$(readlink -f "${PGB_BIN[$n]}")" = "$(readlink -f "$p")" ] && { n=; break; }   # given twice
+    n="$base-$i"; i=$((i + 1))
+  done
+  [ -n "$n" ] || continue
+  PGB_BIN[$n]=$p PGB_VERSION[$n]=$v
+  PGBOUNCERS+=("$n")
 done
 [ -x .build/release/pgmux ] || { echo "bench.sh: .build/release/pgmux missing: run make first" >&2; exit 1; }
 command -v "$PY" >/dev/null || { echo "bench.sh: python3 is needed" >&2; exit 1; }
@@ -90,13 +129,14 @@ tmp=$(mktemp -d /tmp/pgmux-bench-XXXXXX)
 chmod 755 "$tmp"
 
 declare -A PID=() LAUNCHER=() PORT=() LOGPOS=()
+POOLERS=(pgmux "${PGBOUNCERS[@]}")   # pgmux and every PgBouncer; the floor relay is not one
 child=
 cleanup() {
   local rc=$?
   set +e
   trap - INT TERM
   [ -n "$child" ] && kill "$child" 2>/dev/null && wait "$child" 2>/dev/null
-  for n in pgmux pgbouncer relay; do stop_pooler "$n"; done
+  for n in "${POOLERS[@]}" relay; do stop_pooler "$n"; done
   scripts/pg-cluster.sh stop "$tmp/pg"
   rm -rf "$tmp"
   exit "$rc"
@@ -111,15 +151,29 @@ free_port() {
 }
 PORT[direct]=$(free_port 25432)
 PORT[pgmux]=$(free_port 26432)
-PORT[pgbouncer]=$(free_port $((PORT[pgmux] + 1)))
-PORT[relay]=$(free_port $((PORT[pgbouncer] + 1)))
+last=${PORT[pgmux]}
+for n in "${PGBOUNCERS[@]}"; do PORT[$n]=$(free_port $((last + 1))); last=${PORT[$n]}; done
+PORT[relay]=$(free_port $((last + 1)))
 
 t_start=$(date +%s)
 log() { printf '[%4ss] %s\n' $(($(date +%s) - t_start)) "$*"; }
 
+# ---- a throwaway self-signed server certificate, for every pooler and for PostgreSQL
+mkdir -p "$tmp/tls"
+if [ "$TLS_KEY" = ec ]; then keyopts=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1); tls_desc="ECDSA P-256"
+else keyopts=(-newkey rsa:2048); tls_desc="RSA 2048"; fi
+openssl req -x509 -nodes "${keyopts[@]}" -sha256 -days 2 -subj "/CN=127.0.0.1" \
+  -addext "subjectAltName=IP:127.0.0.1" -keyout "$tmp/tls/server.key" -out "$tmp/tls/server.crt" \
+  >"$tmp/tls/openssl.log" 2>&1 || { cat "$tmp/tls/openssl.log" >&2; exit 1; }
+chmod 600 "$tmp/tls/server.key"
+if [ $is_root = 1 ]; then chown -R postgres: "$tmp/tls"; fi
+# libpq's default sslmode=prefer would use TLS wherever it is offered: only the *-tls workloads may
+export PGSSLMODE=disable
+
 # ---- PostgreSQL
-log "PostgreSQL 15 cluster on 127.0.0.1:${PORT[direct]} (temp dir $tmp)"
-PG_MAX_CONNECTIONS=1100 scripts/pg-cluster.sh start "$tmp/pg" "${PORT[direct]}"
+log "PostgreSQL 15 cluster on 127.0.0.1:${PORT[direct]}, ssl on with a $tls_desc key (temp dir $tmp)"
+PG_MAX_CONNECTIONS=1100 PG_SSL_CERT_FILE="$tmp/tls/server.crt" PG_SSL_KEY_FILE="$tmp/tls/server.key" \
+  scripts/pg-cluster.sh start "$tmp/pg" "${PORT[direct]}"
 SU=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "${PORT[direct]}" -U postgres)
 "${SU[@]}" -d postgres -c "CREATE ROLE bench LOGIN PASSWORD 'benchpw'" -c "CREATE DATABASE bench OWNER bench"
 export PGPASSWORD=benchpw PGUSER=bench PGDATABASE=bench PGHOST=127.0.0.1
@@ -127,18 +181,28 @@ log "pgbench -i -s $SCALE"
 pgbench -q -i -s "$SCALE" -p "${PORT[direct]}" >"$out/pgbench/init.out" 2>&1 ||
   { cat "$out/pgbench/init.out" >&2; exit 1; }
 
-# ---- poolers: the same ini for both, apart from port and paths
+# ---- poolers: the same ini for all, apart from port and paths
 printf '"bench" "benchpw"\n' > "$tmp/userlist.txt"
 chmod 600 "$tmp/userlist.txt"
-mkdir -p "$tmp/bin" "$tmp/pgmux" "$tmp/pgbouncer"
-cp .build/release/pgmux "$tmp/bin/pgmux"   # a concurrent rebuild must not change it mid-run
+mkdir -p "$tmp/bin"
+for n in "${POOLERS[@]}"; do mkdir -p "$tmp/$n"; done
+# copies: a concurrent rebuild must not change a binary mid-run, and postgres must be able to run it
+cp .build/release/pgmux "$tmp/bin/pgmux"
+for n in "${PGBOUNCERS[@]}"; do cp "${PGB_BIN[$n]}" "$tmp/bin/$n"; done
 if [ $FLOOR = 1 ]; then
   mkdir -p "$tmp/relay"
   cc=$(command -v cc || command -v clang) || { echo "bench.sh: --floor needs a C compiler" >&2; exit 1; }
   "$cc" -O2 -o "$tmp/bin/floor-relay" scripts/floor-relay.c
 fi
-if [ $is_root = 1 ]; then chown postgres: "$tmp/userlist.txt" "$tmp/pgmux" "$tmp/pgbouncer"; fi
-for n in pgmux pgbouncer; do
+if [ $is_root = 1 ]; then
+  chown postgres: "$tmp/userlist.txt"
+  for n in "${POOLERS[@]}"; do chown postgres: "$tmp/$n"; done
+fi
+# client TLS: only the key, the certificate and allow (so plain clients still get in); every other
+# client_tls_* setting is left at the pooler's default. server_tls_sslmode is pinned to disable
+# because PostgreSQL here has ssl = on and PgBouncer >= 1.20 (and pgmux) default to prefer, while
+# PgBouncer 1.18 defaults to disable: the links to the server stay plain for every pooler.
+for n in "${POOLERS[@]}"; do
   cat > "$tmp/$n/$n.ini" <<INI
 [databases]
 bench = host=127.0.0.1 port=${PORT[direct]} dbname=bench
@@ -157,6 +221,10 @@ log_disconnections = 0
 so_reuseport = 0
 pidfile = $tmp/$n/$n.pid
 logfile = $tmp/$n/$n.log
+client_tls_sslmode = allow
+client_tls_key_file = $tmp/tls/server.key
+client_tls_cert_file = $tmp/tls/server.crt
+server_tls_sslmode = disable
 INI
 done
 
@@ -171,14 +239,14 @@ start_pooler() {
     "$tmp/bin/floor-relay" "${PORT[relay]}" "${PORT[direct]}" >>"$tmp/relay/stdout.log" 2>&1 &
   else
     # runuser's PAM session (pam_limits) resets the soft open-files limit: raise it again inside
-    as_pg sh -c 'ulimit -n "$1" && exec "$2" "$3"' sh "$(ulimit -n)" "$PGBOUNCER" \
-      "$tmp/pgbouncer/pgbouncer.ini" >>"$tmp/pgbouncer/stdout.log" 2>&1 &
+    as_pg sh -c 'ulimit -n "$1" && exec "$2" "$3"' sh "$(ulimit -n)" "$tmp/bin/$n" \
+      "$tmp/$n/$n.ini" >>"$tmp/$n/stdout.log" 2>&1 &
   fi
   LAUNCHER[$n]=$!
   for i in $(seq 100); do
     if ss -Hltn "sport = :${PORT[$n]}" | grep -q .; then
       pid=$(cat "$tmp/$n/$n.pid" 2>/dev/null || true)
-      [ -z "$pid" ] && [ "$n" != pgbouncer ] && pid=${LAUNCHER[$n]}
+      [ -z "$pid" ] && ! is_pgbouncer "$n" && pid=${LAUNCHER[$n]}
       [ -n "$pid" ] && break
     fi
     kill -0 "${LAUNCHER[$n]}" 2>/dev/null || break
@@ -196,8 +264,11 @@ start_pooler() {
   [ "$nofile" -ge $((max_idle + 200)) ] ||
     echo "bench.sh: warning: $n may open only $nofile files" >&2
 }
+is_pgbouncer() { [[ " ${PGBOUNCERS[*]} " == *" $1 "* ]]; }
 stop_pooler() {
   local n=$1 pid=${PID[$1]:-} i
+  # interrupted while starting: a PgBouncer's launcher (runuser) is not the pooler, its pidfile says
+  [ -z "$pid" ] && is_pgbouncer "$n" && [ -n "${LAUNCHER[$n]:-}" ] && pid=$(cat "$tmp/$n/$n.pid" 2>/dev/null || true)
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null || true
     for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -212,7 +283,7 @@ stop_pooler() {
 death_reason() {
   local n=$1 st= last l s
   read -r l s <<< "${LOGPOS[$n]:-0 0}"
-  if [ "$n" != pgbouncer ] && [ -n "${LAUNCHER[$n]:-}" ]; then
+  if ! is_pgbouncer "$n" && [ -n "${LAUNCHER[$n]:-}" ]; then
     wait "${LAUNCHER[$n]}" 2>/dev/null && st=0 || st=$?
     LAUNCHER[$n]=
   fi
@@ -241,12 +312,13 @@ machine_ticks() {   # busy time of all CPUs (user, nice, system, irq, softirq), 
   awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat
 }
 
-# wait until the backends of the last run (1,000 direct clients, churn) have gone
+# wait until the backends of the last run (1,000 direct clients, churn) have gone; each pooler
+# keeps its pool of 20 server connections
 settle() {
   local i c
   for i in $(seq 60); do
     c=$("${SU[@]}" -d postgres -Atc "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench'" 2>/dev/null || echo 0)
-    [ "$c" -le 40 ] && break
+    [ "$c" -le $((20 * ${#POOLERS[@]})) ] && break
     sleep 0.25
   done
   sleep 0.5
@@ -270,8 +342,11 @@ pgbench_args() {
     tpcb)     echo "-M simple -c 50 -j 2" ;;
     many)     echo "-S -M simple -c 1000 -j 2" ;;
     churn)    echo "-S -M simple -C -c 20 -j 2" ;;
+    select-tls) echo "-S -M simple -c 50 -j 2" ;;
+    churn-tls)  echo "-S -M simple -C -c 20 -j 2" ;;
   esac
 }
+sslmode() { case "$1" in *-tls) echo require ;; *) echo disable ;; esac; }
 
 # pgbench's -T clock includes connecting, and 1,000 SCRAM logins take up to ~6 s here (its tps
 # leaves the connection time out)
@@ -286,8 +361,8 @@ run_pgbench() {   # workload target round
   fi
   m0=$(machine_ticks)
   # shellcheck disable=SC2046
-  run_child timeout -k 5 $((DURATION + 120)) pgbench -n $(pgbench_args "$w") -T "$(run_seconds "$w")" \
-    -p "${PORT[$t]}" >>"$f" 2>&1 || rc=$?
+  run_child env PGSSLMODE="$(sslmode "$w")" timeout -k 5 $((DURATION + 120)) \
+    pgbench -n $(pgbench_args "$w") -T "$(run_seconds "$w")" -p "${PORT[$t]}" >>"$f" 2>&1 || rc=$?
   m1=$(machine_ticks)
   cpu=(--machine-ticks $((m1 - m0)) --clk-tck "$CLK_TCK")
   if [ "$t" != direct ]; then
@@ -322,27 +397,33 @@ run_idle() {   # target round
 
 # ---- meta
 pgmux_v=$("$tmp/bin/pgmux" -V 2>&1 | head -n 1 || true)
-pgb_v=$("$PGBOUNCER" --version 2>&1 | head -n 1)
+pgb_v=$(for n in "${PGBOUNCERS[@]}"; do printf '%s, ' "${PGB_VERSION[$n]}"; done)
+pgb_v=${pgb_v%, }
+targets=(pgmux "${PGBOUNCERS[@]}" direct)
+if [ $FLOOR = 1 ]; then targets+=(relay); fi
 pg_v=$("${SU[@]}" -d postgres -Atc "SHOW server_version" | awk '{print $1}')
 cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+pgb_files=$(for n in "${PGBOUNCERS[@]}"; do printf '%s=%s\n' "$n" "$(readlink -f "${PGB_BIN[$n]}")"; done)
 STARTED=$(date -Iseconds) HOST="$(nproc) CPUs ($cpu_model), $(uname -sr)" \
 VERSIONS="$pgmux_v, $pgb_v, PostgreSQL $pg_v" ROUNDS=$ROUNDS DURATION=$DURATION SCALE=$SCALE \
-WORKLOADS="${workloads[*]}" IDLE_COUNTS=$IDLE_COUNTS "$PY" - > "$out/meta.json" <<'EOF'
+WORKLOADS="${workloads[*]}" IDLE_COUNTS=$IDLE_COUNTS TARGETS="${targets[*]}" \
+PGB_NAMES="${PGBOUNCERS[*]}" PGB_FILES="$pgb_files" \
+TLS_KEY="$tls_desc" "$PY" - > "$out/meta.json" <<'EOF'
 import json, os
 e = os.environ
 print(json.dumps({"started": e["STARTED"], "host": e["HOST"], "versions": e["VERSIONS"],
                   "rounds": int(e["ROUNDS"]), "duration": int(e["DURATION"]), "scale": int(e["SCALE"]),
-                  "workloads": e["WORKLOADS"].split(), "idle_counts": e["IDLE_COUNTS"]}))
+                  "workloads": e["WORKLOADS"].split(), "idle_counts": e["IDLE_COUNTS"],
+                  "targets": e["TARGETS"].split(), "pgbouncers": e["PGB_NAMES"].split(),
+                  "pgbouncer_paths": dict(l.split("=", 1) for l in e["PGB_FILES"].splitlines() if l),
+                  "tls_key": e["TLS_KEY"]}))
 EOF
 
-log "pgmux on :${PORT[pgmux]}, PgBouncer on :${PORT[pgbouncer]} ($pgmux_v; $pgb_v)"
-start_pooler pgmux || true
-start_pooler pgbouncer || true
-targets=(pgmux pgbouncer direct)
+log "$(for n in "${POOLERS[@]}"; do printf '%s on :%s, ' "$n" "${PORT[$n]}"; done)($pgmux_v; $pgb_v)"
+for n in "${POOLERS[@]}"; do start_pooler "$n" || true; done
 if [ $FLOOR = 1 ]; then
   log "floor relay on :${PORT[relay]}"
   start_pooler relay || true
-  targets+=(relay)
 fi
 log "warm-up"
 for t in "${targets[@]}"; do
@@ -356,15 +437,17 @@ for r in $(seq "$ROUNDS"); do
   for w in "${workloads[@]}"; do
     if [ "$w" = idle ]; then
       log "round $r/$ROUNDS: idle clients ($IDLE_COUNTS)"
-      for t in "${order[@]}"; do case "$t" in pgmux|pgbouncer) run_idle "$t" "$r" ;; esac; done
+      for t in "${order[@]}"; do
+        if [[ " ${POOLERS[*]} " == *" $t "* ]]; then run_idle "$t" "$r"; fi
+      done
     else
-      log "round $r/$ROUNDS: $w ($(pgbench_args "$w") -T $(run_seconds "$w"))"
+      log "round $r/$ROUNDS: $w ($(pgbench_args "$w") -T $(run_seconds "$w"), sslmode=$(sslmode "$w"))"
       for t in "${order[@]}"; do run_pgbench "$w" "$t" "$r"; done
     fi
   done
 done
 
-for n in pgmux pgbouncer; do
+for n in "${POOLERS[@]}"; do
   alive "$n" || restarts+=("$n (at the end)")
   cp "$tmp/$n/$n.ini" "$out/" 2>/dev/null || true
   tail -n 200 "$tmp/$n/$n.log" > "$out/$n.log" 2>/dev/null || true

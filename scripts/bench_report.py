@@ -89,9 +89,9 @@ def cmd_record(a):
         f.write(json.dumps(rec) + "\n")
     if rec["ok"]:
         cpu = " cpu %.1f us/txn" % rec["cpu_us_per_txn"] if "cpu_us_per_txn" in rec else ""
-        print("  %-9s %-9s round %d: %10.0f tps%s" % (a.workload, a.target, a.round, r["tps"], cpu))
+        print("  %-10s %-16s round %d: %10.0f tps%s" % (a.workload, a.target, a.round, r["tps"], cpu))
     else:
-        print("  %-9s %-9s round %d: FAIL (%s)" % (a.workload, a.target, a.round, rec["reason"]))
+        print("  %-10s %-16s round %d: FAIL (%s)" % (a.workload, a.target, a.round, rec["reason"]))
 
 
 # ------------------------------------------------------------------------------------------ idle
@@ -292,10 +292,10 @@ def cmd_idle(a):
                    "active_clients": a.active, "tps": p.get("tps"), "ok": p["ok"], "reason": p["reason"]}
             f.write(json.dumps(rec) + "\n")
             if p["ok"]:
-                print("  %-9s %-9s round %d: %d idle + %d active clients, %.0f tps, no idle client dropped"
+                print("  %-10s %-16s round %d: %d idle + %d active clients, %.0f tps, no idle client dropped"
                       % ("busy", a.target, a.round, max(wanted), a.active, p["tps"]))
             else:
-                print("  %-9s %-9s round %d: FAIL (%s)" % ("busy", a.target, a.round, p["reason"]))
+                print("  %-10s %-16s round %d: FAIL (%s)" % ("busy", a.target, a.round, p["reason"]))
         for n in wanted:
             p = next((p for p in points if p["clients"] == n), None)
             if p is None:
@@ -305,11 +305,11 @@ def cmd_idle(a):
                 rec["bytes_per_client"] = (p["rss_kb"] - p["base_kb"]) * 1024 / n
             f.write(json.dumps(rec) + "\n")
             if p["ok"]:
-                print("  %-9s %-9s round %d: RSS %.1f MB (base %.1f MB), %.0f bytes/client, logins %.1f s"
+                print("  %-10s %-16s round %d: RSS %.1f MB (base %.1f MB), %.0f bytes/client, logins %.1f s"
                       % (rec["workload"], a.target, a.round, p["rss_kb"] / 1024, p["base_kb"] / 1024,
                          rec["bytes_per_client"], p["login_s"]))
             else:
-                print("  %-9s %-9s round %d: FAIL (%s)" % (rec["workload"], a.target, a.round, p["reason"]))
+                print("  %-10s %-16s round %d: FAIL (%s)" % (rec["workload"], a.target, a.round, p["reason"]))
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -320,9 +320,23 @@ WORKLOADS = {
     "prepared": "select-only, -M prepared (50 clients)",
     "tpcb": "TPC-B-like (50 clients)",
     "many": "1,000 clients, pool of 20 (-S)",
+    "select-tls": "select-only over TLS (-S, 50 clients, sslmode=require)",
     "churn": "connection churn (-C -S, 20 clients)",
+    "churn-tls": "churn over TLS (-C -S, 20 clients, sslmode=require)",
 }
-TARGETS = ["pgmux", "pgbouncer", "direct"]
+# pgbench -C opens a new connection for every transaction: there, per transaction = per connection
+CHURN = ("churn", "churn-tls")
+# results from before --pgbouncer had one PgBouncer target called "pgbouncer"
+OLD_TARGETS = ["pgmux", "pgbouncer", "direct"]
+
+
+def label(t):
+    """short column name of a target: pgbouncer-1.25.2 -> PgB 1.25.2"""
+    if t == "pgbouncer":
+        return "PgB"
+    if t.startswith("pgbouncer-"):
+        return "PgB " + t[len("pgbouncer-"):]
+    return {"relay": "floor"}.get(t, t)
 
 
 def fmt(v, digits=0):
@@ -363,90 +377,127 @@ def ratio(a, b):
     return "–"
 
 
+def row(cells):
+    return "| " + " | ".join(cells) + " |"
+
+
 def cmd_report(a):
     runs = [json.loads(l) for l in open(os.path.join(a.dir, "runs.jsonl")) if l.strip()]
     meta = json.load(open(os.path.join(a.dir, "meta.json")))
     by = {}
     for r in runs:
         by.setdefault((r["workload"], r["target"]), []).append(r)
-    out = {"meta": meta, "results": {}, "runs": runs}
+    targets = list(meta.get("targets") or OLD_TARGETS)
+    targets += sorted({t for _, t in by if t not in targets})
+    pgbs = meta.get("pgbouncers") or [t for t in targets if t == "pgbouncer" or t.startswith("pgbouncer-")]
+    poolers = ["pgmux"] + pgbs
+    out = {"meta": meta, "targets": targets, "pgbouncers": pgbs, "workloads": {}, "results": {}, "runs": runs}
     lines = ["# pgmux benchmark, %s" % meta.get("started", ""), "",
              "%s; %s round(s) x %s s per run, medians; pool_mode=transaction, default_pool_size=20, "
              "auth scram-sha-256; pgbench scale %s; %s." % (meta.get("host", ""), meta.get("rounds"),
                                                            meta.get("duration"), meta.get("scale"),
                                                            meta.get("versions", "")),
              ""]
+    if meta.get("tls_key"):
+        lines += ["TLS: a self-signed %s certificate; client_tls_sslmode = allow with only the key and "
+                  "certificate set (each pooler's other TLS defaults), PostgreSQL ssl = on with the same "
+                  "certificate, pooler-to-server links plain (server_tls_sslmode = disable); *-tls "
+                  "workloads run with sslmode=require, all others with sslmode=disable." % meta["tls_key"], ""]
     tp = [w for w in WORKLOADS if any(k[0] == w for k in by)]
-    if tp:
-        lines += ["| workload | pgmux tps | PgBouncer tps | direct tps | pgmux/PgB tps "
-                  "| pgmux µs CPU/txn | PgB µs CPU/txn | pgmux/PgB CPU |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for w in tp:
-            c = {t: cell(by.get((w, t)), "tps") for t in TARGETS}
-            u = {t: cell(by.get((w, t)), "cpu_us_per_txn") for t in TARGETS[:2]}
-            out["results"][w] = {t: cell_json(by.get((w, t)), ["tps", "latency_ms", "cpu_us_per_txn", "conn_ms"])
-                                 for t in TARGETS}
-            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                WORKLOADS[w], fmt(c["pgmux"]), fmt(c["pgbouncer"]), fmt(c["direct"]),
-                ratio(c["pgmux"], c["pgbouncer"]), fmt(u["pgmux"], 1), fmt(u["pgbouncer"], 1),
-                ratio(u["pgmux"], u["pgbouncer"])))
-        lines.append("")
+    for w in tp:
+        churn = w in CHURN
+        out["workloads"][w] = {"title": WORKLOADS[w], "sslmode": "require" if w.endswith("-tls") else "disable",
+                               "cpu_per": "connection" if churn else "transaction"}
+        keys = ["tps", "latency_ms", "cpu_us_per_txn", "conn_ms"]
+        out["results"][w] = {t: cell_json(by.get((w, t)), keys) for t in targets if (w, t) in by}
+        if churn:
+            for d in out["results"][w].values():
+                d["cpu_us_per_conn"] = d["cpu_us_per_txn"]
+
+    def throughput_table(ws, unit):
+        hdr = (["workload", "pgmux tps"] + ["%s tps" % label(t) for t in pgbs] + ["direct tps"]
+               + ["pgmux/%s tps" % label(t) for t in pgbs]
+               + ["pgmux µs CPU/%s" % unit] + ["%s µs CPU/%s" % (label(t), unit) for t in pgbs]
+               + ["pgmux/%s CPU" % label(t) for t in pgbs])
+        res = [row(hdr), "|---|" + "---:|" * (len(hdr) - 1)]
+        for w in ws:
+            c = {t: cell(by.get((w, t)), "tps") for t in targets}
+            u = {t: cell(by.get((w, t)), "cpu_us_per_txn") for t in poolers}
+            res.append(row([WORKLOADS[w], fmt(c["pgmux"])] + [fmt(c[t]) for t in pgbs] + [fmt(c.get("direct"))]
+                           + [ratio(c["pgmux"], c[t]) for t in pgbs]
+                           + [fmt(u["pgmux"], 1)] + [fmt(u[t], 1) for t in pgbs]
+                           + [ratio(u["pgmux"], u[t]) for t in pgbs]))
+        return res + [""]
+
+    steady = [w for w in tp if w not in CHURN]
+    churned = [w for w in tp if w in CHURN]
+    if steady:
+        lines += throughput_table(steady, "txn")
+    if churned:
+        lines += ["Connection churn: pgbench -C opens a new connection for every transaction (TCP and a "
+                  "SCRAM login; with sslmode=require a TLS handshake first), so tps is connections per "
+                  "second and the pooler's CPU is per connection:", ""]
+        lines += throughput_table(churned, "conn")
     split = [w for w in tp if any(r.get("sys_us_per_txn") is not None
-                                  for t in ("pgmux", "pgbouncer") for r in by.get((w, t), []))]
+                                  for t in poolers for r in by.get((w, t), []))]
     if split:
         floor = any((w, "relay") in by for w in split)
-        lines += ["Where the CPU goes, µs per transaction: each pooler's user space and kernel time%s; "
-                  "machine = busy time of all CPUs (when they are saturated, tps ≈ CPUs × 10⁶ / machine µs):" % (
+        lines += ["Where the CPU goes, µs per transaction (per connection for churn): each pooler's user space "
+                  "and kernel time; machine = busy time of all CPUs (when they are saturated, tps ≈ CPUs × 10⁶ "
+                  "/ machine µs)%s:" % (
                       "; floor = scripts/floor-relay.c, a 1:1 relay doing one recv and one send per message "
-                      "and nothing else (--floor): the least any pooler pays here" if floor else ""), "",
-                  "| workload | pgmux user | pgmux kernel | PgB user | PgB kernel | floor user | floor kernel "
-                  "| floor/PgB CPU | pgmux machine | PgB machine | direct machine |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                      "and nothing else (--floor): the least any pooler pays here, floor/CPU = the floor's CPU "
+                      "over that pooler's" if floor else ""), "",
+                  row(["workload", "target", "user", "kernel", "user+kernel", "machine"]
+                      + (["floor/CPU"] if floor else [])),
+                  "|---|---|" + "---:|" * (4 + floor)]
         for w in split:
             v = {(t, k): cell(by.get((w, t)), k + "_us_per_txn")
-                 for t in TARGETS + ["relay"] for k in ("user", "sys", "cpu", "machine")}
+                 for t in targets for k in ("user", "sys", "cpu", "machine")}
             if (w, "relay") in by:
                 out["results"][w]["relay"] = cell_json(by.get((w, "relay")), ["tps", "cpu_us_per_txn"])
-            for t in TARGETS + ["relay"]:
+            for t in targets:
                 if out["results"][w].get(t):
                     for k in ("user", "sys", "machine"):
                         out["results"][w][t][k + "_us_per_txn"] = cell_json(by.get((w, t)),
                                                                             [k + "_us_per_txn"])[k + "_us_per_txn"]
-            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                WORKLOADS[w], fmt(v["pgmux", "user"], 1), fmt(v["pgmux", "sys"], 1),
-                fmt(v["pgbouncer", "user"], 1), fmt(v["pgbouncer", "sys"], 1),
-                fmt(v["relay", "user"], 1), fmt(v["relay", "sys"], 1),
-                ratio(v["relay", "cpu"], v["pgbouncer", "cpu"]), fmt(v["pgmux", "machine"], 1),
-                fmt(v["pgbouncer", "machine"], 1), fmt(v["direct", "machine"], 1)))
+            for t in poolers + ["relay", "direct"]:
+                if (w, t) not in by:
+                    continue
+                res = [WORKLOADS[w], label(t), fmt(v[t, "user"], 1), fmt(v[t, "sys"], 1), fmt(v[t, "cpu"], 1),
+                       fmt(v[t, "machine"], 1)]
+                if floor:
+                    res.append(ratio(v["relay", "cpu"], v[t, "cpu"]) if t in poolers else "–")
+                lines.append(row(res))
         lines.append("")
     idle = sorted({k[0] for k in by if k[0].startswith("idle")}, key=lambda s: int(s[4:]))
     if idle:
-        lines += ["| idle authenticated clients | pgmux RSS MB | PgBouncer RSS MB | pgmux bytes/client "
-                  "| PgB bytes/client | pgmux/PgB bytes/client |",
-                  "|---|---:|---:|---:|---:|---:|"]
+        hdr = (["idle authenticated clients"] + ["%s RSS MB" % label(t) for t in poolers]
+               + ["%s bytes/client" % label(t) for t in poolers] + ["pgmux/%s bytes/client" % label(t) for t in pgbs])
+        lines += [row(hdr), "|---|" + "---:|" * (len(hdr) - 1)]
         for w in idle:
             rss = {}
             bpc = {}
-            for t in TARGETS[:2]:
+            for t in poolers:
                 rs = by.get((w, t))
                 r = cell(rs, "rss_kb")
                 rss[t] = r / 1024 if isinstance(r, (int, float)) else r
                 bpc[t] = cell(rs, "bytes_per_client")
             out["results"][w] = {t: cell_json(by.get((w, t)), ["rss_kb", "base_kb", "bytes_per_client"])
-                                 for t in TARGETS[:2]}
-            lines.append("| %s | %s | %s | %s | %s | %s |" % (
-                "{:,}".format(int(w[4:])), fmt(rss["pgmux"], 1), fmt(rss["pgbouncer"], 1),
-                fmt(bpc["pgmux"]), fmt(bpc["pgbouncer"]), ratio(bpc["pgmux"], bpc["pgbouncer"])))
+                                 for t in poolers}
+            lines.append(row(["{:,}".format(int(w[4:]))] + [fmt(rss[t], 1) for t in poolers]
+                             + [fmt(bpc[t]) for t in poolers] + [ratio(bpc["pgmux"], bpc[t]) for t in pgbs]))
         lines.append("")
     if any(k[0] == "busy" for k in by):
-        rs = {t: by.get(("busy", t)) or [] for t in TARGETS[:2]}
-        first = next(r for t in TARGETS[:2] for r in rs[t])
-        c = {t: cell(rs[t], "tps") for t in TARGETS[:2]}
-        out["results"]["busy"] = {t: cell_json(rs[t], ["tps"]) for t in TARGETS[:2]}
-        lines += ["| served at once | pgmux tps | PgBouncer tps | pgmux/PgB tps |", "|---|---:|---:|---:|",
-                  "| %s idle + %s active clients (-S), no idle client dropped | %s | %s | %s |" % (
-                      "{:,}".format(first.get("idle_clients", 0)), "{:,}".format(first.get("active_clients", 0)),
-                      fmt(c["pgmux"]), fmt(c["pgbouncer"]), ratio(c["pgmux"], c["pgbouncer"])), ""]
+        rs = {t: by.get(("busy", t)) or [] for t in poolers}
+        first = next(r for t in poolers for r in rs[t])
+        c = {t: cell(rs[t], "tps") for t in poolers}
+        out["results"]["busy"] = {t: cell_json(rs[t], ["tps"]) for t in poolers}
+        hdr = ["served at once"] + ["%s tps" % label(t) for t in poolers] + ["pgmux/%s tps" % label(t) for t in pgbs]
+        lines += [row(hdr), "|---|" + "---:|" * (len(hdr) - 1),
+                  row(["%s idle + %s active clients (-S), no idle client dropped" % (
+                      "{:,}".format(first.get("idle_clients", 0)), "{:,}".format(first.get("active_clients", 0)))]
+                      + [fmt(c[t]) for t in poolers] + [ratio(c["pgmux"], c[t]) for t in pgbs]), ""]
     notes = []
     for (w, t), rs in sorted(by.items()):
         reasons = {}
@@ -458,8 +509,8 @@ def cmd_report(a):
     if notes:
         lines += ["Failures:", ""] + notes + [""]
     lines.append("CPU/txn: the pooler's utime+stime during the run over pgbench's transactions "
-                 "(includes logins for 1,000 clients and churn). Ratios < 1 on tps mean pgmux is "
-                 "slower; < 1 on CPU or bytes mean pgmux uses less.")
+                 "(includes logins for 1,000 clients; for churn every transaction is a login, hence "
+                 "CPU/conn). Ratios < 1 on tps mean pgmux is slower; < 1 on CPU or bytes mean pgmux uses less.")
     md = "\n".join(lines) + "\n"
     open(os.path.join(a.dir, "results.md"), "w").write(md)
     with open(os.path.join(a.dir, "results.json"), "w") as f:

@@ -2,6 +2,9 @@
 # Starts or stops a throwaway PostgreSQL 15 cluster for `make run` and `make bench`.
 #   scripts/pg-cluster.sh start DIR PORT   -> initdb (if needed) and start, as the postgres user
 #   scripts/pg-cluster.sh stop DIR
+# With PG_SSL_CERT_FILE and PG_SSL_KEY_FILE set (a PEM certificate and its key, readable by the
+# postgres user; the key mode 600), a new cluster gets ssl = on with them, every other ssl setting
+# at PostgreSQL's default. PG_MAX_CONNECTIONS sets max_connections (default 200).
 set -euo pipefail
 BIN=/usr/lib/postgresql/15/bin
 cmd=$1; dir=$2
@@ -23,6 +26,15 @@ synchronous_commit = off
 full_page_writes = off
 password_encryption = 'scram-sha-256'
 CONF
+    if [ -n "${PG_SSL_CERT_FILE:-}" ] || [ -n "${PG_SSL_KEY_FILE:-}" ]; then
+      [ -r "${PG_SSL_CERT_FILE:-}" ] && [ -r "${PG_SSL_KEY_FILE:-}" ] ||
+        { echo "pg-cluster.sh: PG_SSL_CERT_FILE and PG_SSL_KEY_FILE must both name readable files" >&2; exit 1; }
+      cat >> "$dir/data/postgresql.conf" <<CONF
+ssl = on
+ssl_cert_file = '$PG_SSL_CERT_FILE'
+ssl_key_file = '$PG_SSL_KEY_FILE'
+CONF
+    fi
     cat > "$dir/data/pg_hba.conf" <<HBA
 local all all trust
 host all postgres 127.0.0.1/32 trust
