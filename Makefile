@@ -24,8 +24,10 @@ fuzz: deps
 run: build
 	scripts/demo.sh
 
-# pgmux vs PgBouncer vs direct on a throwaway cluster; BENCH_ARGS=--quick for a 2-minute run,
-# see scripts/bench.sh for --rounds, --duration, --only. Results in results/<timestamp>/.
+# pgmux vs PgBouncer vs direct on a throwaway cluster; BENCH_ARGS=--quick for a 4-minute run,
+# BENCH_ARGS="--pgbouncer /usr/sbin/pgbouncer,.pgbouncer/1.25.2/pgbouncer" compares against each
+# binary given (scripts/build-pgbouncer.sh builds one); see scripts/bench.sh for --rounds,
+# --duration, --only, --tls-key. Results in results/<timestamp>/.
 bench: build
 	scripts/deps.sh pgbouncer python3
 	scripts/bench.sh $(BENCH_ARGS)

@@ -30,7 +30,7 @@
 # Every pgbench workload runs against pgmux, each PgBouncer and direct, interleaved over --rounds
 # rounds (default 3, target order rotated each round) of --duration seconds (default 10); medians
 # are reported. --quick: 1 round of 3 s, idle 1,000 and 5,000 only (about 3 minutes).
-# --floor adds a fourth target to the pgbench workloads: scripts/floor-relay.c, a 1:1 relay that
+# --floor adds one more target to the pgbench workloads: scripts/floor-relay.c, a 1:1 relay that
 # does one recv and one send per message and nothing else. Its CPU per transaction is the least any
 # pooler can pay on this machine, so the report shows how far each pooler is above that floor.
 # A run with a pgbench error, failed or aborted clients, or a dead pooler is FAIL, never a number.
