@@ -131,9 +131,13 @@ chmod 755 "$tmp"
 declare -A PID=() LAUNCHER=() PORT=() LOGPOS=()
 POOLERS=(pgmux "${PGBOUNCERS[@]}")   # pgmux and every PgBouncer; the floor relay is not one
 child=
+# fd 9 is the script's stderr: a signal arriving while run_child waits runs the traps with that
+# call's redirections (the pgbench output file) still in place
+exec 9>&2
 cleanup() {
   local rc=$?
   set +e
+  exec 2>&9
   trap - INT TERM
   [ -n "$child" ] && kill "$child" 2>/dev/null && wait "$child" 2>/dev/null
   for n in "${POOLERS[@]}" relay; do stop_pooler "$n"; done
@@ -142,7 +146,7 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
-trap 'echo "bench.sh: interrupted, cleaning up" >&2; exit 130' INT TERM
+trap 'echo "bench.sh: interrupted, cleaning up" >&9; exit 130' INT TERM
 
 free_port() {
   local p=$1

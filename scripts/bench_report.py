@@ -37,7 +37,8 @@ def parse_pgbench(text):
     r["failed_txns"] = int(m.group(1)) if m else 0
     m = re.search(r"latency average = ([\d.]+) ms", text)
     r["latency_ms"] = float(m.group(1)) if m else None
-    m = re.search(r"initial connection time = ([\d.]+) ms", text)
+    # -C (churn) reports the average time of its many connections instead of the initial one
+    m = re.search(r"(?:initial|average) connection time = ([\d.]+) ms", text)
     r["conn_ms"] = float(m.group(1)) if m else None
     m = re.search(r"^tps = ([\d.]+)", text, re.M)
     r["tps"] = float(m.group(1)) if m else None
