@@ -29,7 +29,7 @@
 # in every workload. The *-tls workloads run with PGSSLMODE=require, all others with disable.
 # Every pgbench workload runs against pgmux, each PgBouncer and direct, interleaved over --rounds
 # rounds (default 3, target order rotated each round) of --duration seconds (default 10); medians
-# are reported. --quick: 1 round of 3 s, idle 1,000 and 5,000 only (about 3 minutes).
+# are reported. --quick: 1 round of 3 s, idle 1,000 and 5,000 only (about 4 minutes).
 # --floor adds one more target to the pgbench workloads: scripts/floor-relay.c, a 1:1 relay that
 # does one recv and one send per message and nothing else. Its CPU per transaction is the least any
 # pooler can pay on this machine, so the report shows how far each pooler is above that floor.
@@ -40,6 +40,7 @@
 # runs.jsonl under the target names, pgbench outputs and pooler log tails next to them).
 # Everything started here is stopped and the cluster removed on exit, Ctrl-C included.
 set -euo pipefail
+caller=$(pwd)   # --pgbouncer paths are relative to where the script was started
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
@@ -91,6 +92,11 @@ declare -A PGB_BIN=() PGB_VERSION=()
 PGBOUNCERS=()
 for p in "${PGB_PATHS[@]}"; do
   [ -n "$p" ] || continue
+  case "$p" in
+    /*) ;;
+    */*) p="$caller/$p" ;;
+    *) p=$(command -v "$p" || echo "$p") ;;   # a bare name: from PATH
+  esac
   [ -f "$p" ] && [ -x "$p" ] ||
     { echo "bench.sh: --pgbouncer $p: no such executable (scripts/build-pgbouncer.sh builds one)" >&2; exit 1; }
   v=$("$p" --version 2>/dev/null | head -n 1) || true
