@@ -638,7 +638,10 @@ public final class EventLoop {
             pool.launchIfNeeded()
         }
         for server in servers.values { server.statementCache.setCapacity(s.maxPreparedStatements) }
-        for l in listeners where l.unixPath == nil { Socket.setDeferAccept(l.fd, s.tcpDeferAccept) }
+        for l in listeners where l.unixPath == nil {
+            Socket.setDeferAccept(l.fd, s.tcpDeferAccept)
+            l.retune(s)
+        }
     }
 
     /// Re-reads the configuration and auth_file. A bad file keeps the running configuration.

@@ -12,6 +12,9 @@ final class Listener {
     private let watcher = UnsafeMutablePointer<ev_io>.allocate(capacity: 1)
     private let pauseTimer = UnsafeMutablePointer<ev_timer>.allocate(capacity: 1)
     private var closed = false
+    /// TCP options set on this (TCP) listener, which every accepted connection inherits; nil for
+    /// a Unix socket.
+    private var tuning: TCPTuning?
 
     init(loop: EventLoop, fd: Int32, description: String, unixPath: String? = nil) {
         self.loop = loop
@@ -24,6 +27,21 @@ final class Listener {
         pgmux_ev_io_init(watcher, listenerReadable, fd, Int32(EV_READ), me)
         pgmux_ev_timer_init(pauseTimer, listenerResume, 0.5, 0, me)
         ev_io_start(loop.ev, watcher)
+        if unixPath == nil { retune(loop.config.settings) }
+    }
+
+    /// Sets the tcp_* settings on the listener (at start and on RELOAD): connections accepted
+    /// from then on have them without a setsockopt of their own. Going back from a
+    /// tcp_socket_buffer to 0 (the kernel's auto-sizing) needs a restart: a listener's buffer size,
+    /// once set, stays fixed.
+    func retune(_ s: borrowing Settings) {
+        let new = TCPTuning(s)
+        let old = tuning ?? .kernelDefault
+        if new.socketBuffer == 0 && old.socketBuffer != 0 {
+            loop.log.warning("\(description): tcp_socket_buffer = 0 applies to new connections after a restart")
+        }
+        Socket.tune(fd, to: new, from: old)
+        tuning = new
     }
 
     func onReadable() {
@@ -43,7 +61,7 @@ final class Listener {
                 return
             }
             if unixPath != nil { remote = Socket.Address(); remote.storage.ss_family = sa_family_t(AF_UNIX) }
-            Socket.tune(cfd, family: Int32(remote.storage.ss_family), settings: loop.config.settings)
+            // TCP options come from the listener (see retune).
             let client = ClientConnection(loop: loop, fd: cfd, remote: remote)
             loop.clientAccepted(client)
             client.startReading()

@@ -188,24 +188,83 @@ public enum Socket {
         return String(cString: pw.pointee.pw_name)
     }
 
-    /// TCP_NODELAY, keepalive, user timeout and socket buffer settings for TCP sockets (no-ops on
-    /// Unix sockets), as PgBouncer's tune_socket.
+    /// TCP_NODELAY, keepalive, user timeout and socket buffer settings of a new TCP connection to a
+    /// server (no-op on Unix sockets), as PgBouncer's tune_socket.
     public static func tune(_ fd: Int32, family: Int32, settings s: borrowing Settings) {
         guard family == AF_INET || family == AF_INET6 else { return }
-        var one: Int32 = 1
+        tune(fd, to: TCPTuning(s), from: .kernelDefault)
+    }
+
+    /// Sets the options where `new` differs from what the socket has (`old`). A listening
+    /// socket's options are inherited by every connection it accepts (TCP_NODELAY, keepalive and
+    /// its timings, TCP_USER_TIMEOUT, buffer sizes), so clients are tuned once on the listener
+    /// instead of with two or more setsockopt calls per connection.
+    public static func tune(_ fd: Int32, to new: TCPTuning, from old: TCPTuning) {
         let sz = socklen_t(MemoryLayout<Int32>.size)
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, sz)
-        if s.tcpSocketBuffer > 0 {
-            var v = Int32(clamping: s.tcpSocketBuffer)
-            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sz)
-            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sz)
+        func set(_ level: Int32, _ name: Int32, _ value: Int) {
+            var v = Int32(clamping: value)
+            setsockopt(fd, level, name, &v, sz)
         }
-        if s.tcpUserTimeout > 0 { var v = Int32(clamping: s.tcpUserTimeout); setsockopt(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &v, sz) }
-        guard s.tcpKeepalive else { return }
-        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sz)
-        if s.tcpKeepidle > 0 { var v = Int32(clamping: s.tcpKeepidle); setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPIDLE, &v, sz) }
-        if s.tcpKeepintvl > 0 { var v = Int32(clamping: s.tcpKeepintvl); setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPINTVL, &v, sz) }
-        if s.tcpKeepcnt > 0 { var v = Int32(clamping: s.tcpKeepcnt); setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPCNT, &v, sz) }
+        let tcp = Int32(IPPROTO_TCP)
+        if new.noDelay != old.noDelay { set(tcp, TCP_NODELAY, new.noDelay ? 1 : 0) }
+        if new.socketBuffer != old.socketBuffer && new.socketBuffer > 0 {
+            set(SOL_SOCKET, SO_SNDBUF, new.socketBuffer)
+            set(SOL_SOCKET, SO_RCVBUF, new.socketBuffer)
+        }
+        if new.userTimeout != old.userTimeout { set(tcp, TCP_USER_TIMEOUT, new.userTimeout) }
+        if new.keepalive != old.keepalive { set(SOL_SOCKET, SO_KEEPALIVE, new.keepalive ? 1 : 0) }
+        // 0 means the kernel's default, which has to be read back to be restored.
+        if new.keepIdle != old.keepIdle {
+            set(tcp, TCP_KEEPIDLE, new.keepIdle > 0 ? new.keepIdle : kernelSetting("tcp_keepalive_time", 7200))
+        }
+        if new.keepInterval != old.keepInterval {
+            set(tcp, TCP_KEEPINTVL, new.keepInterval > 0 ? new.keepInterval : kernelSetting("tcp_keepalive_intvl", 75))
+        }
+        if new.keepCount != old.keepCount {
+            set(tcp, TCP_KEEPCNT, new.keepCount > 0 ? new.keepCount : kernelSetting("tcp_keepalive_probes", 9))
+        }
+    }
+
+    /// A value of /proc/sys/net/ipv4 (the default a 0 setting stands for).
+    private static func kernelSetting(_ name: String, _ fallback: Int) -> Int {
+        guard let f = fopen("/proc/sys/net/ipv4/\(name)", "r") else { return fallback }
+        defer { fclose(f) }
+        var buf = [CChar](repeating: 0, count: 32)
+        guard fgets(&buf, 32, f) != nil else { return fallback }
+        return Int(String(cString: buf).trimmingCharacters(in: " \n")) ?? fallback
+    }
+}
+
+/// The TCP options pgmux sets on its connections (tcp_* settings; TCP_NODELAY always).
+public struct TCPTuning: Equatable, Sendable {
+    var noDelay: Bool
+    var keepalive: Bool
+    var keepIdle: Int
+    var keepInterval: Int
+    var keepCount: Int
+    var userTimeout: Int
+    var socketBuffer: Int
+
+    /// What a new socket has before pgmux sets anything.
+    static let kernelDefault = TCPTuning(noDelay: false, keepalive: false, keepIdle: 0, keepInterval: 0, keepCount: 0,
+                                         userTimeout: 0, socketBuffer: 0)
+
+    init(noDelay: Bool, keepalive: Bool, keepIdle: Int, keepInterval: Int, keepCount: Int, userTimeout: Int,
+         socketBuffer: Int) {
+        self.noDelay = noDelay
+        self.keepalive = keepalive
+        self.keepIdle = keepIdle
+        self.keepInterval = keepInterval
+        self.keepCount = keepCount
+        self.userTimeout = userTimeout
+        self.socketBuffer = socketBuffer
+    }
+
+    init(_ s: borrowing Settings) {
+        // Keepalive timings only matter, and are only set, with keepalive on (as before).
+        self.init(noDelay: true, keepalive: s.tcpKeepalive, keepIdle: s.tcpKeepalive ? s.tcpKeepidle : 0,
+                  keepInterval: s.tcpKeepalive ? s.tcpKeepintvl : 0, keepCount: s.tcpKeepalive ? s.tcpKeepcnt : 0,
+                  userTimeout: s.tcpUserTimeout, socketBuffer: s.tcpSocketBuffer)
     }
 }
 

@@ -76,4 +76,38 @@ final class SettingsParityTests: XCTestCase {
         XCTAssertEqual(try silentConnectionState(immediate), "ESTAB")
         XCTAssertEqual(try PQConnection(immediate.conninfo()).scalar("SELECT 1"), "1")
     }
+
+    /// tcp_keepalive / tcp_keepidle reach client connections through the listener (accepted
+    /// sockets inherit its options), and a RELOAD changes them for connections accepted after it.
+    func testClientKeepaliveFromTheListenerAndReload() throws {
+        /// The keepalive timer of each client connection ("none" without one), once no
+        /// retransmit timer hides it (a reply the client's kernel has not acknowledged yet).
+        func keepaliveTimers(_ pgmux: PgmuxProcess) throws -> [String] {
+            var lines: [Substring] = []
+            _ = try waitUntil(2) {
+                let r = try Shell.runStatus("/usr/bin/ss", ["-Htno", "state", "established", "sport", "= :\(pgmux.port)"])
+                lines = r.output.split(separator: "\n")
+                return !lines.contains { $0.contains("timer:(on,") }
+            }
+            return lines.map { line in
+                line.range(of: "timer:(keepalive,").map { String(line[$0.upperBound...].prefix { $0 != "," }) } ?? "none"
+            }
+        }
+        let pgmux = try PgmuxProcess(settings: ["tcp_keepalive": "1", "tcp_keepidle": "77"])
+        let first = try PQConnection(pgmux.conninfo())
+        XCTAssertEqual(try first.scalar("SELECT 1"), "1")
+        // 77 s counts down from 1min17sec: the timer shows 1min16sec or 1min17sec.
+        let before = try keepaliveTimers(pgmux)
+        XCTAssertTrue(!before.isEmpty && before.allSatisfy { $0.hasPrefix("1min1") }, before.description)
+        let text = try String(contentsOfFile: pgmux.configPath, encoding: .utf8)
+            .replacingOccurrences(of: "tcp_keepalive = 1", with: "tcp_keepalive = 0")
+        try text.write(toFile: pgmux.configPath, atomically: false, encoding: .utf8)
+        pgmux.signal(SIGHUP)
+        usleep(300_000)
+        let second = try PQConnection(pgmux.conninfo())
+        XCTAssertEqual(try second.scalar("SELECT 1"), "1")
+        let timers = try keepaliveTimers(pgmux)
+        XCTAssertEqual(timers.count, 2, timers.description)
+        XCTAssertEqual(timers.filter { $0 == "none" }.count, 1, "the connection accepted after RELOAD has no keepalive: \(timers)")
+    }
 }
