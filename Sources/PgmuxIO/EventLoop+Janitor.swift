@@ -1,0 +1,150 @@
+import Glibc
+import CLibEV
+import PgmuxCore
+
+/// Periodic work: timeouts, pool maintenance, memory, statistics.
+extension EventLoop {
+    func maintain() {
+        let s = config.settings
+        let t = now
+        for client in clients.values {
+            switch client.state {
+            case .startup, .tlsHandshake, .authenticating:
+                if s.clientLoginTimeout > 0 && t - client.connectTime > s.clientLoginTimeout {
+                    client.sendError("client_login_timeout")
+                }
+            case .waitingForWelcome:
+                // PgBouncer keeps these clients in the pool's waiting list (CL_WAITING_LOGIN):
+                // the queue timeouts apply to them, and client_login_timeout while the pool
+                // has no welcome.
+                let queryTimeout = config.users[client.user]?.queryTimeout ?? s.queryTimeout
+                if queryTimeout > 0 && t - client.stateSince > queryTimeout {
+                    client.sendError("query_timeout")
+                } else if s.queryWaitTimeout > 0 && t - client.stateSince > s.queryWaitTimeout {
+                    client.sendError("query_wait_timeout")
+                } else if s.clientLoginTimeout > 0 && t - client.connectTime > s.clientLoginTimeout {
+                    client.sendError("client_login_timeout (server down)")
+                }
+            case .waiting:
+                // Same order as PgBouncer's janitor: query_timeout first.
+                let queryTimeout = config.users[client.user]?.queryTimeout ?? s.queryTimeout
+                if queryTimeout > 0 && t - client.stateSince > queryTimeout {
+                    client.sendError("query_timeout")
+                } else if s.queryWaitTimeout > 0 && t - client.stateSince > s.queryWaitTimeout {
+                    client.sendError("query_wait_timeout")
+                } else if s.queryWaitNotify > 0 && !client.toldToWait && t - client.stateSince > s.queryWaitNotify {
+                    // The client is unlinked, so a NoticeResponse cannot interleave with a reply.
+                    client.toldToWait = true
+                    var m = MessageBuilder()
+                    m.errorResponse(severity: "NOTICE", code: "00000",
+                                    message: "No server connection available in postgres backend, client being queued", notice: true)
+                    client.queue(m.bytes)
+                }
+            case .idle:
+                let idleTimeout = config.users[client.user]?.clientIdleTimeout ?? s.clientIdleTimeout
+                if idleTimeout > 0 && t - max(client.lastActivity, client.connectTime) > idleTimeout {
+                    client.sendError("client_idle_timeout")
+                }
+            case .active:
+                if let server = client.server, case .active = server.state { enforceTransactionTimeouts(client, server, now: t) }
+            default:
+                break
+            }
+        }
+        for server in servers.values {
+            switch server.state {
+            case .connecting, .tlsRequest, .tlsHandshake, .loggingIn:
+                if s.serverConnectTimeout > 0 && t - server.connectTime > s.serverConnectTimeout {
+                    server.close(reason: "connect timeout", notifyClient: false)
+                }
+            case .idle:
+                let pool = server.pool
+                if s.serverIdleTimeout > 0 && t - server.lastUsed > s.serverIdleTimeout && pool.serverCount > pool.minSize {
+                    server.close(reason: "server idle timeout", notifyClient: false)
+                } else if t - server.connectTime > pool.effectiveLifetime && pool.serverCount > pool.minSize {
+                    server.close(reason: "server lifetime over", notifyClient: false)
+                }
+            case .active:
+                // server_fast_close: a session-mode server marked by RECONNECT or RELOAD is closed
+                // between transactions instead of when its client leaves (PgBouncer's janitor).
+                if s.serverFastClose && server.closeNeeded && server.pool.mode == .session && server.tracker.isIdle
+                    && server.scanner.passthrough == 0 && !server.releaseAfterFlush {
+                    server.close(reason: "database configuration changed", notifyClient: true)
+                }
+            default:
+                break
+            }
+        }
+        for pool in pools.values { pool.closeExcessIdle() }
+        if !suspended {
+            // A forced-user database with min_pool_size gets its pool before any client logs in,
+            // so that the minimum is kept from the start (PgBouncer's janitor does the same).
+            for (name, entry) in config.databases where entry.user != nil && config.minPoolSize(database: name) > 0 {
+                _ = pool(database: name, entry: entry, user: entry.user!)
+            }
+        }
+        for pool in pools.values where !shuttingDown && !isPaused(pool.databaseName) { pool.topUp() }
+        metrics?.expire(now: t)
+        for f in cancelForwarders.values where s.cancelWaitTimeout > 0 && t - f.connectTime > s.cancelWaitTimeout {
+            log.warning("cancel request not delivered within cancel_wait_timeout")
+            f.finish()
+        }
+        dropIdleAutoDatabases(now: t)
+        if t - lastMemoryTrim >= 1 { returnIdleMemory(now: t) }
+        if statsPeriodStart == 0 { statsPeriodStart = t }
+        if t - statsPeriodStart >= Double(max(1, s.statsPeriod)) {
+            if s.logStats { log.log(Stats.logLine(pools: Array(pools.values), window: t - statsPeriodStart)) }
+            for p in pools.values { p.periodCounters = p.counters }
+            statsPeriodStart = t
+        }
+    }
+
+    /// Once a second: relay buffers unused for that long are freed, and after clients came or
+    /// went the heap's free pages are handed back to the kernel, so RSS follows the number of
+    /// connections down after a burst instead of staying at its peak (PgBouncer keeps its slabs).
+    private func returnIdleMemory(now t: Double) {
+        lastMemoryTrim = t
+        let freed = buffers.trim(floor: 8)
+        if freed > 0 || heapChurned {
+            heapChurned = false
+            _ = malloc_trim(0)
+        }
+    }
+
+    /// query_timeout, idle_transaction_timeout and transaction_timeout of a linked client. The
+    /// server is closed (never reused mid-query) and the client told why.
+    private func enforceTransactionTimeouts(_ client: ClientConnection, _ server: ServerConnection, now t: Double) {
+        let s = config.settings
+        let user = config.users[client.user]
+        let queryTimeout = user?.queryTimeout ?? s.queryTimeout
+        let idleTxTimeout = user?.idleTransactionTimeout ?? s.idleTransactionTimeout
+        let txTimeout = user?.transactionTimeout ?? s.transactionTimeout
+        let tracker = server.tracker
+        if queryTimeout > 0 && !tracker.isQuiet && client.queryStart > 0 && t - client.queryStart > queryTimeout {
+            forwardCancel(to: server)  // stop the backend's work, not just our side of the socket
+            server.close(reason: "query timeout", notifyClient: true)
+        } else if idleTxTimeout > 0 && tracker.isQuiet && tracker.status != UInt8(ascii: "I")
+                    && t - server.lastReadyAt > idleTxTimeout {
+            server.close(reason: "idle transaction timeout", notifyClient: true)
+        } else if txTimeout > 0 && server.transactionStart > 0 && t - server.transactionStart > txTimeout {
+            server.close(reason: "transaction timeout", notifyClient: true)
+        }
+    }
+
+    /// autodb_idle_timeout: pools created from the `*` entry, unused that long, are freed.
+    private func dropIdleAutoDatabases(now t: Double) {
+        let timeout = config.settings.autodbIdleTimeout
+        guard timeout > 0 else { return }
+        for (key, pool) in pools where config.databases[pool.databaseName] == nil
+            && pool.clientCount == 0 && pool.activeCount == 0 && pool.connectingCount == 0 && pool.authLookups.isEmpty
+            && t - pool.lastUsed > timeout {
+            for s in pool.idle { s.close(reason: "auto-database idle timeout", notifyClient: false) }
+            if pool.serverCount == 0 {
+                pools[key] = nil
+                log.log("freed auto-database: \(pool.databaseName)")
+            }
+        }
+    }
+
+    // MARK: signals
+}

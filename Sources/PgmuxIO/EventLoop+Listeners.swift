@@ -1,0 +1,54 @@
+import Glibc
+import CLibEV
+import PgmuxCore
+
+/// The sockets pgmux accepts connections on.
+extension EventLoop {
+    func openListeners() throws {
+        let s = config.settings
+        for addr in s.listenAddr where !addr.isEmpty {
+            let host = addr == "*" ? "" : addr
+            var addresses = try Socket.Address.resolve(host: host, port: s.listenPort, passive: true)
+            if addr == "*" { addresses.sort { $0.family == AF_INET && $1.family != AF_INET } }
+            for a in addresses {
+                let fd = try Socket.listen(a, backlog: Int32(s.listenBacklog), reusePort: s.soReuseport,
+                                           deferAccept: s.tcpDeferAccept)
+                listeners.append(Listener(loop: self, fd: fd, description: a.description))
+                log.log("listening on \(a.description)")
+            }
+        }
+        if !s.unixSocketDir.isEmpty {
+            let path = "\(s.unixSocketDir)/.s.PGSQL.\(s.listenPort)"
+            guard let a = Socket.Address.unix(path: path) else { throw SocketError("unix socket path too long: \(path)", 0) }
+            // A socket file left by a dead process is removed; a live one means another pooler.
+            if access(path, F_OK) == 0 {
+                if let probe = try? Socket.connect(a) {
+                    var pfd = pollfd(fd: probe, events: Int16(POLLOUT), revents: 0)
+                    _ = poll(&pfd, 1, 200)
+                    let alive = Socket.pendingError(probe) == 0 && pfd.revents & Int16(POLLOUT) != 0
+                    Glibc.close(probe)
+                    if alive { throw SocketError("unix socket \(path) is in use by another process", 0) }
+                }
+                unlink(path)
+            }
+            let fd = try Socket.listen(a, backlog: Int32(s.listenBacklog), reusePort: false)
+            chmod(path, mode_t(s.unixSocketMode))
+            if !s.unixSocketGroup.isEmpty {
+                guard let group = getgrnam(s.unixSocketGroup) else {
+                    throw SocketError("unix_socket_group: no such group: \(s.unixSocketGroup)", 0)
+                }
+                chown(path, uid_t.max, group.pointee.gr_gid)
+            }
+            listeners.append(Listener(loop: self, fd: fd, description: "unix:\(path)", unixPath: path))
+            log.log("listening on unix:\(path)")
+        }
+        if s.metricsPort > 0 {
+            guard let a = try Socket.Address.resolve(host: s.metricsAddr, port: s.metricsPort, passive: true).first else {
+                throw SocketError("cannot resolve metrics_addr \(s.metricsAddr)", 0)
+            }
+            metrics = try MetricsEndpoint(loop: self, address: a)
+            log.log("metrics on http://\(a.description)/metrics")
+        }
+        guard !listeners.isEmpty else { throw SocketError("nothing to listen on (listen_addr and unix_socket_dir are empty)", 0) }
+    }
+}

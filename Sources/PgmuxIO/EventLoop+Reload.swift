@@ -1,0 +1,84 @@
+import Glibc
+import CLibEV
+import PgmuxCore
+
+/// Configuration and auth files: reading them, and applying a new configuration to what runs.
+extension EventLoop {
+    func loadAuthFile() throws {
+        (authFile, hba, identMaps) = try EventLoop.readAuthFiles(config.settings)
+    }
+
+    /// auth_file, auth_hba_file and auth_ident_file as `settings` name them; read before anything
+    /// is replaced, so a broken file leaves the running ones in place. As PgBouncer, the ident file
+    /// is read only with auth_type = hba, before the hba file whose `map=` options must name its
+    /// maps (regular expressions are compiled here, not at login).
+    static func readAuthFiles(_ s: Settings) throws -> ([String: String], HBAFile?, IdentFile?) {
+        let users = try s.authFile.flatMap { $0.isEmpty ? nil : try AuthFile.load(path: $0) } ?? [:]
+        guard s.authType == .hba else { return (users, nil, nil) }
+        let ident = try s.authIdentFile.flatMap { $0.isEmpty ? nil : try IdentFile.load(path: $0) }
+        let rules = try HBAFile.load(path: s.authHbaFile)
+        try rules.checkIdentMaps(ident)
+        return (users, rules, ident)
+    }
+
+    /// Makes the current settings take effect on what already exists, after RELOAD and after a
+    /// console SET (PgBouncer reads its settings where it uses them, so a SET acts at once): pool
+    /// modes, sizes and lifetimes (a pool grows now and shrinks as servers are released), the
+    /// servers' prepared-statement caches, the packet limit, the verbosity.
+    func applySettings() {
+        let s = config.settings
+        maxPacketSize = s.maxPacketSize
+        refusesSimpleQuery = s.disablePqexec
+        log.verbose = max(log.verbose, s.verbose)
+        for pool in pools.values {
+            let name = pool.databaseName
+            pool.mode = config.poolMode(database: name, user: pool.userName)
+            pool.size = config.poolSize(database: name, user: pool.userName)
+            pool.reserveSize = config.reservePoolSize(database: name, user: pool.userName)
+            pool.minSize = config.minPoolSize(database: name)
+            pool.refreshLifetime()
+            pool.welcomes.removeAll()  // track_extra_parameters may have changed
+            pool.launchIfNeeded()
+        }
+        for server in servers.values { server.statementCache.setCapacity(s.maxPreparedStatements) }
+        for l in listeners where l.unixPath == nil {
+            Socket.setDeferAccept(l.fd, s.tcpDeferAccept)
+            l.retune(s)
+        }
+    }
+
+    /// Re-reads the configuration and auth_file. A bad file keeps the running configuration.
+    @discardableResult
+    public func reload() -> Bool {
+        do {
+            let fresh = try Config.load(path: config.path)
+            for w in fresh.warnings { log.warning(w) }
+            let (users, rules, maps) = try EventLoop.readAuthFiles(fresh.settings)
+            config = fresh
+            authFile = users
+            hba = rules
+            identMaps = maps
+            authQueryCache.removeAll()
+            log.open(path: fresh.settings.logfile)
+            do { try tls.load(fresh.settings) } catch {
+                log.error("TLS settings not applied, keeping the previous ones: \(error)")
+            }
+            for pool in pools.values {
+                if let entry = fresh.database(named: pool.databaseName) {
+                    if entry != pool.database {
+                        for s in servers.values where s.pool === pool { s.closeNeeded = true }
+                        pool.resetLoginBackoff()  // a fixed entry is tried at once
+                    }
+                    pool.database = entry
+                    pool.serverPassword = entry.password ?? pool.serverPassword
+                }
+            }
+            applySettings()
+            return true
+        } catch {
+            log.error("\(error)")
+            log.error("RELOAD failed, keeping the running configuration")
+            return false
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Glibc
+import CLibEV
+import PgmuxCore
+
+/// Signals and shutdown.
+extension EventLoop {
+    func onSignal(_ sig: Int32) {
+        switch sig {
+        case SIGHUP:
+            log.log("got SIGHUP, re-reading config")
+            reload()
+        case SIGINT:
+            if shuttingDown { log.log("got SIGINT while shutting down, fast exit"); stop(); return }
+            log.log("got SIGINT, shutting down, waiting for all servers connections to be released")
+            if suspended { log.error("suspend was in progress, going down immediately"); stop(); return }
+            beginShutdown(waitForClients: false)
+        case SIGTERM:
+            // PgBouncer 1.23+: what systemd and Kubernetes send first lets clients finish.
+            if shuttingDown { log.log("got SIGTERM while shutting down, fast exit"); stop(); return }
+            log.log("got SIGTERM, shutting down, waiting for all clients disconnect")
+            if suspended { log.error("suspend was in progress, going down immediately"); stop(); return }
+            beginShutdown(waitForClients: true)
+        case SIGUSR1:
+            log.log("got SIGUSR1, pausing all activity")
+            pause(nil)
+        case SIGUSR2:
+            if shuttingDown { log.log("got SIGUSR2 while shutting down, ignoring"); return }
+            log.log("got SIGUSR2, continuing from PAUSE")
+            resume(nil)
+        case SIGQUIT:
+            log.log("got SIGQUIT, fast exit")
+            stop()
+        default:
+            break
+        }
+    }
+
+    /// Safe shutdown, as PgBouncer: the TCP listeners close; the Unix socket stays open for
+    /// console logins (so a draining pooler can be watched), other logins get `pooler is shutting
+    /// down`. With `waitForClients` (SIGTERM, SHUTDOWN WAIT_FOR_CLIENTS) clients go on until they
+    /// disconnect; otherwise (SIGINT, WAIT_FOR_SERVERS) the pooler pauses, running transactions
+    /// finish, and a client asking for a server gets `server shutting down`.
+    func beginShutdown(waitForClients: Bool) {
+        shuttingDown = true
+        shutdownWaitsForClients = waitForClients
+        for l in listeners where l.unixPath == nil { l.close() }
+        listeners.removeAll { $0.unixPath == nil }
+        if waitForClients { return }
+        globallyPaused = true
+        for c in clients.values where c.state == .waiting { c.sendError("server shutting down") }
+    }
+}
