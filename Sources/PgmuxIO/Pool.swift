@@ -239,7 +239,7 @@ public final class Pool {
         }
     }
 
-    func removeWaiting(_ client: ClientConnection) { waiting.remove(client) }
+    func removeWaiting(_ client: ClientConnection) { waiting.remove { $0 === client } }
 
     /// After the pool size went down (SET, RELOAD): idle servers beyond size + reserve are closed,
     /// least recently used first, as PgBouncer's check_pool_size.

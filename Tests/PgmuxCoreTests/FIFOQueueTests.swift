@@ -39,17 +39,17 @@ final class FIFOQueueTests: XCTestCase {
         let w = (1...5).map { Waiter($0) }
         for x in w { q.append(x) }
         _ = q.popFirst()
-        q.remove(w[2])
+        q.remove { $0 === w[2] }
         XCTAssertEqual(ids(q), [2, 4, 5])
         XCTAssertEqual(q.count, 3)
         // An element already popped, or never queued, is not removed (nor is a look-alike).
-        q.remove(w[0])
-        q.remove(Waiter(4))
+        q.remove { $0 === w[0] }
+        q.remove { $0 === Waiter(4) }
         XCTAssertEqual(ids(q), [2, 4, 5])
-        q.remove(w[4]); q.remove(w[1])
+        q.remove { $0 === w[4] }; q.remove { $0 === w[1] }
         XCTAssertEqual(ids(q), [4])
         XCTAssertEqual(q.first?.id, 4)
-        q.remove(w[3])
+        q.remove { $0 === w[3] }
         XCTAssertTrue(q.isEmpty)
         XCTAssertNil(q.popFirst())
     }
@@ -81,7 +81,7 @@ final class FIFOQueueTests: XCTestCase {
         }
         // Removing after compaction still works by identity.
         let mid = q.elements[q.elements.startIndex + 10]
-        q.remove(mid)
+        q.remove { $0 === mid }
         let rest = q.drain().map(\.id)
         XCTAssertEqual(rest, Array(expected..<next).filter { $0 != mid.id })
     }
@@ -103,7 +103,7 @@ final class FIFOQueueTests: XCTestCase {
             default:
                 if !model.isEmpty {
                     let i = Int.random(in: 0..<model.count, using: &rng)
-                    q.remove(model[i]); model.remove(at: i)
+                    q.remove { $0 === model[i] }; model.remove(at: i)
                 }
             }
             XCTAssertEqual(q.count, model.count)

@@ -1,7 +1,7 @@
 /// First-come first-served queue of waiting clients. Appends and pops are O(1) (a head index over
 /// an array, compacted when half is consumed); removal of a client that gave up is O(n), which
 /// is rare and bounded by the queue length.
-public struct FIFOQueue<Element: AnyObject> {
+public struct FIFOQueue<Element> {
     private var items: [Element] = []
     private var head = 0
 
@@ -22,8 +22,9 @@ public struct FIFOQueue<Element: AnyObject> {
         return e
     }
 
-    public mutating func remove(_ e: Element) {
-        guard let i = items[head...].firstIndex(where: { $0 === e }) else { return }
+    /// Removes the first element `matching`, if any.
+    public mutating func remove(where matching: (Element) -> Bool) {
+        guard let i = items[head...].firstIndex(where: matching) else { return }
         items.remove(at: i)
     }
 
@@ -35,3 +36,5 @@ public struct FIFOQueue<Element: AnyObject> {
 
     public var elements: ArraySlice<Element> { items[head...] }
 }
+
+extension FIFOQueue: Sendable where Element: Sendable {}
