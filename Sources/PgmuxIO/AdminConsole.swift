@@ -276,7 +276,7 @@ final class AdminConsole {
             row.poolMode = p.mode.rawValue
             row.stats = p.counters
             row.olderStats = p.periodCounters
-            if let first = p.waiting.first, first.stateSince > 0 { row.maxWaitUs = Stats.micros(loop.now - first.stateSince) }
+            if let since = p.machine.oldestWaitStart, since > 0 { row.maxWaitUs = Stats.micros(loop.now - since) }
             rows[p.databaseName + "\u{0}" + p.userName] = row
         }
         // The console is a pool of its own, as in PgBouncer: database and forced user `pgbouncer`,
@@ -361,7 +361,7 @@ final class AdminConsole {
             d.serverLifetime = Int(e.serverLifetime ?? s.serverLifetime)
             d.poolMode = e.poolMode?.rawValue
             d.maxConnections = e.maxDbConnections ?? s.maxDbConnections
-            d.currentConnections = loop.dbServerCounts[e.dbname] ?? 0
+            d.currentConnections = loop.serverCaps.count(database: e.dbname)
             // The counts max_db_client_connections is enforced on (LoginHandler.countClient).
             d.maxClientConnections = ClientLimits.effective(e.maxDbClientConnections, global: s.maxDbClientConnections)
             d.currentClientConnections = loop.login.databaseClientCounts[name] ?? 0
@@ -377,7 +377,7 @@ final class AdminConsole {
             row.reservePoolSize = u?.reservePoolSize
             row.poolMode = u?.poolMode?.rawValue
             row.maxUserConnections = u?.maxUserConnections ?? s.maxUserConnections
-            row.currentConnections = loop.userServerCounts[name] ?? 0
+            row.currentConnections = loop.serverCaps.count(user: name)
             row.maxUserClientConnections = ClientLimits.effective(u?.maxUserClientConnections, global: s.maxUserClientConnections)
             row.currentClientConnections = loop.login.userClientCounts[name] ?? 0
             snap.users.append(row)
@@ -391,7 +391,7 @@ final class AdminConsole {
         snap.lists.pools = loop.pools.count
         snap.lists.usedClients = loop.clients.count
         snap.lists.usedServers = loop.servers.count
-        snap.lists.freeServers = loop.pools.values.reduce(0) { $0 + $1.idle.count }
+        snap.lists.freeServers = loop.pools.values.reduce(0) { $0 + $1.machine.idle.count }
         snap.mem = [AdminMemRow(name: "iobuf", size: loop.buffers.size, used: loop.buffers.inUse,
                                 free: loop.buffers.freeCount, memtotal: loop.buffers.size * (loop.buffers.inUse + loop.buffers.freeCount)),
                     AdminMemRow(name: "watcher", size: MemoryLayout<ev_io>.stride, used: loop.watchers.inUse,

@@ -461,18 +461,11 @@ public final class ClientConnection: Endpoint {
         let previous = state
         state = .closing
         stopReading()
-        if let pool {
-            switch previous {
-            case .waiting: pool.removeWaiting(self)
-            case .waitingForWelcome: pool.removeWelcomeWaiter(self)
-            default: break
-            }
-        }
+        if let pool { pool.clientLeft(self, previous: previous) }
         if let server {
             self.server = nil
             server.clientGone(unsentBytes: !inbuf.isEmpty && inbuf.scanned > inbuf.start)
         }
-        if let pool { pool.clientCount -= 1 }
         if countedAsLoggedIn { loop.loggedInClients -= 1; countedAsLoggedIn = false }
         if countFlags & 6 != 0 { loop.login.uncount(self) }
         if adminRole != nil { loop.admin.forget(self) }

@@ -14,6 +14,18 @@ extension EventLoop {
     /// PAUSE: no server is lent any more; running transactions finish and give theirs back.
     func pause(_ db: String?) {
         if let db { pausedDatabases.insert(db) } else { globallyPaused = true }
+        refreshPauseStates()
+    }
+
+    /// What PAUSE means for a pool of `db`: paused, and refusing while shutting down.
+    func pauseState(of db: String) -> PoolStateMachine.Pause {
+        guard isPaused(db) else { return .running }
+        return shuttingDown ? .refusing : .paused
+    }
+
+    /// Tells every pool its pause state after PAUSE, RESUME or shutdown changed it.
+    func refreshPauseStates() {
+        for p in pools.values { p.machine.setPause(pauseState(of: p.databaseName)) }
     }
 
     func pausedAndDrained(_ db: String?) -> Bool {
@@ -25,6 +37,7 @@ extension EventLoop {
     /// RESUME: waiting clients get servers again.
     func resume(_ db: String?) {
         if let db { pausedDatabases.remove(db) } else { globallyPaused = false; pausedDatabases.removeAll() }
+        refreshPauseStates()
         for p in pools.values where !isPaused(p.databaseName) { p.serveWaiting() }
     }
 

@@ -59,9 +59,10 @@ extension EventLoop {
                 }
             case .idle:
                 let pool = server.pool
-                if s.serverIdleTimeout > 0 && t - server.lastUsed > s.serverIdleTimeout && pool.serverCount > pool.minSize {
+                let aboveMinimum = pool.machine.serverCount > pool.machine.limits.minSize
+                if s.serverIdleTimeout > 0 && t - server.lastUsed > s.serverIdleTimeout && aboveMinimum {
                     server.close(reason: "server idle timeout", notifyClient: false)
-                } else if t - server.connectTime > pool.effectiveLifetime && pool.serverCount > pool.minSize {
+                } else if t - server.connectTime > pool.effectiveLifetime && aboveMinimum {
                     server.close(reason: "server lifetime over", notifyClient: false)
                 }
             case .active:
@@ -136,10 +137,10 @@ extension EventLoop {
         let timeout = config.settings.autodbIdleTimeout
         guard timeout > 0 else { return }
         for (key, pool) in pools where config.databases[pool.databaseName] == nil
-            && pool.clientCount == 0 && pool.activeCount == 0 && pool.connectingCount == 0 && pool.authLookups.isEmpty
-            && t - pool.lastUsed > timeout {
-            for s in pool.idle { s.close(reason: "auto-database idle timeout", notifyClient: false) }
-            if pool.serverCount == 0 {
+            && pool.machine.clients == 0 && pool.machine.active == 0 && pool.machine.connecting == 0
+            && pool.machine.pendingLookups == 0 && t - pool.lastUsed > timeout {
+            for m in pool.machine.idle { m.server.close(reason: "auto-database idle timeout", notifyClient: false) }
+            if pool.machine.serverCount == 0 {
                 pools[key] = nil
                 log.log("freed auto-database: \(pool.databaseName)")
             }

@@ -18,35 +18,30 @@ extension EventLoop {
 
     func serverOpened(_ s: ServerConnection) {
         servers[s.id] = s
-        dbServerCounts[s.pool.database.dbname, default: 0] += 1
-        userServerCounts[s.pool.serverUser, default: 0] += 1
+        serverCaps.opened(database: s.pool.database.dbname, user: s.pool.serverUser)
     }
 
     func serverClosed(_ s: ServerConnection) {
         bury(s)
         servers[s.id] = nil
-        dbServerCounts[s.pool.database.dbname, default: 1] -= 1
-        userServerCounts[s.pool.serverUser, default: 1] -= 1
+        serverCaps.closed(database: s.pool.database.dbname, user: s.pool.serverUser)
     }
 
-    /// max_db_connections / max_user_connections across all pools. When one is reached and
-    /// `evictIfNeeded` (a client is waiting), the least recently used idle server of another pool
-    /// under the same limit is closed to make room, as PgBouncer's evict_connection and
-    /// evict_user_connection do: otherwise idle servers of one user could starve another user's
-    /// clients of the same database forever.
+    /// max_db_connections / max_user_connections across all pools (see `ServerCaps.verdict`):
+    /// an eviction closes the least recently used idle server under the full cap.
     func limitsAllow(_ pool: Pool, evictIfNeeded: Bool) -> Bool {
         let db = pool.database.dbname, user = pool.serverUser
         let maxDb = pool.database.maxDbConnections ?? config.settings.maxDbConnections
-        if maxDb > 0 {
-            while evictIfNeeded && dbServerCounts[db, default: 0] >= maxDb && evictIdleServer(where: { $0.database.dbname == db }) {}
-            if dbServerCounts[db, default: 0] >= maxDb { return false }
-        }
         let maxUser = config.users[pool.userName]?.maxUserConnections ?? config.settings.maxUserConnections
-        if maxUser > 0 {
-            while evictIfNeeded && userServerCounts[user, default: 0] >= maxUser && evictIdleServer(where: { $0.serverUser == user }) {}
-            if userServerCounts[user, default: 0] >= maxUser { return false }
+        while true {
+            switch serverCaps.verdict(database: db, user: user, maxDatabase: maxDb, maxUser: maxUser,
+                                      evictIfNeeded: evictIfNeeded) {
+            case .allow: return true
+            case .deny: return false
+            case .evict(.database): if !evictIdleServer(where: { $0.database.dbname == db }) { return false }
+            case .evict(.user): if !evictIdleServer(where: { $0.serverUser == user }) { return false }
+            }
         }
-        return true
     }
 
     /// Closes the idle server unused longest among the pools `matching`; false when there is none.
@@ -54,7 +49,7 @@ extension EventLoop {
         var oldest: ServerConnection?
         for p in pools.values where matching(p) {
             // Idle lists are used from the end, so each one's first server is its least recent.
-            if let s = p.idle.first, s.lastUsed < (oldest?.lastUsed ?? .infinity) { oldest = s }
+            if let s = p.machine.idle.first?.server, s.lastUsed < (oldest?.lastUsed ?? .infinity) { oldest = s }
         }
         guard let oldest else { return false }
         oldest.close(reason: "evicted", notifyClient: false)

@@ -33,9 +33,7 @@ extension EventLoop {
         for pool in pools.values {
             let name = pool.databaseName
             pool.mode = config.poolMode(database: name, user: pool.userName)
-            pool.size = config.poolSize(database: name, user: pool.userName)
-            pool.reserveSize = config.reservePoolSize(database: name, user: pool.userName)
-            pool.minSize = config.minPoolSize(database: name)
+            pool.machine.limits = Pool.limits(config, database: name, user: pool.userName)
             pool.refreshLifetime()
             pool.welcomes.removeAll()  // track_extra_parameters may have changed
             pool.launchIfNeeded()
@@ -67,7 +65,7 @@ extension EventLoop {
                 if let entry = fresh.database(named: pool.databaseName) {
                     if entry != pool.database {
                         for s in servers.values where s.pool === pool { s.closeNeeded = true }
-                        pool.resetLoginBackoff()  // a fixed entry is tried at once
+                        pool.machine.resetLoginBackoff()  // a fixed entry is tried at once
                     }
                     pool.database = entry
                     pool.serverPassword = entry.password ?? pool.serverPassword

@@ -45,8 +45,9 @@ extension EventLoop {
         shutdownWaitsForClients = waitForClients
         for l in listeners where l.unixPath == nil { l.close() }
         listeners.removeAll { $0.unixPath == nil }
+        if !waitForClients { globallyPaused = true }
+        refreshPauseStates()
         if waitForClients { return }
-        globallyPaused = true
         for c in clients.values where c.state == .waiting { c.sendError("server shutting down") }
     }
 }

@@ -27,8 +27,8 @@ public final class EventLoop {
     /// Closed connections, freed after the current loop iteration (never inside their callbacks).
     var graveyard: [Endpoint] = []
     private var idCounter: UInt64 = 0
-    var dbServerCounts: [String: Int] = [:]
-    var userServerCounts: [String: Int] = [:]
+    /// Servers per database and per user, for max_db_connections and max_user_connections.
+    var serverCaps = ServerCaps()
     var shuttingDown = false
     /// SHUTDOWN WAIT_FOR_CLIENTS: exit when the last client leaves, not when servers are released.
     var shutdownWaitsForClients = false

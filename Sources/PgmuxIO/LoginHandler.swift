@@ -451,20 +451,19 @@ final class LoginHandler {
             pool.scramPassThrough = keys
         }
         client.pool = pool
-        pool.clientCount += 1
+        pool.machine.clientJoined()
         if let welcome = pool.welcome {
             client.sendWelcome(serverParameters: welcome)
             return
         }
         // No server has logged in yet; while logins fail, do not queue (check_fast_fail).
-        if pool.loginFailing {
+        guard pool.machine.awaitWelcome(client.member) else {
             pool.fastFail(client)
             return
         }
         client.state = .waitingForWelcome
         client.stateSince = loop.now  // query_wait_timeout / query_timeout run from here
         client.stopReading()
-        pool.welcomeWaiters.append(client)
         pool.launchIfNeeded()
     }
 

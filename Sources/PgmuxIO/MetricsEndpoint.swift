@@ -46,7 +46,7 @@ final class MetricsEndpoint {
             r.waitHistogram = p.waitHistogram
             r.queryHistogram = p.queryHistogram
             r.transactionHistogram = p.transactionHistogram
-            if let first = p.waiting.first, first.stateSince > 0 { r.maxWaitSeconds = loop.now - first.stateSince }
+            if let since = p.machine.oldestWaitStart, since > 0 { r.maxWaitSeconds = loop.now - since }
             rows[ObjectIdentifier(p)] = r
         }
         for c in loop.clients.values {
@@ -72,9 +72,9 @@ final class MetricsEndpoint {
         for p in loop.pools.values {
             var d = dbs[p.databaseName] ?? PrometheusText.Database(name: p.databaseName, database: p.database.dbname)
             d.stats = Stats.add(d.stats, p.counters)
-            d.currentConnections = loop.dbServerCounts[p.database.dbname] ?? 0
+            d.currentConnections = loop.serverCaps.count(database: p.database.dbname)
             d.maxConnections = p.database.maxDbConnections ?? s.maxDbConnections
-            d.poolSize = p.size
+            d.poolSize = p.machine.limits.size
             d.paused = loop.isPaused(p.databaseName)
             d.disabled = loop.disabledDatabases.contains(p.databaseName)
             dbs[p.databaseName] = d

@@ -11,13 +11,14 @@ enum AuthQueryAnswer {
     case serverError(message: String, code: String)
 }
 
-/// The servers of one (database, user) pair and the clients waiting for them. Idle servers are
-/// reused most-recently-used first; waiting clients are served first-come first-served.
+/// The servers of one (database, user) pair and the clients waiting for them: the shell of a
+/// `PoolStateMachine`, which decides who waits, who is lent what, and when servers open; this
+/// class carries those decisions out on connections and keeps what the machine need not know
+/// (the welcome, auth_query callbacks, statistics).
 public final class Pool {
     /// The loop owns the pools. Unmanaged, so that the lending paths borrow it at +0 (`withLoop`).
     private let loopRef: Unmanaged<EventLoop>
     var loop: EventLoop { loopRef.takeUnretainedValue() }
-    @inline(__always) private func withLoop<R>(_ body: (EventLoop) -> R) -> R { loopRef._withUnsafeGuaranteedRef(body) }
     public let databaseName: String
     public let userName: String
     var database: DatabaseEntry
@@ -25,35 +26,21 @@ public final class Pool {
     let serverUser: String
     var serverPassword: String?
     var mode: PoolMode
-    var size: Int
-    var reserveSize: Int
-    var minSize: Int
+    /// The waiting clients, idle servers, counts, limits, pause and login failures.
+    var machine: PoolStateMachine
 
-    var idle: [ServerConnection] = []
-    var waiting = FIFOQueue<ClientConnection>()
-    var welcomeWaiters: [ClientConnection] = []
-    /// auth_query lookups waiting for a server of this (auth_user) pool.
+    /// auth_query lookups waiting for a server of this (auth_user) pool, in the order the
+    /// machine counts them (`pendingLookups`).
     var authLookups: [(user: String, sql: String, answer: (AuthQueryAnswer) -> Void)] = []
     /// ParameterStatus set of the first server login, replayed to every client of this pool.
     var welcome: [(String, String)]? { didSet { welcomes.removeAll() } }
     /// Welcomes built from `welcome`, by client parameters (see WelcomeCache).
     var welcomes = WelcomeCache()
-    /// Servers lent to a client or running the pooler's own query.
-    public internal(set) var activeCount = 0
-    public internal(set) var connectingCount = 0
     /// Last time a server was lent (autodb_idle_timeout).
     var lastUsed: Double = 0
-    /// Logged-in clients of this pool.
-    public internal(set) var clientCount = 0
-    /// PgBouncer's `last_login_failed`: the last connect or login of this pool failed and none
-    /// has succeeded since. While set, a client that would have to wait for a new server is
-    /// refused at once with `lastFailureMessage` (check_fast_fail), and at most one connection
-    /// attempt is in flight.
-    var loginFailing = false
-    /// The reason of the last failure (the server's own message for a login ErrorResponse).
+    /// The reason of the last failure (the server's own message for a login ErrorResponse),
+    /// told to clients refused by check_fast_fail.
     var lastFailureMessage = ""
-    /// When the next connection attempt may be made after failures.
-    var backoff = LoginBackoff()
     /// PgBouncer's statistics counters: running totals, and their value at the start of the
     /// current stats_period (averages are the difference over the period).
     var counters = AdminStatCounters()
@@ -73,17 +60,21 @@ public final class Pool {
         self.userName = userName
         self.serverUser = serverUser
         self.serverPassword = serverPassword
-        let c = loop.config
-        mode = c.poolMode(database: databaseName, user: userName)
-        size = c.poolSize(database: databaseName, user: userName)
-        reserveSize = c.reservePoolSize(database: databaseName, user: userName)
-        minSize = c.minPoolSize(database: databaseName)
+        mode = loop.config.poolMode(database: databaseName, user: userName)
+        machine = PoolStateMachine(limits: Pool.limits(loop.config, database: databaseName, user: userName))
+        machine.setPause(loop.pauseState(of: databaseName))
         lastUsed = loop.now
         refreshLifetime()
     }
 
-    /// Servers that exist or are being opened.
-    public var serverCount: Int { idle.count + activeCount + connectingCount }
+    /// The machine's limits as the configuration sets them for (database, user).
+    static func limits(_ c: Config, database: String, user: String) -> PoolStateMachine.Limits {
+        PoolStateMachine.Limits(size: c.poolSize(database: database, user: user),
+                                reserveSize: c.reservePoolSize(database: database, user: user),
+                                minSize: c.minPoolSize(database: database),
+                                reserveTimeout: c.settings.reservePoolTimeout,
+                                roundRobin: c.settings.serverRoundRobin)
+    }
 
     var startupParameters: [(String, String)] {
         var p: [(String, String)] = [("database", database.dbname), ("user", serverUser)]
@@ -101,46 +92,56 @@ public final class Pool {
 
     // MARK: lending servers
 
-    /// PAUSE (global or of this database) is in effect; the common case costs two loads.
-    private var isPaused: Bool {
-        withLoop { loop in loop.globallyPaused || (!loop.pausedDatabases.isEmpty && loop.isPaused(databaseName)) }
-    }
-
     /// A logged-in client has a request: lend it an idle server or queue it.
     func enqueue(_ client: ClientConnection) {
-        if isPaused {
-            if loop.shuttingDown { client.sendError("server shutting down"); return }
-            waiting.append(client)
-            return
-        }
-        if let server = takeIdle() {
-            if let check = healthCheckQuery(for: server) {
+        while true {
+            switch machine.clientRequests(client.member, since: client.stateSince, vet: { self.vetForClient($0) }) {
+            case .lend(let server):
+                link(client, server.server)
+            case .healthCheck(let member):
                 // Idle too long: test it first; the check's release hands it to this client.
-                waiting.append(client)
-                activeCount += 1
-                server.runOwnQuery(check, kind: .healthCheck)
-                return
+                let server = member.server
+                server.runOwnQuery(healthCheckQuery(for: server) ?? "", kind: .healthCheck)
+            case .closeStale(let server):
+                closeStale(server.server)
+                continue
+            case .queuedWhilePaused:
+                break
+            case .queued:
+                launchIfNeeded()
+            case .refuse:
+                client.sendError("server shutting down")
+            case .fastFail:
+                fastFail(client)
             }
-            link(client, server)
             return
         }
-        // check_fast_fail: logins are failing and no server is left to wait for.
-        if loginFailing && activeCount == 0 { fastFail(client); return }
-        waiting.append(client)
-        launchIfNeeded()
     }
 
-    /// Most recently used first (warm caches, idle servers age out), or least recently used
-    /// first with server_round_robin, as PgBouncer.
-    private func takeIdle() -> ServerConnection? {
-        while let s = loop.config.settings.serverRoundRobin ? (idle.isEmpty ? nil : idle.removeFirst()) : idle.popLast() {
-            if s.closeNeeded || loop.now - s.connectTime > effectiveLifetime {
-                s.close(reason: s.closeNeeded ? "database configuration changed" : "server lifetime over", notifyClient: false)
-                continue
-            }
-            return s
-        }
+    /// An idle server about to go to a client: closed when stale, tested when idle too long.
+    private func vetForClient(_ member: PoolMember) -> PoolStateMachine.IdleVerdict {
+        let server = member.server
+        if staleReason(server) != nil { return .stale }
+        return healthCheckQuery(for: server) == nil ? .ready : .needsCheck
+    }
+
+    /// An idle server about to run an auth_query or go to a client after RESUME: only closed
+    /// when stale (neither runs the health check).
+    private func vetStaleOnly(_ member: PoolMember) -> PoolStateMachine.IdleVerdict {
+        staleReason(member.server) == nil ? .ready : .stale
+    }
+
+    /// Why a server may not be reused, nil when it may: RELOAD or RECONNECT marked it, or it
+    /// outlived server_lifetime.
+    private func staleReason(_ server: ServerConnection) -> String? {
+        if server.closeNeeded { return "database configuration changed" }
+        if loop.now - server.connectTime > effectiveLifetime { return "server lifetime over" }
         return nil
+    }
+
+    /// Closes a server the machine took out of the idle list because it may not be reused.
+    private func closeStale(_ server: ServerConnection) {
+        server.close(reason: staleReason(server) ?? "server lifetime over", notifyClient: false)
     }
 
     /// server_check_query for a server idle longer than server_check_delay (`<empty>` sends an
@@ -160,9 +161,9 @@ public final class Pool {
         effectiveLifetime = l > 0 ? l : .infinity
     }
 
-    /// Links a client to a server, syncing tracked parameters first when they differ.
+    /// Links a client to a server (the machine has counted it lent), syncing tracked parameters
+    /// first when they differ.
     func link(_ client: ClientConnection, _ server: ServerConnection) {
-        activeCount += 1
         server.state = .active
         server.client = client
         server.lastUsed = loop.now
@@ -193,7 +194,8 @@ public final class Pool {
         "'" + String(v.flatMap { $0 == "'" ? ["'", "'"] : [$0] }) + "'"
     }
 
-    /// A server is done with its client (or its reset): lend it to the next waiter or keep it.
+    /// A server is done with its client (or its reset, or its login): lend it to the next waiter
+    /// or keep it.
     func release(_ server: ServerConnection) {
         if let clientRef = server.clientRef {
             server.client = nil
@@ -214,88 +216,95 @@ public final class Pool {
             server.startReading()
             return
         }
-        if server.state != .idle { activeCount -= 1 }  // active, own-query and being-canceled servers count as in use
+        let stale = staleReason(server)
+        // A server fresh from its login (state idle) was not counted as lent.
+        let action = server.state == .idle
+            ? machine.loggedInServerReady(server.member, stale: stale != nil)
+            : machine.serverReleased(server.member, stale: stale != nil)
         server.state = .idle
         server.releaseBufferIfEmpty()
         server.lastUsed = loop.now
-        if server.closeNeeded || loop.now - server.connectTime > effectiveLifetime {
-            server.close(reason: server.closeNeeded ? "database configuration changed" : "server lifetime over",
-                         notifyClient: false)
+        switch action {
+        case .close:
+            server.close(reason: stale ?? "server lifetime over", notifyClient: false)
             launchIfNeeded()
-            return
-        }
-        if !authLookups.isEmpty {
+        case .serveLookup:
             let lookup = authLookups.removeFirst()
-            activeCount += 1
             server.runAuthQuery(lookup.sql, user: lookup.user, answer: lookup.answer)
-            return
-        }
-        if !isPaused, let next = waiting.popFirst() {
-            server.state = .idle
-            link(next, server)
-        } else {
-            idle.append(server)
+        case .lend(let next):
+            link(next.client, server)
+        case .keepIdle:
             server.startReading()  // notice a server that closes while idle
         }
     }
 
-    func removeWaiting(_ client: ClientConnection) { waiting.remove { $0 === client } }
-
-    /// After the pool size went down (SET, RELOAD): idle servers beyond size + reserve are closed,
-    /// least recently used first, as PgBouncer's check_pool_size.
-    func closeExcessIdle() {
-        var excess = serverCount - (size + reserveSize)
-        while excess > 0, !idle.isEmpty {
-            idle[0].close(reason: "too many servers in the pool", notifyClient: false)
-            excess -= 1
+    /// A logged-in client of this pool is gone (`previous`: its state before closing).
+    func clientLeft(_ client: ClientConnection, previous: ClientConnection.State) {
+        let queue: PoolStateMachine.Queue
+        switch previous {
+        case .waiting: queue = .server
+        case .waitingForWelcome: queue = .welcome
+        default: queue = .none
         }
+        machine.clientLeft(client.member, from: queue)
+    }
+
+    /// After the pool size went down (SET, RELOAD): idle servers beyond size + reserve are closed.
+    func closeExcessIdle() {
+        for member in machine.excessIdle { member.server.close(reason: "too many servers in the pool", notifyClient: false) }
     }
 
     /// Looks up a user's secret with auth_query on a server of this pool.
     func lookupSecret(user: String, sql: String, answer: @escaping (AuthQueryAnswer) -> Void) {
-        if let server = takeIdle() {
-            activeCount += 1
-            server.runAuthQuery(sql, user: user, answer: answer)
+        while true {
+            switch machine.lookupRequested(vet: { self.vetStaleOnly($0) }) {
+            case .serve(let server):
+                server.server.runAuthQuery(sql, user: user, answer: answer)
+            case .closeStale(let server):
+                closeStale(server.server)
+                continue
+            case .queued:
+                authLookups.append((user, sql, answer))
+                launchIfNeeded()
+            }
             return
         }
-        authLookups.append((user, sql, answer))
-        launchIfNeeded()
     }
 
     /// After RESUME: lend idle servers to the queue, open more if needed.
     func serveWaiting() {
-        while !waiting.isEmpty, let server = takeIdle() {
-            guard let next = waiting.popFirst() else { break }
-            link(next, server)
+        resuming: while true {
+            switch machine.resumeNext(vet: { self.vetStaleOnly($0) }) {
+            case .lend(let server, let client): link(client.client, server.server)
+            case .closeStale(let server): closeStale(server.server)
+            case .done: break resuming
+            }
         }
         launchIfNeeded()
     }
 
     /// RECONNECT: idle servers marked close_needed go now; busy ones when released.
     func closeIdleMarked() {
-        for s in idle where s.closeNeeded { s.close(reason: "database configuration changed", notifyClient: false) }
+        for member in machine.idle where member.server.closeNeeded {
+            member.server.close(reason: "database configuration changed", notifyClient: false)
+        }
     }
-    func removeWelcomeWaiter(_ client: ClientConnection) { welcomeWaiters.removeAll { $0 === client } }
 
     // MARK: opening servers
 
-    /// Opens servers while clients wait and the limits allow. Unlike PgBouncer (one connect in
-    /// flight per pool), pgmux opens as many as there are waiting clients, so a cold pool under a
-    /// burst fills in one round trip instead of one login after another.
+    /// Opens servers while clients wait and the limits allow.
     func launchIfNeeded() {
-        let demand = waiting.count + authLookups.count + (welcome == nil && !welcomeWaiters.isEmpty ? 1 : 0)
-        var toOpen = demand - connectingCount
+        var toOpen = machine.serversWanted
         while toOpen > 0 && canOpen() {
             if !launch() { break }
             toOpen -= 1
         }
     }
 
-    /// Keeps `min_pool_size` servers open (called by the maintenance timer), as PgBouncer's
-    /// janitor: within pool_size, for pools that have clients or belong to a forced-user database.
+    /// Keeps `min_pool_size` servers open (called by the maintenance timer), as PgBouncer's janitor.
     func topUp() {
-        if clientCount > 0 || database.user != nil {
-            while serverCount < minSize && serverCount < size && canOpen(evictIfNeeded: false) { if !launch() { break } }
+        while machine.wantsMinimumServer(forcedUser: database.user != nil) && canOpen(evictIfNeeded: false) {
+            if !launch() { break }
         }
         launchIfNeeded()
     }
@@ -303,19 +312,11 @@ public final class Pool {
     /// `evictIfNeeded`: a client waits, so idle servers of other pools may be closed to stay
     /// within max_db_connections / max_user_connections (not for min_pool_size, as PgBouncer).
     private func canOpen(evictIfNeeded: Bool = true) -> Bool {
-        if backoff.consecutiveFailures > 0 {
-            // After a failure: one connection at a time, once the retry delay has passed.
-            if connectingCount > 0 || !backoff.mayAttempt(at: loop.now) { return false }
+        switch machine.openDecision(now: loop.now) {
+        case .no: return false
+        case .yes: break
+        case .fromReserve(let first): loop.log.log("\(first.client.logPrefix) taking connection from reserve_pool")
         }
-        var limit = size
-        if let first = waiting.first, reserveSize > 0,
-           loop.now - first.stateSince >= loop.config.settings.reservePoolTimeout {
-            limit += reserveSize
-            if serverCount >= size && serverCount < limit {
-                loop.log.log("\(first.logPrefix) taking connection from reserve_pool")
-            }
-        }
-        guard serverCount < limit else { return false }
         return loop.limitsAllow(self, evictIfNeeded: evictIfNeeded)
     }
 
@@ -331,7 +332,7 @@ public final class Pool {
             return false
         }
         let server = ServerConnection(loop: loop, pool: self, fd: fd, address: address)
-        connectingCount += 1
+        machine.connectStarted()
         loop.serverOpened(server)
         server.startWriting()
         return true
@@ -344,26 +345,16 @@ public final class Pool {
     }
 
     func serverLoggedIn(_ server: ServerConnection) {
-        connectingCount -= 1
-        loginFailing = false
-        backoff.reset()
+        let greeted = machine.loginSucceeded()
         if welcome == nil {
             welcome = server.reportedOrder.compactMap { k in server.params[k].map { ($0.name, $0.value) } }
         }
-        let greeted = welcomeWaiters
-        welcomeWaiters.removeAll()
-        for c in greeted { c.sendWelcome(serverParameters: welcome ?? []) }
+        for member in greeted { member.client.sendWelcome(serverParameters: welcome ?? []) }
         server.state = .idle
         release(server)
     }
 
     // MARK: login failures
-
-    /// Forgets past failures (RELOAD with a changed database entry or password).
-    func resetLoginBackoff() {
-        backoff.reset()
-        loginFailing = false
-    }
 
     /// A client turned away because the pool cannot log in (PgBouncer's check_fast_fail text).
     func fastFail(_ client: ClientConnection) {
@@ -382,37 +373,33 @@ public final class Pool {
                             clientMessage: String? = nil) {
         let now = loop.now
         let prefix = server?.logPrefix ?? "\(databaseName)/\(userName)"
+        let kind: PoolStateMachine.LoginFailure
         switch failure {
         case .transport:
             loop.log.warning("\(prefix) server login failed: \(reason)")
-        case .rejected(_, let severity?):
-            loop.log.warning("server login failed: \(severity) \(reason)")  // PgBouncer's exact line
-        case .rejected(_, nil):
-            loop.log.warning("\(prefix) server login failed: \(reason)")
+            kind = .transport
+        case .rejected(let code, let severity):
+            if let severity {
+                loop.log.warning("server login failed: \(severity) \(reason)")  // PgBouncer's exact line
+            } else {
+                loop.log.warning("\(prefix) server login failed: \(reason)")
+            }
+            kind = code == SQLState.cannotConnectNow ? .startingUp : .rejected
         }
-        // 57P03 "the database system is starting up": retried after server_login_retry, without
-        // backoff, and fails no client.
-        let transient: Bool
-        if case .rejected(SQLState.cannotConnectNow, _) = failure { transient = true } else { transient = false }
-        backoff.failed(at: now, attemptStarted: server?.connectTime ?? now, transient: transient,
-                       base: loop.config.settings.serverLoginRetry)
-        if backoff.isBackingOff && !transient {
-            loop.log.log("\(prefix) \(backoff.consecutiveFailures) consecutive server login failures, next attempt in \(formatSeconds(backoff.delay))")
+        let killed = machine.loginFailed(kind, now: now, attemptStarted: server?.connectTime ?? now,
+                                         retryBase: loop.config.settings.serverLoginRetry)
+        guard kind != .startingUp else { return }
+        if machine.backoff.isBackingOff {
+            loop.log.log("\(prefix) \(machine.backoff.consecutiveFailures) consecutive server login failures, next attempt in \(formatSeconds(machine.backoff.delay))")
         }
-        guard !transient else { return }
-        loginFailing = true
         lastFailureMessage = reason
-        guard case .rejected(let code, _) = failure else { return }
-        // kill_pool_logins: only when no usable server is left (or none ever logged in).
-        guard welcome == nil || idle.count + activeCount == 0 else { return }
+        guard let killed, case .rejected(let code, _) = failure else { return }
         let lookups = authLookups
         authLookups.removeAll()
-        let toFail = welcomeWaiters + waiting.drain()
-        welcomeWaiters.removeAll()
         // Clients waiting for an auth_query of this pool get the server's refusal too (an
         // auth_dbname served by `*` that PostgreSQL does not have: its own error).
         for l in lookups { l.answer(.serverError(message: reason, code: code)) }
-        for c in toFail { c.sendError(clientMessage ?? reason, code: code) }
+        for member in killed.clients { member.client.sendError(clientMessage ?? reason, code: code) }
     }
 
     private func formatSeconds(_ s: Double) -> String {
@@ -420,13 +407,15 @@ public final class Pool {
     }
 
     func serverClosed(_ server: ServerConnection, previousState: ServerConnection.State) {
+        let slot: PoolStateMachine.Slot
         switch previousState {
-        case .connecting, .tlsRequest, .tlsHandshake, .loggingIn: connectingCount -= 1
-        case .active, .ownQuery, .beingCanceled: activeCount -= 1
-        case .idle: idle.removeAll { $0 === server }
-        case .closed: break
+        case .connecting, .tlsRequest, .tlsHandshake, .loggingIn: slot = .connecting
+        case .active, .ownQuery, .beingCanceled: slot = .active
+        case .idle: slot = .idle
+        case .closed: slot = .uncounted
         }
+        let clientsWait = machine.serverClosed(server.member, from: slot)
         loop.serverClosed(server)
-        if !waiting.isEmpty || (welcome == nil && !welcomeWaiters.isEmpty) { launchIfNeeded() }
+        if clientsWait { launchIfNeeded() }
     }
 }
