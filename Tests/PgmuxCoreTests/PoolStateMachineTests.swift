@@ -300,4 +300,110 @@ final class PoolStateMachineTests: XCTestCase {
         XCTAssertEqual(m.backoff.consecutiveFailures, 0)
         XCTAssertEqual(m.openDecision(now: 1), .yes)
     }
+
+    // MARK: the machine's counts match a shell that carries out its actions
+
+    /// Random events against a simulated shell that tracks every connection's state itself: after
+    /// each step the machine's counts, idle list and queue must be what the shell sees, lending
+    /// must follow the queue's order, and opening must stay within pool_size + reserve_pool_size.
+    func testCountsMatchASimulatedShell() {
+        enum Server: Equatable { case connecting, idle, busy }
+        var rng = SplitMix64(state: 7)
+        var m = machine(size: 3, reserve: 1, reserveTimeout: 2)
+        var servers: [UInt: Server] = [:]
+        var queue: [UInt] = []  // the shell's own record of who waits, in order
+        var linked: [UInt: UInt] = [:]  // client → server
+        var nextServer: UInt = 1, nextClient: UInt = 1_000_000, now = 0.0
+        func stale(_ p: Double) -> Bool { Double.random(in: 0..<1, using: &rng) < p }
+        func check(_ step: Int) {
+            let count = { (state: Server) in servers.values.filter { $0 == state }.count }
+            XCTAssertEqual(m.active, count(.busy), "step \(step)")
+            XCTAssertEqual(m.connecting, count(.connecting), "step \(step)")
+            XCTAssertEqual(Set(m.idle.map(\.raw)), Set(servers.filter { $0.value == .idle }.keys), "step \(step)")
+            XCTAssertEqual(m.waitingCount, queue.count, "step \(step)")
+            XCTAssertLessThanOrEqual(m.serverCount, 4, "step \(step)")
+        }
+        func lend(_ server: UInt, to client: UInt) {
+            XCTAssertEqual(queue.first, client, "first come, first served")
+            queue.removeFirst()
+            servers[server] = .busy
+            linked[client] = server
+        }
+        func closed(_ server: UInt, from slot: M.Slot) { servers[server] = nil; _ = m.serverClosed(PoolMember(server), from: slot) }
+        func placed(_ server: UInt, _ action: M.ReleaseAction) {
+            switch action {
+            case .lend(let client): lend(server, to: client.raw)
+            case .keepIdle: servers[server] = .idle
+            case .close: closed(server, from: .uncounted)
+            case .serveLookup: XCTFail("no lookups here")
+            }
+        }
+        for step in 0..<20000 {
+            now += 0.1
+            switch Int.random(in: 0..<10, using: &rng) {
+            case 0, 1:  // a client asks for a server
+                let client = nextClient; nextClient += 1
+                var asking = true
+                while asking {
+                    asking = false
+                    let isStale = stale(0.1)
+                    switch m.clientRequests(PoolMember(client), since: now, vet: { _ in isStale ? .stale : .ready }) {
+                    case .lend(let server):
+                        queue.insert(client, at: 0)
+                        lend(server.raw, to: client)
+                    case .closeStale(let server):
+                        closed(server.raw, from: .idle)
+                        asking = true
+                    case .queued, .queuedWhilePaused: queue.append(client)
+                    case .fastFail: XCTAssertTrue(m.loginFailing && m.active == 0)
+                    case .healthCheck, .refuse: XCTFail("not asked for")
+                    }
+                }
+            case 2, 3:  // a linked client's transaction ends
+                guard let (client, server) = linked.randomElement(using: &rng) else { break }
+                linked[client] = nil
+                placed(server, m.serverReleased(PoolMember(server), stale: stale(0.05)))
+            case 4:  // open what the queue wants, as the shell's launchIfNeeded
+                var toOpen = m.serversWanted
+                while toOpen > 0 && m.openDecision(now: now) != .no {
+                    servers[nextServer] = .connecting
+                    m.connectStarted()
+                    nextServer += 1; toOpen -= 1
+                }
+            case 5:  // a connecting server logs in or fails
+                guard let server = servers.filter({ $0.value == .connecting }).keys.randomElement(using: &rng) else { break }
+                if stale(0.8) {
+                    XCTAssertEqual(m.loginSucceeded(), [])
+                    placed(server, m.loggedInServerReady(PoolMember(server), stale: false))
+                } else {
+                    _ = m.loginFailed(.transport, now: now, attemptStarted: now - 0.05, retryBase: 0.3)
+                    closed(server, from: .connecting)
+                }
+            case 6:  // a waiting client gives up
+                guard let client = queue.randomElement(using: &rng) else { break }
+                queue.removeAll { $0 == client }
+                m.clientLeft(PoolMember(client), from: .server)
+            case 7:  // a lent server dies; its client is told and goes away
+                guard let (client, server) = linked.randomElement(using: &rng) else { break }
+                linked[client] = nil
+                closed(server, from: .active)
+            case 8:  // PAUSE or RESUME
+                if m.pause == .running { m.setPause(.paused); break }
+                m.setPause(.running)
+                var resuming = true
+                while resuming {
+                    let isStale = stale(0.1)
+                    switch m.resumeNext(vet: { _ in isStale ? .stale : .ready }) {
+                    case .lend(let server, let client): lend(server.raw, to: client.raw)
+                    case .closeStale(let server): closed(server.raw, from: .idle)
+                    case .done: resuming = false
+                    }
+                }
+            default:  // an idle server times out
+                guard let server = servers.filter({ $0.value == .idle }).keys.randomElement(using: &rng) else { break }
+                closed(server, from: .idle)
+            }
+            check(step)
+        }
+    }
 }
