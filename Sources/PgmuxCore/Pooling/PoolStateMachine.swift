@@ -127,16 +127,17 @@ public struct PoolStateMachine: Sendable {
         public var lookups: Int
     }
 
-    private struct Waiter: Sendable {
-        var client: PoolMember
-        var since: Double
+    @usableFromInline
+    struct Waiter: Sendable {
+        @usableFromInline var client: PoolMember
+        @usableFromInline var since: Double
     }
 
     public var limits: Limits
     public private(set) var pause: Pause = .running
     /// Least recently released first.
     public private(set) var idle: [PoolMember] = []
-    private var waiting = FIFOQueue<Waiter>()
+    @usableFromInline private(set) var waiting = FIFOQueue<Waiter>()
     /// Clients logged in before any server of this pool has: they wait for its ParameterStatus set.
     public private(set) var welcomeWaiters: [PoolMember] = []
     /// A server of this pool has logged in (its parameters are the pool's welcome).
@@ -157,7 +158,7 @@ public struct PoolStateMachine: Sendable {
     }
 
     /// Servers that exist or are being opened.
-    public var serverCount: Int { idle.count + active + connecting }
+    @inlinable public var serverCount: Int { idle.count + active + connecting }
     public var waitingCount: Int { waiting.count }
     /// When the longest-waiting client began to wait.
     public var oldestWaitStart: Double? { waiting.first?.since }
@@ -165,7 +166,7 @@ public struct PoolStateMachine: Sendable {
     /// Servers wanted beyond those being opened: one per waiting client and lookup, and one for
     /// the welcome while no server has logged in yet. Unlike PgBouncer (one connect in flight per
     /// pool), a cold pool under a burst then fills in one round trip.
-    public var serversWanted: Int {
+    @inlinable public var serversWanted: Int {
         waiting.count + pendingLookups + (!hasWelcome && !welcomeWaiters.isEmpty ? 1 : 0) - connecting
     }
 
@@ -317,7 +318,11 @@ public struct PoolStateMachine: Sendable {
     /// Whether this pool may open a server at `now`: after a failure, one at a time and once the
     /// retry delay has passed; within pool_size, or pool_size + reserve_pool_size once the first
     /// waiting client has waited reserve_pool_timeout.
-    public func openDecision(now: Double) -> OpenDecision {
+    ///
+    /// Mutating although it changes nothing: the shell asks on every queued request, and a
+    /// non-mutating call copied the whole machine out of its pool, retaining and releasing its
+    /// arrays (callgrind, pgbench -S with 8 clients on a pool of 2: 4% more instructions in all).
+    @inlinable public mutating func openDecision(now: Double) -> OpenDecision {
         if backoff.consecutiveFailures > 0 {
             if connecting > 0 || !backoff.mayAttempt(at: now) { return .no }
         }
