@@ -97,7 +97,7 @@ public final class Pool {
         while true {
             switch machine.clientRequests(client.member, since: client.stateSince, vet: { self.vetForClient($0) }) {
             case .lend(let server):
-                link(client, server.server)
+                server.withServer { link(client, $0) }
             case .healthCheck(let member):
                 // Idle too long: test it first; the check's release hands it to this client.
                 let server = member.server
@@ -120,9 +120,10 @@ public final class Pool {
 
     /// An idle server about to go to a client: closed when stale, tested when idle too long.
     private func vetForClient(_ member: PoolMember) -> PoolStateMachine.IdleVerdict {
-        let server = member.server
-        if staleReason(server) != nil { return .stale }
-        return healthCheckQuery(for: server) == nil ? .ready : .needsCheck
+        member.withServer { server in
+            if staleReason(server) != nil { return .stale }
+            return healthCheckQuery(for: server) == nil ? .ready : .needsCheck
+        }
     }
 
     /// An idle server about to run an auth_query or go to a client after RESUME: only closed
@@ -232,7 +233,7 @@ public final class Pool {
             let lookup = authLookups.removeFirst()
             server.runAuthQuery(lookup.sql, user: lookup.user, answer: lookup.answer)
         case .lend(let next):
-            link(next.client, server)
+            next.withClient { link($0, server) }
         case .keepIdle:
             server.startReading()  // notice a server that closes while idle
         }

@@ -20,4 +20,14 @@ extension PoolMember {
     var server: ServerConnection {
         Unmanaged<ServerConnection>.fromOpaque(UnsafeRawPointer(bitPattern: raw)!).takeUnretainedValue()
     }
+
+    /// The client at +0 (no retain and release around its use), for the lending paths.
+    @inline(__always) func withClient<R>(_ body: (ClientConnection) -> R) -> R {
+        Unmanaged<ClientConnection>.fromOpaque(UnsafeRawPointer(bitPattern: raw)!)._withUnsafeGuaranteedRef(body)
+    }
+
+    /// The server at +0, for the lending paths.
+    @inline(__always) func withServer<R>(_ body: (ServerConnection) -> R) -> R {
+        Unmanaged<ServerConnection>.fromOpaque(UnsafeRawPointer(bitPattern: raw)!)._withUnsafeGuaranteedRef(body)
+    }
 }
