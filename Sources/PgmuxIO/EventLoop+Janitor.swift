@@ -77,14 +77,16 @@ extension EventLoop {
             }
         }
         for pool in pools.values { pool.closeExcessIdle() }
+        // While suspended no server is opened (PgBouncer's janitor does nothing then, so as not
+        // to surprise the process taking over); RESUME's next round tops the pools up.
         if !suspended {
             // A forced-user database with min_pool_size gets its pool before any client logs in,
             // so that the minimum is kept from the start (PgBouncer's janitor does the same).
             for (name, entry) in config.databases where entry.user != nil && config.minPoolSize(database: name) > 0 {
                 _ = pool(database: name, entry: entry, user: entry.user!)
             }
+            for pool in pools.values where !shuttingDown && !isPaused(pool.databaseName) { pool.topUp() }
         }
-        for pool in pools.values where !shuttingDown && !isPaused(pool.databaseName) { pool.topUp() }
         metrics?.expire(now: t)
         for f in cancelForwarders.values where s.cancelWaitTimeout > 0 && t - f.connectTime > s.cancelWaitTimeout {
             log.warning("cancel request not delivered within cancel_wait_timeout")

@@ -313,4 +313,23 @@ final class AdminSuspendTests: XCTestCase {
         while !(done.isSet && newcomer.isSet) && Date() < deadline { usleep(20_000) }
         XCTAssertTrue(done.isSet && newcomer.isSet)
     }
+
+    /// As PgBouncer's janitor ("avoid doing anything that may surprise other pgbouncer"), no
+    /// server is opened for min_pool_size while suspended; RESUME tops the pool up.
+    func testSuspendOpensNoServerForMinPoolSize() throws {
+        let user = PostgresCluster.md5User
+        let cluster = PostgresCluster.shared
+        let p = try PgmuxProcess(settings: ["admin_users": "admin", "auth_type": "md5", "default_pool_size": "5"],
+                                 userlist: [user, ("admin", "adminpw")])
+        let admin = try PQConnection(p.conninfo(user: "admin", password: "adminpw", database: "pgbouncer"))
+        let app = try PQConnection(p.conninfo(user: user.0, password: user.1))
+        XCTAssertEqual(try app.scalar("SELECT 1"), "1")
+        XCTAssertEqual(try admin.query("SHOW SERVERS").count, 1)
+        try admin.query("SUSPEND")
+        try admin.query("SET min_pool_size = 3")
+        usleep(1_200_000)  // several maintenance rounds
+        XCTAssertEqual(try admin.query("SHOW SERVERS").count, 1, "no server opened while suspended")
+        try admin.query("RESUME")
+        XCTAssertTrue(try waitUntil(5) { try cluster.backendCount(user: user.0) >= 3 }, "RESUME tops the pool up")
+    }
 }
