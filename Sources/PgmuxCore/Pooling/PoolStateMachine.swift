@@ -139,9 +139,9 @@ public struct PoolStateMachine: Sendable {
     public private(set) var idle: [PoolMember] = []
     @usableFromInline private(set) var waiting = FIFOQueue<Waiter>()
     /// Clients logged in before any server of this pool has: they wait for its ParameterStatus set.
-    public private(set) var welcomeWaiters: [PoolMember] = []
+    @usableFromInline private(set) var welcomeWaiters: [PoolMember] = []
     /// A server of this pool has logged in (its parameters are the pool's welcome).
-    public private(set) var hasWelcome = false
+    @usableFromInline private(set) var hasWelcome = false
     /// auth_query lookups waiting for a server (the shell keeps their callbacks in this order).
     public private(set) var pendingLookups = 0
     public private(set) var active = 0
@@ -171,7 +171,7 @@ public struct PoolStateMachine: Sendable {
     }
 
     /// Someone waits for a server (after a close, more may have to be opened).
-    public var hasDemand: Bool { !waiting.isEmpty || (!hasWelcome && !welcomeWaiters.isEmpty) }
+    private var hasDemand: Bool { !waiting.isEmpty || (!hasWelcome && !welcomeWaiters.isEmpty) }
 
     /// min_pool_size wants another server: as PgBouncer's janitor, within pool_size and only for
     /// pools that have clients or belong to a database with a forced user.
@@ -208,7 +208,8 @@ public struct PoolStateMachine: Sendable {
     }
 
     /// A logged-in client has a request (`since`: when it began to wait). An idle server is
-    /// reused most recently released first, unless `vet` finds it stale or due for a check.
+    /// reused most recently released first (least with server_round_robin), unless `vet` finds
+    /// it stale or due for a check.
     public mutating func clientRequests(_ client: PoolMember, since: Double,
                                         vet: (PoolMember) -> IdleVerdict) -> RequestAction {
         switch pause {
