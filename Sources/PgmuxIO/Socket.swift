@@ -231,7 +231,8 @@ public enum Socket {
         defer { fclose(f) }
         var buf = [CChar](repeating: 0, count: 32)
         guard fgets(&buf, 32, f) != nil else { return fallback }
-        return Int(String(cString: buf).trimmingCharacters(in: " \n")) ?? fallback
+        let text = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return Int(text.trimmingCharacters(in: " \n")) ?? fallback
     }
 }
 
