@@ -154,10 +154,18 @@ public struct SCRAMServerExchange {
         }
         if cursor.endsWithDanglingComma { return fail(.malformed("trailing comma in client-first-message")) }
 
-        let combined = Array(clientNonce) + serverNonce
-        var serverFirst = Array("r=".utf8) + combined
-        serverFirst += Array(",s=".utf8) + Array(Crypto.base64Encode(secret.salt).utf8)
-        serverFirst += Array(",i=\(secret.iterations)".utf8)
+        var combined: [UInt8] = []
+        combined.reserveCapacity(clientNonce.count + serverNonce.count)
+        combined += clientNonce
+        combined += serverNonce
+        var serverFirst: [UInt8] = []
+        serverFirst.reserveCapacity(combined.count + 64)
+        serverFirst += "r=".utf8
+        serverFirst += combined
+        serverFirst += ",s=".utf8
+        serverFirst += Crypto.base64Encode(secret.salt).utf8
+        serverFirst += ",i=".utf8
+        serverFirst += String(secret.iterations).utf8
         state = .awaitingClientFinal(gs2Header: gs2Header, clientFirstBare: bare, serverFirst: serverFirst,
                                      combinedNonce: combined)
         return .success(serverFirst)
@@ -175,7 +183,7 @@ public struct SCRAMServerExchange {
             return fail(.malformed("unexpected channel-binding data"))
         }
         guard let nonce = cursor.read(UInt8(ascii: "r")) else { return fail(.malformed("nonce attribute expected")) }
-        guard Array(nonce) == combinedNonce else { return fail(.nonceMismatch) }
+        guard nonce.elementsEqual(combinedNonce) else { return fail(.nonceMismatch) }
 
         var proofB64: ArraySlice<UInt8>?
         var withoutProofEnd = 0
@@ -195,8 +203,13 @@ public struct SCRAMServerExchange {
             return fail(.malformed("malformed proof in client-final-message"))
         }
 
-        let authMessage = clientFirstBare + [SCRAMSyntax.comma] + serverFirst + [SCRAMSyntax.comma]
-            + Array(message[0..<withoutProofEnd])
+        var authMessage: [UInt8] = []
+        authMessage.reserveCapacity(clientFirstBare.count + serverFirst.count + withoutProofEnd + 2)
+        authMessage += clientFirstBare
+        authMessage.append(SCRAMSyntax.comma)
+        authMessage += serverFirst
+        authMessage.append(SCRAMSyntax.comma)
+        authMessage += message[0..<withoutProofEnd]
         let clientSignature = macs?.storedKey.mac(authMessage) ?? Crypto.hmacSHA256(key: secret.storedKey, data: authMessage)
         guard let recoveredClientKey = Crypto.xor(proof, clientSignature) else {
             return fail(.malformed("proof length"))
@@ -208,6 +221,10 @@ public struct SCRAMServerExchange {
         serverKey = secret.serverKey
         state = .succeeded
         let serverSignature = macs?.serverKey.mac(authMessage) ?? Crypto.hmacSHA256(key: secret.serverKey, data: authMessage)
-        return .success(Array("v=".utf8) + Array(Crypto.base64Encode(serverSignature).utf8))
+        var serverFinal: [UInt8] = []
+        serverFinal.reserveCapacity(48)
+        serverFinal += "v=".utf8
+        serverFinal += Crypto.base64Encode(serverSignature).utf8
+        return .success(serverFinal)
     }
 }

@@ -3,7 +3,9 @@
 public struct MessageBuilder {
     public private(set) var bytes: [UInt8] = []
 
-    public init() {}
+    /// One allocation for the usual message or two (an empty array would grow two or three
+    /// times on the way, callgrind: a third of a login's array allocations).
+    public init() { bytes.reserveCapacity(128) }
 
     /// Starts a typed message; `end` patches its length.
     private mutating func begin(_ type: UInt8) -> Int {
