@@ -685,6 +685,8 @@ class Worker(threading.Thread):
             ops += [("tx_refused", 1)]
         if ph.protocol_prepare:
             ops += [("prepared", 6), ("deallocate_all", 1), ("raw_named", 3)]
+        if ph.mode != "session" and ph.mps > 0:
+            ops += [("stale_plan", 1)]
         if ph.mode == "session":
             ops += [("sql_prepare", 2), ("listen", 2)]
         return ops
@@ -918,6 +920,42 @@ class Worker(threading.Thread):
         self.params = {p: self.reset_value(p) for p in TRACKED}
         self.listening = False
         self.check_params()
+
+    def op_stale_plan(self) -> None:
+        """A statement prepared with SELECT * while its table gains or loses a column: PostgreSQL
+        answers "cached plan must not change result type" on servers that hold the old
+        statement; pgmux replaces them, so the error comes back at most once per server, never
+        for good, and the next execution has the new columns."""
+        t = f"stale_w{self.wid}"
+        if self.conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0] is None:  # no NOTICE, unlike IF NOT EXISTS
+            self.conn.execute(f"CREATE TABLE {t} (a int)")
+        # Dropped columns keep their numbers, and a table has at most 1,600: start over in time.
+        if self.conn.execute("SELECT max(attnum) FROM pg_attribute WHERE attrelid = %s::regclass", (t,)).fetchone()[0] > 1000:
+            self.conn.execute(f"DROP TABLE {t}")
+            self.conn.execute(f"CREATE TABLE {t} (a int)")
+        if self.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] == 0:
+            self.conn.execute(f"INSERT INTO {t} VALUES (1)")
+        q = f"SELECT * FROM {t} -- stale plan"
+        before = self.conn.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                                   "AND NOT attisdropped", (t,)).fetchone()[0]
+        self.stale_select(q, before, "before ALTER TABLE")
+        self.stale_select(q, before, "before ALTER TABLE")
+        change = "DROP COLUMN b" if before == 2 else "ADD COLUMN b int"
+        self.conn.execute(f"ALTER TABLE {t} {change}")
+        self.stale_select(q, 3 - before, f"after ALTER TABLE {change}")
+
+    def stale_select(self, q: str, columns: int, when: str) -> None:
+        """Runs the prepared SELECT * until it answers, allowing the stale plan error once per
+        server of the pool (and once more), and checks its column count."""
+        for _ in range(self.ph.pool + 2):
+            try:
+                row = self.conn.execute(q, prepare=True).fetchone()
+            except psycopg.Error as e:
+                self.expect_error(e, "0A000")
+                continue
+            self.expect(f"{q} {when}", len(row), columns)
+            return
+        raise Mismatch(f"{q} {when}: still 'cached plan must not change result type' after {self.ph.pool + 2} tries")
 
     def op_sql_prepare(self) -> None:
         name = f"sp_{self.wid}"

@@ -135,7 +135,7 @@ public final class Pool {
     /// Why a server may not be reused, nil when it may: RELOAD or RECONNECT marked it, or it
     /// outlived server_lifetime.
     private func staleReason(_ server: ServerConnection) -> String? {
-        if server.closeNeeded { return "database configuration changed" }
+        if server.closeNeeded { return server.closeReason }
         if loop.now - server.connectTime > effectiveLifetime { return "server lifetime over" }
         return nil
     }
@@ -287,8 +287,25 @@ public final class Pool {
     /// RECONNECT: idle servers marked close_needed go now; busy ones when released.
     func closeIdleMarked() {
         for member in machine.idle where member.server.closeNeeded {
-            member.server.close(reason: "database configuration changed", notifyClient: false)
+            member.server.close(reason: member.server.closeReason, notifyClient: false)
         }
+    }
+
+    /// When a stale plan last made every server of this pool be replaced.
+    private var lastStalePlanRefresh = -Double.infinity
+    static let stalePlanRefreshInterval = 5.0
+
+    /// ServerConnection.stalePlanReported: every server of the pool is replaced (idle ones now,
+    /// lent ones when released), at most once per `stalePlanRefreshInterval`.
+    func replaceServersAfterStalePlan(reportedBy reporter: ServerConnection) {
+        guard loop.now - lastStalePlanRefresh >= Self.stalePlanRefreshInterval else { return }
+        lastStalePlanRefresh = loop.now
+        loop.log.log("\(reporter.logPrefix) cached plan must not change result type: replacing the servers of \(databaseName)/\(userName)")
+        for s in loop.servers.values where s.pool === self && !s.closeNeeded {
+            s.closeReason = ServerConnection.stalePlanReason
+            s.closeNeeded = true
+        }
+        closeIdleMarked()
     }
 
     // MARK: opening servers

@@ -78,6 +78,8 @@ public final class ServerConnection: Endpoint {
     var releaseAfterFlush = false
     /// Close once the reply in progress ends (set by reload, lifetime, errors).
     var closeNeeded = false
+    /// Why, for the log line when it closes.
+    var closeReason = "database configuration changed"
     var lastUsed: Double
     /// When the last ReadyForQuery arrived (idle_transaction_timeout).
     var lastReadyAt: Double = 0
@@ -358,7 +360,7 @@ public final class ServerConnection: Endpoint {
                                     maxPacketSize: loop.maxPacketSize,
                                     wantWhole: { $0 == UInt8(ascii: "Z") || $0 == UInt8(ascii: "S")
                                                  || (rewriting && ($0 == UInt8(ascii: "1") || $0 == UInt8(ascii: "3")
-                                                                   || $0 == UInt8(ascii: "C"))) },
+                                                                   || $0 == UInt8(ascii: "C") || $0 == UInt8(ascii: "E"))) },
                                     wantHeader: { $0 == UInt8(ascii: "G") || (rewriting && $0 == UInt8(ascii: "E")) })
             switch step {
             case .needMore(let p):
@@ -412,6 +414,11 @@ public final class ServerConnection: Endpoint {
                         statementCache.removeAll()
                         client.statementBox?.rewriter.forgetAll()
                     }
+                case UInt8(ascii: "E"):  // read whole only with statement tracking
+                    forgetSkippedParses(client)
+                    if StalePlan.isReported(UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)) {
+                        stalePlanReported(pool)
+                    }
                 default:
                     break
                 }
@@ -419,13 +426,7 @@ public final class ServerConnection: Endpoint {
                 if type == UInt8(ascii: "G") {
                     tracker.copyInStarted()  // CopyInResponse
                 } else {
-                    // ErrorResponse: the server skips to Sync; Parses it skipped never happened.
-                    for lost in expectations.error() {
-                        statementCache.remove(lost.id)
-                        if let name = lost.clientName, client.statementBox?.rewriter.clientStatements[name] == lost.id {
-                            client.statementBox?.rewriter.clientStatements[name] = nil
-                        }
-                    }
+                    forgetSkippedParses(client)  // an ErrorResponse too large to be read whole
                 }
                 pos = start
             case .invalid(let length):
@@ -437,6 +438,28 @@ public final class ServerConnection: Endpoint {
         inbuf.scanned = pos
         if client.forward(from: self) { afterClientFlushed() }
     }
+
+    /// After an ErrorResponse the server skips to Sync: the Parses it skipped never happened.
+    private func forgetSkippedParses(_ client: ClientConnection) {
+        for lost in expectations.error() {
+            statementCache.remove(lost.id)
+            if let name = lost.clientName, client.statementBox?.rewriter.clientStatements[name] == lost.id {
+                client.statementBox?.rewriter.clientStatements[name] = nil
+            }
+        }
+    }
+
+    /// A statement kept prepared here no longer matches its tables (see StalePlan). The error
+    /// reaches the client as PostgreSQL sent it; this server is replaced once released, and so
+    /// are the pool's others, whose copies of the statement are as stale (at most every few
+    /// seconds, so that a client altering its own tables in a loop costs one server each time,
+    /// not the pool). The replacements prepare the statement again at its next use.
+    private func stalePlanReported(_ pool: Pool) {
+        closeReason = Self.stalePlanReason
+        closeNeeded = true
+        pool.replaceServersAfterStalePlan(reportedBy: self)
+    }
+    static let stalePlanReason = "cached plan must not change result type"
 
     /// Before a reply may be cut out, everything ahead of it must have reached the client.
     private func cutOut(_ start: Int, _ total: Int, _ client: ClientConnection) -> Bool {

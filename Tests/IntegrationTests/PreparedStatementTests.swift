@@ -28,6 +28,45 @@ final class PreparedStatementTests: XCTestCase {
         }
     }
 
+    /// Issue 16, item 2: after `ALTER TABLE`, a statement pgmux keeps prepared on a server answers
+    /// "cached plan must not change result type". The client sees that error once; the server
+    /// (and the pool's others) are replaced, so preparing the statement again works, for this
+    /// client and for the next one. Before, every later prepare of the same text was answered
+    /// from the stale server-side statement, and the error came back until RECONNECT.
+    func testStalePlanReplacesThePoolsServers() throws {
+        let db = PostgresCluster.database
+        let user = PostgresCluster.scramUser.0
+        try PostgresCluster.shared.psql("DROP TABLE IF EXISTS stale_plan; CREATE TABLE stale_plan (a int); INSERT INTO stale_plan VALUES (1);"
+                                        + "GRANT ALL ON stale_plan TO PUBLIC", db: db)
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "2"])
+        let a = try PQConnection(pgmux.conninfo())
+        let b = try PQConnection(pgmux.conninfo())
+        // Both servers get the statement: two transactions at once.
+        _ = try a.query("BEGIN")
+        _ = try b.query("BEGIN")
+        try a.prepare("s", "SELECT * FROM stale_plan")
+        try b.prepare("s", "SELECT * FROM stale_plan")
+        XCTAssertEqual(try a.execPrepared("s").first?.count, 1)
+        XCTAssertEqual(try b.execPrepared("s").first?.count, 1)
+        _ = try a.query("COMMIT")
+        _ = try b.query("COMMIT")
+        XCTAssertEqual(try PostgresCluster.shared.backendCount(user: user), 2)
+        try PostgresCluster.shared.psql("ALTER TABLE stale_plan ADD COLUMN b int", db: db)
+        XCTAssertThrowsError(try a.execPrepared("s")) { error in
+            XCTAssertTrue("\(error)".contains("cached plan must not change result type"), "\(error)")
+        }
+        // Both servers go, the idle one at once, the erring one when released.
+        XCTAssertTrue(try waitUntil(3) { try PostgresCluster.shared.backendCount(user: user) == 0 },
+                      "servers with the stale statement are replaced")
+        for client in [a, b] {
+            for _ in 0..<3 { XCTAssertEqual(try client.execPrepared("s").first?.count, 2, "prepared again on a new server") }
+        }
+        let c = try PQConnection(pgmux.conninfo())
+        try c.prepare("s", "SELECT * FROM stale_plan")
+        XCTAssertEqual(try c.execPrepared("s").first?.count, 2, "a new client, same statement text")
+        XCTAssertTrue(pgmux.log.contains("cached plan must not change result type: replacing the servers"), pgmux.log)
+    }
+
     /// The mechanism behind the fix, deterministically: the only server is held inside a
     /// transaction, and another client's prepare of a statement it already knows returns at once.
     func testPrepareOfAStatementAServerAcceptedNeedsNoServer() throws {
