@@ -58,6 +58,8 @@ extension EventLoop {
             identMaps = maps
             authQueryCache.removeAll()
             log.open(path: fresh.settings.logfile)
+            log.configureSyslog(enabled: fresh.settings.syslog, ident: fresh.settings.syslogIdent,
+                                facility: fresh.settings.syslogFacility)
             do { try tls.load(fresh.settings) } catch {
                 log.error("TLS settings not applied, keeping the previous ones: \(error)")
             }
@@ -68,7 +70,14 @@ extension EventLoop {
                         pool.machine.resetLoginBackoff()  // a fixed entry is tried at once
                     }
                     pool.database = entry
-                    pool.serverPassword = entry.password ?? pool.serverPassword
+                    // As PgBouncer's user list: the password for new server logins follows the
+                    // [databases] line, else the auth_file (a user no longer in it keeps its last).
+                    let password = entry.password ?? users[pool.serverUser] ?? pool.serverPassword
+                    if password != pool.serverPassword {
+                        pool.serverPassword = password
+                        pool.scramPassThrough = nil  // keys of the old verifier
+                        pool.machine.resetLoginBackoff()  // a fixed password is tried at once
+                    }
                 }
             }
             applySettings()

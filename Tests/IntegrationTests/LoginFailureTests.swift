@@ -213,6 +213,23 @@ final class LoginFailureTests: XCTestCase {
         }, pgmux.log)
     }
 
+    /// A server login password fixed in auth_file takes effect at RELOAD (as PgBouncer's user
+    /// list), for the pools that already exist, without waiting out the login backoff.
+    func testReloadedAuthFilePasswordReachesExistingPools() throws {
+        let cluster = PostgresCluster.shared
+        let (user, password) = PostgresCluster.scramUser
+        // server_login_retry is long: a retry of its own would come too late, the RELOAD must do it.
+        let pgmux = try PgmuxProcess(settings: ["auth_type": "trust", "server_login_retry": "30"],
+                                     databases: ["forced": "host=127.0.0.1 port=\(cluster.port) dbname=\(PostgresCluster.database) user=\(user)"],
+                                     userlist: [(user, "wrong password"), ("postgres", "unused")])
+        XCTAssertThrowsError(try PQConnection(pgmux.conninfo(user: "postgres", password: nil, database: "forced")).scalar("SELECT 1"))
+        try "\"\(user)\" \"\(password)\"\n\"postgres\" \"unused\"\n".write(toFile: pgmux.dir + "/userlist.txt", atomically: false, encoding: .utf8)
+        pgmux.signal(SIGHUP)
+        XCTAssertTrue(waitUntil(5) {
+            (try? PQConnection(pgmux.conninfo(user: "postgres", password: nil, database: "forced")).scalar("SELECT current_user")) == user
+        }, pgmux.log)
+    }
+
     /// Issue 13, item 14: PostgreSQL asks for md5 but auth_file holds only a SCRAM verifier for
     /// the server login: PgBouncer's log line and `server login failed: wrong password type`.
     func testWrongPasswordTypeIsReportedAsPgBouncerDoes() throws {
