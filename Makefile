@@ -3,6 +3,7 @@ PREFIX ?= /usr/local
 BINDIR = $(PREFIX)/bin
 MANDIR = $(PREFIX)/share/man
 SYSCONFDIR ?= $(PREFIX)/etc/pgmux
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 export PATH := /opt/swift/usr/bin:$(PATH)
 
 .PHONY: all build deps test run bench login-cost soak torture fuzz install clean
@@ -56,6 +57,8 @@ install: build
 	install -m 644 man/pgmux.ini.5 $(DESTDIR)$(MANDIR)/man5/pgmux.ini.5
 	install -m 644 etc/pgmux.ini $(DESTDIR)$(SYSCONFDIR)/pgmux.ini.sample
 	install -m 644 etc/userlist.txt $(DESTDIR)$(SYSCONFDIR)/userlist.txt.sample
+	install -d $(DESTDIR)$(UNITDIR)
+	install -m 644 etc/pgmux.service $(DESTDIR)$(UNITDIR)/pgmux.service
 
 clean:
 	rm -rf .build

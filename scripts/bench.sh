@@ -5,8 +5,10 @@
 #
 #   scripts/bench.sh [--quick] [--rounds N] [--duration S] [--only a,b,...] [--scale N]
 #                    [--idle-counts 1000,5000,10000] [--floor] [--pgbouncer PATH[,PATH...]]
-#                    [--tls-key rsa|ec]
+#                    [--tls-key rsa|ec] [--pgmux PATH]
 #
+# --pgmux PATH: the pgmux binary to measure (default .build/release/pgmux), e.g. an older build
+# to compare a change against.
 # --pgbouncer PATH[,PATH...] (repeatable): the PgBouncer binaries to compare against, each a target
 # named after its --version (pgbouncer-1.18.0, pgbouncer-1.25.2, ...); default Debian's
 # /usr/sbin/pgbouncer only. scripts/build-pgbouncer.sh builds a release into .pgbouncer/VERSION/.
@@ -40,11 +42,11 @@
 # runs.jsonl under the target names, pgbench outputs and pooler log tails next to them).
 # Everything started here is stopped and the cluster removed on exit, Ctrl-C included.
 set -euo pipefail
-caller=$(pwd)   # --pgbouncer paths are relative to where the script was started
+caller=$(pwd)   # --pgbouncer and --pgmux paths are relative to where the script was started
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-ROUNDS=3 DURATION=10 SCALE=10 ONLY="" IDLE_COUNTS=1000,5000,10000 FLOOR=0 TLS_KEY=rsa
+ROUNDS=3 DURATION=10 SCALE=10 ONLY="" IDLE_COUNTS=1000,5000,10000 FLOOR=0 TLS_KEY=rsa PGMUX_BIN=.build/release/pgmux
 PGB_PATHS=()
 ALL_WORKLOADS=(select extended prepared tpcb many churn select-tls churn-tls idle)
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
@@ -59,6 +61,7 @@ while [ $# -gt 0 ]; do
     --floor) FLOOR=1 ;;
     --pgbouncer) IFS=, read -r -a more <<< "$2"; PGB_PATHS+=("${more[@]}"); shift ;;
     --tls-key) TLS_KEY=$2; shift ;;
+    --pgmux) case "$2" in /*) PGMUX_BIN=$2 ;; *) PGMUX_BIN=$caller/$2 ;; esac; shift ;;
     -h|--help) usage 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; usage 2 >&2 ;;
   esac
@@ -112,7 +115,7 @@ for p in "${PGB_PATHS[@]}"; do
   PGB_BIN[$n]=$p PGB_VERSION[$n]=$v
   PGBOUNCERS+=("$n")
 done
-[ -x .build/release/pgmux ] || { echo "bench.sh: .build/release/pgmux missing: run make first" >&2; exit 1; }
+[ -x "$PGMUX_BIN" ] || { echo "bench.sh: $PGMUX_BIN missing: run make first" >&2; exit 1; }
 command -v "$PY" >/dev/null || { echo "bench.sh: python3 is needed" >&2; exit 1; }
 
 is_root=0; [ "$(id -u)" = 0 ] && is_root=1
@@ -197,7 +200,7 @@ chmod 600 "$tmp/userlist.txt"
 mkdir -p "$tmp/bin"
 for n in "${POOLERS[@]}"; do mkdir -p "$tmp/$n"; done
 # copies: a concurrent rebuild must not change a binary mid-run, and postgres must be able to run it
-cp .build/release/pgmux "$tmp/bin/pgmux"
+cp "$PGMUX_BIN" "$tmp/bin/pgmux"
 for n in "${PGBOUNCERS[@]}"; do cp "${PGB_BIN[$n]}" "$tmp/bin/$n"; done
 if [ $FLOOR = 1 ]; then
   mkdir -p "$tmp/relay"

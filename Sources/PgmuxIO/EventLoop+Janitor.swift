@@ -96,7 +96,11 @@ extension EventLoop {
         if t - lastMemoryTrim >= 1 { returnIdleMemory(now: t) }
         if statsPeriodStart == 0 { statsPeriodStart = t }
         if t - statsPeriodStart >= Double(max(1, s.statsPeriod)) {
-            if s.logStats { log.log(Stats.logLine(pools: Array(pools.values), window: t - statsPeriodStart)) }
+            if s.logStats || systemd.isActive {
+                let line = Stats.logLine(pools: Array(pools.values), window: t - statsPeriodStart)
+                if s.logStats { log.log(line) }
+                systemd.status(line)  // PgBouncer's STATUS= is its stats line, log_stats or not
+            }
             for p in pools.values { p.periodCounters = p.counters }
             statsPeriodStart = t
         }

@@ -8,16 +8,20 @@ extension EventLoop {
         switch sig {
         case SIGHUP:
             log.log("got SIGHUP, re-reading config")
+            systemd.reloading()
             reload()
+            systemd.ready()
         case SIGINT:
             if shuttingDown { log.log("got SIGINT while shutting down, fast exit"); stop(); return }
             log.log("got SIGINT, shutting down, waiting for all servers connections to be released")
+            systemd.stopping()
             if suspended { log.error("suspend was in progress, going down immediately"); stop(); return }
             beginShutdown(waitForClients: false)
         case SIGTERM:
             // PgBouncer 1.23+: what systemd and Kubernetes send first lets clients finish.
             if shuttingDown { log.log("got SIGTERM while shutting down, fast exit"); stop(); return }
             log.log("got SIGTERM, shutting down, waiting for all clients disconnect")
+            systemd.stopping()
             if suspended { log.error("suspend was in progress, going down immediately"); stop(); return }
             beginShutdown(waitForClients: true)
         case SIGUSR1:

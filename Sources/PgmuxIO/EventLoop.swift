@@ -47,6 +47,8 @@ public final class EventLoop {
     let scramCache = SCRAMKeyCache()
     /// SCRAM nonces and cancel keys, drawn from OpenSSL in blocks.
     var random = RandomPool()
+    /// systemd's Type=notify messages (nothing when not started by systemd).
+    let systemd = SystemdNotifier()
     /// Runs the derivations the cache misses on a worker thread (its thread starts on first use).
     lazy var crypto = CryptoWorker(ev: ev)
     /// TLS toward clients and toward PostgreSQL.
@@ -129,6 +131,7 @@ public final class EventLoop {
         now = ev_now(ev)
         pgmux_ev_timer_init(maintenance, loopMaintenance, 1.0 / 3.0, 1.0 / 3.0, me)
         ev_timer_start(ev, maintenance)
+        systemd.ready()  // listening, pidfile written (as PgBouncer's "process up")
         ev_run(ev, 0)
         for l in listeners { l.close() }
     }

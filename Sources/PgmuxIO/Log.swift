@@ -1,7 +1,9 @@
 import Glibc
 
 /// PgBouncer-style log lines: `YYYY-MM-DD HH:MM:SS.mmm TZ [pid] LEVEL message`, to stderr unless
-/// quiet, and to `logfile` when set. Operators and scripts grep these lines, so wording matters.
+/// quiet, and to `logfile` when set; with `syslog = 1` also to syslog(3), the message alone
+/// (syslog adds time, ident and pid), as PgBouncer. Operators and scripts grep these lines, so
+/// wording matters.
 public final class Log {
     public enum Level: Int, Comparable, Sendable {
         case fatal = 0, error, warning, log, debug, noise
@@ -22,6 +24,8 @@ public final class Log {
     public var verbose = 0
     private var fileFD: Int32 = -1
     private let pid = getpid()
+    /// openlog(3) keeps the ident pointer: it lives here until the next configureSyslog.
+    private var syslogIdent: UnsafeMutablePointer<CChar>?
 
     public init() {}
 
@@ -31,6 +35,27 @@ public final class Log {
         guard !path.isEmpty else { return }
         fileFD = Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         if fileFD < 0 { write(.warning, "cannot open logfile \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    /// syslog, syslog_ident, syslog_facility (at start and RELOAD). An unknown facility is
+    /// daemon, as PgBouncer.
+    public func configureSyslog(enabled: Bool, ident: String, facility: String) {
+        if let old = syslogIdent {
+            closelog()
+            free(old)
+            syslogIdent = nil
+        }
+        guard enabled else { return }
+        syslogIdent = strdup(ident)
+        openlog(syslogIdent, LOG_PID, Log.syslogFacility(facility))
+    }
+
+    static func syslogFacility(_ name: String) -> Int32 {
+        let codes: [String: Int32] = ["auth": LOG_AUTH, "authpriv": LOG_AUTHPRIV, "daemon": LOG_DAEMON, "user": LOG_USER,
+                                      "local0": LOG_LOCAL0, "local1": LOG_LOCAL1, "local2": LOG_LOCAL2,
+                                      "local3": LOG_LOCAL3, "local4": LOG_LOCAL4, "local5": LOG_LOCAL5,
+                                      "local6": LOG_LOCAL6, "local7": LOG_LOCAL7]
+        return codes[name] ?? LOG_DAEMON
     }
 
     public func enabled(_ level: Level) -> Bool {
@@ -44,6 +69,16 @@ public final class Log {
         bytes.withUnsafeMutableBytes { b in
             if !quiet { _ = Glibc.write(2, b.baseAddress, b.count) }
             if fileFD >= 0 { _ = Glibc.write(fileFD, b.baseAddress, b.count) }
+        }
+        // PgBouncer's syslog level is info: debug and noise lines stay out.
+        if syslogIdent != nil && level <= .log {
+            let priority: Int32 = switch level {
+            case .fatal: LOG_CRIT
+            case .error: LOG_ERR
+            case .warning: LOG_WARNING
+            default: LOG_INFO
+            }
+            message.replacingNewlines().withCString { m in withVaList([m]) { vsyslog(priority, "%s", $0) } }
         }
     }
 

@@ -35,6 +35,8 @@ struct Main {
         if let runAs, geteuid() == 0 { ProcessSetup.dropPrivileges(to: runAs) }
         if options.daemon { ProcessSetup.daemonize() }
         log.open(path: config.settings.logfile)
+        log.configureSyslog(enabled: config.settings.syslog, ident: config.settings.syslogIdent,
+                            facility: config.settings.syslogFacility)
         ProcessSetup.writePidFile(config.settings.pidfile)
 
         do {
