@@ -5,6 +5,38 @@ import PgmuxCore
 /// The sockets pgmux accepts connections on.
 extension EventLoop {
     func openListeners() throws {
+        let activated = SocketActivation.listenFDs()
+        if !activated.isEmpty {
+            try adoptActivatedSockets(activated)
+        } else {
+            try openConfiguredListeners()
+        }
+        guard !listeners.isEmpty else { throw SocketError("nothing to listen on (listen_addr and unix_socket_dir are empty)", 0) }
+        try openMetricsListener()
+    }
+
+    /// systemd socket activation (LISTEN_FDS), as PgBouncer built with systemd support: the
+    /// sockets handed over replace listen_addr and unix_socket_dir, tuned like pgmux's own.
+    private func adoptActivatedSockets(_ fds: [Int32]) throws {
+        let s = config.settings
+        // PgBouncer's own words, for the same settings.
+        if !s.listenAddr.filter({ !$0.isEmpty }).isEmpty {
+            log.warning("sockets passed from service manager, cf_listen_addr ignored")
+        }
+        if !s.unixSocketDir.isEmpty && s.unixSocketDir != "/tmp" {
+            log.warning("sockets passed from service manager, cf_unix_socket_dir ignored")
+        }
+        for fd in fds {
+            guard let family = SocketActivation.listeningFamily(fd) else {
+                throw SocketError("failed to set up socket passed from service manager (fd \(fd))", 0)
+            }
+            if family != AF_UNIX { Socket.setDeferAccept(fd, s.tcpDeferAccept) }
+            listeners.append(Listener(loop: self, fd: fd, description: "fd \(fd)", isUnix: family == AF_UNIX))
+            log.log("socket passed from service manager (fd \(fd))")
+        }
+    }
+
+    private func openConfiguredListeners() throws {
         let s = config.settings
         for addr in s.listenAddr where !addr.isEmpty {
             let host = addr == "*" ? "" : addr
@@ -42,6 +74,10 @@ extension EventLoop {
             listeners.append(Listener(loop: self, fd: fd, description: "unix:\(path)", unixPath: path))
             log.log("listening on unix:\(path)")
         }
+    }
+
+    private func openMetricsListener() throws {
+        let s = config.settings
         if s.metricsPort > 0 {
             guard let a = try Socket.Address.resolve(host: s.metricsAddr, port: s.metricsPort, passive: true).first else {
                 throw SocketError("cannot resolve metrics_addr \(s.metricsAddr)", 0)
@@ -49,6 +85,5 @@ extension EventLoop {
             metrics = try MetricsEndpoint(loop: self, address: a)
             log.log("metrics on http://\(a.description)/metrics")
         }
-        guard !listeners.isEmpty else { throw SocketError("nothing to listen on (listen_addr and unix_socket_dir are empty)", 0) }
     }
 }

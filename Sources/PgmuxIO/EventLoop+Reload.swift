@@ -39,7 +39,7 @@ extension EventLoop {
             pool.launchIfNeeded()
         }
         for server in servers.values { server.statementCache.setCapacity(s.maxPreparedStatements) }
-        for l in listeners where l.unixPath == nil {
+        for l in listeners where !l.isUnix {
             Socket.setDeferAccept(l.fd, s.tcpDeferAccept)
             l.retune(s)
         }

@@ -47,8 +47,8 @@ extension EventLoop {
     func beginShutdown(waitForClients: Bool) {
         shuttingDown = true
         shutdownWaitsForClients = waitForClients
-        for l in listeners where l.unixPath == nil { l.close() }
-        listeners.removeAll { $0.unixPath == nil }
+        for l in listeners where !l.isUnix { l.close() }
+        listeners.removeAll { !$0.isUnix }
         if !waitForClients { globallyPaused = true }
         refreshPauseStates()
         if waitForClients { return }

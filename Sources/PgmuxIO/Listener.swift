@@ -8,6 +8,9 @@ final class Listener {
     unowned(unsafe) let loop: EventLoop
     let fd: Int32
     let description: String
+    /// A Unix socket (clients are local); its file, when pgmux created it, is `unixPath`.
+    let isUnix: Bool
+    /// Removed on close; nil for TCP and for sockets systemd handed over.
     let unixPath: String?
     private let watcher = UnsafeMutablePointer<ev_io>.allocate(capacity: 1)
     private let pauseTimer = UnsafeMutablePointer<ev_timer>.allocate(capacity: 1)
@@ -16,18 +19,19 @@ final class Listener {
     /// a Unix socket.
     private var tuning: TCPTuning?
 
-    init(loop: EventLoop, fd: Int32, description: String, unixPath: String? = nil) {
+    init(loop: EventLoop, fd: Int32, description: String, isUnix: Bool = false, unixPath: String? = nil) {
         self.loop = loop
         self.fd = fd
         self.description = description
         self.unixPath = unixPath
+        self.isUnix = isUnix || unixPath != nil
         watcher.initialize(to: ev_io())
         pauseTimer.initialize(to: ev_timer())
         let me = Unmanaged.passUnretained(self).toOpaque()
         pgmux_ev_io_init(watcher, listenerReadable, fd, Int32(EV_READ), me)
         pgmux_ev_timer_init(pauseTimer, listenerResume, 0.5, 0, me)
         ev_io_start(loop.ev, watcher)
-        if unixPath == nil { retune(loop.config.settings) }
+        if !self.isUnix { retune(loop.config.settings) }
     }
 
     /// Sets the tcp_* settings on the listener (at start and on RELOAD): connections accepted
@@ -60,14 +64,14 @@ final class Listener {
                 loop.log.warning("accept() failed: \(String(cString: strerror(e)))")
                 return
             }
-            if unixPath != nil { remote = Socket.Address(); remote.storage.ss_family = sa_family_t(AF_UNIX) }
+            if isUnix { remote = Socket.Address(); remote.storage.ss_family = sa_family_t(AF_UNIX) }
             // TCP options come from the listener (see retune).
             let client = ClientConnection(loop: loop, fd: cfd, remote: remote)
             loop.clientAccepted(client)
             client.startReading()
             // With tcp_defer_accept the startup packet is already here (PgBouncer's sbuf_accept
             // reads at once too): one wait and wake-up fewer per connection.
-            if unixPath == nil && loop.config.settings.tcpDeferAccept { client.onReadable() }
+            if !isUnix && loop.config.settings.tcpDeferAccept { client.onReadable() }
         }
     }
 

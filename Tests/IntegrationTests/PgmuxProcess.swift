@@ -17,10 +17,10 @@ final class PgmuxProcess {
 
     /// Writes the config (`[pgmux]` settings plus `extra` sections) and starts pgmux.
     init(settings: [String: String] = [:], databases: [String: String]? = nil, users: [String: String] = [:],
-         userlist: [(String, String)]? = nil, launcher: [String] = []) throws {
+         userlist: [(String, String)]? = nil, launcher: [String] = [], port: Int? = nil) throws {
         let cluster = PostgresCluster.shared
-        port = PostgresCluster.freePort()
-        dir = cluster.dir + "/pgmux-\(port)"
+        self.port = port ?? PostgresCluster.freePort()
+        dir = cluster.dir + "/pgmux-\(self.port)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         chmod(dir, 0o777)
         configPath = dir + "/pgmux.ini"
@@ -29,7 +29,7 @@ final class PgmuxProcess {
         try list.map { "\"\($0.0)\" \"\($0.1)\"" }.joined(separator: "\n")
             .write(toFile: dir + "/userlist.txt", atomically: false, encoding: .utf8)
         var s: [String: String] = [
-            "listen_addr": "127.0.0.1", "listen_port": "\(port)", "unix_socket_dir": dir,
+            "listen_addr": "127.0.0.1", "listen_port": "\(self.port)", "unix_socket_dir": dir,
             "auth_type": "scram-sha-256", "auth_file": dir + "/userlist.txt", "pool_mode": "transaction",
             "default_pool_size": "5", "log_connections": "0", "log_disconnections": "0",
         ]

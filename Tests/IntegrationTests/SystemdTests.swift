@@ -109,4 +109,29 @@ final class SystemdTests: XCTestCase {
         }
         XCTAssertTrue(reloaded, "syslog still on after RELOAD")
     }
+
+    /// Socket activation with Debian's systemd-socket-activate: pgmux serves on the TCP and Unix
+    /// sockets it is handed (descriptors 3 and 4) instead of listen_addr and unix_socket_dir,
+    /// with PgBouncer's warning for the listen_addr it ignores.
+    func testSocketActivation() throws {
+        let port = PostgresCluster.freePort()
+        let dir = NSTemporaryDirectory() + "pgmux-activate-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        chmod(dir, 0o777)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The first connection (the harness's readiness probe) makes systemd-socket-activate
+        // exec pgmux with the sockets.
+        let pgmux = try PgmuxProcess(settings: ["unix_socket_dir": "/tmp"], launcher: [
+            "/usr/bin/systemd-socket-activate", "-l", "127.0.0.1:\(port)", "-l", dir + "/.s.PGSQL.\(port)",
+        ], port: port)
+        XCTAssertEqual(try PQConnection(pgmux.conninfo()).scalar("SELECT 'over tcp'"), "over tcp")
+        let local = try PQConnection("host=\(dir) port=\(port) user=\(PostgresCluster.scramUser.0) "
+                                     + "password=\(PostgresCluster.scramUser.1) dbname=\(PostgresCluster.database)")
+        XCTAssertEqual(try local.scalar("SELECT 'over unix'"), "over unix")
+        XCTAssertTrue(pgmux.log.contains("socket passed from service manager (fd 3)"), pgmux.log)
+        XCTAssertTrue(pgmux.log.contains("socket passed from service manager (fd 4)"), pgmux.log)
+        XCTAssertTrue(pgmux.log.contains("sockets passed from service manager, cf_listen_addr ignored"), pgmux.log)
+        XCTAssertFalse(pgmux.log.contains("listening on 127.0.0.1"), pgmux.log)
+    }
 }
