@@ -58,7 +58,7 @@ install: build
 	install -m 644 etc/pgmux.ini $(DESTDIR)$(SYSCONFDIR)/pgmux.ini.sample
 	install -m 644 etc/userlist.txt $(DESTDIR)$(SYSCONFDIR)/userlist.txt.sample
 	install -d $(DESTDIR)$(UNITDIR)
-	install -m 644 etc/pgmux.service $(DESTDIR)$(UNITDIR)/pgmux.service
+	install -m 644 etc/pgmux.service etc/pgmux.socket $(DESTDIR)$(UNITDIR)/
 
 clean:
 	rm -rf .build
