@@ -312,6 +312,7 @@ final class AdminConsole {
             r.ptr = "0x\(String(c.id, radix: 16))"
             r.link = c.server.map { "0x\(String($0.id, radix: 16))" }
             r.applicationName = c.params["application_name"] ?? ""
+            r.tls = c.ssl.map { TLSContexts.describe($0) } ?? ""  // as PgBouncer: empty without TLS
             r.preparedStatements = c.statementBox?.rewriter.clientStatements.count ?? 0
             r.id = c.id
             snap.connections.append(r)
@@ -342,6 +343,7 @@ final class AdminConsole {
             r.link = sv.client.map { "0x\(String($0.id, radix: 16))" }
             r.remotePid = Int32(truncatingIfNeeded: sv.backendKey >> 32)
             r.applicationName = sv.params["application_name"]?.value ?? ""
+            r.tls = sv.ssl.map { TLSContexts.describe($0) } ?? ""
             r.preparedStatements = sv.statementCache.count
             r.id = sv.id
             snap.connections.append(r)

@@ -69,9 +69,26 @@ final class TLSTests: XCTestCase {
 
     func testServerTLSIsUsedTowardPostgres() throws {
         let t = PostgresCluster.shared.tlsDir
-        let pgmux = try PgmuxProcess(settings: ["server_tls_sslmode": "verify-full", "server_tls_ca_file": t + "/ca.crt"])
-        let c = try PQConnection(pgmux.conninfo())
+        let pgmux = try PgmuxProcess(settings: ["server_tls_sslmode": "verify-full", "server_tls_ca_file": t + "/ca.crt",
+                                                "admin_users": "postgres"].merging(tlsSettings("allow")) { $1 })
+        let c = try PQConnection(pgmux.conninfo(extra: "sslmode=disable application_name=plain"))
         XCTAssertEqual(try c.scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"), "t")
+        // SHOW CLIENTS / SHOW SERVERS fill `tls` as PgBouncer: version/cipher, empty without TLS.
+        let tlsClient = try PQConnection(pgmux.conninfo(extra: "sslmode=require application_name=over_tls"))
+        let console = try PQConnection(pgmux.conninfo(user: "postgres", password: "unused", database: "pgbouncer",
+                                                      extra: "sslmode=disable"))
+        func column(_ show: String, _ name: String) throws -> [String] {
+            let r = try console.queryWithColumns("SHOW \(show)")
+            guard let i = r.columns.firstIndex(of: name) else { XCTFail("no \(name) in SHOW \(show)"); return [] }
+            return r.rows.map { $0[i] ?? "NULL" }
+        }
+        let clientTLS = Array(zip(try column("CLIENTS", "application_name"), try column("CLIENTS", "tls")))
+        XCTAssertEqual(clientTLS.filter { $0.0 == "over_tls" }.count, 1, "\(clientTLS)")
+        XCTAssertTrue(clientTLS.first { $0.0 == "over_tls" }?.1.hasPrefix("TLSv1.3/TLS_") ?? false, "\(clientTLS)")
+        XCTAssertEqual(clientTLS.first { $0.0 == "plain" }?.1, "", "a client without TLS: \(clientTLS)")
+        let serverTLS = try column("SERVERS", "tls")
+        XCTAssertTrue(!serverTLS.isEmpty && serverTLS.allSatisfy { $0.hasPrefix("TLSv1.3/TLS_") }, serverTLS.description)
+        _ = tlsClient
         // A CA that did not sign the server's certificate: the login fails, clearly.
         let other = try PgmuxProcess(settings: ["server_tls_sslmode": "verify-ca", "server_tls_ca_file": "/etc/ssl/certs/ca-certificates.crt"])
         XCTAssertThrowsError(try PQConnection(other.conninfo())) { error in
