@@ -11,10 +11,12 @@ minute per phase beyond): each phase starts a fresh pgmux with one configuration
 statement, default_pool_size 1..5, max_prepared_statements 0 or > 0, auth_type trust or
 scram-sha-256, sometimes max_db_connections below the two pools' sum) and runs, for its share of the
 time, more client threads (psycopg 3 on libpq, plus a raw wire-protocol client) than the pools have
-servers. Each worker draws operations from its own seeded generator: simple and extended queries,
+servers (a quarter of the psycopg connections over TLS, with SCRAM-SHA-256-PLUS channel binding
+under scram-sha-256). Each worker draws operations from its own seeded generator: simple and extended queries,
 protocol-level prepared statements, SQL PREPARE/DEALLOCATE, DISCARD ALL, pipelines with and without
 Flush, transactions that commit, roll back or fail midway, COPY in and out, NOTIFY/LISTEN, pg_sleep
-with cancels, SET/RESET of tracked parameters, injected syntax errors, and disconnects mid-transaction,
+with cancels, SET/RESET of tracked parameters, injected syntax errors, SELECT * statements whose table
+changes under them (stale plans), and disconnects mid-transaction,
 mid-COPY, mid-pipeline and mid-login. A chaos thread meanwhile sends PAUSE/RESUME, RECONNECT and
 RELOAD to the console and pg_terminate_backend()s pgmux's servers.
 
@@ -220,6 +222,10 @@ class Pgmux:
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.settings: dict[str, object] = {}
+        # Workers connect over TLS now and then (client_tls_sslmode = allow): a throwaway EC key.
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", str(self.dir / "server.key"), "-out", str(self.dir / "server.crt"),
+                        "-days", "2", "-subj", "/CN=localhost"], check=True, capture_output=True)
 
     def write_config(self, phase_settings: dict[str, object]) -> None:
         self.settings = dict(phase_settings)
@@ -231,6 +237,8 @@ class Pgmux:
             "max_client_conn": 1000, "query_wait_timeout": 120, "server_login_retry": 1,
             "so_reuseport": 0, "pidfile": str(self.dir / "pgmux.pid"),
             "logfile": str(self.dir / "pgmux.log"),
+            "client_tls_sslmode": "allow", "client_tls_key_file": str(self.dir / "server.key"),
+            "client_tls_cert_file": str(self.dir / "server.crt"),
         }
         ini.update(self.settings)
         # The same file drives PgBouncer (--pgmux /usr/sbin/pgbouncer), to check the tool against it.
@@ -695,8 +703,15 @@ class Worker(threading.Thread):
         self.close()
         password = USERS[self.user] if self.ph.auth != "trust" else None
         app = f"tw{self.wid}"
+        # A quarter of the connections use TLS, with SCRAM-SHA-256-PLUS channel binding where
+        # the login is SCRAM: the TLS relay, the handshake and the bound exchange under load.
+        tls = self.rng.random() < 0.25
+        security = ({"sslmode": "require", "channel_binding": "require" if self.ph.auth != "trust" else "disable"}
+                    if tls else {"sslmode": "disable"})
         self.conn = psycopg.connect(host="127.0.0.1", port=self.st.pgmux.port, user=self.user, password=password,
-                                    dbname=DB, application_name=app, autocommit=True, connect_timeout=15)
+                                    dbname=DB, application_name=app, autocommit=True, connect_timeout=15, **security)
+        if tls and not self.conn.pgconn.ssl_in_use:
+            raise Mismatch("sslmode=require, but the connection is not encrypted")
         # psycopg prepares a query after 5 runs; that only works where named statements survive.
         self.conn.prepare_threshold = 5 if self.ph.protocol_prepare else None
         self.conn.prepared_max = 10_000  # evicting would send SQL DEALLOCATE name, which pooling breaks
