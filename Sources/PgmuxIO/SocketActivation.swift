@@ -1,4 +1,5 @@
 import Glibc
+import CLibEV  // the socket constants (SOCK_*, MSG_NOSIGNAL) come with its headers
 
 /// systemd socket activation without libsystemd (sd_listen_fds): the service manager opens the
 /// listening sockets and passes them as descriptors 3, 4, … with `LISTEN_PID` (this process)

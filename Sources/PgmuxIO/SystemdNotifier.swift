@@ -1,4 +1,5 @@
 import Glibc
+import CLibEV  // the socket constants (SOCK_*, MSG_NOSIGNAL) come with its headers
 
 /// systemd's readiness protocol (`Type=notify`), without libsystemd: one datagram per state
 /// change to the Unix socket named by `NOTIFY_SOCKET` (a path, or `@name` for an abstract
