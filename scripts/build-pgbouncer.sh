@@ -35,20 +35,7 @@ fi
 
 want=(libevent-dev libc-ares-dev libssl-dev pkg-config build-essential)
 [ $kind = git ] && want+=(autoconf automake libtool)
-missing=()
-for p in "${want[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "build-pgbouncer.sh: missing packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
-    exit 1
-  fi
-  echo "installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+"$root/scripts/deps.sh" "${want[@]}"   # installs only what is missing (as root)
 
 dest="$root/.pgbouncer/$version"
 src="$dest/src"
