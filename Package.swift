@@ -25,6 +25,6 @@ let package = Package(
         .executableTarget(name: "pgmux", dependencies: ["PgmuxIO", "PgmuxCore"]),
         .testTarget(name: "PgmuxCoreTests", dependencies: ["PgmuxCore"]),
         .testTarget(name: "PgmuxIOTests", dependencies: ["PgmuxIO", "CLibEV"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["pgmux", "PgmuxCore", "CLibPQ"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["pgmux", "PgmuxCore", "CLibPQ", "COpenSSL"]),
     ]
 )

@@ -2,7 +2,7 @@
 """Randomized, seeded, differential stress test of pgmux (`make torture`).
 
     scripts/torture.sh [--minutes N | --seconds N] [--seed S] [--phase I] [--quick]
-                       [--pgbench [--case PATTERN]] [--pgmux PATH] [--deadline SECONDS] [--keep] [--tls]
+                       [--pgbench [--case PATTERN]] [--pgmux PATH] [--deadline SECONDS] [--keep] [--no-tls]
 
 A throwaway PostgreSQL 15 cluster (scripts/pg-cluster.sh) gets two SCRAM roles, tort_a and tort_b
 (one pgmux pool each), and a database `torture`. The run is a list of phases drawn from the seed
@@ -11,8 +11,8 @@ minute per phase beyond): each phase starts a fresh pgmux with one configuration
 statement, default_pool_size 1..5, max_prepared_statements 0 or > 0, auth_type trust or
 scram-sha-256, sometimes max_db_connections below the two pools' sum) and runs, for its share of the
 time, more client threads (psycopg 3 on libpq, plus a raw wire-protocol client) than the pools have
-servers (with --tls, a quarter of the psycopg connections over TLS, with SCRAM-SHA-256-PLUS channel
-binding under scram-sha-256). Each worker draws operations from its own seeded generator: simple and extended queries,
+servers (a quarter of the psycopg connections over TLS, with SCRAM-SHA-256-PLUS channel binding
+under scram-sha-256, unless --no-tls). Each worker draws operations from its own seeded generator: simple and extended queries,
 protocol-level prepared statements, SQL PREPARE/DEALLOCATE, DISCARD ALL, pipelines with and without
 Flush, transactions that commit, roll back or fail midway, COPY in and out, NOTIFY/LISTEN, pg_sleep
 with cancels, SET/RESET of tracked parameters, injected syntax errors, SELECT * statements whose table
@@ -41,7 +41,8 @@ timeout: a hang or an aborted client is a failure; --case PATTERN picks cases by
 
 A failure prints the seed and the command that replays it. The output ends with operation counts and
 "N passed, N failed" (one check per invariant per phase); exit status 1 on any failure.
-Logs of failed phases go to results/torture-<timestamp>/.
+Logs of failed phases go to results/torture-<timestamp>/. PGMUX_WRAP="strace -f -tt -o FILE" (any
+command prefix) runs each phase's pgmux under it, to trace a failure that a replay reproduces.
 """
 from __future__ import annotations
 
@@ -256,6 +257,7 @@ class Pgmux:
 
     def start(self) -> None:
         args = [str(self.binary)] + (["-u", "postgres"] if os.getuid() == 0 else []) + [str(self.dir / "pgmux.ini")]
+        if os.environ.get("PGMUX_WRAP"): args = os.environ["PGMUX_WRAP"].split() + args
         out = open(self.dir / "stdout.log", "ab")
         self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         out.close()
@@ -703,7 +705,7 @@ class Worker(threading.Thread):
         self.close()
         password = USERS[self.user] if self.ph.auth != "trust" else None
         app = f"tw{self.wid}"
-        # With --tls a quarter of the connections use TLS, with SCRAM-SHA-256-PLUS channel
+        # Unless --no-tls, a quarter of the connections use TLS, with SCRAM-SHA-256-PLUS channel
         # binding where the login is SCRAM: the TLS relay, the handshake and the bound exchange.
         tls = self.st.args.tls and self.rng.random() < 0.25
         security = ({"sslmode": "require", "channel_binding": "require" if self.ph.auth != "trust" else "disable"}
@@ -1455,7 +1457,7 @@ def run_phase(ph: Phase, args, cluster: Cluster, binary: Path, tmp: Path,
 
 def replay_args(args, ph: Phase) -> str:
     return (f"--seed {args.seed} --phase {ph.index} --seconds {ph.seconds:.0f}"
-            f"{' --quick' if args.quick else ''}")
+            f"{' --quick' if args.quick else ''}{'' if args.tls else ' --no-tls'}")
 
 
 def clear_rows(cluster: Cluster, workers: list[Worker]) -> None:
@@ -1631,9 +1633,8 @@ def parse_args() -> argparse.Namespace:
                     "a PgBouncer binary works too, to check the tool itself")
     ap.add_argument("--deadline", type=float, default=20, help="an operation slower than this is a hang")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    ap.add_argument("--tls", action="store_true",
-                    help="a quarter of the psycopg connections over TLS (off in --quick for now: it finds a "
-                         "hang of the TLS relay that is not fixed yet, e.g. --tls --seed 672370 --phase 2 --quick)")
+    ap.add_argument("--no-tls", dest="tls", action="store_false",
+                    help="every psycopg connection in plaintext (by default a quarter use TLS)")
     args = ap.parse_args()
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 10**6)

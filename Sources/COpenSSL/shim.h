@@ -8,6 +8,7 @@
 /* These are macros over *_ctrl, invisible to Swift. */
 static inline int pgmux_SSL_CTX_set_min_proto_version(SSL_CTX *c, int v) { return (int)SSL_CTX_set_min_proto_version(c, v); }
 static inline long pgmux_SSL_CTX_set_mode(SSL_CTX *c, long m) { return SSL_CTX_set_mode(c, m); }
+static inline long pgmux_SSL_CTX_set_max_send_fragment(SSL_CTX *c, long m) { return SSL_CTX_set_max_send_fragment(c, m); }
 static inline int pgmux_SSL_CTX_set_max_proto_version(SSL_CTX *c, int v) { return (int)SSL_CTX_set_max_proto_version(c, v); }
 static inline long pgmux_SSL_set_tlsext_host_name(SSL *s, const char *n) { return SSL_set_tlsext_host_name(s, n); }
 static inline long pgmux_SSL_CTX_set_options(SSL_CTX *c, long o) { return (long)SSL_CTX_set_options(c, (uint64_t)o); }

@@ -14,6 +14,9 @@ final class TLSContexts {
 
     struct Failure: Error, CustomStringConvertible { let description: String }
 
+    /// Largest plaintext per TLS record sent to a client (see `makeClientFacing`).
+    static let maxClientRecord = 8192
+
     deinit {
         if let c = toClients { SSL_CTX_free(c) }
         if let c = toServers { SSL_CTX_free(c) }
@@ -91,6 +94,12 @@ final class TLSContexts {
         guard SSL_CTX_use_PrivateKey_file(ctx, s.clientTlsKeyFile, SSL_FILETYPE_PEM) == 1, SSL_CTX_check_private_key(ctx) == 1 else {
             SSL_CTX_free(ctx); throw Failure(description: "client_tls_key_file \(s.clientTlsKeyFile): \(lastError())")
         }
+        // Records of at most 8 kB, as PostgreSQL sends (its send buffer is 8192 bytes). libpq's
+        // asynchronous API reads at least 8 kB at a time and then waits on the socket: the rest
+        // of a larger record stays decrypted inside OpenSSL, the socket never becomes readable
+        // again, and a nonblocking client (psycopg, and any driver polling PQsocket) waits
+        // forever for a result that has arrived. PgBouncer's records are its 4 kB pkt_buf.
+        _ = pgmux_SSL_CTX_set_max_send_fragment(ctx, Self.maxClientRecord)
         // Session resumption for clients that offer it (a resumed handshake skips the
         // certificate's private-key operation, most of a full handshake's cost). The session ID
         // context is random per load, as PgBouncer's: sessions live only in this process, and

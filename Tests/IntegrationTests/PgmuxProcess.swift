@@ -43,7 +43,7 @@ final class PgmuxProcess {
         text += "\n\n[pgmux]\n" + s.map { "\($0.key) = \($0.value)" }.sorted().joined(separator: "\n") + "\n"
         try text.write(toFile: configPath, atomically: false, encoding: .utf8)
 
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         chmod(logPath, 0o666)
         let args = (geteuid() == 0 ? ["-u", "postgres"] : []) + [configPath]
         child = launcher.isEmpty ? try Child(Self.binary, args, outputPath: logPath)

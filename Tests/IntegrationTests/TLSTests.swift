@@ -50,6 +50,28 @@ final class TLSTests: XCTestCase {
         XCTAssertEqual(try bound.scalar("SELECT 1"), "1")
     }
 
+    /// libpq's asynchronous API (psycopg, drivers polling PQsocket) hangs on a TLS record larger
+    /// than 8 kB: what it did not read stays decrypted inside OpenSSL, invisible to the poll. A
+    /// result far larger than a record must reach the client in records PostgreSQL's size.
+    func testRecordsToClientsAreAtMost8kB() throws {
+        // Plaintext toward PostgreSQL: its own records are 8 kB, and pgmux would relay them as they come.
+        let settings = ["auth_type": "trust", "server_tls_sslmode": "disable"]
+        let pgmux = try PgmuxProcess(settings: tlsSettings("require").merging(settings) { $1 })
+        let probe = try TLSRecordProbe(port: pgmux.port)
+        try probe.write(startupMessage(user: PostgresCluster.scramUser.0, database: PostgresCluster.database))
+        _ = try probe.readUntilReady()
+        // Read late: pgmux's writes then wait for the socket, and its relay buffer is full each
+        // time it writes, as under load.
+        try probe.write(simpleQuery("SELECT repeat('x', 4000000)"))
+        usleep(500_000)
+        let reply = try probe.readUntilReady()
+        XCTAssertGreaterThan(reply.count, 4_000_000)
+        XCTAssertGreaterThan(probe.applicationRecords.reduce(0, +), 4_000_000)
+        // 8192 bytes of plaintext, plus the content type byte and the AEAD tag of TLS 1.3.
+        XCTAssertLessThanOrEqual(probe.applicationRecords.max() ?? 0, 8192 + 1 + 16,
+                                  "record sizes: \(Set(probe.applicationRecords).sorted())")
+    }
+
     func testTLSGarbageAndStalledHandshakesAreContained() throws {
         let pgmux = try PgmuxProcess(settings: tlsSettings("require"))
         // SSLRequest followed by plaintext bytes in the same packet: refused.
