@@ -697,8 +697,10 @@ class Worker(threading.Thread):
             ops += [("prepared", 6), ("deallocate_all", 1), ("raw_named", 3)]
         if ph.mode != "session" and ph.mps > 0:
             ops += [("stale_plan", 1)]
+        if ph.protocol_prepare:
+            ops += [("sql_prepare", 2)]
         if ph.mode == "session":
-            ops += [("sql_prepare", 2), ("listen", 2)]
+            ops += [("listen", 2)]
         return ops
 
     def connect(self) -> None:
@@ -716,7 +718,7 @@ class Worker(threading.Thread):
             raise Mismatch("sslmode=require, but the connection is not encrypted")
         # psycopg prepares a query after 5 runs; that only works where named statements survive.
         self.conn.prepare_threshold = 5 if self.ph.protocol_prepare else None
-        self.conn.prepared_max = 10_000  # evicting would send SQL DEALLOCATE name, which pooling breaks
+        self.conn.prepared_max = 3  # psycopg evicts by SQL DEALLOCATE name, of a protocol-level statement
         self.trace.attach(self.conn)
         self.conn.add_notify_handler(lambda n: self.notes.append(n.payload))
         self.conn.add_notice_handler(
@@ -975,11 +977,18 @@ class Worker(threading.Thread):
         raise Mismatch(f"{q} {when}: still 'cached plan must not change result type' after {self.ph.pool + 2} tries")
 
     def op_sql_prepare(self) -> None:
+        """SQL PREPARE / EXECUTE / DEALLOCATE, the name prepared again with another text; some
+        inside a transaction block. Simple protocol (psycopg sends queries without parameters so)."""
         name = f"sp_{self.wid}"
         n = self.rng.randrange(10**6)
-        self.conn.execute(f"PREPARE {name} (int) AS SELECT $1 + 100")
-        self.expect("EXECUTE", self.conn.execute(f"EXECUTE {name} ({n})").fetchone(), (n + 100,))
-        self.conn.execute(f"DEALLOCATE {name}")
+        in_tx = self.ph.mode != "statement" and self.rng.random() < 0.3
+        with self.conn.transaction() if in_tx else contextlib.nullcontext():
+            self.conn.execute(f"PREPARE {name} (int) AS SELECT $1 + 100")
+            self.expect("EXECUTE", self.conn.execute(f"EXECUTE {name} ({n})").fetchone(), (n + 100,))
+            self.conn.execute(f"DEALLOCATE {name}")
+            self.conn.execute(f'PREPARE "{name}" (int) AS SELECT $1 * 2')
+        self.expect("EXECUTE again", self.conn.execute(f"EXECUTE {name}({n})").fetchone(), (n * 2,))
+        self.conn.execute(f"DEALLOCATE PREPARE {name}")
 
     def op_verify(self) -> None:
         rows = self.conn.execute("SELECT k, v FROM rows WHERE w = %s", (self.wid,)).fetchall()

@@ -155,6 +155,13 @@ public final class ClientConnection: Endpoint {
                 continue
             }
             let first = pending[0]
+            if tracksStatements, first == UInt8(ascii: "Q"),
+               let answer = statementNames.rewriter.answerDeallocateWithoutServer(pending, maxPacketSize: loop.maxPacketSize) {
+                inbuf.start += answer.consumed
+                inbuf.scanned = inbuf.start
+                queue(answer.reply)
+                continue
+            }
             guard tracksStatements, first == UInt8(ascii: "P") || first == UInt8(ascii: "S"),
                   let answer = statementNames.rewriter.answerWithoutServer(pending, registry: loop.preparedStatements,
                                                                            maxPacketSize: loop.maxPacketSize)
@@ -206,7 +213,8 @@ public final class ClientConnection: Endpoint {
             let step = scanner.next(base, position: pos, end: inbuf.end, capacity: loop.buffers.size,
                                     maxPacketSize: maxPacket,
                                     wantWhole: { rewriting && ($0 == UInt8(ascii: "P") || $0 == UInt8(ascii: "B")
-                                                               || $0 == UInt8(ascii: "D") || $0 == UInt8(ascii: "C")) },
+                                                               || $0 == UInt8(ascii: "D") || $0 == UInt8(ascii: "C")
+                                                               || ($0 == UInt8(ascii: "Q") && !refusesQuery)) },
                                     wantHeader: { _ in true })
             switch step {
             case .needMore(let p):
@@ -271,6 +279,21 @@ public final class ClientConnection: Endpoint {
                 server.tracker.sent(type)
                 if queryStart == 0 { queryStart = loop.now }
                 pos = start
+            case .message(let type, let start, let total) where type == UInt8(ascii: "Q"):
+                // A simple Query with prepared-statement tracking on: SQL PREPARE/EXECUTE/DEALLOCATE.
+                let body = UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)
+                let rw = statementNames.rewriter.rewriteQuery(body, server: &server.statementCache, registry: loop.preparedStatements,
+                                                              inFailedTransaction: server.tracker.status == UInt8(ascii: "E"))
+                server.expectations.append(contentsOf: rw.expectations)
+                server.expectations.append(.sync)
+                server.tracker.sent(type)
+                if queryStart == 0 { queryStart = loop.now }
+                if let bytes = rw.replacement {
+                    stage(upTo: start, then: bytes, for: server)
+                    inbuf.start = start + total
+                    inbuf.scanned = inbuf.start
+                }
+                pos = start + total
             case .message(let type, let start, let total):
                 // P, B, D or C with prepared-statement tracking on.
                 let body = UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)

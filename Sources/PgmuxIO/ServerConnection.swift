@@ -410,6 +410,14 @@ public final class ServerConnection: Endpoint {
                     }
                     if swallow { inbuf.start = start + total; inbuf.scanned = inbuf.start }
                 case UInt8(ascii: "C"):
+                    if rewriting && expectations.swallowsNextCommandComplete {
+                        // A statement pgmux put ahead of the client's in its Query.
+                        guard cutOut(start, total, client) else { pos = start; break scan }
+                        expectations.commandComplete()
+                        inbuf.start = start + total; inbuf.scanned = inbuf.start
+                        break
+                    }
+                    if rewriting { expectations.commandComplete() }
                     if CommandTag.dropsPreparedStatements(UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)) {
                         statementCache.removeAll()
                         client.statementBox?.rewriter.forgetAll()
@@ -441,7 +449,12 @@ public final class ServerConnection: Endpoint {
 
     /// After an ErrorResponse the server skips to Sync: the Parses it skipped never happened.
     private func forgetSkippedParses(_ client: ClientConnection) {
-        for lost in expectations.error() {
+        let skipped = expectations.error()
+        if skipped.cacheOutOfSync {
+            closeNeeded = true
+            closeReason = "prepared statement cache out of sync after an error"
+        }
+        for lost in skipped.lost {
             statementCache.remove(lost.id)
             if let name = lost.clientName, client.statementBox?.rewriter.clientStatements[name] == lost.id {
                 client.statementBox?.rewriter.clientStatements[name] = nil

@@ -212,3 +212,71 @@ final class PreparedStatementStatsTests: XCTestCase {
         XCTAssertEqual(try b.scalar("SHOW IntervalStyle"), "iso_8601", "a SET of a tracked parameter follows the client")
     }
 }
+
+/// SQL-level prepared statements under transaction pooling.
+final class SQLPreparedStatementTests: XCTestCase {
+    /// Issue 16, item 1: SQL-level PREPARE / EXECUTE / DEALLOCATE in transaction pooling. The
+    /// client's statements survive the loss of every server (a new server gets them prepared from
+    /// the client's SQL), DEALLOCATE frees a name so that it can be prepared again with another
+    /// text, inside a transaction too, and a protocol-level statement can be freed by SQL (PHP
+    /// PDO's way), which PostgreSQL refused before ("prepared statement does not exist").
+    func testSQLLevelPrepareExecuteDeallocate() throws {
+        let user = PostgresCluster.scramUser.0
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "2"])
+        let c = try PQConnection(pgmux.conninfo())
+        func replaceServers() throws {
+            _ = try PostgresCluster.shared.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '\(user)'")
+            XCTAssertTrue(try waitUntil(3) { try PostgresCluster.shared.backendCount(user: user) == 0 })
+            usleep(200_000)  // pgmux sees its idle servers close
+        }
+        _ = try c.query("PREPARE a1 (int) AS SELECT $1 + 1")
+        XCTAssertEqual(try c.scalar("EXECUTE a1(41)"), "42")
+        try replaceServers()
+        XCTAssertEqual(try c.scalar("EXECUTE a1 (1)"), "2", "prepared again on the new server")
+        XCTAssertThrowsError(try c.query("PREPARE a1 AS SELECT 0")) { XCTAssertTrue("\($0)".contains("already exists"), "\($0)") }
+        _ = try c.query("DEALLOCATE a1")
+        XCTAssertThrowsError(try c.query("EXECUTE a1(1)")) { XCTAssertTrue("\($0)".contains("does not exist"), "\($0)") }
+        _ = try c.query("PREPARE a1 AS SELECT 'other'")
+        XCTAssertEqual(try c.scalar("EXECUTE a1"), "other")
+        // Inside a transaction: freed, prepared again with another text, executed, committed.
+        _ = try c.query("BEGIN")
+        XCTAssertEqual(try c.scalar("EXECUTE a1"), "other")
+        _ = try c.query("DEALLOCATE PREPARE a1")
+        _ = try c.query("PREPARE a1 AS SELECT 'third'")
+        XCTAssertEqual(try c.scalar("EXECUTE a1"), "third")
+        _ = try c.query("COMMIT")
+        try replaceServers()
+        XCTAssertEqual(try c.scalar("EXECUTE a1"), "third")
+
+        // Protocol-level statements freed by SQL, then prepared again under the same name.
+        try c.prepare("pdo_stmt_00000001", "SELECT $1::int * 2")
+        XCTAssertEqual(try c.execPrepared("pdo_stmt_00000001", ["21"]).first?.first, "42")
+        _ = try c.query("DEALLOCATE pdo_stmt_00000001")
+        try c.prepare("pdo_stmt_00000001", "SELECT $1::int * 3")
+        XCTAssertEqual(try c.execPrepared("pdo_stmt_00000001", ["21"]).first?.first, "63")
+        _ = try c.query("BEGIN")
+        _ = try c.query("DEALLOCATE pdo_stmt_00000001")
+        try c.prepare("pdo_stmt_00000001", "SELECT $1::int * 4")
+        XCTAssertEqual(try c.execPrepared("pdo_stmt_00000001", ["21"]).first?.first, "84")
+        _ = try c.query("COMMIT")
+        // An untyped protocol statement can be run by SQL EXECUTE on a server that never saw it.
+        try c.prepare("untyped", "SELECT $1 || '!'")
+        try replaceServers()
+        XCTAssertEqual(try c.scalar("EXECUTE untyped('hi')"), "hi!")
+        // In a failed transaction the server refuses DEALLOCATE, and the statement stays.
+        _ = try c.query("BEGIN")
+        XCTAssertThrowsError(try c.query("SELECT 1/0"))
+        XCTAssertThrowsError(try c.query("DEALLOCATE untyped")) { XCTAssertTrue("\($0)".contains("aborted"), "\($0)") }
+        _ = try c.query("ROLLBACK")
+        XCTAssertEqual(try c.scalar("EXECUTE untyped('again')"), "again!")
+        // DEALLOCATE ALL forgets every name.
+        _ = try c.query("DEALLOCATE ALL")
+        XCTAssertThrowsError(try c.query("EXECUTE untyped('x')"))
+        XCTAssertThrowsError(try c.execPrepared("pdo_stmt_00000001", ["1"]))
+        // Another client uses the same names for its own statements.
+        let d = try PQConnection(pgmux.conninfo())
+        _ = try d.query("PREPARE a1 AS SELECT 'd'")
+        XCTAssertEqual(try d.scalar("EXECUTE a1"), "d")
+        XCTAssertThrowsError(try c.query("EXECUTE a1"), "DEALLOCATE ALL freed it")
+    }
+}

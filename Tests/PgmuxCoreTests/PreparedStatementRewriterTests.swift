@@ -81,7 +81,7 @@ final class PreparedStatementRewriterTests: XCTestCase {
         let m = messages(try XCTUnwrap(r.replacement))
         XCTAssertEqual(m.map { $0.0 }, ["C", "P"])
         XCTAssertEqual(m[0].1, "SPGMUX_1\0", "b (id 1) was least recently used")
-        XCTAssertEqual(r.expectations.first, .close(swallow: true))
+        XCTAssertEqual(r.expectations.first, .close(swallow: true, evicts: true))
         XCTAssertFalse(cache.contains(1))
         XCTAssertTrue(cache.contains(0))
     }
@@ -123,7 +123,7 @@ final class PreparedStatementRewriterTests: XCTestCase {
         var e = ResponseExpectations()
         e.append(contentsOf: [.parse(id: 3, swallow: true), .parse(id: 4, swallow: false, clientName: "n"), .sync,
                               .parse(id: 5, swallow: false)])
-        let lost = e.error()
+        let lost = e.error().lost
         XCTAssertEqual(lost.map { $0.id }, [3, 4])
         XCTAssertEqual(lost.map { $0.clientName }, [nil, "n"])
         e.readyForQuery()

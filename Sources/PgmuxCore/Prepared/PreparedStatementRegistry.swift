@@ -8,6 +8,10 @@ public final class PreparedStatementRegistry {
     /// Statements some server has answered with ParseComplete: their text and parameter types are
     /// known to parse, so a client's Parse of one can be answered without a server.
     private var validated: [Bool] = []
+    /// SQL-level statements (`PREPARE name <tail>`), by tail, in the same id space: a server
+    /// holds them under the same `PGMUX_<n>` names.
+    private var sqlIDs: [String: Int] = [:]
+    private var sqlTails: [Int: String] = [:]
 
     public init() {}
 
@@ -36,6 +40,33 @@ public final class PreparedStatementRegistry {
     }
 
     public func serverName(_ id: Int) -> [UInt8] { Array("PGMUX_\(id)".utf8) }
+
+    /// The id of an SQL-level statement, `PREPARE name <tail>`, registering it on first sight.
+    public func id(forSQL tail: String) -> Int {
+        if let id = sqlIDs[tail] { return id }
+        let id = definitions.count
+        definitions.append([])
+        validated.append(false)
+        sqlIDs[tail] = id
+        sqlTails[id] = tail
+        return id
+    }
+
+    /// Whether `id` came from SQL PREPARE (it cannot be prepared by a Parse message).
+    public func isSQL(_ id: Int) -> Bool { sqlTails[id] != nil }
+
+    /// The server name as an SQL identifier (quoted: unquoted names fold to lower case).
+    public func sqlName(_ id: Int) -> String { "\"PGMUX_\(id)\"" }
+
+    /// An SQL PREPARE creating statement `id` on a server, or nil when it cannot be written in SQL
+    /// (a Parse with parameter type OIDs, which PREPARE takes as type names).
+    public func sqlPrepare(_ id: Int) -> String? {
+        if let tail = sqlTails[id] { return "PREPARE \(sqlName(id))\(tail)" }
+        let d = definitions[id]
+        guard let nul = d.firstIndex(of: 0), d.count >= nul + 3 else { return nil }
+        guard d[(nul + 3)...].allSatisfy({ $0 == 0 }) else { return nil }
+        return "PREPARE \(sqlName(id)) AS " + String(decoding: d[..<nul], as: UTF8.self)
+    }
 
     /// A complete Parse message preparing statement `id` under its server name.
     public func parseMessage(_ id: Int) -> [UInt8] {

@@ -29,7 +29,9 @@ public struct PreparedStatementRewriter {
         switch type {
         case UInt8(ascii: "P"):
             guard let name = r.cString() else { return .failure(.malformed("Parse")) }
-            if name.isEmpty { return .success(Rewrite(replacement: nil, expectations: [.parse(id: nil, swallow: false)])) }
+            if name.isEmpty {
+                return .success(rewriteUnnamedParse(body, queryAt: r.offset, server: &server, registry: registry))
+            }
             parses += 1
             guard clientStatements[name] == nil else { return .failure(.nameInUse(name)) }
             let definition = Array(body[r.offset...])
@@ -104,10 +106,13 @@ public struct PreparedStatementRewriter {
         return (Rewrite(replacement: out, expectations: exp), r.offset)
     }
 
-    /// Prepares `id` on the server first when it lacks it (reply swallowed).
-    private mutating func ensurePrepared(_ id: Int, server: inout ServerStatementCache,
+    /// Prepares `id` on the server first when it lacks it (reply swallowed). A statement from SQL
+    /// PREPARE cannot be sent as a Parse (its parameter types are type names): a Bind of one on a
+    /// server that lacks it gets the server's error, as it would without pgmux.
+    mutating func ensurePrepared(_ id: Int, server: inout ServerStatementCache,
                                          registry: PreparedStatementRegistry, into out: inout [UInt8]) -> [Expectation] {
         if server.contains(id) { server.touch(id); hits += 1; return [] }
+        if registry.isSQL(id) { misses += 1; return [] }
         misses += 1
         var exp: [Expectation] = []
         for old in server.insert(id) { closeStatement(old, registry: registry, into: &out, expectations: &exp) }
@@ -119,7 +124,7 @@ public struct PreparedStatementRewriter {
     private func closeStatement(_ id: Int, registry: PreparedStatementRegistry, into out: inout [UInt8],
                                 expectations: inout [Expectation]) {
         out += PreparedStatementRegistry.message(UInt8(ascii: "C"), [UInt8(ascii: "S")] + registry.serverName(id) + [0])
-        expectations.append(.close(swallow: true))
+        expectations.append(.close(swallow: true, evicts: true))
     }
 
     /// DISCARD ALL / DEALLOCATE ALL ran on the server: the client's names are gone too.

@@ -66,6 +66,34 @@ extension PreparedStatementRewriter {
     }
 }
 
+/// `DEALLOCATE name` of a statement the client prepared, and `DEALLOCATE ALL`, from a client that
+/// holds no server: only the client's names change (servers keep their copies for other
+/// clients), so the answer needs no server. PHP PDO frees every statement this way; taking a
+/// server for each would cost a round trip and a place in the queue.
+extension PreparedStatementRewriter {
+    /// The reply to the simple Query at the start of `pending` when it is such a DEALLOCATE
+    /// (CommandComplete, ReadyForQuery 'I') and how many bytes it took; nil otherwise.
+    public mutating func answerDeallocateWithoutServer(_ pending: UnsafeRawBufferPointer,
+                                                       maxPacketSize: Int) -> (consumed: Int, reply: [UInt8])? {
+        guard pending.count >= 6, pending[0] == UInt8(ascii: "Q") else { return nil }
+        let length = Int(pending[1]) << 24 | Int(pending[2]) << 16 | Int(pending[3]) << 8 | Int(pending[4])
+        guard length >= 5, length <= maxPacketSize, pending.count - 1 >= length, pending[length] == 0 else { return nil }
+        let tag: String
+        switch PreparedStatementSQL.classify(UnsafeRawBufferPointer(rebasing: pending[5..<length])) {
+        case .deallocate(let name):
+            guard clientStatements.removeValue(forKey: name) != nil else { return nil }
+            tag = "DEALLOCATE"
+        case .deallocateAll:
+            forgetAll()
+            tag = "DEALLOCATE ALL"
+        default:
+            return nil
+        }
+        let complete = PreparedStatementRegistry.message(UInt8(ascii: "C"), Array(tag.utf8) + [0])
+        return (length + 1, complete + [UInt8(ascii: "Z"), 0, 0, 0, 5, UInt8(ascii: "I")])
+    }
+}
+
 /// A Flush from a client that holds no server: no output is owed, so it needs no server. libpq
 /// pipelines send Flush right after Sync; when it arrives after the server was released, taking a
 /// server for it would pin that server (nothing it sends is ever answered by ReadyForQuery).

@@ -5,9 +5,22 @@ public enum Expectation: Equatable, Sendable {
     /// A ParseComplete; `id` is the registry statement it prepares (nil: unnamed), `clientName`
     /// the client's own name when the client sent this Parse.
     case parse(id: Int?, swallow: Bool, clientName: String? = nil)
-    case close(swallow: Bool)
+    /// A CloseComplete; `evicts` when the Close drops a statement the server's cache let go.
+    case close(swallow: Bool, evicts: Bool = false)
     /// A ReadyForQuery (Sync, Query, FunctionCall).
     case sync
+    /// The CommandComplete of one statement of a rewritten simple Query: `swallow` for a
+    /// statement pgmux prefixed, `prepares` the registry statement it creates on the server,
+    /// `deallocates` one it drops there, `clientName` the client's name for a PREPARE it sent.
+    case commandComplete(swallow: Bool, prepares: Int? = nil, deallocates: Int? = nil, clientName: String? = nil)
+}
+
+/// What an ErrorResponse undid: statements the server never prepared (the cache and the client's
+/// names forget them), and whether a drop pgmux asked for never ran (the server may still hold a
+/// statement its cache no longer lists: it must not be reused).
+public struct SkippedAfterError: Sendable {
+    public var lost: [(id: Int, clientName: String?)] = []
+    public var cacheOutOfSync = false
 }
 
 public struct ResponseExpectations: Sendable {
@@ -36,21 +49,40 @@ public struct ResponseExpectations: Sendable {
     public mutating func closeComplete() -> Bool {
         while head < queue.count {
             let e = queue[head]; advance()
-            if case .close(let swallow) = e { return swallow }
+            if case .close(let swallow, _) = e { return swallow }
         }
         return false
     }
 
-    /// An ErrorResponse: the server skips to the next Sync. Returns the Parses that were skipped
-    /// or failed, so the server's cache and the client's names forget them.
-    public mutating func error() -> [(id: Int, clientName: String?)] {
-        var lost: [(id: Int, clientName: String?)] = []
+    /// The next CommandComplete answers a statement pgmux prefixed to a client's Query.
+    public var swallowsNextCommandComplete: Bool {
+        if head < queue.count, case .commandComplete(true, _, _, _) = queue[head] { return true }
+        return false
+    }
+
+    /// A CommandComplete arrived: settles the statement expectation at the head, if any (other
+    /// CommandCompletes answer the client's own statements and expect nothing).
+    public mutating func commandComplete() {
+        if head < queue.count, case .commandComplete = queue[head] { advance() }
+    }
+
+    /// An ErrorResponse: the server skips to the next Sync (in a simple Query, the statements
+    /// after the failed one). Returns what never happened.
+    public mutating func error() -> SkippedAfterError {
+        var skipped = SkippedAfterError()
         while head < queue.count {
-            if queue[head] == .sync { break }
-            if case .parse(let id?, _, let name) = queue[head] { lost.append((id, name)) }
+            switch queue[head] {
+            case .sync: return skipped
+            case .parse(let id?, _, let name): skipped.lost.append((id, name))
+            case .close(_, true): skipped.cacheOutOfSync = true
+            case .commandComplete(_, let prepares, let deallocates, let name):
+                if let prepares { skipped.lost.append((prepares, name)) }
+                if deallocates != nil { skipped.cacheOutOfSync = true }
+            default: break
+            }
             advance()
         }
-        return lost
+        return skipped
     }
 
     /// A ReadyForQuery: everything up to and including the first Sync is settled.

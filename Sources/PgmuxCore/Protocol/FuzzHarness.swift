@@ -127,7 +127,7 @@ public enum FuzzHarness {
                 return
             case .header(let type, let start, _):
                 if type == UInt8(ascii: "G") { tracker.copyInStarted() } else {
-                    for lost in expectations.error() { cache.remove(lost.id) }
+                    for lost in expectations.error().lost { cache.remove(lost.id) }
                 }
                 pos = start
             case .message(let type, let start, let total):
