@@ -265,6 +265,29 @@ final class AdminConsole {
 
     // MARK: live figures
 
+    /// SHOW DATABASES and SHOW POOLS show load_balance_hosts only for a host list (PgBouncer).
+    static func loadBalanceText(_ e: DatabaseEntry) -> String? {
+        e.host?.contains(",") == true ? e.loadBalanceHosts.rawValue : nil
+    }
+
+    /// SHOW HOSTS rows of one database: its hosts as `HostHealth` knows them, judged against its
+    /// target_session_attrs.
+    private func hostRows(_ name: String, _ e: DatabaseEntry) -> [AdminHostRow] {
+        let target = e.targetSessionAttrs ?? loop.config.settings.targetSessionAttrs
+        let now = loop.now
+        return e.hosts.map { host in
+            let h = loop.hostHealth[host]
+            let state: String
+            if let h, h.isBackingOff(at: now) { state = "backoff" }
+            else if let s = h?.status { state = target == .preferStandby || target.accepts(s) ? "usable" : "wrong role" }
+            else { state = "unknown" }
+            return AdminHostRow(database: name, host: host.name.isEmpty ? loop.config.settings.unixSocketDir : host.name,
+                                port: host.port, targetSessionAttrs: target.rawValue,
+                                role: h?.status?.roleName ?? "unknown", state: state, failures: h?.failures ?? 0,
+                                retryIn: h?.retryIn(at: now) ?? 0, lastError: h?.lastError ?? "")
+        }
+    }
+
     private func snapshot() -> AdminSnapshot {
         var snap = AdminSnapshot()
         let s = loop.config.settings
@@ -274,6 +297,7 @@ final class AdminConsole {
         for p in loop.pools.values {
             var row = AdminPoolRow(database: p.databaseName, user: p.userName)
             row.poolMode = p.mode.rawValue
+            row.loadBalanceHosts = Self.loadBalanceText(p.database)
             row.stats = p.counters
             row.olderStats = p.periodCounters
             if let since = p.machine.oldestWaitStart, since > 0 { row.maxWaitUs = Stats.micros(loop.now - since) }
@@ -362,6 +386,7 @@ final class AdminConsole {
             d.reservePoolSize = e.reservePoolSize ?? s.reservePoolSize
             d.serverLifetime = Int(e.serverLifetime ?? s.serverLifetime)
             d.poolMode = e.poolMode?.rawValue
+            d.loadBalanceHosts = Self.loadBalanceText(e)
             d.maxConnections = e.maxDbConnections ?? s.maxDbConnections
             d.currentConnections = loop.serverCaps.count(database: e.dbname)
             // The counts max_db_client_connections is enforced on (LoginHandler.countClient).
@@ -370,7 +395,9 @@ final class AdminConsole {
             d.paused = loop.isPaused(name)
             d.disabled = loop.disabledDatabases.contains(name)
             snap.databases.append(d)
+            snap.hosts += hostRows(name, e)
         }
+        snap.hosts.sort { ($0.database, $0.host, $0.port) < ($1.database, $1.host, $1.port) }
         snap.databases.append(consoleDatabaseRow(s, clients: loop.login.databaseClientCounts["pgbouncer"] ?? 0))
         for name in knownUsers() {
             let u = loop.config.users[name]

@@ -17,6 +17,10 @@ extension EventLoop {
                 // PgBouncer keeps these clients in the pool's waiting list (CL_WAITING_LOGIN):
                 // the queue timeouts apply to them, and client_login_timeout while the pool
                 // has no welcome.
+                if let why = client.pool?.failoverExpired(waitingSince: client.stateSince, now: t) {
+                    client.sendError(why)
+                    continue
+                }
                 let queryTimeout = config.users[client.user]?.queryTimeout ?? s.queryTimeout
                 if queryTimeout > 0 && t - client.stateSince > queryTimeout {
                     client.sendError("query_timeout")
@@ -26,6 +30,11 @@ extension EventLoop {
                     client.sendError("client_login_timeout (server down)")
                 }
             case .waiting:
+                // failover_timeout first: no host of the pool can be used, waiting longer is vain.
+                if let why = client.pool?.failoverExpired(waitingSince: client.stateSince, now: t) {
+                    client.sendError(why)
+                    continue
+                }
                 // Same order as PgBouncer's janitor: query_timeout first.
                 let queryTimeout = config.users[client.user]?.queryTimeout ?? s.queryTimeout
                 if queryTimeout > 0 && t - client.stateSince > queryTimeout {

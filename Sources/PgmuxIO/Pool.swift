@@ -21,7 +21,13 @@ public final class Pool {
     var loop: EventLoop { loopRef.takeUnretainedValue() }
     public let databaseName: String
     public let userName: String
-    var database: DatabaseEntry
+    var database: DatabaseEntry { didSet { refreshSelector() } }
+    /// Which host of `database.host` the next server goes to (host lists, target_session_attrs).
+    var selector: HostSelector
+    /// Since when this pool (following hosts) has had no host to use: every attempt failed or
+    /// reached a server of the wrong role. nil once a server logs in. Waiting clients are failed
+    /// after failover_timeout only while it is set and no server of the pool is left.
+    var hostsUnavailableSince: Double?
     /// Login name and password used toward PostgreSQL (a forced `user=` wins over the client's).
     let serverUser: String
     var serverPassword: String?
@@ -57,6 +63,7 @@ public final class Pool {
         self.loopRef = Unmanaged.passUnretained(loop)
         self.databaseName = databaseName
         self.database = database
+        self.selector = Pool.makeSelector(database, loop.config.settings)
         self.userName = userName
         self.serverUser = serverUser
         self.serverPassword = serverPassword
@@ -65,6 +72,18 @@ public final class Pool {
         machine.setPause(loop.pauseState(of: databaseName))
         lastUsed = loop.now
         refreshLifetime()
+    }
+
+    static func makeSelector(_ e: DatabaseEntry, _ s: Settings) -> HostSelector {
+        HostSelector(hosts: e.hosts, loadBalance: e.loadBalanceHosts, target: e.targetSessionAttrs ?? s.targetSessionAttrs)
+    }
+
+    /// After RELOAD changed the database entry or the global target_session_attrs.
+    func refreshSelector() {
+        let fresh = Pool.makeSelector(database, loop.config.settings)
+        if fresh.hosts != selector.hosts || fresh.loadBalance != selector.loadBalance || fresh.target != selector.target {
+            selector = fresh
+        }
     }
 
     /// The machine's limits as the configuration sets them for (database, user).
@@ -338,22 +357,68 @@ public final class Pool {
         return loop.limitsAllow(self, evictIfNeeded: evictIfNeeded)
     }
 
+    /// Starts a connect to the host the selector picks (the only host, without a list). With a
+    /// list, a host that cannot be resolved or connected at once is backed off and the next one
+    /// tried; false when no connect could be started.
     @discardableResult
     func launch() -> Bool {
-        guard let address = loop.serverAddress(for: database) else {
-            loginAttemptFailed(nil, reason: "could not resolve host \(database.host ?? "")", failure: .transport)
-            return false
+        for _ in selector.hosts.indices {
+            let host: ServerHost
+            if selector.followsHosts {
+                guard let picked = selector.pick(loop.hostHealth, now: loop.now) else {
+                    noteHostsUnavailable()
+                    return false
+                }
+                host = picked
+            } else {
+                host = selector.hosts[0]
+            }
+            let address: Socket.Address, fd: Int32
+            do { address = try loop.serverAddress(for: host) } catch {
+                loginAttemptFailed(nil, host: host, reason: "could not resolve host \(host.name): \(error)", failure: .transport)
+                if selector.followsHosts { continue }
+                return false
+            }
+            do { fd = try Socket.connect(address) } catch {
+                loginAttemptFailed(nil, host: host, reason: "connect failed: \(error)", failure: .transport)
+                if selector.followsHosts { continue }
+                return false
+            }
+            let server = ServerConnection(loop: loop, pool: self, fd: fd, address: address, host: host)
+            machine.connectStarted()
+            loop.serverOpened(server)
+            server.startWriting()
+            return true
         }
-        let fd: Int32
-        do { fd = try Socket.connect(address) } catch {
-            loginAttemptFailed(nil, reason: "connect failed: \(error)", failure: .transport)
-            return false
-        }
-        let server = ServerConnection(loop: loop, pool: self, fd: fd, address: address)
-        machine.connectStarted()
-        loop.serverOpened(server)
-        server.startWriting()
-        return true
+        return false
+    }
+
+    private func noteHostsUnavailable() {
+        if hostsUnavailableSince == nil && machine.idle.isEmpty && machine.active == 0 { hostsUnavailableSince = loop.now }
+    }
+
+    /// A server reached ReadyForQuery after its login: its role goes to `HostHealth`; false when
+    /// the pool's target_session_attrs does not accept it (the server is closed, the next host
+    /// tried). The check happens before connect_query, which then runs only on kept servers.
+    func admitsLoggedIn(_ server: ServerConnection) -> Bool {
+        let status = server.reportedStatus
+        loop.hostReported(server.host, status: status, loggedIn: true)
+        guard selector.followsHosts,
+              !selector.accepts(status, from: server.host, loop.hostHealth, now: loop.now) else { return true }
+        let why = status.map { "server is \($0.roleName), not usable for target_session_attrs=\(selector.target.rawValue)" }
+            ?? "server does not report in_hot_standby (target_session_attrs needs PostgreSQL 14 or later)"
+        noteHostsUnavailable()
+        server.close(reason: why, notifyClient: false, loginFailure: nil)
+        return false
+    }
+
+    /// failover_timeout: the error for a client that has waited since `since` while no host of
+    /// this pool can be used and no server of it is left; nil while it may keep waiting.
+    func failoverExpired(waitingSince since: Double, now: Double) -> String? {
+        guard selector.followsHosts, hostsUnavailableSince != nil, machine.idle.isEmpty, machine.active == 0,
+              now - since >= loop.config.settings.failoverTimeout else { return nil }
+        return "no server for database \"\(databaseName)\" user \"\(userName)\" within failover_timeout: "
+            + selector.unavailableReason(loop.hostHealth, now: now)
     }
 
     /// check_fast_fail's other half: a client turned away still triggers an attempt (when the
@@ -363,6 +428,7 @@ public final class Pool {
     }
 
     func serverLoggedIn(_ server: ServerConnection) {
+        hostsUnavailableSince = nil
         let greeted = machine.loginSucceeded()
         if welcome == nil {
             welcome = server.reportedOrder.compactMap { k in server.params[k].map { ($0.name, $0.value) } }
@@ -387,10 +453,26 @@ public final class Pool {
     /// for check_fast_fail, and sets the delay before the next attempt. A refusal (.rejected)
     /// also fails the clients waiting on this pool when it has no usable server (PgBouncer's
     /// kill_pool_logins), except 57P03 ("the database system is starting up"), which fails no one.
-    func loginAttemptFailed(_ server: ServerConnection?, reason: String, failure: ServerConnection.LoginFailure,
-                            clientMessage: String? = nil) {
+    ///
+    /// A pool following hosts (`HostSelector.followsHosts`) backs off the host instead, for
+    /// transport failures and 57P03, and keeps its clients waiting for another host (see
+    /// failover_timeout): refusals of the login itself still go through the pool.
+    func loginAttemptFailed(_ server: ServerConnection?, host: ServerHost? = nil, reason: String,
+                            failure: ServerConnection.LoginFailure, clientMessage: String? = nil) {
         let now = loop.now
         let prefix = server?.logPrefix ?? "\(databaseName)/\(userName)"
+        if selector.followsHosts, let host = server?.host ?? host {
+            var hostFailure = true
+            if case .rejected(let code, _) = failure, code != SQLState.cannotConnectNow { hostFailure = false }
+            if hostFailure {
+                loop.log.warning("\(prefix) server login failed: \(reason)")
+                loop.hostHealth.failed(host, at: now, attemptStarted: server?.connectTime ?? now, reason: reason,
+                                       retryLimit: loop.config.settings.serverLoginRetry)
+                lastFailureMessage = reason
+                noteHostsUnavailable()
+                return
+            }
+        }
         let kind: PoolStateMachine.LoginFailure
         switch failure {
         case .transport:

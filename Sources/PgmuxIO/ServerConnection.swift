@@ -86,11 +86,14 @@ public final class ServerConnection: Endpoint {
     /// When the open transaction began (transaction_timeout); 0 outside a transaction.
     var transactionStart: Double = 0
     let address: Socket.Address
+    /// The host of the database's list this server was opened to.
+    let host: ServerHost
     var localAddress = Socket.Address()
 
-    init(loop: EventLoop, pool: Pool, fd: Int32, address: Socket.Address) {
+    init(loop: EventLoop, pool: Pool, fd: Int32, address: Socket.Address, host: ServerHost) {
         self.poolRef = Unmanaged.passUnretained(pool)
         self.address = address
+        self.host = host
         self.lastUsed = 0
         self.statementCache = ServerStatementCache(capacity: loop.config.settings.maxPreparedStatements)
         super.init(loop: loop, fd: fd)
@@ -149,8 +152,8 @@ public final class ServerConnection: Endpoint {
         releaseBufferIfEmpty()
         let mode = loop.config.settings.serverTlsSslmode
         if answer == UInt8(ascii: "S") && !extra, let ctx = loop.tls.toServers {
-            let host = pool.database.host.flatMap { $0.split(separator: ",").first.map(String.init) }
-            guard beginTLS(ctx, accept: false, hostName: host, verifyHost: mode == .verifyFull) else {
+            guard beginTLS(ctx, accept: false, hostName: host.isUnixSocket ? nil : host.name,
+                           verifyHost: mode == .verifyFull) else {
                 close(reason: "TLS setup failed", notifyClient: false,
                       loginFailure: .rejected(code: SQLState.connectionFailure, severity: nil))
                 return
@@ -203,6 +206,7 @@ public final class ServerConnection: Endpoint {
                 return
             case UInt8(ascii: "Z"):
                 authenticator = nil
+                guard pool.admitsLoggedIn(self) else { return }
                 if let query = pool.database.connectQuery, !query.isEmpty {
                     runningConnectQuery = true
                     var m = MessageBuilder(); m.query(query); queue(m.bytes)
@@ -305,6 +309,15 @@ public final class ServerConnection: Endpoint {
         let key = name.lowercased()
         if params[key] == nil { reportedOrder.append(key) }
         params[key] = (name, value)
+        if state != .loggingIn && (key == "in_hot_standby" || key == "default_transaction_read_only") {
+            loop.hostReported(host, status: reportedStatus, loggedIn: false)
+        }
+    }
+
+    /// The role this server reported (nil before PostgreSQL 14, which does not report it).
+    var reportedStatus: ServerStatus? {
+        ServerStatus(inHotStandby: params["in_hot_standby"]?.value,
+                     defaultTransactionReadOnly: params["default_transaction_read_only"]?.value)
     }
 
     // MARK: relay
