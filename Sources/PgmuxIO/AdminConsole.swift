@@ -278,7 +278,7 @@ final class AdminConsole {
         return e.hosts.map { host in
             let h = loop.hostHealth[host]
             let state: String
-            if let h, h.isBackingOff(at: now) { state = "backoff" }
+            if let h, h.failures > 0 { state = "backoff" }
             else if let s = h?.status { state = target == .preferStandby || target.accepts(s) ? "usable" : "wrong role" }
             else { state = "unknown" }
             return AdminHostRow(database: name, host: host.name.isEmpty ? loop.config.settings.unixSocketDir : host.name,
@@ -395,9 +395,9 @@ final class AdminConsole {
             d.paused = loop.isPaused(name)
             d.disabled = loop.disabledDatabases.contains(name)
             snap.databases.append(d)
-            snap.hosts += hostRows(name, e)
         }
-        snap.hosts.sort { ($0.database, $0.host, $0.port) < ($1.database, $1.host, $1.port) }
+        // By database name, each database's hosts in the order of its list.
+        for name in names.sorted() { if let e = loop.config.database(named: name) { snap.hosts += hostRows(name, e) } }
         snap.databases.append(consoleDatabaseRow(s, clients: loop.login.databaseClientCounts["pgbouncer"] ?? 0))
         for name in knownUsers() {
             let u = loop.config.users[name]

@@ -348,7 +348,8 @@ public struct AdminHostRow: Sendable {
     public var targetSessionAttrs: String
     /// `primary`, `standby`, `primary (read-only)`, or `unknown` before a login reported it.
     public var role: String
-    /// `usable`, `backoff` (connects failing), `wrong role` (for this database's target), `unknown`.
+    /// `backoff` (its last connect or login failed; tried again after `retryIn`), else `usable` or
+    /// `wrong role` (for this database's target) by its last reported role, `unknown` before one.
     public var state: String
     public var failures: Int
     /// Seconds until the next attempt while backing off.
