@@ -351,7 +351,7 @@ final class AdminConsole {
             case .beingCanceled: state = .svBeingCanceled; rows[key]?.svBeingCanceled += 1
             case .ownQuery(let q): state = q == .reset ? .svTested : .svUsed
                 if q == .reset { rows[key]?.svTested += 1 } else { rows[key]?.svUsed += 1 }
-            case .connecting, .tlsRequest, .tlsHandshake, .loggingIn: state = .svLogin; rows[key]?.svLogin += 1
+            case .resolving, .connecting, .tlsRequest, .tlsHandshake, .loggingIn: state = .svLogin; rows[key]?.svLogin += 1
             case .closed: continue
             }
             var r = AdminConnectionRow(owner: .pool(database: pool.databaseName, user: pool.userName), state: state,
@@ -421,6 +421,7 @@ final class AdminConsole {
         snap.lists.usedClients = loop.clients.count
         snap.lists.usedServers = loop.servers.count
         snap.lists.freeServers = loop.pools.values.reduce(0) { $0 + $1.machine.idle.count }
+        loop.resolverIfStarted?.fill(&snap)
         snap.mem = [AdminMemRow(name: "iobuf", size: loop.buffers.size, used: loop.buffers.inUse,
                                 free: loop.buffers.freeCount, memtotal: loop.buffers.size * (loop.buffers.inUse + loop.buffers.freeCount)),
                     AdminMemRow(name: "watcher", size: MemoryLayout<ev_io>.stride, used: loop.watchers.inUse,

@@ -62,6 +62,12 @@ extension EventLoop {
         }
         for server in servers.values {
             switch server.state {
+            case .resolving:
+                // server_connect_timeout covers the lookup too: a resolver that does not answer
+                // fails the attempt like a connect that does not finish.
+                if s.serverConnectTimeout > 0 && t - server.connectTime > s.serverConnectTimeout {
+                    server.close(reason: "could not resolve host \(server.host.name): DNS lookup timed out", notifyClient: false)
+                }
             case .connecting, .tlsRequest, .tlsHandshake, .loggingIn:
                 if s.serverConnectTimeout > 0 && t - server.connectTime > s.serverConnectTimeout {
                     server.close(reason: "connect timeout", notifyClient: false)
@@ -102,6 +108,7 @@ extension EventLoop {
             f.finish()
         }
         dropIdleAutoDatabases(now: t)
+        resolverIfStarted?.maintain()
         if t - lastMemoryTrim >= 1 { returnIdleMemory(now: t) }
         if statsPeriodStart == 0 { statsPeriodStart = t }
         if t - statsPeriodStart >= Double(max(1, s.statsPeriod)) {

@@ -71,9 +71,10 @@ extension EventLoop {
         return p
     }
 
-    /// Where a server host lives: a TCP host, or the Unix socket of `host` (a directory) or of
-    /// unix_socket_dir when the name is empty. Throws with the resolver's reason.
-    func serverAddress(for host: ServerHost) throws -> Socket.Address {
+    /// Where a server host lives without a DNS lookup: the Unix socket of `host` (a directory) or
+    /// of unix_socket_dir when the name is empty, or a numeric IP address; nil for a host name,
+    /// which `Resolver` looks up. Throws when a socket path is too long.
+    func directAddress(for host: ServerHost) throws -> Socket.Address? {
         if host.name.isEmpty || host.name.hasPrefix("/") {
             let dir = host.name.isEmpty ? config.settings.unixSocketDir : host.name
             guard let a = Socket.Address.unix(path: "\(dir)/.s.PGSQL.\(host.port)") else {
@@ -81,10 +82,7 @@ extension EventLoop {
             }
             return a
         }
-        guard let first = try Socket.Address.resolve(host: host.name, port: host.port).first else {
-            throw SocketError("could not resolve \(host.name): no address", 0)
-        }
-        return first
+        return Socket.Address.numeric(host.name, port: host.port)
     }
 
     /// A server of `host` logged in (`loggedIn`) or reported a new role. When the host's role
@@ -100,7 +98,7 @@ extension EventLoop {
         var touched: Set<ObjectIdentifier> = []
         for s in servers.values where s.host == host && !s.closeNeeded {
             switch s.state {
-            case .connecting, .tlsRequest, .tlsHandshake, .loggingIn, .closed: continue
+            case .resolving, .connecting, .tlsRequest, .tlsHandshake, .loggingIn, .closed: continue
             default: break
             }
             let target = s.pool.selector.target

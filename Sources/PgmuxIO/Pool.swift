@@ -359,7 +359,8 @@ public final class Pool {
 
     /// Starts a connect to the host the selector picks (the only host, without a list). With a
     /// list, a host that cannot be resolved or connected at once is backed off and the next one
-    /// tried; false when no connect could be started.
+    /// tried; false when no connect could be started. A host name not in the DNS cache opens a
+    /// server in state resolving, counted as connecting, which connects when `Resolver` answers.
     @discardableResult
     func launch() -> Bool {
         for _ in selector.hosts.indices {
@@ -373,9 +374,27 @@ public final class Pool {
             } else {
                 host = selector.hosts[0]
             }
-            let address: Socket.Address, fd: Int32
-            do { address = try loop.serverAddress(for: host) } catch {
-                loginAttemptFailed(nil, host: host, reason: "could not resolve host \(host.name): \(error)", failure: .transport)
+            var address: Socket.Address
+            let fd: Int32
+            do {
+                if let direct = try loop.directAddress(for: host) { address = direct } else {
+                    switch loop.resolver.lookup(host.name) {
+                    case .address(let text):
+                        guard let a = Socket.Address.numeric(text, port: host.port) else { throw SocketError("bad address \(text)", 0) }
+                        address = a
+                    case .failed(let why):
+                        throw SocketError("could not resolve host \(host.name): \(why)", 0)
+                    case .wait:
+                        resolving(host)
+                        return true
+                    case .lookUp:
+                        resolving(host)
+                        loop.resolver.start(host.name)
+                        return true
+                    }
+                }
+            } catch {
+                loginAttemptFailed(nil, host: host, reason: "\(error)", failure: .transport)
                 if selector.followsHosts { continue }
                 return false
             }
@@ -391,6 +410,15 @@ public final class Pool {
             return true
         }
         return false
+    }
+
+    /// A server that waits for the DNS lookup of `host` (see `Resolver.lookup`).
+    private func resolving(_ host: ServerHost) {
+        let server = ServerConnection(loop: loop, pool: self, fd: -1, address: Socket.Address(), host: host)
+        server.state = .resolving
+        machine.connectStarted()
+        loop.serverOpened(server)
+        loop.resolver.wait(server, for: host.name)
     }
 
     private func noteHostsUnavailable() {
@@ -509,7 +537,7 @@ public final class Pool {
     func serverClosed(_ server: ServerConnection, previousState: ServerConnection.State) {
         let slot: PoolStateMachine.Slot
         switch previousState {
-        case .connecting, .tlsRequest, .tlsHandshake, .loggingIn: slot = .connecting
+        case .resolving, .connecting, .tlsRequest, .tlsHandshake, .loggingIn: slot = .connecting
         case .active, .ownQuery, .beingCanceled: slot = .active
         case .idle: slot = .idle
         case .closed: slot = .uncounted

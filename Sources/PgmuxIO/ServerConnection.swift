@@ -6,6 +6,8 @@ import PgmuxCore
 /// client it is lent to, watching ReadyForQuery to know when it can be given back.
 public final class ServerConnection: Endpoint {
     public enum State: Equatable {
+        /// Waiting for the DNS lookup of its host name (no socket yet).
+        case resolving
         case connecting
         /// SSLRequest sent, waiting for 'S' or 'N'.
         case tlsRequest
@@ -85,11 +87,13 @@ public final class ServerConnection: Endpoint {
     var lastReadyAt: Double = 0
     /// When the open transaction began (transaction_timeout); 0 outside a transaction.
     var transactionStart: Double = 0
-    let address: Socket.Address
+    /// Set when the connect starts (after the DNS lookup of a host name).
+    private(set) var address: Socket.Address
     /// The host of the database's list this server was opened to.
     let host: ServerHost
     var localAddress = Socket.Address()
 
+    /// `address` and `fd` are placeholders (an empty address, -1) while the host name is resolved.
     init(loop: EventLoop, pool: Pool, fd: Int32, address: Socket.Address, host: ServerHost) {
         self.poolRef = Unmanaged.passUnretained(pool)
         self.address = address
@@ -105,10 +109,32 @@ public final class ServerConnection: Endpoint {
     override var writeCallback: pgmux_io_cb { serverWritable }
 
     var logPrefix: String {
-        "S-0x\(String(id, radix: 16)): \(pool.databaseName)/\(pool.userName)@\(address.description)"
+        "S-0x\(String(id, radix: 16)): \(pool.databaseName)/\(pool.userName)@\(address.length == 0 ? host.description : address.description)"
     }
 
     // MARK: connect and login
+
+    /// The DNS lookup of `host` gave `addressText`: connect to it (state resolving → connecting).
+    func resolved(_ addressText: String) {
+        guard state == .resolving else { return }
+        guard let a = Socket.Address.numeric(addressText, port: host.port) else {
+            close(reason: "could not resolve host \(host.name): bad address \(addressText)", notifyClient: false)
+            return
+        }
+        connect(to: a)
+    }
+
+    /// Opens the socket to `address` and waits for the connect to finish (writable).
+    func connect(to a: Socket.Address) {
+        address = a
+        do { fd = try Socket.connect(a) } catch {
+            close(reason: "connect failed: \(error)", notifyClient: false)
+            return
+        }
+        setupReadWatcher(serverReadable)
+        state = .connecting
+        startWriting()
+    }
 
     /// Connect finished (writable): send the StartupMessage.
     func onConnected() {
@@ -346,7 +372,7 @@ public final class ServerConnection: Endpoint {
             // disconnect) is dropped, and the server re-tested before it is lent again.
             inbuf.clear()
             releaseBufferIfEmpty()
-        case .connecting, .closed:
+        case .resolving, .connecting, .closed:
             break
         }
     }
@@ -651,7 +677,8 @@ public final class ServerConnection: Endpoint {
     func close(reason: String, notifyClient: Bool, serverEOF: Bool = false, loginFailure: LoginFailure? = .transport,
                clientMessage: String? = nil) {
         guard state != .closed else { return }
-        let wasLoggedIn = state != .connecting && state != .loggingIn && state != .tlsRequest && state != .tlsHandshake
+        let wasLoggedIn = state != .resolving && state != .connecting && state != .loggingIn && state != .tlsRequest
+            && state != .tlsHandshake
         let previous = state
         state = .closed
         if !serverEOF && wasLoggedIn && fd >= 0 {

@@ -16,7 +16,7 @@ extension Settings {
     public static let startOnlyKeys: Set<String> = [
         "listen_addr", "listen_port", "unix_socket_dir", "unix_socket_mode", "unix_socket_group",
         "pidfile", "pkt_buf", "listen_backlog", "so_reuseport", "user", "disable_pqexec",
-        "track_extra_parameters", "resolv_conf", "job_name", "metrics_port", "metrics_addr",
+        "track_extra_parameters", "resolv_conf", "dns_nameservers", "job_name", "metrics_port", "metrics_addr",
     ]
 
     /// Every known key with its default text, sorted by name (SHOW CONFIG order).
@@ -41,7 +41,7 @@ extension Settings {
         ("client_tls_cert_file", ""), ("client_tls_ciphers", "default"), ("client_tls_dheparams", "auto"),
         ("client_tls_ecdhcurve", "auto"), ("client_tls_key_file", ""), ("client_tls_protocols", "secure"),
         ("client_tls_sslmode", "disable"), ("conffile", nil), ("default_pool_size", "20"),
-        ("disable_pqexec", "0"), ("dns_max_ttl", "15"), ("dns_nxdomain_ttl", "15"),
+        ("disable_pqexec", "0"), ("dns_max_ttl", "15"), ("dns_nameservers", ""), ("dns_nxdomain_ttl", "15"),
         ("dns_zone_check_period", "0"), ("failover_timeout", "5"), ("idle_transaction_timeout", "0"), ("ignore_startup_parameters", ""),
         ("job_name", "pgbouncer"), ("listen_addr", ""), ("listen_backlog", "128"), ("listen_port", "6432"),
         ("metrics_addr", "127.0.0.1"), ("metrics_port", "0"),

@@ -95,6 +95,9 @@ public struct Settings: Sendable, Equatable {
     public var dnsNxdomainTtl: Double = 15
     public var dnsZoneCheckPeriod: Double = 0
     public var resolvConf = ""
+    /// pgmux extension: name servers for c-ares instead of resolv.conf's (`ip`, `ip:port`,
+    /// `[ipv6]:port`, comma-separated).
+    public var dnsNameservers = ""
 
     // Logging and process
     public var logfile = ""
@@ -236,6 +239,7 @@ public struct Settings: Sendable, Equatable {
         case "dns_nxdomain_ttl": dnsNxdomainTtl = try v.seconds()
         case "dns_zone_check_period": dnsZoneCheckPeriod = try v.seconds()
         case "resolv_conf": resolvConf = v.string()
+        case "dns_nameservers": dnsNameservers = v.string()
 
         case "logfile": logfile = v.string()
         case "pidfile": pidfile = v.string()
