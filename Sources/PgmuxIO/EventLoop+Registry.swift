@@ -85,14 +85,20 @@ extension EventLoop {
         return Socket.Address.numeric(host.name, port: host.port)
     }
 
-    /// A server of `host` logged in (`loggedIn`) or reported a new role. When the host's role
-    /// changed (a promotion, a primary back as a standby), servers of pools whose
-    /// target_session_attrs no longer accepts it are closed: idle ones now, lent ones when
-    /// released; they are never lent again.
-    func hostReported(_ host: ServerHost, status: ServerStatus?, loggedIn: Bool) {
+    /// A server of `host` logged in (`loggedIn`: its status as reported at login) or reported a
+    /// new `in_hot_standby` (only that part of `status` is taken then: the read-only default of
+    /// a session may be its client's doing). When the host's role changed (a promotion, a
+    /// primary back as a standby), servers of pools whose target_session_attrs no longer accepts
+    /// it are closed: idle ones now, lent ones when released; they are never lent again.
+    func hostReported(_ host: ServerHost, status reported: ServerStatus?, loggedIn: Bool) {
         let before = hostHealth[host]?.status
-        if loggedIn { hostHealth.loggedIn(host, status: status, at: now) }
-        else if let status { hostHealth.statusReported(host, status: status, at: now) }
+        var status = reported
+        if loggedIn {
+            hostHealth.loggedIn(host, status: status, at: now)
+        } else if let r = reported {
+            status = ServerStatus(hotStandby: r.hotStandby, defaultReadOnly: before?.defaultReadOnly ?? false)
+            hostHealth.statusReported(host, status: status!, at: now)
+        }
         guard let status, let before, before != status else { return }
         log.log("host \(host.description) is now \(status.roleName) (was \(before.roleName))")
         var touched: Set<ObjectIdentifier> = []

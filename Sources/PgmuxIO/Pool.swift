@@ -440,6 +440,18 @@ public final class Pool {
         return false
     }
 
+    /// A server's default_transaction_read_only changed (a client's SET, or ALTER SYSTEM and a
+    /// reload): when this pool's target no longer accepts the server, it is closed once released,
+    /// so that no later client of a read-write pool lands on a read-only session. Only this
+    /// server: the host's standing for other pools does not depend on one session.
+    func sessionReadOnlyChanged(_ server: ServerConnection) {
+        let target = selector.target
+        guard selector.followsHosts, target != .any, target != .preferStandby, !server.closeNeeded,
+              let status = server.reportedStatus, !target.accepts(status) else { return }
+        server.closeReason = "server session is \(status.isReadOnly ? "read-only" : "read-write") (target_session_attrs=\(target.rawValue))"
+        server.closeNeeded = true
+    }
+
     /// failover_timeout: the error for a client that has waited since `since` while no host of
     /// this pool can be used and no server of it is left; nil while it may keep waiting.
     func failoverExpired(waitingSince since: Double, now: Double) -> String? {

@@ -335,8 +335,13 @@ public final class ServerConnection: Endpoint {
         let key = name.lowercased()
         if params[key] == nil { reportedOrder.append(key) }
         params[key] = (name, value)
-        if state != .loggingIn && (key == "in_hot_standby" || key == "default_transaction_read_only") {
-            loop.hostReported(host, status: reportedStatus, loggedIn: false)
+        guard state != .loggingIn else { return }
+        // A promotion is a fact about the host; default_transaction_read_only may be a client's
+        // own SET, which must not change how the host is judged for anyone else.
+        if key == "in_hot_standby", let status = reportedStatus {
+            loop.hostReported(host, status: status, loggedIn: false)
+        } else if key == "default_transaction_read_only" {
+            pool.sessionReadOnlyChanged(self)
         }
     }
 

@@ -31,7 +31,7 @@ final class FailoverTests: XCTestCase {
 
     func testTargetSessionAttrsRouteToPrimaryAndStandby() throws {
         let pair = try ReplicaPair()
-        let p = try pgmux(pair, failoverTimeout: "1")
+        let p = try pgmux(pair, failoverTimeout: "1", extra: ["log_disconnections": "1"])
         let primary = "\(pair.ports[0]):f", standby = "\(pair.ports[1]):t"
         for _ in 0..<4 {
             XCTAssertEqual(try serverOf(p, "rw"), primary)
@@ -40,6 +40,14 @@ final class FailoverTests: XCTestCase {
         }
         let w = try connect(p, "rw")
         try w.query("INSERT INTO ha_writes (port) SELECT inet_server_port()")
+        // A client's own SET default_transaction_read_only retires its server (transaction mode
+        // releases it after the SET); other writers never get that session, nor is the host
+        // judged read-only for them.
+        let setter = try connect(p, "rw")
+        try setter.query("SET default_transaction_read_only = on")
+        for _ in 0..<6 { try connect(p, "rw").query("INSERT INTO ha_writes (port) SELECT inet_server_port()") }
+        XCTAssertTrue(waitUntil(2) { p.log.contains("closing because: server session is read-only (target_session_attrs=read-write)") },
+                      p.log)
 
         let admin = try connect(p, "pgbouncer")
         let dbs = try admin.queryWithColumns("SHOW DATABASES")
