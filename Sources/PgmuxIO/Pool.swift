@@ -24,10 +24,8 @@ public final class Pool {
     var database: DatabaseEntry { didSet { refreshSelector() } }
     /// Which host of `database.host` the next server goes to (host lists, target_session_attrs).
     var selector: HostSelector
-    /// Since when this pool (following hosts) has had no host to use: every attempt failed or
-    /// reached a server of the wrong role. nil once a server logs in. Waiting clients are failed
-    /// after failover_timeout only while it is set and no server of the pool is left.
-    var hostsUnavailableSince: Double?
+    /// failover_timeout's state (for pools following their hosts).
+    var failoverWait = FailoverWait()
     /// Login name and password used toward PostgreSQL (a forced `user=` wins over the client's).
     let serverUser: String
     var serverPassword: String?
@@ -421,8 +419,10 @@ public final class Pool {
         loop.resolver.wait(server, for: host.name)
     }
 
+    private var hasServers: Bool { !machine.idle.isEmpty || machine.active > 0 }
+
     private func noteHostsUnavailable() {
-        if hostsUnavailableSince == nil && machine.idle.isEmpty && machine.active == 0 { hostsUnavailableSince = loop.now }
+        failoverWait.noHost(now: loop.now, poolHasServers: hasServers)
     }
 
     /// A server reached ReadyForQuery after its login: its role goes to `HostHealth`; false when
@@ -455,8 +455,9 @@ public final class Pool {
     /// failover_timeout: the error for a client that has waited since `since` while no host of
     /// this pool can be used and no server of it is left; nil while it may keep waiting.
     func failoverExpired(waitingSince since: Double, now: Double) -> String? {
-        guard selector.followsHosts, hostsUnavailableSince != nil, machine.idle.isEmpty, machine.active == 0,
-              now - since >= loop.config.settings.failoverTimeout else { return nil }
+        guard selector.followsHosts,
+              failoverWait.expired(waitingSince: since, now: now, timeout: loop.config.settings.failoverTimeout,
+                                   poolHasServers: hasServers) else { return nil }
         return "no server for database \"\(databaseName)\" user \"\(userName)\" within failover_timeout: "
             + selector.unavailableReason(loop.hostHealth, now: now)
     }
@@ -468,7 +469,7 @@ public final class Pool {
     }
 
     func serverLoggedIn(_ server: ServerConnection) {
-        hostsUnavailableSince = nil
+        failoverWait.serverLoggedIn()
         let greeted = machine.loginSucceeded()
         if welcome == nil {
             welcome = server.reportedOrder.compactMap { k in server.params[k].map { ($0.name, $0.value) } }

@@ -177,3 +177,22 @@ final class HostListTests: XCTestCase {
         XCTAssertEqual(primaryOnly.pick(h, now: 0.5), b)
     }
 }
+
+/// failover_timeout's rule.
+final class FailoverWaitTests: XCTestCase {
+    func testClientsFailOnlyWithoutHostAndWithoutServers() {
+        var w = FailoverWait()
+        XCTAssertFalse(w.expired(waitingSince: 0, now: 100, timeout: 5, poolHasServers: false), "no failure yet")
+        w.noHost(now: 10, poolHasServers: true)
+        XCTAssertNil(w.withoutHostSince, "servers remain: clients wait for them")
+        w.noHost(now: 11, poolHasServers: false)
+        w.noHost(now: 12, poolHasServers: false)
+        XCTAssertEqual(w.withoutHostSince, 11)
+        XCTAssertFalse(w.expired(waitingSince: 10, now: 14.9, timeout: 5, poolHasServers: false))
+        XCTAssertTrue(w.expired(waitingSince: 10, now: 15, timeout: 5, poolHasServers: false))
+        XCTAssertFalse(w.expired(waitingSince: 10, now: 15, timeout: 5, poolHasServers: true))
+        XCTAssertTrue(w.expired(waitingSince: 12, now: 12, timeout: 0, poolHasServers: false), "0: at once")
+        w.serverLoggedIn()
+        XCTAssertFalse(w.expired(waitingSince: 0, now: 100, timeout: 5, poolHasServers: false))
+    }
+}
