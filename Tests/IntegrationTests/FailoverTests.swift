@@ -133,8 +133,8 @@ final class FailoverTests: XCTestCase {
     /// pgbench -N through `rw` (8 clients, pool of 2, transaction mode) and a write probe while
     /// the primary is stopped and the standby promoted. Returns what was seen.
     private func switchover(failoverTimeout: String) throws -> (pair: ReplicaPair, pgmux: PgmuxProcess, window: Double,
-                                                                processed: Int, aborted: Int, output: String,
-                                                                probe: WriteProbe) {
+                                                                afterPromotion: Double, processed: Int, aborted: Int,
+                                                                output: String, probe: WriteProbe) {
         let pair = try ReplicaPair()
         let p = try pgmux(pair, failoverTimeout: failoverTimeout)
         XCTAssertEqual(try serverOf(p, "rw"), "\(pair.ports[0]):f")
@@ -147,6 +147,7 @@ final class FailoverTests: XCTestCase {
         try pair.stop(0)
         let stopped = Date()
         try pair.promote(1)
+        let promoted = Date()
         let status = bench.wait(timeout: 40)
         // pgbench ends early when all its clients aborted: the probe still measures the window.
         _ = waitUntil(15) { probe.successes.contains { $0 > stopped } }
@@ -160,12 +161,14 @@ final class FailoverTests: XCTestCase {
         XCTAssertTrue(status == 0 || status == 2, "pgbench ran (2: some clients aborted): \(output)")
         XCTAssertFalse(probe.errors.contains { $0.2 == "25006" }, "no write reached a read-only server")
         XCTAssertFalse(output.contains("read-only transaction"), output)
-        return (pair, p, probe.longestGap(after: stopAt), processed, aborted, output, probe)
+        let firstWrite = probe.successes.first { $0 > promoted }?.timeIntervalSince(promoted) ?? .infinity
+        return (pair, p, probe.longestGap(after: stopAt), firstWrite, processed, aborted, output, probe)
     }
 
     func testSwitchoverWithFailoverBuffering() throws {
         let r = try switchover(failoverTimeout: "10")
-        print("failover_timeout=10: writes unavailable for \(String(format: "%.2f", r.window)) s; pgbench processed "
+        print("failover_timeout=10: writes unavailable for \(String(format: "%.2f", r.window)) s (first write "
+              + "\(String(format: "%.2f", r.afterPromotion)) s after pg_ctl promote returned); pgbench processed "
               + "\(r.processed) transactions, \(r.aborted) of 8 clients aborted (in flight at the stop); probe errors: "
               + "\(r.probe.errors.count)")
         XCTAssertLessThanOrEqual(r.aborted, 2, "only transactions on the dead primary fail (pool of 2): \(r.output)")
@@ -189,7 +192,8 @@ final class FailoverTests: XCTestCase {
 
     func testSwitchoverWithoutFailoverBuffering() throws {
         let r = try switchover(failoverTimeout: "0")
-        print("failover_timeout=0: writes unavailable for \(String(format: "%.2f", r.window)) s; pgbench processed "
+        print("failover_timeout=0: writes unavailable for \(String(format: "%.2f", r.window)) s (first write "
+              + "\(String(format: "%.2f", r.afterPromotion)) s after pg_ctl promote returned); pgbench processed "
               + "\(r.processed) transactions, \(r.aborted) of 8 clients aborted; probe errors: \(r.probe.errors.count)")
 
         XCTAssertTrue(r.output.contains("within failover_timeout"), "waiting clients were failed: \(r.output)")
