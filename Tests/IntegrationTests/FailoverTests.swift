@@ -67,7 +67,7 @@ final class FailoverTests: XCTestCase {
         // The standby stops: prefer-standby falls back to the primary; read-only has nowhere to
         // go and fails after failover_timeout (1 s) with the reason.
         try pair.stop(1)
-        XCTAssertTrue(try waitUntil(10) { (try? serverOf(p, "ps")) == primary })
+        XCTAssertTrue(waitUntil(10) { (try? serverOf(p, "ps")) == primary })
         let started = Date()
         XCTAssertThrowsError(try serverOf(p, "ro")) { e in
             let text = "\(e)"
@@ -182,7 +182,7 @@ final class FailoverTests: XCTestCase {
 
         // The old primary comes back as a standby: never used for writes, read-only reads go to it.
         try r.pair.restartAsStandby(0, following: 1)
-        XCTAssertTrue(try waitUntil(15) { (try? serverOf(r.pgmux, "ro")) == "\(r.pair.ports[0]):t" })
+        XCTAssertTrue(waitUntil(15) { (try? serverOf(r.pgmux, "ro")) == "\(r.pair.ports[0]):t" })
         for _ in 0..<6 { XCTAssertEqual(try serverOf(r.pgmux, "rw"), "\(newPrimary):f") }
         let admin = try connect(r.pgmux, "pgbouncer")
         let hosts = try admin.queryWithColumns("SHOW HOSTS").rows.filter { $0[0] == "rw" }.map { "\($0[2]!) \($0[4]!)" }

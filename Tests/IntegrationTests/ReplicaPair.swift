@@ -41,7 +41,7 @@ final class ReplicaPair {
                                                                    "-h", "127.0.0.1", "-p", "\(ports[0])", "-U", "postgres"])
         try setPort(1)
         try start(1)
-        guard try waitUntil(20, { (try? psql(1, "SELECT pg_is_in_recovery()")) == "t" }) else {
+        guard waitUntil(20, { (try? psql(1, "SELECT pg_is_in_recovery()")) == "t" }) else {
             throw PostgresCluster.Failure(description: "standby did not come up")
         }
     }
@@ -68,7 +68,7 @@ final class ReplicaPair {
     func restartAsStandby(_ node: Int, following primary: Int) throws {
         try append(data(node) + "/postgresql.auto.conf",
                    "primary_conninfo = 'host=127.0.0.1 port=\(ports[primary]) user=postgres'")
-        FileManager.default.createFile(atPath: data(node) + "/standby.signal", contents: nil)
+        _ = FileManager.default.createFile(atPath: data(node) + "/standby.signal", contents: nil)
         if cluster.runAsPostgres { try Shell.run("chown", ["postgres:postgres", data(node) + "/standby.signal"]) }
         try start(node)
     }
