@@ -503,10 +503,17 @@ public final class Pool {
         let now = loop.now
         let prefix = server?.logPrefix ?? "\(databaseName)/\(userName)"
         if selector.followsHosts, let host = server?.host ?? host {
-            var hostFailure = true
-            if case .rejected(let code, _) = failure, code != SQLState.cannotConnectNow { hostFailure = false }
+            var hostFailure = true, severity: String?
+            if case .rejected(let code, let s) = failure {
+                hostFailure = code == SQLState.cannotConnectNow
+                severity = s
+            }
             if hostFailure {
-                loop.log.warning("\(prefix) server login failed: \(reason)")
+                if let severity {
+                    loop.log.warning("server login failed: \(severity) \(reason)")  // PgBouncer's exact line
+                } else {
+                    loop.log.warning("\(prefix) server login failed: \(reason)")
+                }
                 loop.hostHealth.failed(host, at: now, attemptStarted: server?.connectTime ?? now, reason: reason,
                                        retryLimit: loop.config.settings.serverLoginRetry)
                 lastFailureMessage = reason
