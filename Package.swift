@@ -8,6 +8,8 @@ let package = Package(
         .systemLibrary(name: "CLibEV", path: "Sources/CLibEV"),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CAres", path: "Sources/CAres", pkgConfig: "libcares",
+                       providers: [.apt(["libc-ares-dev"])]),
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
                        providers: [.apt(["libpq-dev"])]),
         // Pure Swift: protocol, config, auth, pooling rules. No sockets, no libev.
@@ -20,7 +22,7 @@ let package = Package(
         // The loop is single-threaded and its state is reached through unowned references, so
         // runtime exclusivity checks (a third of the relay's instructions under callgrind) only
         // cost. Bounds and overflow checks, which guard untrusted lengths, stay on.
-        .target(name: "PgmuxIO", dependencies: ["PgmuxCore", "CLibEV", "COpenSSL"],
+        .target(name: "PgmuxIO", dependencies: ["PgmuxCore", "CLibEV", "COpenSSL", "CAres"],
                 swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
         .executableTarget(name: "pgmux", dependencies: ["PgmuxIO", "PgmuxCore"]),
         .testTarget(name: "PgmuxCoreTests", dependencies: ["PgmuxCore"]),

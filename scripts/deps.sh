@@ -3,7 +3,7 @@
 # ones, quietly, so it is cheap to call before every make target.
 #   scripts/deps.sh [extra packages...]
 set -euo pipefail
-want=(libev-dev libssl-dev libpq-dev postgresql postgresql-contrib openssl "$@")
+want=(libev-dev libssl-dev libpq-dev libc-ares-dev postgresql postgresql-contrib openssl "$@")
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -265,6 +265,29 @@ final class AdminConsole {
 
     // MARK: live figures
 
+    /// SHOW DATABASES and SHOW POOLS show load_balance_hosts only for a host list (PgBouncer).
+    static func loadBalanceText(_ e: DatabaseEntry) -> String? {
+        e.host?.contains(",") == true ? e.loadBalanceHosts.rawValue : nil
+    }
+
+    /// SHOW HOSTS rows of one database: its hosts as `HostHealth` knows them, judged against its
+    /// target_session_attrs.
+    private func hostRows(_ name: String, _ e: DatabaseEntry) -> [AdminHostRow] {
+        let target = e.targetSessionAttrs ?? loop.config.settings.targetSessionAttrs
+        let now = loop.now
+        return e.hosts.map { host in
+            let h = loop.hostHealth[host]
+            let state: String
+            if let h, h.failures > 0 { state = "backoff" }
+            else if let s = h?.status { state = target == .preferStandby || target.accepts(s) ? "usable" : "wrong role" }
+            else { state = "unknown" }
+            return AdminHostRow(database: name, host: host.name.isEmpty ? loop.config.settings.unixSocketDir : host.name,
+                                port: host.port, targetSessionAttrs: target.rawValue,
+                                role: h?.status?.roleName ?? "unknown", state: state, failures: h?.failures ?? 0,
+                                retryIn: h?.retryIn(at: now) ?? 0, lastError: h?.lastError ?? "")
+        }
+    }
+
     private func snapshot() -> AdminSnapshot {
         var snap = AdminSnapshot()
         let s = loop.config.settings
@@ -274,6 +297,7 @@ final class AdminConsole {
         for p in loop.pools.values {
             var row = AdminPoolRow(database: p.databaseName, user: p.userName)
             row.poolMode = p.mode.rawValue
+            row.loadBalanceHosts = Self.loadBalanceText(p.database)
             row.stats = p.counters
             row.olderStats = p.periodCounters
             if let since = p.machine.oldestWaitStart, since > 0 { row.maxWaitUs = Stats.micros(loop.now - since) }
@@ -327,7 +351,7 @@ final class AdminConsole {
             case .beingCanceled: state = .svBeingCanceled; rows[key]?.svBeingCanceled += 1
             case .ownQuery(let q): state = q == .reset ? .svTested : .svUsed
                 if q == .reset { rows[key]?.svTested += 1 } else { rows[key]?.svUsed += 1 }
-            case .connecting, .tlsRequest, .tlsHandshake, .loggingIn: state = .svLogin; rows[key]?.svLogin += 1
+            case .resolving, .connecting, .tlsRequest, .tlsHandshake, .loggingIn: state = .svLogin; rows[key]?.svLogin += 1
             case .closed: continue
             }
             var r = AdminConnectionRow(owner: .pool(database: pool.databaseName, user: pool.userName), state: state,
@@ -362,6 +386,7 @@ final class AdminConsole {
             d.reservePoolSize = e.reservePoolSize ?? s.reservePoolSize
             d.serverLifetime = Int(e.serverLifetime ?? s.serverLifetime)
             d.poolMode = e.poolMode?.rawValue
+            d.loadBalanceHosts = Self.loadBalanceText(e)
             d.maxConnections = e.maxDbConnections ?? s.maxDbConnections
             d.currentConnections = loop.serverCaps.count(database: e.dbname)
             // The counts max_db_client_connections is enforced on (LoginHandler.countClient).
@@ -371,6 +396,8 @@ final class AdminConsole {
             d.disabled = loop.disabledDatabases.contains(name)
             snap.databases.append(d)
         }
+        // By database name, each database's hosts in the order of its list.
+        for name in names.sorted() { if let e = loop.config.database(named: name) { snap.hosts += hostRows(name, e) } }
         snap.databases.append(consoleDatabaseRow(s, clients: loop.login.databaseClientCounts["pgbouncer"] ?? 0))
         for name in knownUsers() {
             let u = loop.config.users[name]
@@ -394,6 +421,7 @@ final class AdminConsole {
         snap.lists.usedClients = loop.clients.count
         snap.lists.usedServers = loop.servers.count
         snap.lists.freeServers = loop.pools.values.reduce(0) { $0 + $1.machine.idle.count }
+        loop.resolverIfStarted?.fill(&snap)
         snap.mem = [AdminMemRow(name: "iobuf", size: loop.buffers.size, used: loop.buffers.inUse,
                                 free: loop.buffers.freeCount, memtotal: loop.buffers.size * (loop.buffers.inUse + loop.buffers.freeCount)),
                     AdminMemRow(name: "watcher", size: MemoryLayout<ev_io>.stride, used: loop.watchers.inUse,

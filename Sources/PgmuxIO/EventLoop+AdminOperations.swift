@@ -66,7 +66,7 @@ extension EventLoop {
             default: c.startReading()
             }
         }
-        for s in servers.values where s.state != .closed && s.state != .connecting { s.startReading() }
+        for s in servers.values where s.state != .closed && s.state != .connecting && s.state != .resolving { s.startReading() }
         for l in listeners { l.resume() }
     }
 

@@ -17,6 +17,10 @@ extension EventLoop {
                 // PgBouncer keeps these clients in the pool's waiting list (CL_WAITING_LOGIN):
                 // the queue timeouts apply to them, and client_login_timeout while the pool
                 // has no welcome.
+                if let why = client.pool?.failoverExpired(waitingSince: client.stateSince, now: t) {
+                    client.sendError(why)
+                    continue
+                }
                 let queryTimeout = config.users[client.user]?.queryTimeout ?? s.queryTimeout
                 if queryTimeout > 0 && t - client.stateSince > queryTimeout {
                     client.sendError("query_timeout")
@@ -26,6 +30,11 @@ extension EventLoop {
                     client.sendError("client_login_timeout (server down)")
                 }
             case .waiting:
+                // failover_timeout first: no host of the pool can be used, waiting longer is vain.
+                if let why = client.pool?.failoverExpired(waitingSince: client.stateSince, now: t) {
+                    client.sendError(why)
+                    continue
+                }
                 // Same order as PgBouncer's janitor: query_timeout first.
                 let queryTimeout = config.users[client.user]?.queryTimeout ?? s.queryTimeout
                 if queryTimeout > 0 && t - client.stateSince > queryTimeout {
@@ -53,6 +62,12 @@ extension EventLoop {
         }
         for server in servers.values {
             switch server.state {
+            case .resolving:
+                // server_connect_timeout covers the lookup too: a resolver that does not answer
+                // fails the attempt like a connect that does not finish.
+                if s.serverConnectTimeout > 0 && t - server.connectTime > s.serverConnectTimeout {
+                    server.close(reason: "could not resolve host \(server.host.name): DNS lookup timed out", notifyClient: false)
+                }
             case .connecting, .tlsRequest, .tlsHandshake, .loggingIn:
                 if s.serverConnectTimeout > 0 && t - server.connectTime > s.serverConnectTimeout {
                     server.close(reason: "connect timeout", notifyClient: false)
@@ -93,6 +108,7 @@ extension EventLoop {
             f.finish()
         }
         dropIdleAutoDatabases(now: t)
+        resolverIfStarted?.maintain()
         if t - lastMemoryTrim >= 1 { returnIdleMemory(now: t) }
         if statsPeriodStart == 0 { statsPeriodStart = t }
         if t - statsPeriodStart >= Double(max(1, s.statsPeriod)) {

@@ -71,21 +71,49 @@ extension EventLoop {
         return p
     }
 
-    /// Where a database's servers live: a TCP host, or the Unix socket of `host` (a directory) or
-    /// of unix_socket_dir when no host is given.
-    func serverAddress(for db: DatabaseEntry) -> Socket.Address? {
-        let host = db.host ?? ""
-        if host.isEmpty || host.hasPrefix("/") {
-            let dir = host.isEmpty ? config.settings.unixSocketDir : host
-            return Socket.Address.unix(path: "\(dir)/.s.PGSQL.\(db.port)")
+    /// Where a server host lives without a DNS lookup: the Unix socket of `host` (a directory) or
+    /// of unix_socket_dir when the name is empty, or a numeric IP address; nil for a host name,
+    /// which `Resolver` looks up. Throws when a socket path is too long.
+    func directAddress(for host: ServerHost) throws -> Socket.Address? {
+        if host.name.isEmpty || host.name.hasPrefix("/") {
+            let dir = host.name.isEmpty ? config.settings.unixSocketDir : host.name
+            guard let a = Socket.Address.unix(path: "\(dir)/.s.PGSQL.\(host.port)") else {
+                throw SocketError("Unix socket path too long: \(dir)", 0)
+            }
+            return a
         }
-        let first = host.split(separator: ",").first.map(String.init) ?? host
-        do {
-            return try Socket.Address.resolve(host: first, port: db.port).first
-        } catch {
-            log.warning("\(db.name): \(error)")
-            return nil
+        return Socket.Address.numeric(host.name, port: host.port)
+    }
+
+    /// A server of `host` logged in (`loggedIn`: its status as reported at login) or reported a
+    /// new `in_hot_standby` (only that part of `status` is taken then: the read-only default of
+    /// a session may be its client's doing). When the host's role changed (a promotion, a
+    /// primary back as a standby), servers of pools whose target_session_attrs no longer accepts
+    /// it are closed: idle ones now, lent ones when released; they are never lent again.
+    func hostReported(_ host: ServerHost, status reported: ServerStatus?, loggedIn: Bool) {
+        let before = hostHealth[host]?.status
+        var status = reported
+        if loggedIn {
+            hostHealth.loggedIn(host, status: status, at: now)
+        } else if let r = reported {
+            status = ServerStatus(hotStandby: r.hotStandby, defaultReadOnly: before?.defaultReadOnly ?? false)
+            hostHealth.statusReported(host, status: status!, at: now)
         }
+        guard let status, let before, before != status else { return }
+        log.log("host \(host.description) is now \(status.roleName) (was \(before.roleName))")
+        var touched: Set<ObjectIdentifier> = []
+        for s in servers.values where s.host == host && !s.closeNeeded {
+            switch s.state {
+            case .resolving, .connecting, .tlsRequest, .tlsHandshake, .loggingIn, .closed: continue
+            default: break
+            }
+            let target = s.pool.selector.target
+            guard target != .any && target != .preferStandby && !target.accepts(status) else { continue }
+            s.closeReason = "server is now \(status.roleName) (target_session_attrs=\(target.rawValue))"
+            s.closeNeeded = true
+            touched.insert(ObjectIdentifier(s.pool))
+        }
+        for p in pools.values where touched.contains(ObjectIdentifier(p)) { p.closeIdleMarked() }
     }
 
     // MARK: periodic work

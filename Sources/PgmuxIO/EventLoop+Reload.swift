@@ -35,10 +35,15 @@ extension EventLoop {
             pool.mode = config.poolMode(database: name, user: pool.userName)
             pool.machine.limits = Pool.limits(config, database: name, user: pool.userName)
             pool.refreshLifetime()
+            pool.refreshSelector()  // target_session_attrs may have changed
             pool.welcomes.removeAll()  // track_extra_parameters may have changed
             pool.launchIfNeeded()
         }
         for server in servers.values { server.statementCache.setCapacity(s.maxPreparedStatements) }
+        // Hosts no database names any more are forgotten (SHOW HOSTS, memory).
+        var hosts = Set(config.databases.values.flatMap(\.hosts))
+        for p in pools.values { hosts.formUnion(p.selector.hosts) }
+        hostHealth.keepOnly(hosts)
         for l in listeners where !l.isUnix {
             Socket.setDeferAccept(l.fd, s.tcpDeferAccept)
             l.retune(s)

@@ -29,6 +29,17 @@ public final class EventLoop {
     private var idCounter: UInt64 = 0
     /// Servers per database and per user, for max_db_connections and max_user_connections.
     var serverCaps = ServerCaps()
+    /// Failing hosts and the roles hosts reported, shared by the pools (see `HostSelector`).
+    var hostHealth = HostHealth()
+    /// Server host names, looked up without blocking; created at the first lookup, so that a
+    /// configuration without host names never sets c-ares up.
+    private(set) var resolverIfStarted: Resolver?
+    var resolver: Resolver {
+        if let r = resolverIfStarted { return r }
+        let r = Resolver(loop: self)
+        resolverIfStarted = r
+        return r
+    }
     var shuttingDown = false
     /// SHUTDOWN WAIT_FOR_CLIENTS: exit when the last client leaves, not when servers are released.
     var shutdownWaitsForClients = false

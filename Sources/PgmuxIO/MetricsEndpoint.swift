@@ -63,7 +63,7 @@ final class MetricsEndpoint {
             case .active, .beingCanceled: rows[key]?.serverActive += 1
             case .idle: rows[key]?.serverIdle += 1
             case .ownQuery(let q): if q == .reset { rows[key]?.serverTesting += 1 } else { rows[key]?.serverUsed += 1 }
-            case .connecting, .tlsRequest, .tlsHandshake, .loggingIn: rows[key]?.serverLogin += 1
+            case .resolving, .connecting, .tlsRequest, .tlsHandshake, .loggingIn: rows[key]?.serverLogin += 1
             case .closed: break
             }
         }

@@ -21,7 +21,11 @@ public final class Pool {
     var loop: EventLoop { loopRef.takeUnretainedValue() }
     public let databaseName: String
     public let userName: String
-    var database: DatabaseEntry
+    var database: DatabaseEntry { didSet { refreshSelector() } }
+    /// Which host of `database.host` the next server goes to (host lists, target_session_attrs).
+    var selector: HostSelector
+    /// failover_timeout's state (for pools following their hosts).
+    var failoverWait = FailoverWait()
     /// Login name and password used toward PostgreSQL (a forced `user=` wins over the client's).
     let serverUser: String
     var serverPassword: String?
@@ -57,6 +61,7 @@ public final class Pool {
         self.loopRef = Unmanaged.passUnretained(loop)
         self.databaseName = databaseName
         self.database = database
+        self.selector = Pool.makeSelector(database, loop.config.settings)
         self.userName = userName
         self.serverUser = serverUser
         self.serverPassword = serverPassword
@@ -65,6 +70,18 @@ public final class Pool {
         machine.setPause(loop.pauseState(of: databaseName))
         lastUsed = loop.now
         refreshLifetime()
+    }
+
+    static func makeSelector(_ e: DatabaseEntry, _ s: Settings) -> HostSelector {
+        HostSelector(hosts: e.hosts, loadBalance: e.loadBalanceHosts, target: e.targetSessionAttrs ?? s.targetSessionAttrs)
+    }
+
+    /// After RELOAD changed the database entry or the global target_session_attrs.
+    func refreshSelector() {
+        let fresh = Pool.makeSelector(database, loop.config.settings)
+        if fresh.hosts != selector.hosts || fresh.loadBalance != selector.loadBalance || fresh.target != selector.target {
+            selector = fresh
+        }
     }
 
     /// The machine's limits as the configuration sets them for (database, user).
@@ -338,22 +355,111 @@ public final class Pool {
         return loop.limitsAllow(self, evictIfNeeded: evictIfNeeded)
     }
 
+    /// Starts a connect to the host the selector picks (the only host, without a list). With a
+    /// list, a host that cannot be resolved or connected at once is backed off and the next one
+    /// tried; false when no connect could be started. A host name not in the DNS cache opens a
+    /// server in state resolving, counted as connecting, which connects when `Resolver` answers.
     @discardableResult
     func launch() -> Bool {
-        guard let address = loop.serverAddress(for: database) else {
-            loginAttemptFailed(nil, reason: "could not resolve host \(database.host ?? "")", failure: .transport)
-            return false
+        for _ in selector.hosts.indices {
+            let host: ServerHost
+            if selector.followsHosts {
+                guard let picked = selector.pick(loop.hostHealth, now: loop.now) else {
+                    noteHostsUnavailable()
+                    return false
+                }
+                host = picked
+            } else {
+                host = selector.hosts[0]
+            }
+            var address: Socket.Address
+            let fd: Int32
+            do {
+                if let direct = try loop.directAddress(for: host) { address = direct } else {
+                    switch loop.resolver.lookup(host.name) {
+                    case .address(let text):
+                        guard let a = Socket.Address.numeric(text, port: host.port) else { throw SocketError("bad address \(text)", 0) }
+                        address = a
+                    case .failed(let why):
+                        throw SocketError("could not resolve host \(host.name): \(why)", 0)
+                    case .wait:
+                        resolving(host)
+                        return true
+                    case .lookUp:
+                        resolving(host)
+                        loop.resolver.start(host.name)
+                        return true
+                    }
+                }
+            } catch {
+                loginAttemptFailed(nil, host: host, reason: "\(error)", failure: .transport)
+                if selector.followsHosts { continue }
+                return false
+            }
+            do { fd = try Socket.connect(address) } catch {
+                loginAttemptFailed(nil, host: host, reason: "connect failed: \(error)", failure: .transport)
+                if selector.followsHosts { continue }
+                return false
+            }
+            let server = ServerConnection(loop: loop, pool: self, fd: fd, address: address, host: host)
+            machine.connectStarted()
+            loop.serverOpened(server)
+            server.startWriting()
+            return true
         }
-        let fd: Int32
-        do { fd = try Socket.connect(address) } catch {
-            loginAttemptFailed(nil, reason: "connect failed: \(error)", failure: .transport)
-            return false
-        }
-        let server = ServerConnection(loop: loop, pool: self, fd: fd, address: address)
+        return false
+    }
+
+    /// A server that waits for the DNS lookup of `host` (see `Resolver.lookup`).
+    private func resolving(_ host: ServerHost) {
+        let server = ServerConnection(loop: loop, pool: self, fd: -1, address: Socket.Address(), host: host)
+        server.state = .resolving
         machine.connectStarted()
         loop.serverOpened(server)
-        server.startWriting()
-        return true
+        loop.resolver.wait(server, for: host.name)
+    }
+
+    private var hasServers: Bool { !machine.idle.isEmpty || machine.active > 0 }
+
+    private func noteHostsUnavailable() {
+        failoverWait.noHost(now: loop.now, poolHasServers: hasServers)
+    }
+
+    /// A server reached ReadyForQuery after its login: its role goes to `HostHealth`; false when
+    /// the pool's target_session_attrs does not accept it (the server is closed, the next host
+    /// tried). The check happens before connect_query, which then runs only on kept servers.
+    func admitsLoggedIn(_ server: ServerConnection) -> Bool {
+        let status = server.reportedStatus
+        loop.hostReported(server.host, status: status, loggedIn: true)
+        guard selector.followsHosts,
+              !selector.accepts(status, from: server.host, loop.hostHealth, now: loop.now) else { return true }
+        let why = status.map { "server is \($0.roleName), not usable for target_session_attrs=\(selector.target.rawValue)" }
+            ?? "server does not report in_hot_standby (target_session_attrs needs PostgreSQL 14 or later)"
+        noteHostsUnavailable()
+        server.close(reason: why, notifyClient: false, loginFailure: nil)
+        return false
+    }
+
+    /// A server's default_transaction_read_only changed (a client's SET, or ALTER SYSTEM and a
+    /// reload): when this pool's target no longer accepts the server, it is closed once released,
+    /// so that no later client of a read-write pool lands on a read-only session. Only this
+    /// server: the host's standing for other pools does not depend on one session.
+    func sessionReadOnlyChanged(_ server: ServerConnection) {
+        let target = selector.target
+        guard selector.followsHosts, target != .any, target != .preferStandby, !server.closeNeeded,
+              let status = server.reportedStatus, !target.accepts(status) else { return }
+        server.closeReason = "server session is \(status.isReadOnly ? "read-only" : "read-write") (target_session_attrs=\(target.rawValue))"
+        server.closeNeeded = true
+    }
+
+    /// failover_timeout: the error for a client that has waited since `since` while no host of
+    /// this pool can be used and no server of it is left; nil while it may keep waiting.
+    func failoverExpired(waitingSince since: Double, now: Double) -> String? {
+        guard selector.followsHosts,
+              failoverWait.expired(waitingSince: since, now: now, timeout: loop.config.settings.failoverTimeout,
+                                   poolHasServers: hasServers) else { return nil }
+        return "no server for database \"\(databaseName)\" user \"\(userName)\" within failover_timeout: "
+            + selector.unavailableReason(loop.hostHealth, now: now)
     }
 
     /// check_fast_fail's other half: a client turned away still triggers an attempt (when the
@@ -363,6 +469,7 @@ public final class Pool {
     }
 
     func serverLoggedIn(_ server: ServerConnection) {
+        failoverWait.serverLoggedIn()
         let greeted = machine.loginSucceeded()
         if welcome == nil {
             welcome = server.reportedOrder.compactMap { k in server.params[k].map { ($0.name, $0.value) } }
@@ -387,10 +494,33 @@ public final class Pool {
     /// for check_fast_fail, and sets the delay before the next attempt. A refusal (.rejected)
     /// also fails the clients waiting on this pool when it has no usable server (PgBouncer's
     /// kill_pool_logins), except 57P03 ("the database system is starting up"), which fails no one.
-    func loginAttemptFailed(_ server: ServerConnection?, reason: String, failure: ServerConnection.LoginFailure,
-                            clientMessage: String? = nil) {
+    ///
+    /// A pool following hosts (`HostSelector.followsHosts`) backs off the host instead, for
+    /// transport failures and 57P03, and keeps its clients waiting for another host (see
+    /// failover_timeout): refusals of the login itself still go through the pool.
+    func loginAttemptFailed(_ server: ServerConnection?, host: ServerHost? = nil, reason: String,
+                            failure: ServerConnection.LoginFailure, clientMessage: String? = nil) {
         let now = loop.now
         let prefix = server?.logPrefix ?? "\(databaseName)/\(userName)"
+        if selector.followsHosts, let host = server?.host ?? host {
+            var hostFailure = true, severity: String?
+            if case .rejected(let code, let s) = failure {
+                hostFailure = code == SQLState.cannotConnectNow
+                severity = s
+            }
+            if hostFailure {
+                if let severity {
+                    loop.log.warning("server login failed: \(severity) \(reason)")  // PgBouncer's exact line
+                } else {
+                    loop.log.warning("\(prefix) server login failed: \(reason)")
+                }
+                loop.hostHealth.failed(host, at: now, attemptStarted: server?.connectTime ?? now, reason: reason,
+                                       retryLimit: loop.config.settings.serverLoginRetry)
+                lastFailureMessage = reason
+                noteHostsUnavailable()
+                return
+            }
+        }
         let kind: PoolStateMachine.LoginFailure
         switch failure {
         case .transport:
@@ -427,7 +557,7 @@ public final class Pool {
     func serverClosed(_ server: ServerConnection, previousState: ServerConnection.State) {
         let slot: PoolStateMachine.Slot
         switch previousState {
-        case .connecting, .tlsRequest, .tlsHandshake, .loggingIn: slot = .connecting
+        case .resolving, .connecting, .tlsRequest, .tlsHandshake, .loggingIn: slot = .connecting
         case .active, .ownQuery, .beingCanceled: slot = .active
         case .idle: slot = .idle
         case .closed: slot = .uncounted

@@ -6,6 +6,8 @@ import PgmuxCore
 /// client it is lent to, watching ReadyForQuery to know when it can be given back.
 public final class ServerConnection: Endpoint {
     public enum State: Equatable {
+        /// Waiting for the DNS lookup of its host name (no socket yet).
+        case resolving
         case connecting
         /// SSLRequest sent, waiting for 'S' or 'N'.
         case tlsRequest
@@ -85,12 +87,17 @@ public final class ServerConnection: Endpoint {
     var lastReadyAt: Double = 0
     /// When the open transaction began (transaction_timeout); 0 outside a transaction.
     var transactionStart: Double = 0
-    let address: Socket.Address
+    /// Set when the connect starts (after the DNS lookup of a host name).
+    private(set) var address: Socket.Address
+    /// The host of the database's list this server was opened to.
+    let host: ServerHost
     var localAddress = Socket.Address()
 
-    init(loop: EventLoop, pool: Pool, fd: Int32, address: Socket.Address) {
+    /// `address` and `fd` are placeholders (an empty address, -1) while the host name is resolved.
+    init(loop: EventLoop, pool: Pool, fd: Int32, address: Socket.Address, host: ServerHost) {
         self.poolRef = Unmanaged.passUnretained(pool)
         self.address = address
+        self.host = host
         self.lastUsed = 0
         self.statementCache = ServerStatementCache(capacity: loop.config.settings.maxPreparedStatements)
         super.init(loop: loop, fd: fd)
@@ -102,10 +109,32 @@ public final class ServerConnection: Endpoint {
     override var writeCallback: pgmux_io_cb { serverWritable }
 
     var logPrefix: String {
-        "S-0x\(String(id, radix: 16)): \(pool.databaseName)/\(pool.userName)@\(address.description)"
+        "S-0x\(String(id, radix: 16)): \(pool.databaseName)/\(pool.userName)@\(address.length == 0 ? host.description : address.description)"
     }
 
     // MARK: connect and login
+
+    /// The DNS lookup of `host` gave `addressText`: connect to it (state resolving → connecting).
+    func resolved(_ addressText: String) {
+        guard state == .resolving else { return }
+        guard let a = Socket.Address.numeric(addressText, port: host.port) else {
+            close(reason: "could not resolve host \(host.name): bad address \(addressText)", notifyClient: false)
+            return
+        }
+        connect(to: a)
+    }
+
+    /// Opens the socket to `address` and waits for the connect to finish (writable).
+    func connect(to a: Socket.Address) {
+        address = a
+        do { fd = try Socket.connect(a) } catch {
+            close(reason: "connect failed: \(error)", notifyClient: false)
+            return
+        }
+        setupReadWatcher(serverReadable)
+        state = .connecting
+        startWriting()
+    }
 
     /// Connect finished (writable): send the StartupMessage.
     func onConnected() {
@@ -149,8 +178,8 @@ public final class ServerConnection: Endpoint {
         releaseBufferIfEmpty()
         let mode = loop.config.settings.serverTlsSslmode
         if answer == UInt8(ascii: "S") && !extra, let ctx = loop.tls.toServers {
-            let host = pool.database.host.flatMap { $0.split(separator: ",").first.map(String.init) }
-            guard beginTLS(ctx, accept: false, hostName: host, verifyHost: mode == .verifyFull) else {
+            guard beginTLS(ctx, accept: false, hostName: host.isUnixSocket ? nil : host.name,
+                           verifyHost: mode == .verifyFull) else {
                 close(reason: "TLS setup failed", notifyClient: false,
                       loginFailure: .rejected(code: SQLState.connectionFailure, severity: nil))
                 return
@@ -203,6 +232,7 @@ public final class ServerConnection: Endpoint {
                 return
             case UInt8(ascii: "Z"):
                 authenticator = nil
+                guard pool.admitsLoggedIn(self) else { return }
                 if let query = pool.database.connectQuery, !query.isEmpty {
                     runningConnectQuery = true
                     var m = MessageBuilder(); m.query(query); queue(m.bytes)
@@ -305,6 +335,20 @@ public final class ServerConnection: Endpoint {
         let key = name.lowercased()
         if params[key] == nil { reportedOrder.append(key) }
         params[key] = (name, value)
+        guard state != .loggingIn else { return }
+        // A promotion is a fact about the host; default_transaction_read_only may be a client's
+        // own SET, which must not change how the host is judged for anyone else.
+        if key == "in_hot_standby", let status = reportedStatus {
+            loop.hostReported(host, status: status, loggedIn: false)
+        } else if key == "default_transaction_read_only" {
+            pool.sessionReadOnlyChanged(self)
+        }
+    }
+
+    /// The role this server reported (nil before PostgreSQL 14, which does not report it).
+    var reportedStatus: ServerStatus? {
+        ServerStatus(inHotStandby: params["in_hot_standby"]?.value,
+                     defaultTransactionReadOnly: params["default_transaction_read_only"]?.value)
     }
 
     // MARK: relay
@@ -333,7 +377,7 @@ public final class ServerConnection: Endpoint {
             // disconnect) is dropped, and the server re-tested before it is lent again.
             inbuf.clear()
             releaseBufferIfEmpty()
-        case .connecting, .closed:
+        case .resolving, .connecting, .closed:
             break
         }
     }
@@ -651,7 +695,8 @@ public final class ServerConnection: Endpoint {
     func close(reason: String, notifyClient: Bool, serverEOF: Bool = false, loginFailure: LoginFailure? = .transport,
                clientMessage: String? = nil) {
         guard state != .closed else { return }
-        let wasLoggedIn = state != .connecting && state != .loggingIn && state != .tlsRequest && state != .tlsHandshake
+        let wasLoggedIn = state != .resolving && state != .connecting && state != .loggingIn && state != .tlsRequest
+            && state != .tlsHandshake
         let previous = state
         state = .closed
         if !serverEOF && wasLoggedIn && fd >= 0 {

@@ -75,6 +75,23 @@ public enum Socket {
             return a
         }
 
+        /// A numeric IPv4 or IPv6 address with `port`; nil for anything else (never a DNS lookup).
+        public static func numeric(_ host: String, port: Int) -> Address? {
+            var hints = addrinfo()
+            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+            hints.ai_family = AF_UNSPEC
+            hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV
+            var res: UnsafeMutablePointer<addrinfo>?
+            guard getaddrinfo(host, String(port), &hints, &res) == 0, let ai = res else { return nil }
+            defer { freeaddrinfo(res) }
+            var a = Address()
+            withUnsafeMutableBytes(of: &a.storage) { dst in
+                dst.copyMemory(from: UnsafeRawBufferPointer(start: ai.pointee.ai_addr, count: Int(ai.pointee.ai_addrlen)))
+            }
+            a.length = ai.pointee.ai_addrlen
+            return a
+        }
+
         /// Resolves `host`:`port` (blocking getaddrinfo; numeric and local names resolve at once).
         public static func resolve(host: String, port: Int, passive: Bool = false) throws -> [Address] {
             var hints = addrinfo()

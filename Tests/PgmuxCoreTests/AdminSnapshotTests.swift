@@ -19,6 +19,23 @@ final class AdminSnapshotTests: XCTestCase {
         XCTAssertNil(t.rows[0][16])
     }
 
+    func testHostsRowsAsGiven() throws {
+        var s = AdminSnapshot()
+        s.hosts = [
+            AdminHostRow(database: "app", host: "db1", port: 5432, targetSessionAttrs: "read-write", role: "standby",
+                         state: "wrong role", failures: 0, retryIn: 0, lastError: ""),
+            AdminHostRow(database: "app", host: "db2", port: 5433, targetSessionAttrs: "read-write", role: "unknown",
+                         state: "backoff", failures: 3, retryIn: 1.25, lastError: "connect failed: Connection refused"),
+        ]
+        let t = try XCTUnwrap(s.table(for: .hosts))
+        XCTAssertEqual(t.columns.map(\.name), ["database", "host", "port", "target_session_attrs", "role", "state",
+                                               "failures", "retry_in", "last_error"])
+        XCTAssertEqual(t.rows, [["app", "db1", "5432", "read-write", "standby", "wrong role", "0", "0.000", ""],
+                                ["app", "db2", "5433", "read-write", "unknown", "backoff", "3", "1.250",
+                                 "connect failed: Connection refused"]])
+        XCTAssertEqual(AdminParser.parse("show hosts;"), .success(.show(.hosts)))
+    }
+
     private func conn(_ owner: AdminConnectionOwner, _ state: AdminConnectionState, id: UInt64,
                       linked: Bool = false, buffered: Bool = false) -> AdminConnectionRow {
         var c = AdminConnectionRow(owner: owner, state: state, user: "u")

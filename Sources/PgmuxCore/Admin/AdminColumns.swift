@@ -27,6 +27,7 @@ public enum AdminColumns {
         case .dnsZones: return dnsZones
         case .version: return version
         case .state: return state
+        case .hosts: return hosts
         case .help: return []
         }
     }
@@ -140,6 +141,12 @@ public enum AdminColumns {
 
     /// SHOW DNS_ZONES.
     public static let dnsZones = cols([("zonename", .text), ("serial", .int8), ("count", .int4)])
+
+    /// SHOW HOSTS (pgmux extension): one row per host of each database's `host=` list.
+    public static let hosts = cols([
+        ("database", .text), ("host", .text), ("port", .int4), ("target_session_attrs", .text),
+        ("role", .text), ("state", .text), ("failures", .int4), ("retry_in", .numeric), ("last_error", .text),
+    ])
 
     /// SHOW VERSION.
     public static let version = cols([("version", .text)])

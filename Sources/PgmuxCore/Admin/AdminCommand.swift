@@ -90,6 +90,8 @@ public enum AdminShowItem: String, CaseIterable, Sendable {
     case dnsHosts = "dns_hosts"
     case dnsZones = "dns_zones"
     case state
+    /// pgmux extension: the servers of every database's `host=` list, their role and health.
+    case hosts
 }
 
 /// Session parameters the console pretends to have (`fake_param_list`).

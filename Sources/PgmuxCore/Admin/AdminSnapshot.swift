@@ -20,6 +20,7 @@ public struct AdminSnapshot: Sendable {
     public var fds: [AdminFdRow] = []
     public var dnsHosts: [AdminDNSHostRow] = []
     public var dnsZones: [AdminDNSZoneRow] = []
+    public var hosts: [AdminHostRow] = []
     public var pauseMode: AdminPauseMode = .none
     /// SHOW VERSION's single value (PgBouncer: `PgBouncer 1.25.2`).
     public var version: String = ""
@@ -339,6 +340,29 @@ public struct AdminDNSZoneRow: Sendable {
     }
 }
 
+/// SHOW HOSTS: a host of a database's list as the pooler sees it now.
+public struct AdminHostRow: Sendable {
+    public var database: String
+    public var host: String
+    public var port: Int
+    public var targetSessionAttrs: String
+    /// `primary`, `standby`, `primary (read-only)`, or `unknown` before a login reported it.
+    public var role: String
+    /// `backoff` (its last connect or login failed; tried again after `retryIn`), else `usable` or
+    /// `wrong role` (for this database's target) by its last reported role, `unknown` before one.
+    public var state: String
+    public var failures: Int
+    /// Seconds until the next attempt while backing off.
+    public var retryIn: Double
+    public var lastError: String
+
+    public init(database: String, host: String, port: Int, targetSessionAttrs: String, role: String, state: String,
+                failures: Int, retryIn: Double, lastError: String) {
+        self.database = database; self.host = host; self.port = port; self.targetSessionAttrs = targetSessionAttrs
+        self.role = role; self.state = state; self.failures = failures; self.retryIn = retryIn; self.lastError = lastError
+    }
+}
+
 public enum AdminPauseMode: Sendable {
     case none, pause, suspend
 }
@@ -442,6 +466,11 @@ extension AdminSnapshot {
             for h in dnsHosts { t.append([h.hostname, String(h.ttl), h.addrs]) }
         case .dnsZones:
             for z in dnsZones { t.append([z.zonename, String(z.serial), i4(z.count)]) }
+        case .hosts:
+            for h in hosts {
+                t.append([h.database, h.host, i4(h.port), h.targetSessionAttrs, h.role, h.state, i4(h.failures),
+                          String(format3(h.retryIn)), h.lastError])
+            }
         case .version:
             t.append([version])
         case .state:
@@ -529,4 +558,11 @@ private func byteaHex(_ bytes: [UInt8]) -> String {
 func strcmpLess(_ a: String, _ b: String) -> Bool { a.utf8.lexicographicallyPrecedes(b.utf8) }
 private func poolLess(_ a: (String, String), _ b: (String, String)) -> Bool {
     a.0 != b.0 ? strcmpLess(a.0, b.0) : strcmpLess(a.1, b.1)
+}
+
+/// Seconds with millisecond precision (`0.250`), as a numeric column's text.
+private func format3(_ v: Double) -> String {
+    let ms = Int((max(0, v) * 1000).rounded())
+    let frac = String(ms % 1000)
+    return "\(ms / 1000)." + String(repeating: "0", count: 3 - frac.count) + frac
 }

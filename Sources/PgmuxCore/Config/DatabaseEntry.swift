@@ -12,7 +12,10 @@ public struct DatabaseEntry: Sendable, Equatable {
     /// Host name, IP, `/dir` (Unix socket directory), `@name` (abstract socket) or a comma list;
     /// nil = Unix socket in `unix_socket_dir`.
     public var host: String? = nil
+    /// The first of `ports` (SHOW DATABASES shows it, as PgBouncer, which reads one port).
     public var port = 5432
+    /// `port=` as written: one port for every host, or one per host of a `host=` list (libpq).
+    public var ports: [Int] = [5432]
     /// Forced user: every client of this database shares one pool under this login.
     public var user: String? = nil
     public var password: String? = nil
@@ -33,6 +36,11 @@ public struct DatabaseEntry: Sendable, Equatable {
     public var timezone: String? = nil
     public var applicationName: String? = nil
     public var loadBalanceHosts: LoadBalanceHosts = .roundRobin
+    /// nil: the global `target_session_attrs`.
+    public var targetSessionAttrs: TargetSessionAttrs? = nil
+
+    /// The servers `host=` and `port=` name, in order (see `ServerHost.list`).
+    public var hosts: [ServerHost] { ServerHost.list(host: host, ports: ports) }
 
     public init(name: String) {
         self.name = name
@@ -54,7 +62,9 @@ public struct DatabaseEntry: Sendable, Equatable {
             switch pair.key {
             case "dbname": entry.dbname = pair.value; entry.dbnameIsExplicit = true
             case "host": entry.host = pair.value.isEmpty ? nil : pair.value
-            case "port": entry.port = try v.port()
+            case "port":
+                entry.ports = try v.portList()
+                entry.port = entry.ports[0]
             case "user": entry.user = pair.value
             case "password": entry.password = pair.value
             case "auth_user": entry.authUser = pair.value
@@ -73,10 +83,17 @@ public struct DatabaseEntry: Sendable, Equatable {
             case "timezone": entry.timezone = pair.value
             case "application_name": entry.applicationName = pair.value
             case "load_balance_hosts": entry.loadBalanceHosts = try v.choice(LoadBalanceHosts.self)
+            case "target_session_attrs": entry.targetSessionAttrs = try v.choice(TargetSessionAttrs.self)
             default:
                 throw ConfigError(file: file, line: line, key: pair.key,
                                   message: "unknown parameter \"\(pair.key)\" in database \"\(name)\"")
             }
+        }
+        let hostCount = ServerHost.names(entry.host).count
+        if entry.ports.count > 1 && entry.ports.count != hostCount {
+            // libpq's own wording for the same mistake.
+            throw ConfigError(file: file, line: line, key: "port",
+                              message: "could not match \(entry.ports.count) port numbers to \(hostCount) hosts")
         }
         return entry
     }

@@ -22,6 +22,17 @@ public enum TLSMode: String, ConfigEnum, Equatable {
     public var configName: String { rawValue }
 }
 
+/// `target_session_attrs` (libpq's values): which servers of a host list a pool may use, judged
+/// at each new server connection from what the server reports (see `ServerStatus`).
+public enum TargetSessionAttrs: String, ConfigEnum, Equatable, Sendable {
+    case any
+    case readWrite = "read-write"
+    case readOnly = "read-only"
+    case primary, standby
+    case preferStandby = "prefer-standby"
+    public var configName: String { rawValue }
+}
+
 /// `load_balance_hosts` of a database with a comma list of hosts.
 public enum LoadBalanceHosts: String, ConfigEnum, Equatable {
     case roundRobin = "round-robin"

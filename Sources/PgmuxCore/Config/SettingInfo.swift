@@ -16,7 +16,7 @@ extension Settings {
     public static let startOnlyKeys: Set<String> = [
         "listen_addr", "listen_port", "unix_socket_dir", "unix_socket_mode", "unix_socket_group",
         "pidfile", "pkt_buf", "listen_backlog", "so_reuseport", "user", "disable_pqexec",
-        "track_extra_parameters", "resolv_conf", "job_name", "metrics_port", "metrics_addr",
+        "track_extra_parameters", "resolv_conf", "dns_nameservers", "job_name", "metrics_port", "metrics_addr",
     ]
 
     /// Every known key with its default text, sorted by name (SHOW CONFIG order).
@@ -41,8 +41,8 @@ extension Settings {
         ("client_tls_cert_file", ""), ("client_tls_ciphers", "default"), ("client_tls_dheparams", "auto"),
         ("client_tls_ecdhcurve", "auto"), ("client_tls_key_file", ""), ("client_tls_protocols", "secure"),
         ("client_tls_sslmode", "disable"), ("conffile", nil), ("default_pool_size", "20"),
-        ("disable_pqexec", "0"), ("dns_max_ttl", "15"), ("dns_nxdomain_ttl", "15"),
-        ("dns_zone_check_period", "0"), ("idle_transaction_timeout", "0"), ("ignore_startup_parameters", ""),
+        ("disable_pqexec", "0"), ("dns_max_ttl", "15"), ("dns_nameservers", ""), ("dns_nxdomain_ttl", "15"),
+        ("dns_zone_check_period", "0"), ("failover_timeout", "5"), ("idle_transaction_timeout", "0"), ("ignore_startup_parameters", ""),
         ("job_name", "pgbouncer"), ("listen_addr", ""), ("listen_backlog", "128"), ("listen_port", "6432"),
         ("metrics_addr", "127.0.0.1"), ("metrics_port", "0"),
         ("log_connections", "1"), ("log_disconnections", "1"), ("log_pooler_errors", "1"), ("log_stats", "1"),
@@ -62,7 +62,7 @@ extension Settings {
         ("stats_period", "60"), ("stats_users", ""), ("suspend_timeout", "10"), ("syslog", "0"),
         ("syslog_facility", "daemon"), ("syslog_ident", "pgbouncer"), ("tcp_defer_accept", "1"),
         ("tcp_keepalive", "1"), ("tcp_keepcnt", "0"), ("tcp_keepidle", "0"), ("tcp_keepintvl", "0"),
-        ("tcp_socket_buffer", "0"), ("tcp_user_timeout", "0"), ("track_extra_parameters", "IntervalStyle"),
+        ("target_session_attrs", "any"), ("tcp_socket_buffer", "0"), ("tcp_user_timeout", "0"), ("track_extra_parameters", "IntervalStyle"),
         ("transaction_timeout", "0"), ("unix_socket_dir", "/tmp"), ("unix_socket_group", ""),
         ("unix_socket_mode", "0777"), ("user", nil), ("verbose", "0"),
     ]

@@ -63,6 +63,11 @@ public struct Settings: Sendable, Equatable {
     public var serverIdleTimeout: Double = 600
     public var serverConnectTimeout: Double = 15
     public var serverLoginRetry: Double = 15
+    /// Default `target_session_attrs` of databases that do not set their own (pgmux extension).
+    public var targetSessionAttrs: TargetSessionAttrs = .any
+    /// How long a transaction waits for a server while no host of its pool is usable (host
+    /// lists and target_session_attrs; pgmux extension). 0: fail such transactions at once.
+    public var failoverTimeout: Double = 5
 
     // Client timeouts
     public var clientLoginTimeout: Double = 60
@@ -90,6 +95,9 @@ public struct Settings: Sendable, Equatable {
     public var dnsNxdomainTtl: Double = 15
     public var dnsZoneCheckPeriod: Double = 0
     public var resolvConf = ""
+    /// pgmux extension: name servers for c-ares instead of resolv.conf's (`ip`, `ip:port`,
+    /// `[ipv6]:port`, comma-separated).
+    public var dnsNameservers = ""
 
     // Logging and process
     public var logfile = ""
@@ -205,6 +213,8 @@ public struct Settings: Sendable, Equatable {
         case "server_idle_timeout": serverIdleTimeout = try v.seconds()
         case "server_connect_timeout": serverConnectTimeout = try v.seconds()
         case "server_login_retry": serverLoginRetry = try v.seconds()
+        case "target_session_attrs": targetSessionAttrs = try v.choice(TargetSessionAttrs.self)
+        case "failover_timeout": failoverTimeout = try v.seconds()
 
         case "client_login_timeout": clientLoginTimeout = try v.seconds()
         case "client_idle_timeout": clientIdleTimeout = try v.seconds()
@@ -229,6 +239,7 @@ public struct Settings: Sendable, Equatable {
         case "dns_nxdomain_ttl": dnsNxdomainTtl = try v.seconds()
         case "dns_zone_check_period": dnsZoneCheckPeriod = try v.seconds()
         case "resolv_conf": resolvConf = v.string()
+        case "dns_nameservers": dnsNameservers = v.string()
 
         case "logfile": logfile = v.string()
         case "pidfile": pidfile = v.string()

@@ -44,6 +44,19 @@ struct ValueParser {
         try integer(in: 1...65535)
     }
 
+    /// `port=5432` or, as libpq takes it with a host list, `port=5432,5433` (one per host).
+    func portList() throws(ConfigError) -> [Int] {
+        let parts = value.split(separator: ",", omittingEmptySubsequences: false)
+        var ports: [Int] = []
+        for part in parts {
+            guard let p = Self.parseInteger(part.trimmingASCIIWhitespace), (1...65535).contains(p) else {
+                throw fail("a port in 1..65535, or a comma list of them (one per host)")
+            }
+            ports.append(p)
+        }
+        return ports
+    }
+
     /// Only `0` and `1`: PgBouncer rejects on/off/true/false, and accepting them here would let a
     /// config work with pgmux that PgBouncer refuses.
     func bool() throws(ConfigError) -> Bool {
