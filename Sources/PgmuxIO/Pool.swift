@@ -85,9 +85,11 @@ public final class Pool {
         return p
     }
 
-    func makeServerAuthenticator() -> ServerAuthenticator {
+    /// `tlsEndPoint`: channel-binding data of the server connection's TLS session, if any.
+    func makeServerAuthenticator(tlsEndPoint: [UInt8]?) -> ServerAuthenticator {
         ServerAuthenticator(user: serverUser, password: serverPassword, passThroughKeys: scramPassThrough,
-                            keyCache: loop.scramCache)
+                            keyCache: loop.scramCache, tlsEndPoint: tlsEndPoint,
+                            channelBinding: loop.config.settings.serverChannelBinding)
     }
 
     // MARK: lending servers

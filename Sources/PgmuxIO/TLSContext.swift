@@ -151,6 +151,14 @@ final class TLSContexts {
         return Array(out[0..<Int(len)])
     }
 
+    /// tls-server-end-point of the peer's certificate (PostgreSQL's, on a server connection), for
+    /// SCRAM-SHA-256-PLUS toward it.
+    static func peerEndPoint(_ ssl: OpaquePointer) -> [UInt8]? {
+        guard let cert = SSL_get1_peer_certificate(ssl) else { return nil }
+        defer { X509_free(cert) }
+        return serverEndPoint(cert)
+    }
+
     /// The common name of the verified peer certificate, if any (auth_type cert).
     static func peerCommonName(_ ssl: OpaquePointer) -> String? {
         guard SSL_get_verify_result(ssl) == X509_V_OK, let cert = SSL_get1_peer_certificate(ssl) else { return nil }

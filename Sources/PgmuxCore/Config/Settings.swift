@@ -132,6 +132,8 @@ public struct Settings: Sendable, Equatable {
     public var serverTlsCiphers = "default"
     public var serverTls13Ciphers: String? = nil
     public var serverTlsProtocols = "secure"
+    /// pgmux extension: SCRAM channel binding toward PostgreSQL (libpq's `channel_binding`).
+    public var serverChannelBinding: ServerChannelBinding = .prefer
 
     /// Names of the admin console (`pgbouncer`, and pgmux's alias `pgmux`).
     public static let reservedDatabaseNames: Set<String> = ["pgbouncer", "pgmux"]
@@ -269,6 +271,7 @@ public struct Settings: Sendable, Equatable {
         case "server_tls_ciphers": serverTlsCiphers = v.string()
         case "server_tls13_ciphers": serverTls13Ciphers = v.string()
         case "server_tls_protocols": serverTlsProtocols = v.string()
+        case "server_channel_binding": serverChannelBinding = try v.choice(ServerChannelBinding.self)
 
         default: return false
         }
