@@ -13,6 +13,13 @@ final class LoginHandler {
         guard let base = client.inbuf.base else { return }
         while client.state == .startup {
             let avail = client.inbuf.pending
+            if avail > 0, client.ssl == nil, DirectTLS.startsTLS(base.load(fromByteOffset: client.inbuf.start, as: UInt8.self)) {
+                // A direct TLS handshake that checkDirectTLS did not take: client TLS is off (or
+                // this is a Unix socket). PostgreSQL closes such a connection without a word.
+                loop.log.log("\(client.logPrefix) direct TLS connection rejected: TLS is not enabled for this client")
+                client.disconnect(reason: "direct TLS not enabled", notify: false)
+                return
+            }
             guard let length = StartupPacket.length(base + client.inbuf.start, available: avail) else { return }
             guard length >= 8, length <= StartupPacket.maxLength else {
                 client.sendError("invalid startup packet length \(length)")
@@ -67,6 +74,27 @@ final class LoginHandler {
         }
     }
 
+    /// Looks at a new TCP client's first byte without reading it (MSG_PEEK, only when
+    /// client TLS is on, as PgBouncer): a TLS handshake record starts TLS at once, PostgreSQL 17's
+    /// direct TLS. True when the byte was taken care of (TLS begun, or nothing to peek yet).
+    func checkDirectTLS(_ client: ClientConnection) -> Bool {
+        guard let ctx = loop.tls.toClients, !client.isUnixSocket, client.ssl == nil else {
+            client.firstByteChecked = true
+            return false
+        }
+        var byte: UInt8 = 0
+        let n = recv(client.fd, &byte, 1, Int32(MSG_PEEK))
+        if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return true }
+        client.firstByteChecked = true
+        guard n == 1, DirectTLS.startsTLS(byte) else { return false }  // EOF and errors: the read reports them
+        if loop.log.enabled(.noise) { loop.log.write(.noise, "\(client.logPrefix) starting direct TLS handshake") }
+        guard client.beginTLS(ctx, accept: true) else { client.sendError("TLS setup failed"); return true }
+        client.directTLS = true
+        client.state = .tlsHandshake
+        continueTLS(client)
+        return true
+    }
+
     /// Drives the client's TLS handshake; on success the startup packet comes next, encrypted.
     func continueTLS(_ client: ClientConnection) {
         switch client.continueHandshake() {
@@ -76,6 +104,11 @@ final class LoginHandler {
             loop.log.log("\(client.logPrefix) TLS handshake failed: \(why)")
             client.disconnect(reason: "TLS handshake failed", notify: false)
         case .done:
+            if client.directTLS, let ssl = client.ssl, !TLSContexts.usedALPN(ssl) {
+                loop.log.log("\(client.logPrefix) \(DirectTLS.missingALPN)")
+                client.disconnect(reason: "direct TLS without ALPN", notify: false)
+                return
+            }
             client.state = .startup
             client.stopWriting()
             client.startReading()
