@@ -10,6 +10,8 @@ let package = Package(
                        providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
                        providers: [.apt(["libpq-dev"])]),
+        // auth_type = pam (pgmux's PAM checks run on worker threads).
+        .systemLibrary(name: "CPAM", path: "Sources/CPAM", providers: [.apt(["libpam0g-dev"])]),
         // Pure Swift: protocol, config, auth, pooling rules. No sockets, no libev.
         // Cross-module optimization lets the shell inline and specialize the core's generic
         // queues and scanners; without it the relay called them unspecialized, through runtime
@@ -20,7 +22,7 @@ let package = Package(
         // The loop is single-threaded and its state is reached through unowned references, so
         // runtime exclusivity checks (a third of the relay's instructions under callgrind) only
         // cost. Bounds and overflow checks, which guard untrusted lengths, stay on.
-        .target(name: "PgmuxIO", dependencies: ["PgmuxCore", "CLibEV", "COpenSSL"],
+        .target(name: "PgmuxIO", dependencies: ["PgmuxCore", "CLibEV", "COpenSSL", "CPAM"],
                 swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
         .executableTarget(name: "pgmux", dependencies: ["PgmuxIO", "PgmuxCore"]),
         .testTarget(name: "PgmuxCoreTests", dependencies: ["PgmuxCore"]),

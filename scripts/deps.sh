@@ -3,7 +3,8 @@
 # ones, quietly, so it is cheap to call before every make target.
 #   scripts/deps.sh [extra packages...]
 set -euo pipefail
-want=(libev-dev libssl-dev libpq-dev postgresql postgresql-contrib openssl "$@")
+# libpam0g-dev: auth_type pam; libpam-pwdfile: the PAM tests' password module.
+want=(libev-dev libssl-dev libpq-dev libpam0g-dev postgresql postgresql-contrib openssl libpam-pwdfile "$@")
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

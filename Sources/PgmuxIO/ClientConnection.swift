@@ -507,6 +507,8 @@ extension ClientConnection {
 /// What a client needs only while it authenticates.
 final class LoginState {
     var authenticator: ClientAuthenticator
+    /// pam / ldap: how the password is to be checked.
+    var externalCheck: ExternalCheck?
     init(_ authenticator: ClientAuthenticator) { self.authenticator = authenticator }
 }
 

@@ -186,7 +186,11 @@ final class LoginHandler {
 
     /// How this client must prove who it is: from auth_type (later also from hba rules).
     /// `cert` and `peer` carry the hba rule's `map=` (an auth_ident_file map name), if any.
-    enum LoginMethod { case trust, any, reject, cert(map: String?), peer(map: String?), password(ClientAuthMethod) }
+    /// `external`: a cleartext password checked off the loop (pam, ldap).
+    enum LoginMethod {
+        case trust, any, reject, cert(map: String?), peer(map: String?), password(ClientAuthMethod)
+        case external(ExternalCheck)
+    }
 
     func loginMethod(for client: ClientConnection) -> LoginMethod {
         switch loop.config.settings.authType {
@@ -196,7 +200,8 @@ final class LoginHandler {
         case .md5: return .password(.md5)
         case .scramSHA256: return .password(.scramSHA256)
         case .cert: return .cert(map: nil)
-        case .ldap, .pam: return .reject
+        case .pam: return .external(.pam(service: loop.config.settings.authPamService))
+        case .ldap: return .reject
         case .hba:
             // First matching rule wins; no rule means no entry.
             guard let hba = loop.hba,
@@ -211,6 +216,7 @@ final class LoginHandler {
             case .scramSHA256: return .password(.scramSHA256)
             case .cert: return .cert(map: rule.identMap)
             case .peer: return .peer(map: rule.identMap)
+            case .pam: return .external(.pam(service: rule.options["pamservice"] ?? loop.config.settings.authPamService))
             }
         }
     }
@@ -279,10 +285,18 @@ final class LoginHandler {
         }
         var secret = loop.authFile[client.user]
         var lookupMade = false
-        if let lookedUp {
+        if case .external(let check) = method {
+            // The password is checked elsewhere; PgBouncer refuses to mix that with auth_user.
+            let entry = AdminConsole.isConsole(client.database) ? nil : databaseEntry(client.database)
+            if let authUser = entry?.authUser ?? s.authUser, !authUser.isEmpty {
+                loop.log.error("\(client.logPrefix) \(check.name) can't be used together with database authentication")
+                client.sendError("bouncer config error")
+                return
+            }
+        } else if let lookedUp {
             secret = lookedUp
             lookupMade = true
-        } else if secret == nil, s.authType != .any, s.authType != .ldap, s.authType != .pam {
+        } else if secret == nil, s.authType != .any {
             // As PgBouncer's set_pool: under every method that names a user (trust, hba, cert
             // and peer too), a user missing from auth_file is looked up first.
             switch authLookup(for: client) {
@@ -366,11 +380,14 @@ final class LoginHandler {
             return
         case .password(let m):
             passwordMethod = m
+        case .external(let check):
+            passwordMethod = check.method
         }
         let login = LoginState(ClientAuthenticator(method: passwordMethod, user: client.user, storedSecret: secret,
                                                    keyCache: loop.scramCache, scramIterations: s.scramIterations,
                                                    channelBinding: client.ssl.flatMap { loop.tls.endPoint(of: $0) },
                                                    nonceSource: { self.loop.random.scramNonce() }))
+        if case .external(let check) = method { login.externalCheck = check }
         client.state = .authenticating
         client.login = login
         perform(login.authenticator.start(), client)
@@ -437,6 +454,21 @@ final class LoginHandler {
                 self.perform(login.authenticator.keysDerived(keys), client)
             }
             return
+        case .verifyExternally(let password):
+            // PAM (or LDAP) on a worker thread; the client sends nothing until it hears from us.
+            client.stopReading()
+            let submitted = submitExternalCheck(client, password: password) { [weak self, weak client] verdict in
+                guard let self, let client, !client.isClosed, client.state == .authenticating,
+                      let login = client.login else { return }
+                if case .refused(let why) = verdict { self.loop.log.warning("\(client.logPrefix) \(why)") }
+                client.startReading()
+                self.perform(login.authenticator.externalVerdict(verdict == .accepted), client)
+            }
+            if !submitted {
+                client.login = nil
+                client.sendError("too many logins waiting for authentication", code: SQLState.tooManyConnections)
+            }
+            return
         case .sendAuthenticationCleartext: m.authenticationCleartext()
         case .sendAuthenticationMD5(let salt): m.authenticationMD5(salt: salt)
         case .sendAuthenticationSASL(let mechanisms): m.authenticationSASL(mechanisms: mechanisms)
@@ -449,8 +481,9 @@ final class LoginHandler {
             fallthrough
         case .succeeded:
             let keys = client.login?.authenticator.passThroughKeys
+            let verified = client.login?.authenticator.verifiedPassword
             client.login = nil
-            authenticated(client, scramKeys: keys)
+            authenticated(client, scramKeys: keys, verifiedPassword: verified)
             return
         case .failed(let message):
             client.login = nil
@@ -460,9 +493,23 @@ final class LoginHandler {
         client.queue(m.bytes)
     }
 
+    /// Hands a pam / ldap password check to its worker; false when the queue is full.
+    private func submitExternalCheck(_ client: ClientConnection, password: [UInt8],
+                                     _ done: @escaping (BlockingAuthWorker.Verdict) -> Void) -> Bool {
+        switch client.login?.externalCheck {
+        case .pam(let service):
+            let check = PAMAuthentication(service: service, user: client.user, password: password,
+                                          remoteHost: client.isUnixSocket ? "[local]" : client.remote.hostText)
+            return loop.pamWorker.submit({ check.run() }, done)
+        case nil:
+            return false
+        }
+    }
+
     // MARK: after authentication
 
-    private func authenticated(_ client: ClientConnection, scramKeys: SCRAMPassThroughKeys?) {
+    private func authenticated(_ client: ClientConnection, scramKeys: SCRAMPassThroughKeys?,
+                               verifiedPassword: [UInt8]? = nil) {
         if AdminConsole.isConsole(client.database) { loop.admin.login(client); return }
         if loop.disabledDatabases.contains(client.database) {
             client.sendError("database \"\(client.database)\" is disabled")
@@ -482,6 +529,12 @@ final class LoginHandler {
         // A SCRAM verifier cannot log in by itself: the keys of a client's SCRAM login can.
         if pool.scramPassThrough == nil, pool.serverPassword.map(SCRAMSecret.isSCRAMSecret) ?? true, let keys = scramKeys {
             pool.scramPassThrough = keys
+        }
+        // pam / ldap: as PgBouncer, the password the client proved logs in to the server too,
+        // unless one is configured for the server user (auth_file, [users], password=).
+        if let verifiedPassword, pool.serverUser == client.user, pool.serverPassword == nil || pool.serverPasswordFromLogin {
+            pool.serverPassword = String(decoding: verifiedPassword, as: UTF8.self)
+            pool.serverPasswordFromLogin = true
         }
         client.pool = pool
         pool.machine.clientJoined()
@@ -569,6 +622,25 @@ final class LoginHandler {
             let key = countedUserNames.removeValue(forKey: client.id) ?? client.user
             let n = userClientCounts[key, default: 1] - 1
             userClientCounts[key] = n > 0 ? n : nil
+        }
+    }
+}
+
+/// A password check that runs off the loop, with what it needs from the configuration.
+enum ExternalCheck {
+    /// PAM, with the service name (auth_pam_service, or the hba rule's pamservice=).
+    case pam(service: String)
+
+    var method: ClientAuthMethod {
+        switch self {
+        case .pam: return .pam
+        }
+    }
+
+    /// For log lines, as PgBouncer names them.
+    var name: String {
+        switch self {
+        case .pam: return "PAM"
         }
     }
 }

@@ -25,6 +25,8 @@ public final class Pool {
     /// Login name and password used toward PostgreSQL (a forced `user=` wins over the client's).
     let serverUser: String
     var serverPassword: String?
+    /// `serverPassword` is the one a pam / ldap client proved (replaced by the next one).
+    var serverPasswordFromLogin = false
     var mode: PoolMode
     /// The waiting clients, idle servers, counts, limits, pause and login failures.
     var machine: PoolStateMachine

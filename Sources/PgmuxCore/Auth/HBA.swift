@@ -21,6 +21,8 @@ public enum HBAMethod: String, Sendable, Equatable, CaseIterable {
     case scramSHA256 = "scram-sha-256"
     case cert
     case peer
+    /// pgmux extension (PgBouncer's hba has no pam): PAM checks the cleartext password.
+    case pam
 }
 
 /// Connection type of a rule (first field), or of a client connection when matching.
@@ -84,7 +86,7 @@ public struct HBARule: Sendable, Equatable {
     /// nil for `local` rules.
     public let address: HBAAddressMatcher?
     public let method: HBAMethod
-    /// `name=value` options after the method (only `map`, for `cert` and `peer`).
+    /// `name=value` options after the method (`map` for `cert` and `peer`, `pamservice` for `pam`).
     public let options: [String: String]
     /// 1-based line in the HBA file.
     public let line: Int
@@ -350,7 +352,7 @@ private struct RuleParser {
         let methodWord = try single("authentication method")
         guard !methodWord.quoted, let method = HBAMethod(rawValue: methodWord.text) else {
             switch methodWord.text {
-            case "ldap", "pam", "ident", "gss", "sspi", "radius", "bsd", "oauth":
+            case "ldap", "ident", "gss", "sspi", "radius", "bsd", "oauth":
                 throw error("authentication method \(methodWord.text) is not supported")
             default:
                 throw error("unknown authentication method \"\(methodWord.text)\"; expected one of "
@@ -372,8 +374,10 @@ private struct RuleParser {
                     throw error("option map= is only valid for methods cert and peer, not \(method.rawValue)")
                 }
                 guard !value.isEmpty else { throw error("option map= needs a map name") }
+            case "pamservice" where method == .pam:
+                guard !value.isEmpty else { throw error("option pamservice= needs a PAM service name") }
             default:
-                throw error("authentication option \"\(name)\" is not supported (only map=)")
+                throw error("authentication option \"\(name)\" is not supported (only map=, and pamservice= for pam)")
             }
             options[name] = value
         }

@@ -28,6 +28,8 @@ public struct Settings: Sendable, Equatable {
     public var authHbaFile = ""
     public var authIdentFile: String? = nil
     public var authLdapOptions: String? = nil
+    /// pgmux extension: the PAM service of auth_type pam (PgBouncer's is fixed: "pgbouncer").
+    public var authPamService = "pgbouncer"
     public var authUser: String? = nil
     public var authQuery = Settings.defaultAuthQuery
     public var authDbname: String? = nil
@@ -169,6 +171,7 @@ public struct Settings: Sendable, Equatable {
         case "auth_hba_file": authHbaFile = v.string()
         case "auth_ident_file": authIdentFile = v.string()
         case "auth_ldap_options": authLdapOptions = v.string()
+        case "auth_pam_service": authPamService = v.string()
         case "auth_user": authUser = v.string()
         case "auth_query": authQuery = v.string()
         case "auth_dbname":
