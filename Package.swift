@@ -12,6 +12,8 @@ let package = Package(
                        providers: [.apt(["libpq-dev"])]),
         // auth_type = pam (pgmux's PAM checks run on worker threads).
         .systemLibrary(name: "CPAM", path: "Sources/CPAM", providers: [.apt(["libpam0g-dev"])]),
+        // ldap in the hba file / auth_type = ldap (OpenLDAP's client library, on worker threads).
+        .systemLibrary(name: "CLDAP", path: "Sources/CLDAP", providers: [.apt(["libldap-dev"])]),
         // Pure Swift: protocol, config, auth, pooling rules. No sockets, no libev.
         // Cross-module optimization lets the shell inline and specialize the core's generic
         // queues and scanners; without it the relay called them unspecialized, through runtime
@@ -22,7 +24,7 @@ let package = Package(
         // The loop is single-threaded and its state is reached through unowned references, so
         // runtime exclusivity checks (a third of the relay's instructions under callgrind) only
         // cost. Bounds and overflow checks, which guard untrusted lengths, stay on.
-        .target(name: "PgmuxIO", dependencies: ["PgmuxCore", "CLibEV", "COpenSSL", "CPAM"],
+        .target(name: "PgmuxIO", dependencies: ["PgmuxCore", "CLibEV", "COpenSSL", "CPAM", "CLDAP"],
                 swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
         .executableTarget(name: "pgmux", dependencies: ["PgmuxIO", "PgmuxCore"]),
         .testTarget(name: "PgmuxCoreTests", dependencies: ["PgmuxCore"]),

@@ -53,6 +53,8 @@ public final class EventLoop {
     lazy var crypto = CryptoWorker(ev: ev)
     /// auth_type pam: PAM checks on worker threads (started on first use).
     lazy var pamWorker = BlockingAuthWorker(ev: ev)
+    /// ldap: LDAP binds on worker threads (a server that never answers holds one until timeout).
+    lazy var ldapWorker = BlockingAuthWorker(ev: ev)
     /// TLS toward clients and toward PostgreSQL.
     let tls = TLSContexts()
     /// auth_query answers per user, reused for `authQueryCacheSeconds`.

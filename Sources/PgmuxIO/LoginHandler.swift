@@ -186,10 +186,12 @@ final class LoginHandler {
 
     /// How this client must prove who it is: from auth_type (later also from hba rules).
     /// `cert` and `peer` carry the hba rule's `map=` (an auth_ident_file map name), if any.
-    /// `external`: a cleartext password checked off the loop (pam, ldap).
+    /// `external`: a cleartext password checked off the loop (pam, ldap). `misconfigured`: the
+    /// method cannot work as configured (the reason is logged, the client refused).
     enum LoginMethod {
         case trust, any, reject, cert(map: String?), peer(map: String?), password(ClientAuthMethod)
         case external(ExternalCheck)
+        case misconfigured(String)
     }
 
     func loginMethod(for client: ClientConnection) -> LoginMethod {
@@ -201,7 +203,13 @@ final class LoginHandler {
         case .scramSHA256: return .password(.scramSHA256)
         case .cert: return .cert(map: nil)
         case .pam: return .external(.pam(service: loop.config.settings.authPamService))
-        case .ldap: return .reject
+        case .ldap:
+            guard let text = loop.config.settings.authLdapOptions else { return .misconfigured("auth_ldap_options is null") }
+            do {
+                return .external(.ldap(try LDAPOptions.parse(text: text)))
+            } catch {
+                return .misconfigured("auth_ldap_options: \(error.description)")
+            }
         case .hba:
             // First matching rule wins; no rule means no entry.
             guard let hba = loop.hba,
@@ -217,6 +225,9 @@ final class LoginHandler {
             case .cert: return .cert(map: rule.identMap)
             case .peer: return .peer(map: rule.identMap)
             case .pam: return .external(.pam(service: rule.options["pamservice"] ?? loop.config.settings.authPamService))
+            case .ldap:
+                guard let options = rule.ldap else { return .reject }
+                return .external(.ldap(options))
             }
         }
     }
@@ -349,9 +360,12 @@ final class LoginHandler {
             }
             authenticated(client, scramKeys: nil)
             return
+        case .misconfigured(let why):
+            loop.log.error("\(client.logPrefix) \(why)")
+            client.sendError("bouncer config error")
+            return
         case .reject:
-            client.sendError(s.authType == .hba ? "login rejected" : "bouncer config error: auth_type \(s.authType.rawValue) is not supported",
-                             code: SQLState.invalidAuthorization)
+            client.sendError("login rejected", code: SQLState.invalidAuthorization)
             return
         case .cert(let mapName):
             // PgBouncer's login_via_cert: the TLS client certificate's common name must be the
@@ -501,6 +515,9 @@ final class LoginHandler {
             let check = PAMAuthentication(service: service, user: client.user, password: password,
                                           remoteHost: client.isUnixSocket ? "[local]" : client.remote.hostText)
             return loop.pamWorker.submit({ check.run() }, done)
+        case .ldap(let options):
+            let check = LDAPAuthentication(options: options, user: client.user, password: password)
+            return loop.ldapWorker.submit({ check.run() }, done)
         case nil:
             return false
         }
@@ -630,10 +647,13 @@ final class LoginHandler {
 enum ExternalCheck {
     /// PAM, with the service name (auth_pam_service, or the hba rule's pamservice=).
     case pam(service: String)
+    /// A bind to an LDAP server (the hba rule's options, or auth_ldap_options).
+    case ldap(LDAPOptions)
 
     var method: ClientAuthMethod {
         switch self {
         case .pam: return .pam
+        case .ldap: return .ldap
         }
     }
 
@@ -641,6 +661,7 @@ enum ExternalCheck {
     var name: String {
         switch self {
         case .pam: return "PAM"
+        case .ldap: return "LDAP"
         }
     }
 }

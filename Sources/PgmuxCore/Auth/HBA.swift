@@ -23,6 +23,8 @@ public enum HBAMethod: String, Sendable, Equatable, CaseIterable {
     case peer
     /// pgmux extension (PgBouncer's hba has no pam): PAM checks the cleartext password.
     case pam
+    /// The cleartext password is checked by binding to an LDAP server (`HBARule.ldap`).
+    case ldap
 }
 
 /// Connection type of a rule (first field), or of a client connection when matching.
@@ -90,9 +92,12 @@ public struct HBARule: Sendable, Equatable {
     public let options: [String: String]
     /// 1-based line in the HBA file.
     public let line: Int
+    /// The `ldap…` options of an `ldap` rule, read and checked at load.
+    public let ldap: LDAPOptions?
 
     public init(type: HBAConnectionType, databases: HBANameMatcher, users: HBANameMatcher, address: HBAAddressMatcher?,
-                method: HBAMethod, options: [String: String] = [:], line: Int) {
+                method: HBAMethod, options: [String: String] = [:], line: Int, ldap: LDAPOptions? = nil) {
+        self.ldap = ldap
         self.type = type
         self.databases = databases
         self.users = users
@@ -352,7 +357,7 @@ private struct RuleParser {
         let methodWord = try single("authentication method")
         guard !methodWord.quoted, let method = HBAMethod(rawValue: methodWord.text) else {
             switch methodWord.text {
-            case "ldap", "ident", "gss", "sspi", "radius", "bsd", "oauth":
+            case "ident", "gss", "sspi", "radius", "bsd", "oauth":
                 throw error("authentication method \(methodWord.text) is not supported")
             default:
                 throw error("unknown authentication method \"\(methodWord.text)\"; expected one of "
@@ -361,6 +366,7 @@ private struct RuleParser {
         }
 
         var options: [String: String] = [:]
+        var ldapOptions: [(name: String, value: String)] = []
         while index < fields.count {
             let opt = try single("option")
             guard let eq = opt.text.firstIndex(of: "="), eq != opt.text.startIndex else {
@@ -376,8 +382,10 @@ private struct RuleParser {
                 guard !value.isEmpty else { throw error("option map= needs a map name") }
             case "pamservice" where method == .pam:
                 guard !value.isEmpty else { throw error("option pamservice= needs a PAM service name") }
+            case _ where method == .ldap && name.hasPrefix("ldap"):
+                ldapOptions.append((name, value))
             default:
-                throw error("authentication option \"\(name)\" is not supported (only map=, and pamservice= for pam)")
+                throw error("authentication option \"\(name)\" is not supported (only map=, pamservice= for pam, ldap...= for ldap)")
             }
             options[name] = value
         }
@@ -389,8 +397,16 @@ private struct RuleParser {
             throw error("cert authentication needs TLS; use it with hostssl or host, not \(type.rawValue)")
         }
 
+        var ldap: LDAPOptions?
+        if method == .ldap {
+            do {
+                ldap = try LDAPOptions.parse(ldapOptions)
+            } catch {
+                throw self.error(error.description)
+            }
+        }
         return HBARule(type: type, databases: databases, users: users, address: address,
-                       method: method, options: options, line: line)
+                       method: method, options: options, line: line, ldap: ldap)
     }
 
     mutating func parseAddress() throws(ConfigError) -> HBAAddressMatcher {
