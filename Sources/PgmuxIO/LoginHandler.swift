@@ -1,4 +1,5 @@
 import Glibc
+import CLibEV  // MSG_PEEK comes with its socket header
 import PgmuxCore
 
 /// Drives a client from its first byte to the welcome: startup packet, TLS/GSS refusal, cancel

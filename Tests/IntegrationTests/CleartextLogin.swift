@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// A raw client answering an AuthenticationCleartextPassword request with `password`; returns
