@@ -501,8 +501,10 @@ final class LoginHandler {
             authenticated(client, scramKeys: keys, verifiedPassword: verified)
             return
         case .failed(let message):
+            // As PostgreSQL's auth_failed: 28P01 for the password methods, 28000 for the others.
+            let external = client.login?.externalCheck != nil
             client.login = nil
-            client.sendError(message, code: SQLState.invalidPassword)
+            client.sendError(message, code: external ? SQLState.invalidAuthorization : SQLState.invalidPassword)
             return
         }
         client.queue(m.bytes)

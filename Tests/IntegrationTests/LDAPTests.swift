@@ -39,7 +39,7 @@ final class LDAPTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("LDAP authentication failed"), "\(error)")
         }
         XCTAssertEqual(cleartextLoginSQLState(port: p.port, user: PostgresCluster.scramUser.0, database: PostgresCluster.database,
-                                              password: "wrong"), "28P01")
+                                              password: "wrong"), "28000", "PostgreSQL's auth_failed for LDAP")
         XCTAssertTrue(p.log.contains("LDAP login failed for user uid=scram_user,\(Slapd.peopleDN)"), p.log)
         XCTAssertEqual(try c.scalar("SELECT 'still here'"), "still here")
     }

@@ -62,10 +62,10 @@ final class PAMTests: XCTestCase {
         XCTAssertTrue(p.isRunning)
     }
 
-    func testWrongPasswordSQLStateIs28P01() throws {
+    func testWrongPasswordSQLStateIs28000() throws {
         let p = try pgmux(["auth_type": "pam"])
         XCTAssertEqual(cleartextLoginSQLState(port: p.port, user: PostgresCluster.scramUser.0, database: PostgresCluster.database,
-                                              password: "wrong"), "28P01")
+                                              password: "wrong"), "28000", "PostgreSQL's auth_failed for PAM")
     }
 
     func testSlowModuleStallsNobodyElse() throws {
