@@ -14,6 +14,8 @@ let package = Package(
         .systemLibrary(name: "CPAM", path: "Sources/CPAM", providers: [.apt(["libpam0g-dev"])]),
         // ldap in the hba file / auth_type = ldap (OpenLDAP's client library, on worker threads).
         .systemLibrary(name: "CLDAP", path: "Sources/CLDAP", providers: [.apt(["libldap-dev"])]),
+        // gss in the hba file (MIT Kerberos' GSSAPI library, on worker threads).
+        .systemLibrary(name: "CGSSAPI", path: "Sources/CGSSAPI", providers: [.apt(["libkrb5-dev"])]),
         // Pure Swift: protocol, config, auth, pooling rules. No sockets, no libev.
         // Cross-module optimization lets the shell inline and specialize the core's generic
         // queues and scanners; without it the relay called them unspecialized, through runtime
@@ -24,7 +26,7 @@ let package = Package(
         // The loop is single-threaded and its state is reached through unowned references, so
         // runtime exclusivity checks (a third of the relay's instructions under callgrind) only
         // cost. Bounds and overflow checks, which guard untrusted lengths, stay on.
-        .target(name: "PgmuxIO", dependencies: ["PgmuxCore", "CLibEV", "COpenSSL", "CPAM", "CLDAP"],
+        .target(name: "PgmuxIO", dependencies: ["PgmuxCore", "CLibEV", "COpenSSL", "CPAM", "CLDAP", "CGSSAPI"],
                 swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
         .executableTarget(name: "pgmux", dependencies: ["PgmuxIO", "PgmuxCore"]),
         .testTarget(name: "PgmuxCoreTests", dependencies: ["PgmuxCore"]),

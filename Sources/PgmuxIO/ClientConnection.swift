@@ -507,8 +507,10 @@ extension ClientConnection {
 /// What a client needs only while it authenticates.
 final class LoginState {
     var authenticator: ClientAuthenticator
-    /// pam / ldap: how the password is to be checked.
+    /// pam / ldap / gss: how the client is to be checked.
     var externalCheck: ExternalCheck?
+    /// gss: the security context, across the client's tokens.
+    var gssAcceptor: GSSAcceptor?
     init(_ authenticator: ClientAuthenticator) { self.authenticator = authenticator }
 }
 

@@ -55,6 +55,8 @@ public final class EventLoop {
     lazy var pamWorker = BlockingAuthWorker(ev: ev)
     /// ldap: LDAP binds on worker threads (a server that never answers holds one until timeout).
     lazy var ldapWorker = BlockingAuthWorker(ev: ev)
+    /// gss: accepting security contexts on worker threads.
+    lazy var gssWorker = BlockingAuthWorker(ev: ev)
     /// TLS toward clients and toward PostgreSQL.
     let tls = TLSContexts()
     /// auth_query answers per user, reused for `authQueryCacheSeconds`.

@@ -229,6 +229,9 @@ final class LoginHandler {
             case .ldap:
                 guard let options = rule.ldap else { return .reject }
                 return .external(.ldap(options))
+            case .gss:
+                return .external(.gss(includeRealm: rule.options["include_realm"] != "0", realm: rule.options["krb_realm"],
+                                      map: rule.identMap))
             }
         }
     }
@@ -430,11 +433,22 @@ final class LoginHandler {
         return false
     }
 
+    /// gss: the principal's name (realm kept or not) must be the login name, or be allowed by
+    /// the rule's ident map; a refusal is logged with PostgreSQL's words.
+    private func gssNameAllowed(_ client: ClientConnection, systemUser: String, mapName: String?) -> Bool {
+        if let mapName { return identAllows(client, systemUser: systemUser, mapName: mapName, cert: false) }
+        if systemUser == client.user { return true }
+        loop.log.log("\(client.logPrefix) provided user name (\(client.user)) and authenticated user name (\(systemUser)) do not match")
+        return false
+    }
+
     /// Reads whole password messages ('p') of a client in the middle of authentication.
     func handleAuthMessage(_ client: ClientConnection) {
         guard let base = client.inbuf.base else { return }
         while client.state == .authenticating {
-            switch Framing.peek(base + client.inbuf.start, available: client.inbuf.pending, maxPacketSize: 8192) {
+            // A Kerberos ticket (with a Windows PAC) can be well over 8 kB.
+            let limit = client.login?.authenticator.method == .gss ? loop.buffers.size : 8192
+            switch Framing.peek(base + client.inbuf.start, available: client.inbuf.pending, maxPacketSize: limit) {
             case .needHeader: return
             case .invalid(let length):
                 client.sendError("invalid packet length \(length) during authentication")
@@ -467,6 +481,40 @@ final class LoginHandler {
                       let login = client.login else { return }
                 client.startReading()
                 self.perform(login.authenticator.keysDerived(keys), client)
+            }
+            return
+        case .sendAuthenticationGSS: m.authenticationGSS()
+        case .sendGSSContinue(let token): m.authenticationGSSContinue(token)
+        case .acceptGSSToken(let token):
+            // gss_accept_sec_context on a worker thread (keytab, replay cache on disk).
+            guard let login = client.login, case .gss(let includeRealm, let realm, let map) = login.externalCheck else { return }
+            let acceptor = login.gssAcceptor ?? GSSAcceptor(keytab: loop.config.settings.krbServerKeyfile)
+            login.gssAcceptor = acceptor
+            client.stopReading()
+            let submitted = loop.gssWorker.submit({ acceptor.step(token) }) { [weak self, weak client] verdict in
+                guard let self, let client, !client.isClosed, client.state == .authenticating,
+                      let login = client.login else { return }
+                if case .refused(let why) = verdict { self.loop.log.warning("\(client.logPrefix) \(why)") }
+                var allowed = false
+                if acceptor.complete, let principal = acceptor.principal {
+                    switch GSSPrincipal.systemUser(principal, includeRealm: includeRealm, requiredRealm: realm) {
+                    case .success(let name):
+                        allowed = self.gssNameAllowed(client, systemUser: name, mapName: map)
+                    case .failure(let refusal):
+                        self.loop.log.warning("\(client.logPrefix) \(refusal.reason)")
+                    }
+                    // The last token (mutual authentication) goes out before the verdict.
+                    if let last = acceptor.output, !last.isEmpty {
+                        var m = MessageBuilder(); m.authenticationGSSContinue(last); client.queue(m.bytes)
+                    }
+                }
+                client.startReading()
+                self.perform(login.authenticator.gssStep(output: verdict == .accepted ? acceptor.output : nil,
+                                                         complete: acceptor.complete, principalAllowed: allowed), client)
+            }
+            if !submitted {
+                client.login = nil
+                client.sendError("too many logins waiting for authentication", code: SQLState.tooManyConnections)
             }
             return
         case .verifyExternally(let password):
@@ -521,7 +569,7 @@ final class LoginHandler {
         case .ldap(let options):
             let check = LDAPAuthentication(options: options, user: client.user, password: password)
             return loop.ldapWorker.submit({ check.run() }, done)
-        case nil:
+        case .gss, nil:
             return false
         }
     }
@@ -652,11 +700,14 @@ enum ExternalCheck {
     case pam(service: String)
     /// A bind to an LDAP server (the hba rule's options, or auth_ldap_options).
     case ldap(LDAPOptions)
+    /// GSSAPI tokens (no password): the hba rule's include_realm, krb_realm and map=.
+    case gss(includeRealm: Bool, realm: String?, map: String?)
 
     var method: ClientAuthMethod {
         switch self {
         case .pam: return .pam
         case .ldap: return .ldap
+        case .gss: return .gss
         }
     }
 
@@ -665,6 +716,7 @@ enum ExternalCheck {
         switch self {
         case .pam: return "PAM"
         case .ldap: return "LDAP"
+        case .gss: return "GSSAPI"
         }
     }
 }

@@ -383,7 +383,7 @@ final class HBATests: XCTestCase {
     func testUnknownAndUnsupportedMethods() {
         assertError("host all all all md6\n", line: 1, contains: "unknown authentication method \"md6\"")
         assertError("# c\nhost all all all MD5\n", line: 2, contains: "unknown authentication method")
-        for m in ["ident", "gss", "sspi", "radius", "bsd"] {
+        for m in ["ident", "sspi", "radius", "bsd"] {
             assertError("\nlocal all all \(m)\n", line: 2, contains: "authentication method \(m) is not supported")
         }
         assertError("host all all all md5 pamservice=x\n", line: 1, contains: "authentication option \"pamservice\" is not supported")
@@ -436,7 +436,7 @@ final class HBATests: XCTestCase {
         assertError("local all all peer map\n", line: 1, contains: "options are written name=value")
         assertError("local all all peer =x\n", line: 1, contains: "options are written name=value")
         assertError("local all all peer map=\n", line: 1, contains: "needs a map name")
-        assertError("local all all trust map=x\n", line: 1, contains: "only valid for methods cert and peer")
+        assertError("local all all trust map=x\n", line: 1, contains: "only valid for methods cert, peer and gss")
         assertError("hostssl all all all md5 clientcert=verify-full\n", line: 1, contains: "option \"clientcert\" is not supported")
         assertError("host all all all md5 trust\n", line: 1, contains: "unexpected field \"trust\"")
     }

@@ -8,6 +8,8 @@ public enum ClientAuthMethod: Equatable, Sendable {
     case pam
     /// Cleartext password checked by binding to an LDAP server, off the event loop.
     case ldap
+    /// GSSAPI (Kerberos): tokens accepted off the event loop (`acceptGSSToken`).
+    case gss
 }
 
 /// What the connection code must do next. Semantic, not wire bytes: another layer encodes
@@ -27,6 +29,12 @@ public enum ClientAuthAction: Equatable, Sendable {
     /// pam / ldap: have this cleartext password checked off the event loop, then pass the
     /// verdict to `externalVerdict` (nothing is sent meanwhile).
     case verifyExternally(password: [UInt8])
+    /// Send AuthenticationGSS (R/7): the client answers with its first token.
+    case sendAuthenticationGSS
+    /// Accept this GSSAPI token off the event loop, then pass the outcome to `gssStep`.
+    case acceptGSSToken([UInt8])
+    /// Send AuthenticationGSSContinue (R/8) with this token; the client answers with another.
+    case sendGSSContinue([UInt8])
     case succeeded
     case failed(message: String)
 }
@@ -63,6 +71,9 @@ public struct ClientAuthenticator {
         case checkingPlain(SCRAMSecret)
         /// pam / ldap: the password is being checked elsewhere.
         case awaitingVerdict([UInt8])
+        /// gss: waiting for the client's next token, or for the acceptance of the last one.
+        case awaitingGSSToken
+        case acceptingGSSToken
         case done
     }
 
@@ -156,6 +167,9 @@ public struct ClientAuthenticator {
         case .plain, .pam, .ldap:
             phase = .awaitingPassword
             return .sendAuthenticationCleartext
+        case .gss:
+            phase = .awaitingGSSToken
+            return .sendAuthenticationGSS
         case .md5:
             let salt = Crypto.randomBytes(4)
             phase = .awaitingMD5(salt: salt)
@@ -209,6 +223,11 @@ public struct ClientAuthenticator {
     /// SASLResponse, depending on the phase).
     public mutating func receivePassword(_ payload: [UInt8]) -> ClientAuthAction {
         switch phase {
+        case .awaitingGSSToken:
+            // The whole body of the 'p' message is the token.
+            guard !payload.isEmpty else { return finish(.failed(message: gssFailed)) }
+            phase = .acceptingGSSToken
+            return .acceptGSSToken(payload)
         case .awaitingPassword where method == .pam || method == .ldap:
             var reader = AuthBodyReader(payload)
             guard let password = reader.readCString(), reader.atEnd else { return finish(.failed(message: externalFailure)) }
@@ -225,9 +244,29 @@ public struct ClientAuthenticator {
             return saslInitial(payload)
         case .awaitingSASLResponse:
             return saslResponse(payload)
-        case .notStarted, .done, .derivingAdHoc, .checkingPlain, .awaitingVerdict:
+        case .notStarted, .done, .derivingAdHoc, .checkingPlain, .awaitingVerdict, .acceptingGSSToken:
             return finish(.failed(message: ClientAuthenticator.unexpectedMessage))
         }
+    }
+
+    /// PostgreSQL's text (PgBouncer has no GSSAPI).
+    private var gssFailed: String { "GSSAPI authentication failed for user \"\(user)\"" }
+
+    /// The outcome of `.acceptGSSToken`: the token for the client (sent by the caller when the
+    /// context is complete too), whether the security context is complete and, if so, whether
+    /// the principal may log in as `user` (`GSSPrincipal`, ident maps). nil output: the token
+    /// was refused.
+    public mutating func gssStep(output: [UInt8]?, complete: Bool, principalAllowed: Bool) -> ClientAuthAction {
+        guard case .acceptingGSSToken = phase else { return finish(.failed(message: ClientAuthenticator.unexpectedMessage)) }
+        guard let output else { return finish(.failed(message: gssFailed)) }
+        guard complete else {
+            guard !output.isEmpty else { return finish(.failed(message: gssFailed)) }
+            phase = .awaitingGSSToken
+            return .sendGSSContinue(output)
+        }
+        guard principalAllowed else { return finish(.failed(message: gssFailed)) }
+        isAuthenticated = true
+        return finish(.succeeded)
     }
 
     /// PgBouncer's failure text of the external methods.

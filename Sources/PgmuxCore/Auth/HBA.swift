@@ -25,6 +25,8 @@ public enum HBAMethod: String, Sendable, Equatable, CaseIterable {
     case pam
     /// The cleartext password is checked by binding to an LDAP server (`HBARule.ldap`).
     case ldap
+    /// GSSAPI (Kerberos), with PostgreSQL's options include_realm, krb_realm and map=.
+    case gss
 }
 
 /// Connection type of a rule (first field), or of a client connection when matching.
@@ -107,7 +109,7 @@ public struct HBARule: Sendable, Equatable {
         self.line = line
     }
 
-    /// The `map=` option (ident map name for `cert` / `peer`), if any.
+    /// The `map=` option (ident map name for `cert`, `peer` and `gss`), if any.
     public var identMap: String? { options["map"] }
 }
 
@@ -357,7 +359,7 @@ private struct RuleParser {
         let methodWord = try single("authentication method")
         guard !methodWord.quoted, let method = HBAMethod(rawValue: methodWord.text) else {
             switch methodWord.text {
-            case "ident", "gss", "sspi", "radius", "bsd", "oauth":
+            case "ident", "sspi", "radius", "bsd", "oauth":
                 throw error("authentication method \(methodWord.text) is not supported")
             default:
                 throw error("unknown authentication method \"\(methodWord.text)\"; expected one of "
@@ -376,20 +378,27 @@ private struct RuleParser {
             let value = String(opt.text[opt.text.index(after: eq)...])
             switch name {
             case "map":
-                guard method == .cert || method == .peer else {
-                    throw error("option map= is only valid for methods cert and peer, not \(method.rawValue)")
+                guard method == .cert || method == .peer || method == .gss else {
+                    throw error("option map= is only valid for methods cert, peer and gss, not \(method.rawValue)")
                 }
                 guard !value.isEmpty else { throw error("option map= needs a map name") }
+            case "include_realm" where method == .gss:
+                guard value == "0" || value == "1" else { throw error("include_realm must be 0 or 1, not \"\(value)\"") }
+            case "krb_realm" where method == .gss:
+                break
             case "pamservice" where method == .pam:
                 guard !value.isEmpty else { throw error("option pamservice= needs a PAM service name") }
             case _ where method == .ldap && name.hasPrefix("ldap"):
                 ldapOptions.append((name, value))
             default:
-                throw error("authentication option \"\(name)\" is not supported (only map=, pamservice= for pam, ldap...= for ldap)")
+                throw error("authentication option \"\(name)\" is not supported (only map=, pamservice= for pam, ldap...= for ldap, include_realm= and krb_realm= for gss)")
             }
             options[name] = value
         }
 
+        if method == .gss, type == .local {
+            throw error("gss authentication is not supported on local sockets")
+        }
         if method == .peer, type != .local {
             throw error("peer authentication is only supported on local (Unix socket) connections")
         }

@@ -30,6 +30,9 @@ public struct Settings: Sendable, Equatable {
     public var authLdapOptions: String? = nil
     /// pgmux extension: the PAM service of auth_type pam (PgBouncer's is fixed: "pgbouncer").
     public var authPamService = "pgbouncer"
+    /// pgmux extension, PostgreSQL's name: the keytab of hba gss rules ("": KRB5_KTNAME or the
+    /// system's default keytab).
+    public var krbServerKeyfile = ""
     public var authUser: String? = nil
     public var authQuery = Settings.defaultAuthQuery
     public var authDbname: String? = nil
@@ -172,6 +175,7 @@ public struct Settings: Sendable, Equatable {
         case "auth_ident_file": authIdentFile = v.string()
         case "auth_ldap_options": authLdapOptions = v.string()
         case "auth_pam_service": authPamService = v.string()
+        case "krb_server_keyfile": krbServerKeyfile = v.string()
         case "auth_user": authUser = v.string()
         case "auth_query": authQuery = v.string()
         case "auth_dbname":
