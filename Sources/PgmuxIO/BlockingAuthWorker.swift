@@ -89,9 +89,6 @@ final class BlockingAuthWorker {
         async.initialize(to: ev_async())
     }
 
-    /// Checks waiting or running.
-    var pending: Int { completions.count }
-
     /// Queues `job`; `done` gets its verdict on the loop thread. False (and `done` never called)
     /// when the queue is full or no thread can be started.
     func submit(_ job: @escaping Job, _ done: @escaping (Verdict) -> Void) -> Bool {

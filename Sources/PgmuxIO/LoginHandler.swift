@@ -300,7 +300,7 @@ final class LoginHandler {
         }
         var secret = loop.authFile[client.user]
         var lookupMade = false
-        if case .external(let check) = method {
+        if case .external(let check) = method, check.method != .gss {
             // The password is checked elsewhere; PgBouncer refuses to mix that with auth_user.
             let entry = AdminConsole.isConsole(client.database) ? nil : databaseEntry(client.database)
             if let authUser = entry?.authUser ?? s.authUser, !authUser.isEmpty {
