@@ -72,6 +72,24 @@ final class LDAPTests: XCTestCase {
         XCTAssertTrue(unset.log.contains("auth_ldap_options is null"), unset.log)
     }
 
+    /// ldaptls=1 (StartTLS) and ldapscheme=ldaps, with the CA given to OpenLDAP through the
+    /// environment (LDAPTLS_CACERT, as ldap.conf's TLS_CACERT); without it, no TLS session.
+    func testStartTLSAndLdaps() throws {
+        let suffix = "ldapprefix=\"uid=\" ldapsuffix=\",\(Slapd.peopleDN)\""
+        let trustCA = ["/usr/bin/env", "LDAPTLS_CACERT=\(PostgresCluster.shared.tlsDir)/ca.crt"]
+        for options in ["ldapserver=127.0.0.1 ldapport=\(slapd.port) ldaptls=1 \(suffix)",
+                        "ldapserver=127.0.0.1 ldapport=\(slapd.tlsPort) ldapscheme=ldaps \(suffix)",
+                        "ldapurl=\"ldaps://127.0.0.1:\(slapd.tlsPort)/\(Slapd.peopleDN)?uid\""] {
+            let p = try pgmux(hba: "host all all 127.0.0.1/32 ldap \(options)\n", launcher: trustCA)
+            XCTAssertEqual(try PQConnection(p.conninfo()).scalar("SELECT 1"), "1", options + p.log)
+            XCTAssertThrowsError(try PQConnection(p.conninfo(password: "wrong")), options)
+        }
+        let untrusted = try pgmux(hba: "host all all 127.0.0.1/32 ldap ldapserver=127.0.0.1 ldapport=\(slapd.port) ldaptls=1 \(suffix)\n",
+                                  launcher: ["/usr/bin/env", "LDAPTLS_CACERT=/etc/ssl/certs/ca-certificates.crt"])
+        XCTAssertThrowsError(try PQConnection(untrusted.conninfo())) { XCTAssertTrue("\($0)".contains("LDAP authentication failed"), "\($0)") }
+        XCTAssertTrue(untrusted.log.contains("could not start LDAP TLS session"), untrusted.log)
+    }
+
     /// An LDAP server that accepts connections and never answers: its logins fail after the
     /// operation timeout (LDAPTIMEOUT=2 here) with a clear error; other LDAP logins and other
     /// clients go on meanwhile.

@@ -2,7 +2,8 @@ import Foundation
 import Glibc
 
 /// A throwaway OpenLDAP server (Debian's slapd, configured from a temp dir with slapd.conf,
-/// listening on ldap://127.0.0.1:<port>), shared by the LDAP tests and stopped at exit. Its
+/// listening on ldap://127.0.0.1:<port>, with StartTLS, and on ldaps://127.0.0.1:<tlsPort>, with
+/// the PostgreSQL cluster's test certificate), shared by the LDAP tests and stopped at exit. Its
 /// directory holds ou=people,dc=example,dc=net with the PostgreSQL test users and their
 /// PostgreSQL passwords, so that the server login can reuse what the client proved.
 final class Slapd: @unchecked Sendable {
@@ -13,6 +14,7 @@ final class Slapd: @unchecked Sendable {
 
     let dir: String
     let port: Int
+    let tlsPort: Int
 
     struct Unavailable: Error, CustomStringConvertible { let description: String }
 
@@ -27,10 +29,14 @@ final class Slapd: @unchecked Sendable {
     private init() throws {
         dir = PostgresCluster.shared.dir + "/slapd"
         port = PostgresCluster.freePort()
+        tlsPort = PostgresCluster.freePort()
+        let tls = PostgresCluster.shared.tlsDir
         try FileManager.default.createDirectory(atPath: dir + "/data", withIntermediateDirectories: true)
         let schemas = ["core", "cosine", "inetorgperson", "nis"].map { "include /etc/ldap/schema/\($0).schema" }
         try (schemas + [
             "pidfile \(dir)/slapd.pid",
+            "TLSCACertificateFile \(tls)/ca.crt", "TLSCertificateFile \(tls)/server.crt",
+            "TLSCertificateKeyFile \(tls)/server.key",
             "modulepath /usr/lib/ldap", "moduleload back_mdb",
             "database mdb", "maxsize 10485760",
             "suffix \"\(Self.baseDN)\"", "rootdn \"\(Self.adminDN)\"", "rootpw \(Self.adminPassword)",
@@ -63,9 +69,11 @@ final class Slapd: @unchecked Sendable {
         }
         try ldif.write(toFile: dir + "/init.ldif", atomically: false, encoding: .utf8)
         try Shell.run("/usr/sbin/slapadd", ["-f", dir + "/slapd.conf", "-l", dir + "/init.ldif"])
-        try Shell.run("/usr/sbin/slapd", ["-f", dir + "/slapd.conf", "-h", "ldap://127.0.0.1:\(port)/"])
-        guard waitUntil(10, { loopbackConnect(port: port).map { close($0); return true } ?? false }) else {
-            throw Unavailable(description: "slapd is not listening on \(port)")
+        try Shell.run("/usr/sbin/slapd", ["-f", dir + "/slapd.conf", "-h", "ldap://127.0.0.1:\(port)/ ldaps://127.0.0.1:\(tlsPort)/"])
+        for p in [port, tlsPort] {
+            guard waitUntil(10, { loopbackConnect(port: p).map { close($0); return true } ?? false }) else {
+                throw Unavailable(description: "slapd is not listening on \(p)")
+            }
         }
         atexit {
             guard case .success(let s) = Slapd.shared,
