@@ -18,7 +18,7 @@ final class KerberosKDC: @unchecked Sendable {
 
     struct Unavailable: Error, CustomStringConvertible { let description: String }
 
-    nonisolated(unsafe) static let shared: Result<KerberosKDC, Unavailable> = {
+    static let shared: Result<KerberosKDC, Unavailable> = {
         for tool in ["/usr/sbin/krb5kdc", "/usr/sbin/kdb5_util", "/usr/sbin/kadmin.local", "/usr/bin/kinit"]
         where !FileManager.default.isExecutableFile(atPath: tool) {
             return .failure(Unavailable(description: "\(tool) missing (Debian: krb5-kdc, krb5-admin-server, krb5-user)"))

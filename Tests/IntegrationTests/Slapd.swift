@@ -19,7 +19,7 @@ final class Slapd: @unchecked Sendable {
     struct Unavailable: Error, CustomStringConvertible { let description: String }
 
     /// nil with the reason when slapd is not installed or does not start.
-    nonisolated(unsafe) static let shared: Result<Slapd, Unavailable> = {
+    static let shared: Result<Slapd, Unavailable> = {
         guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/slapd") else {
             return .failure(Unavailable(description: "slapd missing (Debian: slapd; scripts/deps.sh installs it)"))
         }
