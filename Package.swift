@@ -12,6 +12,12 @@ let package = Package(
                        providers: [.apt(["libc-ares-dev"])]),
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
                        providers: [.apt(["libpq-dev"])]),
+        // auth_type = pam (pgmux's PAM checks run on worker threads).
+        .systemLibrary(name: "CPAM", path: "Sources/CPAM", providers: [.apt(["libpam0g-dev"])]),
+        // ldap in the hba file / auth_type = ldap (OpenLDAP's client library, on worker threads).
+        .systemLibrary(name: "CLDAP", path: "Sources/CLDAP", providers: [.apt(["libldap-dev"])]),
+        // gss in the hba file (MIT Kerberos' GSSAPI library, on worker threads).
+        .systemLibrary(name: "CGSSAPI", path: "Sources/CGSSAPI", providers: [.apt(["libkrb5-dev"])]),
         // Pure Swift: protocol, config, auth, pooling rules. No sockets, no libev.
         // Cross-module optimization lets the shell inline and specialize the core's generic
         // queues and scanners; without it the relay called them unspecialized, through runtime
@@ -22,7 +28,7 @@ let package = Package(
         // The loop is single-threaded and its state is reached through unowned references, so
         // runtime exclusivity checks (a third of the relay's instructions under callgrind) only
         // cost. Bounds and overflow checks, which guard untrusted lengths, stay on.
-        .target(name: "PgmuxIO", dependencies: ["PgmuxCore", "CLibEV", "COpenSSL", "CAres"],
+        .target(name: "PgmuxIO", dependencies: ["PgmuxCore", "CLibEV", "COpenSSL", "CAres", "CPAM", "CLDAP", "CGSSAPI"],
                 swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
         .executableTarget(name: "pgmux", dependencies: ["PgmuxIO", "PgmuxCore"]),
         .testTarget(name: "PgmuxCoreTests", dependencies: ["PgmuxCore"]),

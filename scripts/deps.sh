@@ -3,7 +3,11 @@
 # ones, quietly, so it is cheap to call before every make target.
 #   scripts/deps.sh [extra packages...]
 set -euo pipefail
-want=(libev-dev libssl-dev libpq-dev libc-ares-dev postgresql postgresql-contrib openssl "$@")
+# libc-ares-dev: asynchronous DNS. libpam0g-dev, libldap-dev, libkrb5-dev: auth_type pam, ldap and
+# hba gss; libpam-pwdfile, slapd and
+# the krb5 packages: the PAM, LDAP and GSSAPI tests' password module, directory server and KDC.
+want=(libev-dev libssl-dev libpq-dev libc-ares-dev libpam0g-dev libldap-dev libkrb5-dev postgresql postgresql-contrib
+      openssl libpam-pwdfile slapd krb5-kdc krb5-admin-server krb5-user "$@")
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,3 +22,10 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null
 # Debian's postgresql package would start a system cluster; pgmux's tests start their own.
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The LDAP and GSSAPI tests start their own slapd and KDC from temp dirs; Debian's services would
+# serve an empty directory on port 389, or fail for want of a realm, for nothing.
+for service in slapd krb5-kdc krb5-admin-server; do
+  if [[ " ${missing[*]} " == *" $service "* ]]; then
+    { systemctl disable --now "$service" || { service "$service" stop; update-rc.d "$service" disable; }; } >/dev/null 2>&1 || true
+  fi
+done

@@ -4,6 +4,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
+# psycopg's binary wheel (libpq 17+) for the direct TLS tests; without it they skip.
+scripts/pyvenv.sh || echo "scripts/pyvenv.sh failed: DirectTLSTests will skip" >&2
 swift build --build-tests 2>&1 | grep -E "error|warning: unre|Compiling|Build" | grep -v "^\[" || true
 swift test "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

@@ -32,13 +32,18 @@ public final class ClientConnection: Endpoint {
     /// Named prepared statements across servers (transaction/statement mode with
     /// max_prepared_statements > 0); off when they pass through untouched.
     var tracksStatements = false
-    /// What this client is counted in, one bit each (the object has no room for more bytes).
+    /// What this client is counted in, and how its TLS began, one bit each (the object has no
+    /// room for more bytes).
     private var countFlags: UInt8 = 0
     /// Counted against max_client_conn (from a valid startup packet until close).
     var countedAsLoggedIn: Bool { get { flag(1) } set { setFlag(1, newValue) } }
     /// Counted against max_db_client_connections / max_user_client_connections (LoginHandler).
     var countedInDatabase: Bool { get { flag(2) } set { setFlag(2, newValue) } }
     var countedAsUser: Bool { get { flag(4) } set { setFlag(4, newValue) } }
+    /// Its first byte has been looked at for a direct TLS handshake (LoginHandler.checkDirectTLS).
+    var firstByteChecked: Bool { get { flag(8) } set { setFlag(8, newValue) } }
+    /// Began TLS without SSLRequest (sslnegotiation=direct): ALPN is checked after the handshake.
+    var directTLS: Bool { get { flag(16) } set { setFlag(16, newValue) } }
     @inline(__always) private func flag(_ bit: UInt8) -> Bool { countFlags & bit != 0 }
     @inline(__always) private func setFlag(_ bit: UInt8, _ on: Bool) { if on { countFlags |= bit } else { countFlags &= ~bit } }
     /// query_wait_notify was sent for the current wait.
@@ -92,6 +97,7 @@ public final class ClientConnection: Endpoint {
 
     func onReadable() {
         if state == .tlsHandshake { loop.login.continueTLS(self); return }
+        if state == .startup, !firstByteChecked, loop.login.checkDirectTLS(self) { return }
         switch readSome() {
         case .data: lastActivity = loop.now
         case .wouldBlock: return
@@ -524,6 +530,10 @@ extension ClientConnection {
 /// What a client needs only while it authenticates.
 final class LoginState {
     var authenticator: ClientAuthenticator
+    /// pam / ldap / gss: how the client is to be checked.
+    var externalCheck: ExternalCheck?
+    /// gss: the security context, across the client's tokens.
+    var gssAcceptor: GSSAcceptor?
     init(_ authenticator: ClientAuthenticator) { self.authenticator = authenticator }
 }
 

@@ -78,6 +78,7 @@ extension EventLoop {
                     // As PgBouncer's user list: the password for new server logins follows the
                     // [databases] line, else the auth_file (a user no longer in it keeps its last).
                     let password = entry.password ?? users[pool.serverUser] ?? pool.serverPassword
+                    if entry.password != nil || users[pool.serverUser] != nil { pool.serverPasswordFromLogin = false }
                     if password != pool.serverPassword {
                         pool.serverPassword = password
                         pool.scramPassThrough = nil  // keys of the old verifier

@@ -62,6 +62,12 @@ public final class EventLoop {
     let systemd = SystemdNotifier()
     /// Runs the derivations the cache misses on a worker thread (its thread starts on first use).
     lazy var crypto = CryptoWorker(ev: ev)
+    /// auth_type pam: PAM checks on worker threads (started on first use).
+    lazy var pamWorker = BlockingAuthWorker(ev: ev)
+    /// ldap: LDAP binds on worker threads (a server that never answers holds one until timeout).
+    lazy var ldapWorker = BlockingAuthWorker(ev: ev)
+    /// gss: accepting security contexts on worker threads.
+    lazy var gssWorker = BlockingAuthWorker(ev: ev)
     /// TLS toward clients and toward PostgreSQL.
     let tls = TLSContexts()
     /// auth_query answers per user, reused for `authQueryCacheSeconds`.

@@ -1,4 +1,5 @@
 import Glibc
+import CLibEV  // MSG_PEEK comes with its socket header
 import PgmuxCore
 
 /// Drives a client from its first byte to the welcome: startup packet, TLS/GSS refusal, cancel
@@ -13,6 +14,13 @@ final class LoginHandler {
         guard let base = client.inbuf.base else { return }
         while client.state == .startup {
             let avail = client.inbuf.pending
+            if avail > 0, client.ssl == nil, DirectTLS.startsTLS(base.load(fromByteOffset: client.inbuf.start, as: UInt8.self)) {
+                // A direct TLS handshake that checkDirectTLS did not take: client TLS is off (or
+                // this is a Unix socket). PostgreSQL closes such a connection without a word.
+                loop.log.log("\(client.logPrefix) direct TLS connection rejected: TLS is not enabled for this client")
+                client.disconnect(reason: "direct TLS not enabled", notify: false)
+                return
+            }
             guard let length = StartupPacket.length(base + client.inbuf.start, available: avail) else { return }
             guard length >= 8, length <= StartupPacket.maxLength else {
                 client.sendError("invalid startup packet length \(length)")
@@ -67,6 +75,27 @@ final class LoginHandler {
         }
     }
 
+    /// Looks at a new TCP client's first byte without reading it (MSG_PEEK, only when
+    /// client TLS is on, as PgBouncer): a TLS handshake record starts TLS at once, PostgreSQL 17's
+    /// direct TLS. True when the byte was taken care of (TLS begun, or nothing to peek yet).
+    func checkDirectTLS(_ client: ClientConnection) -> Bool {
+        guard let ctx = loop.tls.toClients, !client.isUnixSocket, client.ssl == nil else {
+            client.firstByteChecked = true
+            return false
+        }
+        var byte: UInt8 = 0
+        let n = recv(client.fd, &byte, 1, Int32(MSG_PEEK))
+        if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return true }
+        client.firstByteChecked = true
+        guard n == 1, DirectTLS.startsTLS(byte) else { return false }  // EOF and errors: the read reports them
+        if loop.log.enabled(.noise) { loop.log.write(.noise, "\(client.logPrefix) starting direct TLS handshake") }
+        guard client.beginTLS(ctx, accept: true) else { client.sendError("TLS setup failed"); return true }
+        client.directTLS = true
+        client.state = .tlsHandshake
+        continueTLS(client)
+        return true
+    }
+
     /// Drives the client's TLS handshake; on success the startup packet comes next, encrypted.
     func continueTLS(_ client: ClientConnection) {
         switch client.continueHandshake() {
@@ -76,6 +105,11 @@ final class LoginHandler {
             loop.log.log("\(client.logPrefix) TLS handshake failed: \(why)")
             client.disconnect(reason: "TLS handshake failed", notify: false)
         case .done:
+            if client.directTLS, let ssl = client.ssl, !TLSContexts.usedALPN(ssl) {
+                loop.log.log("\(client.logPrefix) \(DirectTLS.missingALPN)")
+                client.disconnect(reason: "direct TLS without ALPN", notify: false)
+                return
+            }
             client.state = .startup
             client.stopWriting()
             client.startReading()
@@ -153,7 +187,13 @@ final class LoginHandler {
 
     /// How this client must prove who it is: from auth_type (later also from hba rules).
     /// `cert` and `peer` carry the hba rule's `map=` (an auth_ident_file map name), if any.
-    enum LoginMethod { case trust, any, reject, cert(map: String?), peer(map: String?), password(ClientAuthMethod) }
+    /// `external`: a cleartext password checked off the loop (pam, ldap). `misconfigured`: the
+    /// method cannot work as configured (the reason is logged, the client refused).
+    enum LoginMethod {
+        case trust, any, reject, cert(map: String?), peer(map: String?), password(ClientAuthMethod)
+        case external(ExternalCheck)
+        case misconfigured(String)
+    }
 
     func loginMethod(for client: ClientConnection) -> LoginMethod {
         switch loop.config.settings.authType {
@@ -163,7 +203,14 @@ final class LoginHandler {
         case .md5: return .password(.md5)
         case .scramSHA256: return .password(.scramSHA256)
         case .cert: return .cert(map: nil)
-        case .ldap, .pam: return .reject
+        case .pam: return .external(.pam(service: loop.config.settings.authPamService))
+        case .ldap:
+            guard let text = loop.config.settings.authLdapOptions else { return .misconfigured("auth_ldap_options is null") }
+            do {
+                return .external(.ldap(try LDAPOptions.parse(text: text)))
+            } catch {
+                return .misconfigured("auth_ldap_options: \(error.description)")
+            }
         case .hba:
             // First matching rule wins; no rule means no entry.
             guard let hba = loop.hba,
@@ -178,6 +225,13 @@ final class LoginHandler {
             case .scramSHA256: return .password(.scramSHA256)
             case .cert: return .cert(map: rule.identMap)
             case .peer: return .peer(map: rule.identMap)
+            case .pam: return .external(.pam(service: rule.options["pamservice"] ?? loop.config.settings.authPamService))
+            case .ldap:
+                guard let options = rule.ldap else { return .reject }
+                return .external(.ldap(options))
+            case .gss:
+                return .external(.gss(includeRealm: rule.options["include_realm"] != "0", realm: rule.options["krb_realm"],
+                                      map: rule.identMap))
             }
         }
     }
@@ -246,10 +300,18 @@ final class LoginHandler {
         }
         var secret = loop.authFile[client.user]
         var lookupMade = false
-        if let lookedUp {
+        if case .external(let check) = method, check.method != .gss {
+            // The password is checked elsewhere; PgBouncer refuses to mix that with auth_user.
+            let entry = AdminConsole.isConsole(client.database) ? nil : databaseEntry(client.database)
+            if let authUser = entry?.authUser ?? s.authUser, !authUser.isEmpty {
+                loop.log.error("\(client.logPrefix) \(check.name) can't be used together with database authentication")
+                client.sendError("bouncer config error")
+                return
+            }
+        } else if let lookedUp {
             secret = lookedUp
             lookupMade = true
-        } else if secret == nil, s.authType != .any, s.authType != .ldap, s.authType != .pam {
+        } else if secret == nil, s.authType != .any {
             // As PgBouncer's set_pool: under every method that names a user (trust, hba, cert
             // and peer too), a user missing from auth_file is looked up first.
             switch authLookup(for: client) {
@@ -302,9 +364,12 @@ final class LoginHandler {
             }
             authenticated(client, scramKeys: nil)
             return
+        case .misconfigured(let why):
+            loop.log.error("\(client.logPrefix) \(why)")
+            client.sendError("bouncer config error")
+            return
         case .reject:
-            client.sendError(s.authType == .hba ? "login rejected" : "bouncer config error: auth_type \(s.authType.rawValue) is not supported",
-                             code: SQLState.invalidAuthorization)
+            client.sendError("login rejected", code: SQLState.invalidAuthorization)
             return
         case .cert(let mapName):
             // PgBouncer's login_via_cert: the TLS client certificate's common name must be the
@@ -333,11 +398,14 @@ final class LoginHandler {
             return
         case .password(let m):
             passwordMethod = m
+        case .external(let check):
+            passwordMethod = check.method
         }
         let login = LoginState(ClientAuthenticator(method: passwordMethod, user: client.user, storedSecret: secret,
                                                    keyCache: loop.scramCache, scramIterations: s.scramIterations,
                                                    channelBinding: client.ssl.flatMap { loop.tls.endPoint(of: $0) },
                                                    nonceSource: { self.loop.random.scramNonce() }))
+        if case .external(let check) = method { login.externalCheck = check }
         client.state = .authenticating
         client.login = login
         perform(login.authenticator.start(), client)
@@ -346,7 +414,7 @@ final class LoginHandler {
     /// Whether `systemUser` (certificate CN or peer OS user) may log in as the client's user:
     /// without a map, only under its own name; with one, when a line of the map allows it. A
     /// refusal is logged with PgBouncer's words (which differ between cert and peer).
-    private func identAllows(_ client: ClientConnection, systemUser: String, mapName: String?, cert: Bool) -> Bool {
+    func identAllows(_ client: ClientConnection, systemUser: String, mapName: String?, cert: Bool) -> Bool {
         guard let mapName else {
             if systemUser == client.user { return true }
             if cert { loop.log.error("\(client.logPrefix) TLS certificate name mismatch") }
@@ -369,7 +437,9 @@ final class LoginHandler {
     func handleAuthMessage(_ client: ClientConnection) {
         guard let base = client.inbuf.base else { return }
         while client.state == .authenticating {
-            switch Framing.peek(base + client.inbuf.start, available: client.inbuf.pending, maxPacketSize: 8192) {
+            // A Kerberos ticket (with a Windows PAC) can be well over 8 kB.
+            let limit = client.login?.authenticator.method == .gss ? loop.buffers.size : 8192
+            switch Framing.peek(base + client.inbuf.start, available: client.inbuf.pending, maxPacketSize: limit) {
             case .needHeader: return
             case .invalid(let length):
                 client.sendError("invalid packet length \(length) during authentication")
@@ -391,7 +461,7 @@ final class LoginHandler {
         }
     }
 
-    private func perform(_ action: ClientAuthAction, _ client: ClientConnection) {
+    func perform(_ action: ClientAuthAction, _ client: ClientConnection) {
         var m = MessageBuilder()
         switch action {
         case .deriveKeys(let request):
@@ -403,6 +473,14 @@ final class LoginHandler {
                 client.startReading()
                 self.perform(login.authenticator.keysDerived(keys), client)
             }
+            return
+        case .sendAuthenticationGSS: m.authenticationGSS()
+        case .sendGSSContinue(let token): m.authenticationGSSContinue(token)
+        case .acceptGSSToken(let token):
+            acceptGSSToken(token, client)
+            return
+        case .verifyExternally(let password):
+            verifyExternally(password, client)
             return
         case .sendAuthenticationCleartext: m.authenticationCleartext()
         case .sendAuthenticationMD5(let salt): m.authenticationMD5(salt: salt)
@@ -416,12 +494,15 @@ final class LoginHandler {
             fallthrough
         case .succeeded:
             let keys = client.login?.authenticator.passThroughKeys
+            let verified = client.login?.authenticator.verifiedPassword
             client.login = nil
-            authenticated(client, scramKeys: keys)
+            authenticated(client, scramKeys: keys, verifiedPassword: verified)
             return
         case .failed(let message):
+            // As PostgreSQL's auth_failed: 28P01 for the password methods, 28000 for the others.
+            let external = client.login?.externalCheck != nil
             client.login = nil
-            client.sendError(message, code: SQLState.invalidPassword)
+            client.sendError(message, code: external ? SQLState.invalidAuthorization : SQLState.invalidPassword)
             return
         }
         client.queue(m.bytes)
@@ -429,7 +510,8 @@ final class LoginHandler {
 
     // MARK: after authentication
 
-    private func authenticated(_ client: ClientConnection, scramKeys: SCRAMPassThroughKeys?) {
+    private func authenticated(_ client: ClientConnection, scramKeys: SCRAMPassThroughKeys?,
+                               verifiedPassword: [UInt8]? = nil) {
         if AdminConsole.isConsole(client.database) { loop.admin.login(client); return }
         if loop.disabledDatabases.contains(client.database) {
             client.sendError("database \"\(client.database)\" is disabled")
@@ -449,6 +531,12 @@ final class LoginHandler {
         // A SCRAM verifier cannot log in by itself: the keys of a client's SCRAM login can.
         if pool.scramPassThrough == nil, pool.serverPassword.map(SCRAMSecret.isSCRAMSecret) ?? true, let keys = scramKeys {
             pool.scramPassThrough = keys
+        }
+        // pam / ldap: as PgBouncer, the password the client proved logs in to the server too,
+        // unless one is configured for the server user (auth_file, [users], password=).
+        if let verifiedPassword, pool.serverUser == client.user, pool.serverPassword == nil || pool.serverPasswordFromLogin {
+            pool.serverPassword = String(decoding: verifiedPassword, as: UTF8.self)
+            pool.serverPasswordFromLogin = true
         }
         client.pool = pool
         pool.machine.clientJoined()

@@ -29,6 +29,8 @@ public final class Pool {
     /// Login name and password used toward PostgreSQL (a forced `user=` wins over the client's).
     let serverUser: String
     var serverPassword: String?
+    /// `serverPassword` is the one a pam / ldap client proved (replaced by the next one).
+    var serverPasswordFromLogin = false
     var mode: PoolMode
     /// The waiting clients, idle servers, counts, limits, pause and login failures.
     var machine: PoolStateMachine
@@ -102,9 +104,11 @@ public final class Pool {
         return p
     }
 
-    func makeServerAuthenticator() -> ServerAuthenticator {
+    /// `tlsEndPoint`: channel-binding data of the server connection's TLS session, if any.
+    func makeServerAuthenticator(tlsEndPoint: [UInt8]?) -> ServerAuthenticator {
         ServerAuthenticator(user: serverUser, password: serverPassword, passThroughKeys: scramPassThrough,
-                            keyCache: loop.scramCache)
+                            keyCache: loop.scramCache, tlsEndPoint: tlsEndPoint,
+                            channelBinding: loop.config.settings.serverChannelBinding)
     }
 
     // MARK: lending servers

@@ -215,7 +215,9 @@ public final class ServerConnection: Endpoint {
         while let (type, body) = nextWholeMessage() {
             switch type {
             case UInt8(ascii: "R"):
-                if authenticator == nil { authenticator = pool.makeServerAuthenticator() }
+                if authenticator == nil {
+                    authenticator = pool.makeServerAuthenticator(tlsEndPoint: ssl.flatMap(TLSContexts.peerEndPoint))
+                }
                 guard perform(authenticator!.receive(body)) else { return }
             case UInt8(ascii: "S"):
                 if let (name, value) = MessageReader.parameterStatus(body) { recordParameter(name, value) }

@@ -109,6 +109,8 @@ final class TLSContexts {
         var sid = Crypto.randomBytes(Int(SSL_MAX_SID_CTX_LENGTH))
         _ = SSL_CTX_set_session_id_context(ctx, &sid, UInt32(sid.count))
         _ = SSL_CTX_set_num_tickets(ctx, 1)
+        // ALPN, as PostgreSQL 17: a client that offers protocols must offer "postgresql".
+        SSL_CTX_set_alpn_select_cb(ctx, selectALPN, nil)
         if s.clientTlsSslmode == .verifyCA || s.clientTlsSslmode == .verifyFull {
             guard SSL_CTX_load_verify_locations(ctx, s.clientTlsCaFile, nil) == 1 else {
                 SSL_CTX_free(ctx); throw Failure(description: "client_tls_ca_file \(s.clientTlsCaFile): \(lastError())")
@@ -151,6 +153,22 @@ final class TLSContexts {
         return Array(out[0..<Int(len)])
     }
 
+    /// tls-server-end-point of the peer's certificate (PostgreSQL's, on a server connection), for
+    /// SCRAM-SHA-256-PLUS toward it.
+    static func peerEndPoint(_ ssl: OpaquePointer) -> [UInt8]? {
+        guard let cert = SSL_get1_peer_certificate(ssl) else { return nil }
+        defer { X509_free(cert) }
+        return serverEndPoint(cert)
+    }
+
+    /// Whether the client's handshake agreed on an ALPN protocol (only "postgresql" can be).
+    static func usedALPN(_ ssl: OpaquePointer) -> Bool {
+        var data: UnsafePointer<UInt8>?
+        var length: UInt32 = 0
+        SSL_get0_alpn_selected(ssl, &data, &length)
+        return data != nil && length > 0
+    }
+
     /// The common name of the verified peer certificate, if any (auth_type cert).
     static func peerCommonName(_ ssl: OpaquePointer) -> String? {
         guard SSL_get_verify_result(ssl) == X509_V_OK, let cert = SSL_get1_peer_certificate(ssl) else { return nil }
@@ -167,5 +185,21 @@ final class TLSContexts {
         let version = SSL_get_version(ssl).map { String(cString: $0) } ?? "?"
         let cipher = SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)).map { String(cString: $0) } ?? "?"
         return "\(version)/\(cipher)"
+    }
+}
+
+/// OpenSSL's ALPN callback for client handshakes: the choice is `DirectTLS.select`'s; the answer
+/// points into the client's own list, which OpenSSL keeps for the handshake.
+private func selectALPN(_ ssl: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafePointer<UInt8>?>?,
+                        _ outLength: UnsafeMutablePointer<UInt8>?, _ offered: UnsafePointer<UInt8>?, _ offeredLength: UInt32,
+                        _ context: UnsafeMutableRawPointer?) -> Int32 {
+    guard let out, let outLength, let offered else { return SSL_TLSEXT_ERR_ALERT_FATAL }
+    switch DirectTLS.select(UnsafeRawBufferPointer(start: offered, count: Int(offeredLength))) {
+    case .postgresql(let offset):
+        out.pointee = offered + offset
+        outLength.pointee = UInt8(DirectTLS.protocolName.count)
+        return SSL_TLSEXT_ERR_OK
+    case .refuse:
+        return SSL_TLSEXT_ERR_ALERT_FATAL
     }
 }

@@ -383,9 +383,11 @@ final class HBATests: XCTestCase {
     func testUnknownAndUnsupportedMethods() {
         assertError("host all all all md6\n", line: 1, contains: "unknown authentication method \"md6\"")
         assertError("# c\nhost all all all MD5\n", line: 2, contains: "unknown authentication method")
-        for m in ["ldap", "pam", "ident", "gss", "sspi", "radius", "bsd"] {
+        for m in ["ident", "sspi", "radius", "bsd"] {
             assertError("\nlocal all all \(m)\n", line: 2, contains: "authentication method \(m) is not supported")
         }
+        assertError("host all all all md5 pamservice=x\n", line: 1, contains: "authentication option \"pamservice\" is not supported")
+        assertError("host all all all pam pamservice=\n", line: 1, contains: "pamservice= needs a PAM service name")
         assertError("host all all all \"md5\"\n", line: 1, contains: "unknown authentication method")
         assertError("host all all all md5,trust\n", line: 1, contains: "cannot be a list")
     }
@@ -434,7 +436,7 @@ final class HBATests: XCTestCase {
         assertError("local all all peer map\n", line: 1, contains: "options are written name=value")
         assertError("local all all peer =x\n", line: 1, contains: "options are written name=value")
         assertError("local all all peer map=\n", line: 1, contains: "needs a map name")
-        assertError("local all all trust map=x\n", line: 1, contains: "only valid for methods cert and peer")
+        assertError("local all all trust map=x\n", line: 1, contains: "only valid for methods cert, peer and gss")
         assertError("hostssl all all all md5 clientcert=verify-full\n", line: 1, contains: "option \"clientcert\" is not supported")
         assertError("host all all all md5 trust\n", line: 1, contains: "unexpected field \"trust\"")
     }
@@ -497,5 +499,15 @@ final class HBATests: XCTestCase {
         XCTAssertEqual(absent?.file, dir + "/bad.conf")
         XCTAssertEqual(absent?.line, 1)
         XCTAssertTrue(absent?.message.contains(dir + "/absent") ?? false, absent?.message ?? "")
+    }
+}
+
+extension HBATests {
+    /// pam is a pgmux extension of PgBouncer's hba syntax, with PostgreSQL's pamservice= option.
+    func testPamMethodAndItsService() throws {
+        let hba = try parse("host all all 127.0.0.1/32 pam pamservice=pgmux-db\nlocal all all pam\n")
+        XCTAssertEqual(hba.rules.map(\.method), [.pam, .pam])
+        XCTAssertEqual(hba.rules[0].options["pamservice"], "pgmux-db")
+        XCTAssertNil(hba.rules[1].options["pamservice"])
     }
 }

@@ -47,7 +47,9 @@ func authRequestBody(_ action: ClientAuthAction) -> [UInt8]? {
     case .sendSASLContinue(let d): return int32BE(11) + d
     case .sendSASLFinal(let d): return int32BE(12) + d
     case .succeeded: return int32BE(0)
-    case .failed, .deriveKeys: return nil
+    case .sendAuthenticationGSS: return int32BE(7)
+    case .sendGSSContinue(let d): return int32BE(8) + d
+    case .failed, .deriveKeys, .verifyExternally, .acceptGSSToken: return nil
     }
 }
 

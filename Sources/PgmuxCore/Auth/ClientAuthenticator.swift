@@ -4,6 +4,12 @@ public enum ClientAuthMethod: Equatable, Sendable {
     case plain
     case md5
     case scramSHA256
+    /// Cleartext password checked by a PAM stack, off the event loop (`verifyExternally`).
+    case pam
+    /// Cleartext password checked by binding to an LDAP server, off the event loop.
+    case ldap
+    /// GSSAPI (Kerberos): tokens accepted off the event loop (`acceptGSSToken`).
+    case gss
 }
 
 /// What the connection code must do next. Semantic, not wire bytes: another layer encodes
@@ -20,6 +26,15 @@ public enum ClientAuthAction: Equatable, Sendable {
     /// Run this PBKDF2 derivation off the event loop and pass its result to `keysDerived`
     /// (nothing is sent meanwhile).
     case deriveKeys(SCRAMDerivation)
+    /// pam / ldap: have this cleartext password checked off the event loop, then pass the
+    /// verdict to `externalVerdict` (nothing is sent meanwhile).
+    case verifyExternally(password: [UInt8])
+    /// Send AuthenticationGSS (R/7): the client answers with its first token.
+    case sendAuthenticationGSS
+    /// Accept this GSSAPI token off the event loop, then pass the outcome to `gssStep`.
+    case acceptGSSToken([UInt8])
+    /// Send AuthenticationGSSContinue (R/8) with this token; the client answers with another.
+    case sendGSSContinue([UInt8])
     case succeeded
     case failed(message: String)
 }
@@ -41,6 +56,8 @@ public struct ClientAuthenticator {
     public static let trustFailed = "\"trust\" authentication failed"
     public static let invalidMechanism = "client selected an invalid SASL authentication mechanism"
     public static let unexpectedMessage = "unexpected password packet"
+    public static let pamFailed = "PAM authentication failed"
+    public static let ldapFailed = "LDAP authentication failed"
 
     private enum Phase {
         case notStarted
@@ -52,6 +69,11 @@ public struct ClientAuthenticator {
         case derivingAdHoc
         /// A cleartext password is being checked against a SCRAM verifier.
         case checkingPlain(SCRAMSecret)
+        /// pam / ldap: the password is being checked elsewhere.
+        case awaitingVerdict([UInt8])
+        /// gss: waiting for the client's next token, or for the acceptance of the last one.
+        case awaitingGSSToken
+        case acceptingGSSToken
         case done
     }
 
@@ -75,6 +97,9 @@ public struct ClientAuthenticator {
     /// After a successful SCRAM login against a stored SCRAM verifier: the keys for SCRAM
     /// pass-through server logins. nil for ad-hoc verifiers (the plain password is known anyway).
     public private(set) var passThroughKeys: SCRAMPassThroughKeys?
+    /// After a successful pam / ldap login: the password the client proved, which PgBouncer then
+    /// uses for the server login when no other is configured for the user.
+    public private(set) var verifiedPassword: [UInt8]?
 
     /// - Parameters:
     ///   - storedSecret: auth_file / auth_query secret (plain, `md5…` or `SCRAM-SHA-256$…`);
@@ -127,7 +152,7 @@ public struct ClientAuthenticator {
 
     private mutating func finish(_ action: ClientAuthAction) -> ClientAuthAction {
         phase = .done
-        if case .failed = action { isAuthenticated = false; passThroughKeys = nil }
+        if case .failed = action { isAuthenticated = false; passThroughKeys = nil; verifiedPassword = nil }
         return action
     }
 
@@ -139,9 +164,12 @@ public struct ClientAuthenticator {
             guard storedSecret != nil else { return finish(.failed(message: ClientAuthenticator.trustFailed)) }
             isAuthenticated = true
             return finish(.succeeded)
-        case .plain:
+        case .plain, .pam, .ldap:
             phase = .awaitingPassword
             return .sendAuthenticationCleartext
+        case .gss:
+            phase = .awaitingGSSToken
+            return .sendAuthenticationGSS
         case .md5:
             let salt = Crypto.randomBytes(4)
             phase = .awaitingMD5(salt: salt)
@@ -195,6 +223,17 @@ public struct ClientAuthenticator {
     /// SASLResponse, depending on the phase).
     public mutating func receivePassword(_ payload: [UInt8]) -> ClientAuthAction {
         switch phase {
+        case .awaitingGSSToken:
+            // The whole body of the 'p' message is the token.
+            guard !payload.isEmpty else { return finish(.failed(message: gssFailed)) }
+            phase = .acceptingGSSToken
+            return .acceptGSSToken(payload)
+        case .awaitingPassword where method == .pam || method == .ldap:
+            var reader = AuthBodyReader(payload)
+            guard let password = reader.readCString(), reader.atEnd else { return finish(.failed(message: externalFailure)) }
+            if password.isEmpty { return finish(.failed(message: ClientAuthenticator.emptyPassword)) }
+            phase = .awaitingVerdict(password)
+            return .verifyExternally(password: password)
         case .awaitingPassword:
             let action = checkPassword(payload, md5Salt: nil)
             if case .deriveKeys = action { return action }
@@ -205,9 +244,43 @@ public struct ClientAuthenticator {
             return saslInitial(payload)
         case .awaitingSASLResponse:
             return saslResponse(payload)
-        case .notStarted, .done, .derivingAdHoc, .checkingPlain:
+        case .notStarted, .done, .derivingAdHoc, .checkingPlain, .awaitingVerdict, .acceptingGSSToken:
             return finish(.failed(message: ClientAuthenticator.unexpectedMessage))
         }
+    }
+
+    /// PostgreSQL's text (PgBouncer has no GSSAPI).
+    private var gssFailed: String { "GSSAPI authentication failed for user \"\(user)\"" }
+
+    /// The outcome of `.acceptGSSToken`: the token for the client (sent by the caller when the
+    /// context is complete too), whether the security context is complete and, if so, whether
+    /// the principal may log in as `user` (`GSSPrincipal`, ident maps). nil output: the token
+    /// was refused.
+    public mutating func gssStep(output: [UInt8]?, complete: Bool, principalAllowed: Bool) -> ClientAuthAction {
+        guard case .acceptingGSSToken = phase else { return finish(.failed(message: ClientAuthenticator.unexpectedMessage)) }
+        guard let output else { return finish(.failed(message: gssFailed)) }
+        guard complete else {
+            guard !output.isEmpty else { return finish(.failed(message: gssFailed)) }
+            phase = .awaitingGSSToken
+            return .sendGSSContinue(output)
+        }
+        guard principalAllowed else { return finish(.failed(message: gssFailed)) }
+        isAuthenticated = true
+        return finish(.succeeded)
+    }
+
+    /// PgBouncer's failure text of the external methods.
+    private var externalFailure: String { method == .pam ? ClientAuthenticator.pamFailed : ClientAuthenticator.ldapFailed }
+
+    /// The verdict on the password `.verifyExternally` handed out.
+    public mutating func externalVerdict(_ accepted: Bool) -> ClientAuthAction {
+        guard case .awaitingVerdict(let password) = phase else {
+            return finish(.failed(message: ClientAuthenticator.unexpectedMessage))
+        }
+        guard accepted else { return finish(.failed(message: externalFailure)) }
+        isAuthenticated = true
+        verifiedPassword = password
+        return finish(.succeeded)
     }
 
     /// PasswordMessage: exactly one NUL-terminated string filling the body.

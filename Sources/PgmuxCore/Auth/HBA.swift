@@ -21,6 +21,12 @@ public enum HBAMethod: String, Sendable, Equatable, CaseIterable {
     case scramSHA256 = "scram-sha-256"
     case cert
     case peer
+    /// pgmux extension (PgBouncer's hba has no pam): PAM checks the cleartext password.
+    case pam
+    /// The cleartext password is checked by binding to an LDAP server (`HBARule.ldap`).
+    case ldap
+    /// GSSAPI (Kerberos), with PostgreSQL's options include_realm, krb_realm and map=.
+    case gss
 }
 
 /// Connection type of a rule (first field), or of a client connection when matching.
@@ -84,13 +90,16 @@ public struct HBARule: Sendable, Equatable {
     /// nil for `local` rules.
     public let address: HBAAddressMatcher?
     public let method: HBAMethod
-    /// `name=value` options after the method (only `map`, for `cert` and `peer`).
+    /// `name=value` options after the method (`map` for `cert` and `peer`, `pamservice` for `pam`).
     public let options: [String: String]
     /// 1-based line in the HBA file.
     public let line: Int
+    /// The `ldap…` options of an `ldap` rule, read and checked at load.
+    public let ldap: LDAPOptions?
 
     public init(type: HBAConnectionType, databases: HBANameMatcher, users: HBANameMatcher, address: HBAAddressMatcher?,
-                method: HBAMethod, options: [String: String] = [:], line: Int) {
+                method: HBAMethod, options: [String: String] = [:], line: Int, ldap: LDAPOptions? = nil) {
+        self.ldap = ldap
         self.type = type
         self.databases = databases
         self.users = users
@@ -100,7 +109,7 @@ public struct HBARule: Sendable, Equatable {
         self.line = line
     }
 
-    /// The `map=` option (ident map name for `cert` / `peer`), if any.
+    /// The `map=` option (ident map name for `cert`, `peer` and `gss`), if any.
     public var identMap: String? { options["map"] }
 }
 
@@ -350,7 +359,7 @@ private struct RuleParser {
         let methodWord = try single("authentication method")
         guard !methodWord.quoted, let method = HBAMethod(rawValue: methodWord.text) else {
             switch methodWord.text {
-            case "ldap", "pam", "ident", "gss", "sspi", "radius", "bsd", "oauth":
+            case "ident", "sspi", "radius", "bsd", "oauth":
                 throw error("authentication method \(methodWord.text) is not supported")
             default:
                 throw error("unknown authentication method \"\(methodWord.text)\"; expected one of "
@@ -359,6 +368,7 @@ private struct RuleParser {
         }
 
         var options: [String: String] = [:]
+        var ldapOptions: [(name: String, value: String)] = []
         while index < fields.count {
             let opt = try single("option")
             guard let eq = opt.text.firstIndex(of: "="), eq != opt.text.startIndex else {
@@ -368,16 +378,27 @@ private struct RuleParser {
             let value = String(opt.text[opt.text.index(after: eq)...])
             switch name {
             case "map":
-                guard method == .cert || method == .peer else {
-                    throw error("option map= is only valid for methods cert and peer, not \(method.rawValue)")
+                guard method == .cert || method == .peer || method == .gss else {
+                    throw error("option map= is only valid for methods cert, peer and gss, not \(method.rawValue)")
                 }
                 guard !value.isEmpty else { throw error("option map= needs a map name") }
+            case "include_realm" where method == .gss:
+                guard value == "0" || value == "1" else { throw error("include_realm must be 0 or 1, not \"\(value)\"") }
+            case "krb_realm" where method == .gss:
+                break
+            case "pamservice" where method == .pam:
+                guard !value.isEmpty else { throw error("option pamservice= needs a PAM service name") }
+            case _ where method == .ldap && name.hasPrefix("ldap"):
+                ldapOptions.append((name, value))
             default:
-                throw error("authentication option \"\(name)\" is not supported (only map=)")
+                throw error("authentication option \"\(name)\" is not supported (only map=, pamservice= for pam, ldap...= for ldap, include_realm= and krb_realm= for gss)")
             }
             options[name] = value
         }
 
+        if method == .gss, type == .local {
+            throw error("gss authentication is not supported on local sockets")
+        }
         if method == .peer, type != .local {
             throw error("peer authentication is only supported on local (Unix socket) connections")
         }
@@ -385,8 +406,16 @@ private struct RuleParser {
             throw error("cert authentication needs TLS; use it with hostssl or host, not \(type.rawValue)")
         }
 
+        var ldap: LDAPOptions?
+        if method == .ldap {
+            do {
+                ldap = try LDAPOptions.parse(ldapOptions)
+            } catch {
+                throw self.error(error.description)
+            }
+        }
         return HBARule(type: type, databases: databases, users: users, address: address,
-                       method: method, options: options, line: line)
+                       method: method, options: options, line: line, ldap: ldap)
     }
 
     mutating func parseAddress() throws(ConfigError) -> HBAAddressMatcher {

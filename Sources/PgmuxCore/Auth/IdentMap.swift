@@ -1,4 +1,4 @@
-// `auth_ident_file`: user name maps for the `cert` and `peer` methods of `auth_hba_file` rules
+// `auth_ident_file`: user name maps for the `cert`, `peer` and `gss` methods of `auth_hba_file` rules
 // (`map=NAME`), parsed and matched without I/O beyond reading the file.
 //
 // Format as PgBouncer 1.25.2's `hba.c` (`ident_load_map`), a subset of PostgreSQL's
@@ -8,7 +8,8 @@
 //     MAPNAME  SYSTEM-USERNAME  DATABASE-USERNAME
 //
 // Lines with the same MAPNAME form one map, tried in file order. SYSTEM-USERNAME is the peer's
-// OS user name (`peer`) or the client certificate's common name (`cert`); DATABASE-USERNAME is
+// OS user name (`peer`), the client certificate's common name (`cert`) or the Kerberos principal
+// (`gss`, a pgmux extension); DATABASE-USERNAME is
 // the login name it may use, or the unquoted keyword `all` for any login name.
 //
 // Beyond PgBouncer (which takes every SYSTEM-USERNAME literally): a SYSTEM-USERNAME starting

@@ -1,5 +1,6 @@
-/// The pooler logging in to PostgreSQL with SCRAM-SHA-256 (client side of RFC 5802, as libpq does:
-/// gs2 header `n,,`, empty username, no channel binding).
+/// The pooler logging in to PostgreSQL with SCRAM-SHA-256 or SCRAM-SHA-256-PLUS (client side of
+/// RFC 5802, as libpq does: empty username; the gs2 header says whether the exchange is bound to
+/// the TLS session, see `SCRAMChannelBinding`).
 ///
 /// Two credential kinds:
 /// * a plain password — PBKDF2 with the server's salt/iterations, memoized in `SCRAMKeyCache`;
@@ -35,6 +36,8 @@ public struct SCRAMClientExchange {
     private let credential: Credential
     private let cache: SCRAMKeyCache?
     private let clientNonce: [UInt8]
+    /// Set before `clientFirstMessage`; `.unsupported` (gs2 `n,,`) unless the caller binds.
+    public var channelBinding: SCRAMChannelBinding = .unsupported
     /// Always empty in production (PostgreSQL ignores it, libpq sends `n=`); tests set it to
     /// replay RFC 7677's vector, which uses `n=user`. Must not contain ',' or '='.
     var username: [UInt8] = []
@@ -61,9 +64,9 @@ public struct SCRAMClientExchange {
     /// `client-first-message-bare`: empty username, as libpq sends (the server uses the startup user).
     private var clientFirstBare: [UInt8] { Array("n=".utf8) + username + Array(",r=".utf8) + clientNonce }
 
-    /// `n,,n=,r=<nonce>` — the data of SASLInitialResponse.
+    /// `<gs2 header>n=,r=<nonce>` — the data of SASLInitialResponse.
     public func clientFirstMessage() -> [UInt8] {
-        Array("n,,".utf8) + clientFirstBare
+        channelBinding.gs2Header + clientFirstBare
     }
 
     private mutating func fail<T>(_ failure: SCRAMFailure) -> Result<T, SCRAMFailure> {
@@ -143,8 +146,10 @@ public struct SCRAMClientExchange {
     /// client-final-message for validated keys (both key kinds are 32 bytes here).
     private mutating func proof(serverFirst message: [UInt8], nonce: [UInt8], clientKey: [UInt8], storedKey: [UInt8],
                                 serverKey: [UInt8]) -> [UInt8] {
-        // c=biws is base64("n,,"), the gs2 header of clientFirstMessage().
-        let withoutProof = Array("c=biws,r=".utf8) + nonce
+        // c= repeats the gs2 header (followed by the binding data under PLUS), so a man in the
+        // middle cannot strip the binding: "biws" is base64("n,,").
+        let withoutProof = Array("c=".utf8) + Array(Crypto.base64Encode(channelBinding.attributeData).utf8)
+            + Array(",r=".utf8) + nonce
         let authMessage = clientFirstBare + [SCRAMSyntax.comma] + message + [SCRAMSyntax.comma] + withoutProof
         let clientSignature = Crypto.hmacSHA256(key: storedKey, data: authMessage)
         let proof = Crypto.xor(clientKey, clientSignature) ?? []

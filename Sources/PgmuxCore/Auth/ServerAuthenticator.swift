@@ -27,6 +27,10 @@ public enum ServerAuthAction: Equatable, Sendable {
 ///   SCRAM verifier is stored (same salt/iterations as the server required).
 /// The server's final signature is verified, and AuthenticationOk before a started SCRAM exchange
 /// completed is refused, so a fake server cannot skip mutual authentication.
+///
+/// Channel binding (`server_channel_binding`), as libpq's `channel_binding`: with the hash of the
+/// server's TLS certificate at hand, SCRAM-SHA-256-PLUS is used whenever the server offers it;
+/// under `require` every other way of logging in is refused, with libpq's words.
 public struct ServerAuthenticator {
     public static let noPassword = "no password for server login"
 
@@ -44,16 +48,24 @@ public struct ServerAuthenticator {
     private let passThroughKeys: SCRAMPassThroughKeys?
     private let cache: SCRAMKeyCache
     private let clientNonce: [UInt8]
+    /// tls-server-end-point of the server's certificate; nil without TLS.
+    private let tlsEndPoint: [UInt8]?
+    private let channelBindingMode: ServerChannelBinding
     private var exchange: SCRAMClientExchange?
     private var phase: Phase = .waiting
 
     /// - Parameters:
     ///   - password: the secret to log in with; nil/empty if none is known.
     ///   - passThroughKeys: from a client's SCRAM login (`ClientAuthenticator.passThroughKeys`).
+    ///   - tlsEndPoint: channel-binding data of the server connection's TLS session, if any.
+    ///   - channelBinding: `server_channel_binding`.
     ///   - nonceSource: SCRAM client nonce, called once, during init.
     public init(user: String, password: String?, passThroughKeys: SCRAMPassThroughKeys? = nil,
-                keyCache: SCRAMKeyCache, nonceSource: () -> [UInt8] = SCRAMNonce.random) {
+                keyCache: SCRAMKeyCache, tlsEndPoint: [UInt8]? = nil, channelBinding: ServerChannelBinding = .prefer,
+                nonceSource: () -> [UInt8] = SCRAMNonce.random) {
         self.user = user
+        self.tlsEndPoint = tlsEndPoint
+        self.channelBindingMode = channelBinding
         self.password = (password?.isEmpty ?? true) ? nil : password
         self.passThroughKeys = passThroughKeys
         self.cache = keyCache
@@ -63,6 +75,12 @@ public struct ServerAuthenticator {
     private var plainPassword: String? {
         guard let p = password, !MD5Password.isSecret(p), !SCRAMSecret.isSCRAMSecret(p) else { return nil }
         return p
+    }
+
+    /// The login went through SCRAM-SHA-256-PLUS (the server's signature checked).
+    private var bound: Bool {
+        guard case .saslVerified = phase, case .bound = exchange?.channelBinding else { return false }
+        return true
     }
 
     private mutating func fail(_ reason: String) -> ServerAuthAction {
@@ -84,11 +102,17 @@ public struct ServerAuthenticator {
         if case .done = phase { return fail("unexpected authentication request") }
         var reader = AuthBodyReader(body)
         guard let code = reader.readInt32() else { return fail("malformed authentication request") }
+        if channelBindingMode == .require, ![0, 10, 11, 12].contains(code) {
+            return fail("channel binding required but not supported by server's authentication request")
+        }
         switch code {
         case 0:
             switch phase {
             case .saslInProgress, .derivingKeys: return fail("server did not complete SCRAM authentication")
             default: break
+            }
+            if channelBindingMode == .require, !bound {
+                return fail("channel binding required, but server authenticated client without channel binding")
             }
             phase = .done
             return .authenticated
@@ -159,11 +183,27 @@ public struct ServerAuthenticator {
             mechanisms.append(m)
         }
         guard reader.atEnd else { return fail("malformed SASL mechanism list") }
-        guard mechanisms.contains(Array(SCRAMSyntax.mechanism.utf8)) else {
+        let offersPlus = mechanisms.contains(Array(SCRAMSyntax.mechanismPlus.utf8))
+        let offersPlain = mechanisms.contains(Array(SCRAMSyntax.mechanism.utf8))
+        let binding: SCRAMChannelBinding
+        switch (channelBindingMode, tlsEndPoint) {
+        case (.require, nil):
+            return fail("channel binding required, but SSL not in use")
+        case (.prefer, let data?) where offersPlus, (.require, let data?) where offersPlus:
+            binding = .bound(data)
+        case (.require, _?):
+            return fail(offersPlain ? "channel binding is required, but server did not offer an authentication method "
+                                      + "that supports channel binding"
+                                    : "none of the server's SASL authentication mechanisms are supported")
+        case (.prefer, _?) where offersPlain:
+            binding = .notOffered
+        case (_, _) where offersPlain:
+            binding = .unsupported
+        default:
             return fail("none of the server's SASL authentication mechanisms are supported")
         }
         let nonce = clientNonce
-        let newExchange: SCRAMClientExchange
+        var newExchange: SCRAMClientExchange
         if let p = plainPassword {
             newExchange = SCRAMClientExchange(password: p, cache: cache, nonceSource: { nonce })
         } else if let keys = passThroughKeys {
@@ -176,8 +216,9 @@ public struct ServerAuthenticator {
         } else {
             return fail(ServerAuthenticator.noPassword)
         }
+        newExchange.channelBinding = binding
         exchange = newExchange
         phase = .saslInProgress
-        return .sendSASLInitial(mechanism: SCRAMSyntax.mechanism, data: newExchange.clientFirstMessage())
+        return .sendSASLInitial(mechanism: binding.mechanism, data: newExchange.clientFirstMessage())
     }
 }

@@ -45,6 +45,7 @@ extension Settings {
         ("dns_zone_check_period", "0"), ("failover_timeout", "5"), ("idle_transaction_timeout", "0"), ("ignore_startup_parameters", ""),
         ("job_name", "pgbouncer"), ("listen_addr", ""), ("listen_backlog", "128"), ("listen_port", "6432"),
         ("metrics_addr", "127.0.0.1"), ("metrics_port", "0"),
+        ("server_channel_binding", "prefer"), ("auth_pam_service", "pgbouncer"), ("krb_server_keyfile", ""),
         ("log_connections", "1"), ("log_disconnections", "1"), ("log_pooler_errors", "1"), ("log_stats", "1"),
         ("logfile", ""), ("max_client_conn", "100"), ("max_db_client_connections", "0"),
         ("max_db_connections", "0"), ("max_packet_size", "2147483647"), ("max_prepared_statements", "200"),

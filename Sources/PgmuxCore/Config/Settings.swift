@@ -28,6 +28,11 @@ public struct Settings: Sendable, Equatable {
     public var authHbaFile = ""
     public var authIdentFile: String? = nil
     public var authLdapOptions: String? = nil
+    /// pgmux extension: the PAM service of auth_type pam (PgBouncer's is fixed: "pgbouncer").
+    public var authPamService = "pgbouncer"
+    /// pgmux extension, PostgreSQL's name: the keytab of hba gss rules ("": KRB5_KTNAME or the
+    /// system's default keytab).
+    public var krbServerKeyfile = ""
     public var authUser: String? = nil
     public var authQuery = Settings.defaultAuthQuery
     public var authDbname: String? = nil
@@ -140,6 +145,8 @@ public struct Settings: Sendable, Equatable {
     public var serverTlsCiphers = "default"
     public var serverTls13Ciphers: String? = nil
     public var serverTlsProtocols = "secure"
+    /// pgmux extension: SCRAM channel binding toward PostgreSQL (libpq's `channel_binding`).
+    public var serverChannelBinding: ServerChannelBinding = .prefer
 
     /// Names of the admin console (`pgbouncer`, and pgmux's alias `pgmux`).
     public static let reservedDatabaseNames: Set<String> = ["pgbouncer", "pgmux"]
@@ -175,6 +182,8 @@ public struct Settings: Sendable, Equatable {
         case "auth_hba_file": authHbaFile = v.string()
         case "auth_ident_file": authIdentFile = v.string()
         case "auth_ldap_options": authLdapOptions = v.string()
+        case "auth_pam_service": authPamService = v.string()
+        case "krb_server_keyfile": krbServerKeyfile = v.string()
         case "auth_user": authUser = v.string()
         case "auth_query": authQuery = v.string()
         case "auth_dbname":
@@ -280,6 +289,7 @@ public struct Settings: Sendable, Equatable {
         case "server_tls_ciphers": serverTlsCiphers = v.string()
         case "server_tls13_ciphers": serverTls13Ciphers = v.string()
         case "server_tls_protocols": serverTlsProtocols = v.string()
+        case "server_channel_binding": serverChannelBinding = try v.choice(ServerChannelBinding.self)
 
         default: return false
         }

@@ -1,6 +1,6 @@
 /// One entry point that pushes arbitrary bytes through every parser that meets untrusted input:
 /// startup packets, the relay scanner and release tracking, prepared-statement rewriting, the
-/// admin grammar, SCRAM and password messages, and what a server sends (its login replies, and
+/// admin grammar, SCRAM and password messages, ALPN lists, and what a server sends (its login replies, and
 /// the messages the relay reads from it). The libFuzzer target (`make fuzz`) and the corpus
 /// regression test both call it; any trap here is a bug that would kill every connection.
 public enum FuzzHarness {
@@ -9,7 +9,11 @@ public enum FuzzHarness {
         let rest = UnsafeRawBufferPointer(rebasing: data[1...])
         // Selectors 0xF0... are the server-side targets; the others keep the corpus's meaning.
         if data[0] >= 0xF8 { serverRelay(rest); return }
-        if data[0] >= 0xF0 { serverLogin(rest); return }
+        if data[0] >= 0xF0 {
+            serverLogin(rest, tlsEndPoint: nil)
+            serverLogin(rest, tlsEndPoint: Array(repeating: 0x5a, count: 32))  // SCRAM-SHA-256-PLUS
+            return
+        }
         let selector = data[0] % 5
         switch selector {
         case 0:
@@ -62,12 +66,13 @@ public enum FuzzHarness {
 
     /// A server's login replies, framed as `ServerConnection.handleLogin` reads them (messages
     /// larger than the relay buffer are refused there): authentication requests through the
-    /// authenticator, ParameterStatus, BackendKeyData, ErrorResponse fields.
-    private static func serverLogin(_ bytes: UnsafeRawBufferPointer) {
+    /// authenticator, ParameterStatus, BackendKeyData, ErrorResponse fields; with a TLS
+    /// end point, as over TLS (channel binding when the server offers PLUS).
+    private static func serverLogin(_ bytes: UnsafeRawBufferPointer, tlsEndPoint: [UInt8]?) {
         guard let base = bytes.baseAddress else { return }
         // A fixed client nonce, so that the fuzzer can build a SASLContinue that gets past it.
         var auth = ServerAuthenticator(user: "u", password: "pw", keyCache: SCRAMKeyCache(capacity: 2),
-                                       nonceSource: { Array("fuzznonce".utf8) })
+                                       tlsEndPoint: tlsEndPoint, nonceSource: { Array("fuzznonce".utf8) })
         var pos = 0
         while case .message(let type, let total) = Framing.peek(base + pos, available: bytes.count - pos, maxPacketSize: 16384),
               bytes.count - pos >= total {
@@ -181,5 +186,13 @@ public enum FuzzHarness {
         _ = md5.receivePassword(payload)
         var server = ServerAuthenticator(user: "u", password: "pw", keyCache: cache)
         _ = server.receive(payload)
+        // pam / ldap (a cleartext password handed out) and gss (a token handed out).
+        for method in [ClientAuthMethod.pam, .gss] {
+            var external = ClientAuthenticator(method: method, user: "u", storedSecret: nil, keyCache: cache)
+            _ = external.start()
+            _ = external.receivePassword(payload)
+        }
+        // A TLS client's ALPN list.
+        _ = DirectTLS.select(bytes)
     }
 }

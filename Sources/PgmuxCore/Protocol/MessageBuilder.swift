@@ -53,6 +53,10 @@ public struct MessageBuilder {
     public mutating func authenticationSASLContinue(_ data: [UInt8]) {
         let a = begin(UInt8(ascii: "R")); int32(11); bytes.append(contentsOf: data); end(a)
     }
+    public mutating func authenticationGSS() { let a = begin(UInt8(ascii: "R")); int32(7); end(a) }
+    public mutating func authenticationGSSContinue(_ data: [UInt8]) {
+        let a = begin(UInt8(ascii: "R")); int32(8); bytes.append(contentsOf: data); end(a)
+    }
     public mutating func authenticationSASLFinal(_ data: [UInt8]) {
         let a = begin(UInt8(ascii: "R")); int32(12); bytes.append(contentsOf: data); end(a)
     }
