@@ -399,6 +399,7 @@ final class AdminConsole {
                     AdminMemRow(name: "watcher", size: MemoryLayout<ev_io>.stride, used: loop.watchers.inUse,
                                 free: loop.watchers.capacity - loop.watchers.inUse,
                                 memtotal: MemoryLayout<ev_io>.stride * loop.watchers.capacity)]
+        addPeers(to: &snap)
         snap.pauseMode = loop.globallyPaused ? .pause : .none
         return snap
     }

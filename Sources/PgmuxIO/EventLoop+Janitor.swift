@@ -92,6 +92,7 @@ extension EventLoop {
             log.warning("cancel request not delivered within cancel_wait_timeout")
             f.finish()
         }
+        for p in peerPools.values { p.maintain(now: t, timeout: s.cancelWaitTimeout) }
         dropIdleAutoDatabases(now: t)
         if t - lastMemoryTrim >= 1 { returnIdleMemory(now: t) }
         if statsPeriodStart == 0 { statsPeriodStart = t }

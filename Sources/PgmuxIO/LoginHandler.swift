@@ -52,8 +52,7 @@ final class LoginHandler {
             case .success(.gssEncRequest):
                 client.queue([UInt8(ascii: "N")])
             case .success(.cancel(let key)):
-                loop.handleCancel(key: key)
-                client.disconnect(reason: "cancel request", notify: false)
+                loop.handleCancel(key: key, from: client)
                 return
             case .success(.startup(let minor, let parameters)):
                 let mode = loop.config.settings.clientTlsSslmode
