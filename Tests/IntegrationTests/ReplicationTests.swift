@@ -105,6 +105,29 @@ final class ReplicationTests: XCTestCase {
         XCTAssertTrue(p.log.contains("replication=database"))
     }
 
+    func testRecvLogicalDecodesThroughPgmux() throws {
+        let p = try pgmux()
+        let slot = "recvlogical_\(p.port)", table = "decoded_\(p.port)"
+        let out = cluster.dir + "/\(slot).out"
+        defer { unlink(out) }
+        let conn = "\(dsn(p)) dbname=\(PostgresCluster.database)"
+        try cluster.psql("CREATE TABLE \(table) (id int)", db: PostgresCluster.database)
+        try Shell.run(tool("pg_recvlogical"), ["-d", conn, "--slot", slot, "--create-slot", "-P", "test_decoding"], timeout: 30)
+        defer { _ = try? Shell.run(tool("pg_recvlogical"), ["-d", conn, "--slot", slot, "--drop-slot"], timeout: 30) }
+        let receiver = try Child(tool("pg_recvlogical"), ["-d", conn, "--slot", slot, "--start", "-f", out, "-F", "0", "--no-loop"],
+                                 outputPath: out + ".log")
+        defer { receiver.signal(SIGKILL); _ = receiver.wait(timeout: 5) }
+        XCTAssertTrue(waitUntil(10) { (try? self.replicationRows(p)) == ["C logical active", "S logical active"] },
+                      "\((try? replicationRows(p)) ?? [])")
+        try PQConnection(p.conninfo()).query("INSERT INTO \(table) VALUES (41), (42)")
+        func decoded() -> String { (try? String(contentsOfFile: out, encoding: .utf8)) ?? "" }
+        XCTAssertTrue(waitUntil(10) { decoded().contains("table public.\(table): INSERT: id[integer]:42") },
+                      decoded() + ((try? String(contentsOfFile: out + ".log", encoding: .utf8)) ?? ""))
+        receiver.signal(SIGINT)
+        XCTAssertEqual(receiver.wait(timeout: 10), 0)
+        XCTAssertTrue(waitUntil(5) { (try? self.replicationRows(p)) == [] }, "\((try? replicationRows(p)) ?? [])")
+    }
+
     /// The text after `FATAL:` of a refused login (the first line of it).
     private func fatalText(_ conninfo: String) -> String {
         do {
