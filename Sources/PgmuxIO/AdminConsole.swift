@@ -152,7 +152,9 @@ final class AdminConsole {
         case .show(.help):
             AdminReply.help(into: &reply)
         case .show(let item):
-            guard let table = snapshot().table(for: item) else { return error(.invalidCommand(text), &reply) }
+            var snap = snapshot()
+            if item == .fds { addFds(to: &snap) }
+            guard let table = snap.table(for: item) else { return error(.invalidCommand(text), &reply) }
             AdminReply.table(table, into: &reply)
         case .fakeShow(let p):
             AdminReply.fakeShow(p, into: &reply)
