@@ -88,11 +88,13 @@ extension EventLoop {
             for pool in pools.values where !shuttingDown && !isPaused(pool.databaseName) { pool.topUp() }
         }
         metrics?.expire(now: t)
+        // Requests that waited too long for a peer connection go first, so that a forward
+        // timing out below does not hand its place to one of them.
+        for p in peerPools.values { p.maintain(now: t, timeout: s.cancelWaitTimeout) }
         for f in cancelForwarders.values where s.cancelWaitTimeout > 0 && t - f.connectTime > s.cancelWaitTimeout {
             log.warning("cancel request not delivered within cancel_wait_timeout")
             f.finish()
         }
-        for p in peerPools.values { p.maintain(now: t, timeout: s.cancelWaitTimeout) }
         dropIdleAutoDatabases(now: t)
         if t - lastMemoryTrim >= 1 { returnIdleMemory(now: t) }
         if statsPeriodStart == 0 { statsPeriodStart = t }

@@ -15,8 +15,9 @@ final class PeerTests: XCTestCase {
         func dir(_ name: String) -> String { PostgresCluster.shared.dir + "/pgmux-\(port)-\(name)" }
     }
 
-    /// Peer ids 1 (`a`) and 2 (`b`); peer 3 is configured but nothing listens there. Unix socket
-    /// logins need no password (the raw protocol client), TCP ones use SCRAM.
+    /// Peer ids 1 (`a`) and 2 (`b`); peer 3 accepts connections but never answers (the test's
+    /// `silent` socket), nothing listens for peer 4. Unix socket logins need no password (the raw
+    /// protocol client), TCP ones use SCRAM.
     private func start(_ name: String, peerId: Int, port: Int, hba: String) throws -> PgmuxProcess {
         let base = PostgresCluster.shared.dir + "/pgmux-\(port)-"
         return try PgmuxProcess(
@@ -25,7 +26,7 @@ final class PeerTests: XCTestCase {
                        "log_disconnections": "1"],
             userlist: [PostgresCluster.scramUser, ("admin", "adminpw")], port: port, instance: name,
             peers: [1: "host=\(base)a port=\(port)", 2: "host=\(base)b port=\(port) pool_size=2",
-                    3: "host=\(base)nobody port=\(port)"])
+                    3: "host=\(base)silent port=\(port) pool_size=1", 4: "host=\(base)nobody port=\(port)"])
     }
 
     private func group() throws -> Group {
@@ -74,16 +75,16 @@ final class PeerTests: XCTestCase {
 
         let b = try console(g, "b")
         let peers = try show(b, "PEERS")
-        XCTAssertEqual(peers.map { $0["peer_id"] }, ["1", "2", "3"])
+        XCTAssertEqual(peers.map { $0["peer_id"] }, ["1", "2", "3", "4"])
         XCTAssertEqual(peers.first?["host"], g.dir("a"))
         XCTAssertEqual(peers.first?["port"], "\(g.port)")
-        XCTAssertEqual(peers.map { $0["pool_size"] }, ["4", "2", "4"], "pool_size, else default_pool_size")
+        XCTAssertEqual(peers.map { $0["pool_size"] }, ["4", "2", "1", "4"], "pool_size, else default_pool_size")
         let pools = try show(b, "PEER_POOLS")
         XCTAssertEqual(pools.map { $0["peer_id"] }, ["1"], "b forwarded to a only")
         XCTAssertEqual(pools.first?["cl_active_cancel_req"], "0")
         XCTAssertEqual(pools.first?["sv_active_cancel"], "0")
         let lists = Dictionary(uniqueKeysWithValues: try show(b, "LISTS").map { ($0["list"]!, $0["items"]!) })
-        XCTAssertEqual(lists["peers"], "3")
+        XCTAssertEqual(lists["peers"], "4")
         XCTAssertEqual(lists["peer_pools"], "1")
         XCTAssertEqual(try show(console(g, "a"), "PEER_POOLS").map { $0["peer_id"] }, ["2"], "a forwarded to b only")
     }
@@ -97,7 +98,7 @@ final class PeerTests: XCTestCase {
         XCTAssertGreaterThan(exhausted.seconds, 1.4)
         // A peer id missing from [peers], and peer 3 whose socket does not exist: the requester is
         // let go at once.
-        for peer in [77, 3] {
+        for peer in [77, 4] {
             let key = PeerCancelKey.make(random: 0x1234_5678_9ABC_DEF0, peerId: peer)
             let started = Date()
             try RawSession.cancel(key: key, dir: g.dir("b"), port: g.port)
@@ -110,6 +111,57 @@ final class PeerTests: XCTestCase {
                        "could not find peer to forward request to", "failed to send cancel request"] {
             XCTAssertTrue(logB.contains("closing because: \(reason)"), reason)
         }
+    }
+
+    /// A peer that accepts the connection but never acts on the request holds only its own
+    /// requests, and only until cancel_wait_timeout; the others wait their turn (pool_size 1).
+    func testSilentPeerHoldsOnlyItsOwnRequestsAndOnlyForCancelWaitTimeout() throws {
+        let g = try group()
+        let silentDir = g.dir("silent")
+        try FileManager.default.createDirectory(atPath: silentDir, withIntermediateDirectories: true)
+        chmod(silentDir, 0o777)
+        let path = "\(silentDir)/.s.PGSQL.\(g.port)"
+        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener); unlink(path) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in path.utf8.enumerated() { p[i] = b } }
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        XCTAssertEqual(bound, 0)
+        chmod(path, 0o777)
+        XCTAssertEqual(listen(listener, 16), 0)  // never accepted, never read
+
+        let key = PeerCancelKey.make(random: 0x0123_4567_89AB_CDEF, peerId: 3)
+        let started = Date()
+        let done = (0..<2).map { _ in Flag() }
+        let bDir = g.dir("b"), port = g.port
+        for flag in done {
+            Thread { _ = try? RawSession.cancel(key: key, dir: bDir, port: port); flag.set() }.start()
+        }
+        let b = try console(g, "b")
+        XCTAssertTrue(waitUntil(2) { (try? self.show(b, "PEER_POOLS").first?["cl_waiting_cancel_req"]) == "1" })
+        let pool = try XCTUnwrap(try show(b, "PEER_POOLS").first)
+        XCTAssertEqual(pool["peer_id"], "3")
+        XCTAssertEqual(pool["cl_active_cancel_req"], "1")
+        XCTAssertEqual(pool["sv_active_cancel"], "1", "sent, waiting for the peer to close")
+        XCTAssertEqual(pool["sv_login"], "0")
+        let clients = try show(b, "CLIENTS").filter { $0["state"]?.contains("cancel") ?? false }
+        XCTAssertEqual(clients.map { $0["state"]! }.sorted(), ["active_cancel_req", "waiting_cancel_req"])
+        XCTAssertEqual(Set(clients.map { $0["database"]! }), ["(nodb)"])
+        let servers = try show(b, "SERVERS").filter { $0["state"] == "active_cancel" }
+        XCTAssertEqual(servers.count, 1)
+        XCTAssertEqual(servers.first?["link"], clients.first { $0["state"] == "active_cancel_req" }?["ptr"])
+        // Meanwhile b serves everyone else, cancels included.
+        let c = try PQConnection(g.b.conninfo())
+        XCTAssertEqual(try c.scalar("SELECT 'not stalled'"), "not stalled")
+        let r = try cancelAcross(g, session: "a", via: "b")
+        XCTAssertEqual(r.sqlstate, "57014")
+        // cancel_wait_timeout (3 s) lets both requesters go.
+        XCTAssertTrue(waitUntil(10) { done.allSatisfy(\.isSet) })
+        XCTAssertLessThan(Date().timeIntervalSince(started), 6)
+        XCTAssertTrue(g.b.log.contains("cancel_wait_timeout"), g.b.log)
     }
 
     /// libpq's own cancel: client and CancelRequest each land on either process.
