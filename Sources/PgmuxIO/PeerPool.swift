@@ -22,6 +22,9 @@ final class PeerPool {
         queue = PeerPoolQueue(poolSize: 0)
     }
 
+    /// Nothing forwarded or waiting.
+    var isIdle: Bool { forwarders.isEmpty && queue.waitingCount == 0 }
+
     /// The peer's `pool_size`, else `default_pool_size` (as PgBouncer's SHOW PEERS prints it).
     static func poolSize(of entry: PeerEntry?, _ settings: Settings) -> Int {
         entry?.poolSize ?? settings.defaultPoolSize

@@ -87,6 +87,16 @@ final class PeerTests: XCTestCase {
         XCTAssertEqual(lists["peers"], "4")
         XCTAssertEqual(lists["peer_pools"], "1")
         XCTAssertEqual(try show(console(g, "a"), "PEER_POOLS").map { $0["peer_id"] }, ["2"], "a forwarded to b only")
+
+        // RELOAD without peer 1: b no longer lists it, nor its idle peer pool, nor forwards to it.
+        let config = try String(contentsOfFile: g.b.configPath, encoding: .utf8)
+        try config.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("1 = ") }
+            .joined(separator: "\n").write(toFile: g.b.configPath, atomically: false, encoding: .utf8)
+        try b.query("RELOAD")
+        XCTAssertEqual(try show(b, "PEERS").map { $0["peer_id"] }, ["2", "3", "4"])
+        XCTAssertTrue(waitUntil(3) { (try? self.show(b, "PEER_POOLS"))?.isEmpty == true })
+        let dropped = try cancelAcross(g, session: "a", via: "b", sleep: 1)
+        XCTAssertNil(dropped.sqlstate, "b does not know peer 1 any more")
     }
 
     /// Keys that must not be forwarded, and a peer that is not there, hurt nobody.
