@@ -29,14 +29,17 @@ extension AdminConsole {
         let pools = loop.pools.values.sorted {
             ($0.databaseName, $0.userName, $0.replication.rawValue) < ($1.databaseName, $1.userName, $1.replication.rawValue)
         }
-        let servers = loop.servers.values.sorted(by: byID)
+        var clientsOf: [ObjectIdentifier: [ClientConnection]] = [:]
+        for c in clients { if let p = c.pool { clientsOf[ObjectIdentifier(p), default: []].append(c) } }
+        var serversOf: [ObjectIdentifier: [ServerConnection]] = [:]
+        for sv in loop.servers.values.sorted(by: byID) { serversOf[ObjectIdentifier(sv.pool), default: []].append(sv) }
         for pool in pools {
-            let mine = clients.filter { $0.pool === pool }
+            let mine = clientsOf[ObjectIdentifier(pool)] ?? []
             for c in mine where c.state == .active || c.state == .idle { if let row = clientRow(c) { snap.fds.append(row) } }
             for c in mine where c.state == .waiting || c.state == .waitingForWelcome {
                 if let row = clientRow(c) { snap.fds.append(row) }
             }
-            let own = servers.filter { $0.pool === pool }
+            let own = serversOf[ObjectIdentifier(pool)] ?? []
             let lists: [(ServerConnection) -> Bool] = [
                 { $0.state == .active }, { $0.state == .idle },
                 { if case .ownQuery(let q) = $0.state { return q != .reset } else { return false } },
