@@ -152,7 +152,9 @@ final class AdminConsole {
         case .show(.help):
             AdminReply.help(into: &reply)
         case .show(let item):
-            guard let table = snapshot().table(for: item) else { return error(.invalidCommand(text), &reply) }
+            var snap = snapshot()
+            if item == .fds { addFds(to: &snap) }
+            guard let table = snap.table(for: item) else { return error(.invalidCommand(text), &reply) }
             AdminReply.table(table, into: &reply)
         case .fakeShow(let p):
             AdminReply.fakeShow(p, into: &reply)
@@ -295,13 +297,19 @@ final class AdminConsole {
         snap.statsWindowUs = Stats.micros(loop.now - loop.statsPeriodStart)
         var rows: [String: AdminPoolRow] = [:]
         for p in loop.pools.values {
-            var row = AdminPoolRow(database: p.databaseName, user: p.userName)
-            row.poolMode = p.mode.rawValue
-            row.loadBalanceHosts = Self.loadBalanceText(p.database)
-            row.stats = p.counters
-            row.olderStats = p.periodCounters
-            if let since = p.machine.oldestWaitStart, since > 0 { row.maxWaitUs = Stats.micros(loop.now - since) }
-            rows[p.databaseName + "\u{0}" + p.userName] = row
+            // Replication pools add to their (database, user) row, as PgBouncer has one pool for
+            // both; the pool mode shown is the normal pool's.
+            let key = p.databaseName + "\u{0}" + p.userName
+            let existing = rows[key]
+            var row = existing ?? AdminPoolRow(database: p.databaseName, user: p.userName)
+            if existing == nil || p.replication == .none {
+                row.poolMode = p.mode.rawValue
+                row.loadBalanceHosts = Self.loadBalanceText(p.database)
+            }
+            row.stats = row.stats &+ p.counters
+            row.olderStats = row.olderStats &+ p.periodCounters
+            if let since = p.machine.oldestWaitStart, since > 0 { row.maxWaitUs = max(row.maxWaitUs, Stats.micros(loop.now - since)) }
+            rows[key] = row
         }
         // The console is a pool of its own, as in PgBouncer: database and forced user `pgbouncer`,
         // statement mode; its clients appear in SHOW CLIENTS and SOCKETS and count in SHOW POOLS.
@@ -328,6 +336,7 @@ final class AdminConsole {
             }
             var r = AdminConnectionRow(owner: .pool(database: owner.database, user: owner.user), state: state, user: c.user)
             r.database = c.database
+            r.replication = c.replication.adminValue
             r.addr = c.remote.hostText
             r.port = c.isUnixSocket ? s.listenPort : Int(c.remote.port)
             r.connectTime = AdminConsole.timestamp(c.connectTime)
@@ -356,6 +365,7 @@ final class AdminConsole {
             }
             var r = AdminConnectionRow(owner: .pool(database: pool.databaseName, user: pool.userName), state: state,
                                        user: pool.serverUser)
+            r.replication = pool.replication.adminValue
             r.addr = sv.address.family == AF_UNIX ? "unix" : sv.address.hostText
             r.port = sv.address.family == AF_UNIX ? pool.database.port : sv.address.port
             r.localAddr = sv.localAddress.hostText
@@ -427,6 +437,7 @@ final class AdminConsole {
                     AdminMemRow(name: "watcher", size: MemoryLayout<ev_io>.stride, used: loop.watchers.inUse,
                                 free: loop.watchers.capacity - loop.watchers.inUse,
                                 memtotal: MemoryLayout<ev_io>.stride * loop.watchers.capacity)]
+        addPeers(to: &snap)
         snap.pauseMode = loop.globallyPaused ? .pause : .none
         return snap
     }

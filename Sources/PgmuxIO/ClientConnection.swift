@@ -44,6 +44,11 @@ public final class ClientConnection: Endpoint {
     var firstByteChecked: Bool { get { flag(8) } set { setFlag(8, newValue) } }
     /// Began TLS without SSLRequest (sslnegotiation=direct): ALPN is checked after the handshake.
     var directTLS: Bool { get { flag(16) } set { setFlag(16, newValue) } }
+    /// The `replication` startup parameter (bits 32 and 64: the mode's raw value).
+    var replication: ReplicationMode {
+        get { ReplicationMode(rawValue: (countFlags >> 5) & 3) ?? .none }
+        set { countFlags = countFlags & ~96 | newValue.rawValue << 5 }
+    }
     @inline(__always) private func flag(_ bit: UInt8) -> Bool { countFlags & bit != 0 }
     @inline(__always) private func setFlag(_ bit: UInt8, _ on: Bool) { if on { countFlags |= bit } else { countFlags &= ~bit } }
     /// query_wait_notify was sent for the current wait.
@@ -462,7 +467,7 @@ public final class ClientConnection: Endpoint {
         loop.heapChurned = true  // the login's state is freed: see EventLoop.returnIdleMemory
         if loop.config.settings.logConnections {
             let tls = ssl.map { TLSContexts.describe($0) } ?? "no"
-            loop.log.log("\(logPrefix) login attempt: db=\(database) user=\(user) tls=\(tls) replication=no")
+            loop.log.log("\(logPrefix) login attempt: db=\(database) user=\(user) tls=\(tls) replication=\(replication.startupValue)")
         }
         // The client may already have pipelined its first query behind the startup packet.
         if inbuf.isEmpty { releaseBufferIfEmpty(); startReading() }
@@ -497,6 +502,7 @@ public final class ClientConnection: Endpoint {
         }
         if countedAsLoggedIn { loop.loggedInClients -= 1; countedAsLoggedIn = false }
         if countFlags & 6 != 0 { loop.login.uncount(self) }
+        if replication != .none { loop.login.forgetReplicationOptions(self) }
         if adminRole != nil { loop.admin.forget(self) }
         if loop.config.settings.logDisconnections {
             loop.log.log("\(logPrefix) closing because: \(reason) (age=\(Int(loop.now - connectTime))s)")

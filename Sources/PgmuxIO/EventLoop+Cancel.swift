@@ -4,23 +4,67 @@ import PgmuxCore
 
 /// Cancel keys and cancel requests.
 extension EventLoop {
-    /// Random 63-bit cancel key for a client (the pid half is positive). No index is kept:
-    /// cancels are rare and a scan of the clients costs less than a table entry per idle client.
+    /// Random 63-bit cancel key for a client (the pid half is positive), carrying `peer_id` as
+    /// PgBouncer encodes it when peering is on. No index is kept: cancels are rare and a scan of
+    /// the clients costs less than a table entry per idle client.
     func newCancelKey() -> UInt64 {
         while true {
-            let key = random.uint64() & ~(UInt64(1) << 63)
+            let key = PeerCancelKey.make(random: random.uint64(), peerId: config.settings.peerId)
             if key != 0 { return key }
         }
     }
 
-    /// A CancelRequest: forwarded with the real backend key if the client has a server.
-    func handleCancel(key: UInt64) {
-        guard let client = clients.values.first(where: { $0.cancelKey == key }) else { return }
+    /// A CancelRequest on `requester`'s connection: ours is forwarded with the real backend key
+    /// if the client has a server; another peer's goes to that peer, and the requester waits for
+    /// it there. Every other outcome closes the requester at once.
+    func handleCancel(key: UInt64, from requester: ClientConnection) {
+        let peerId = config.settings.peerId
+        switch PeerCancelKey.route(key, ourPeerId: peerId, peers: peerId > 0 ? Set(config.peers.keys) : []) {
+        case .local(let key):
+            requester.disconnect(reason: cancelLocally(key: key), notify: false)
+        case .forward(let id, let key):
+            peerPool(id).forward(requester, key: key)
+        case .unknownPeer:
+            requester.disconnect(reason: "could not find peer to forward request to", notify: false)
+        case .ttlExhausted:
+            requester.disconnect(reason: "failed to forward cancel request because its TTL was exhausted", notify: false)
+        }
+    }
+
+    /// Forwards a cancel of one of our clients; returns the requester's close reason.
+    private func cancelLocally(key: UInt64) -> String {
+        guard let client = clients.values.first(where: { $0.cancelKey == key && $0.state != .startup }) else {
+            return "failed cancel request"
+        }
         guard let server = client.server else {
             log.debug("\(client.logPrefix) cancel request for idle client")
-            return
+            return "cancel request for idle client"
         }
         forwardCancel(to: server)
+        return "cancel request"
+    }
+
+    /// The peer pool for `id`, made on first use (PgBouncer's get_peer_pool).
+    func peerPool(_ id: Int) -> PeerPool {
+        if let p = peerPools[id] { return p }
+        let p = PeerPool(loop: self, peerId: id)
+        peerPools[id] = p
+        return p
+    }
+
+    /// A peer's address: `host` a directory (its Unix socket, `.s.PGSQL.<port>` inside) or a
+    /// name or address (resolved as server hosts are).
+    func peerAddress(_ peer: PeerEntry) -> Socket.Address? {
+        let host = peer.host ?? ""
+        if host.hasPrefix("/") {
+            return Socket.Address.unix(path: "\(host)/.s.PGSQL.\(peer.port)")
+        }
+        do {
+            return try Socket.Address.resolve(host: host, port: peer.port).first
+        } catch {
+            log.warning("peer \(peer.id): \(error)")
+            return nil
+        }
     }
 
     /// Opens a connection to the server's PostgreSQL and sends its real cancel key. Until that
@@ -29,7 +73,7 @@ extension EventLoop {
         guard server.backendKey != 0 else { return }
         do {
             let fd = try Socket.connect(server.address)
-            let forwarder = CancelForwarder(loop: self, fd: fd, key: server.backendKey, serverID: server.id)
+            let forwarder = CancelForwarder(loop: self, fd: fd, key: server.backendKey, target: .server(id: server.id))
             cancelForwarders[forwarder.id] = forwarder
             server.cancelsInFlight += 1
         } catch {
@@ -44,6 +88,4 @@ extension EventLoop {
         server.cancelsInFlight -= 1
         if server.cancelsInFlight == 0 && server.state == .beingCanceled { server.pool.release(server) }
     }
-
-    // MARK: pools
 }

@@ -103,6 +103,11 @@ extension EventLoop {
             for pool in pools.values where !shuttingDown && !isPaused(pool.databaseName) { pool.topUp() }
         }
         metrics?.expire(now: t)
+        // Requests that waited too long for a peer connection go first, so that a forward
+        // timing out below does not hand its place to one of them.
+        for p in peerPools.values { p.maintain(now: t, timeout: s.cancelWaitTimeout) }
+        // A peer removed by RELOAD leaves SHOW PEER_POOLS once nothing of it is in flight.
+        for (id, p) in peerPools where config.peers[id] == nil && p.isIdle { peerPools[id] = nil }
         for f in cancelForwarders.values where s.cancelWaitTimeout > 0 && t - f.connectTime > s.cancelWaitTimeout {
             log.warning("cancel request not delivered within cancel_wait_timeout")
             f.finish()

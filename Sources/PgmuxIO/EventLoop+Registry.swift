@@ -57,16 +57,20 @@ extension EventLoop {
     }
 
     /// The pool for (database, user), created on first use.
-    func pool(database name: String, entry: DatabaseEntry, user: String) -> Pool {
+    /// Replication clients have pools of their own, per mode and startup `options` (their
+    /// servers are opened with both).
+    func pool(database name: String, entry: DatabaseEntry, user: String, replication: ReplicationMode = .none,
+              options: String? = nil) -> Pool {
         let serverUser = entry.user ?? user
-        let key = "\(name)\u{0}\(serverUser)"
+        var key = "\(name)\u{0}\(serverUser)"
+        if replication != .none { key += "\u{0}\(replication.startupValue)\u{0}\(options ?? "")" }
         if let p = pools[key] { return p }
         var password = entry.password
         if password == nil, let secret = authFile[serverUser] {
             password = secret  // plain, md5 (for md5 servers) or a SCRAM verifier (with a client's SCRAM keys)
         }
         let p = Pool(loop: self, databaseName: name, database: entry, userName: serverUser,
-                     serverUser: serverUser, serverPassword: password)
+                     serverUser: serverUser, serverPassword: password, replication: replication, replicationOptions: options)
         pools[key] = p
         return p
     }

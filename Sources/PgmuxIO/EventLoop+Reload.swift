@@ -32,8 +32,8 @@ extension EventLoop {
         log.verbose = max(log.verbose, s.verbose)
         for pool in pools.values {
             let name = pool.databaseName
-            pool.mode = config.poolMode(database: name, user: pool.userName)
-            pool.machine.limits = Pool.limits(config, database: name, user: pool.userName)
+            pool.mode = pool.replication != .none ? .session : config.poolMode(database: name, user: pool.userName)
+            pool.machine.limits = Pool.limits(config, database: name, user: pool.userName, replication: pool.replication)
             pool.refreshLifetime()
             pool.refreshSelector()  // target_session_attrs may have changed
             pool.welcomes.removeAll()  // track_extra_parameters may have changed

@@ -22,6 +22,8 @@ public final class EventLoop {
     var servers: [UInt64: ServerConnection] = [:]
     /// Cancel requests on their way to PostgreSQL (each holds its own short-lived connection).
     var cancelForwarders: [UInt64: CancelForwarder] = [:]
+    /// Cancel requests for other processes of the peer group, per peer id (made on first use).
+    var peerPools: [Int: PeerPool] = [:]
     var listeners: [Listener] = []
     var metrics: MetricsEndpoint?
     /// Closed connections, freed after the current loop iteration (never inside their callbacks).
@@ -162,6 +164,7 @@ public final class EventLoop {
         clients.removeAll()
         servers.removeAll()
         pools.removeAll()
+        peerPools.removeAll()
         cancelForwarders.removeAll()
         metrics = nil
     }

@@ -60,8 +60,7 @@ final class LoginHandler {
             case .success(.gssEncRequest):
                 client.queue([UInt8(ascii: "N")])
             case .success(.cancel(let key)):
-                loop.handleCancel(key: key)
-                client.disconnect(reason: "cancel request", notify: false)
+                loop.handleCancel(key: key, from: client)
                 return
             case .success(.startup(let minor, let parameters)):
                 let mode = loop.config.settings.clientTlsSslmode
@@ -121,11 +120,22 @@ final class LoginHandler {
     private func startup(_ client: ClientConnection, minor: Int, parameters: [(String, String)]) {
         let s = loop.config.settings
         var unsupportedProtocolOptions: [String] = []
+        // As PgBouncer's decide_startup_pool: replication is known before `options` is read.
+        if let (_, value) = parameters.first(where: { $0.0.lowercased() == "replication" }) {
+            guard let mode = ReplicationMode.parse(value) else {
+                client.sendError(ReplicationMode.invalidValueMessage(value), code: SQLState.invalidParameterValue)
+                return
+            }
+            client.replication = mode
+        }
         for (key, value) in parameters {
             let k = key.lowercased()
             switch k {
             case "user": client.user = value
             case "database": client.database = value
+            case "options" where client.replication != .none:
+                // Its server is its own: any options go to PostgreSQL as they came.
+                replicationOptions[client.id] = value
             case "options":
                 // set_startup_options: tracked settings apply even when `options` is ignored.
                 let ignored = Set(s.ignoreStartupParameters.map { $0.lowercased() })
@@ -141,8 +151,7 @@ final class LoginHandler {
                     return
                 }
             case "replication":
-                client.sendError("replication connections are not supported")
-                return
+                break
             default:
                 if k.hasPrefix("_pq_.") { unsupportedProtocolOptions.append(key); continue }
                 if loop.isTracked(k) { client.params[k] = value; continue }
@@ -216,7 +225,7 @@ final class LoginHandler {
             guard let hba = loop.hba,
                   let rule = hba.matchRule(type: client.isUnixSocket ? .local : .host, tls: client.ssl != nil,
                                        database: client.database, user: client.user, address: client.remote.bytes,
-                                       replication: false) else { return .reject }
+                                       replication: client.replication == .physical) else { return .reject }
             switch rule.method {
             case .trust: return .trust
             case .reject: return .reject
@@ -527,7 +536,8 @@ final class LoginHandler {
         if loop.config.databases[client.database] == nil {
             loop.log.log("registered new auto-database: \(client.database)")
         }
-        let pool = loop.pool(database: client.database, entry: entry, user: client.user)
+        let pool = loop.pool(database: client.database, entry: entry, user: client.user, replication: client.replication,
+                             options: replicationOptions.removeValue(forKey: client.id))
         // A SCRAM verifier cannot log in by itself: the keys of a client's SCRAM login can.
         if pool.scramPassThrough == nil, pool.serverPassword.map(SCRAMSecret.isSCRAMSecret) ?? true, let keys = scramKeys {
             pool.scramPassThrough = keys
@@ -566,6 +576,11 @@ final class LoginHandler {
     private var countedUserNames: [UInt64: String] = [:]
 
     private static let consoleKey = "pgbouncer"
+
+    /// The `options` of replication clients, from the startup packet to the choice of pool.
+    private var replicationOptions: [UInt64: String] = [:]
+
+    func forgetReplicationOptions(_ client: ClientConnection) { replicationOptions[client.id] = nil }
 
     /// check_db_connection_count then check_user_connection_count; false once the client has
     /// been refused.

@@ -32,6 +32,10 @@ public final class Pool {
     /// `serverPassword` is the one a pam / ldap client proved (replaced by the next one).
     var serverPasswordFromLogin = false
     var mode: PoolMode
+    /// A pool of replication clients: session mode, no min_pool_size, servers opened with
+    /// `replication` (and the clients' `options`), closed when their client leaves.
+    let replication: ReplicationMode
+    let replicationOptions: String?
     /// The waiting clients, idle servers, counts, limits, pause and login failures.
     var machine: PoolStateMachine
 
@@ -59,7 +63,8 @@ public final class Pool {
     var scramPassThrough: SCRAMPassThroughKeys?
 
     init(loop: EventLoop, databaseName: String, database: DatabaseEntry, userName: String,
-         serverUser: String, serverPassword: String?) {
+         serverUser: String, serverPassword: String?, replication: ReplicationMode = .none,
+         replicationOptions: String? = nil) {
         self.loopRef = Unmanaged.passUnretained(loop)
         self.databaseName = databaseName
         self.database = database
@@ -67,8 +72,11 @@ public final class Pool {
         self.userName = userName
         self.serverUser = serverUser
         self.serverPassword = serverPassword
-        mode = loop.config.poolMode(database: databaseName, user: userName)
-        machine = PoolStateMachine(limits: Pool.limits(loop.config, database: databaseName, user: userName))
+        self.replication = replication
+        self.replicationOptions = replicationOptions
+        mode = replication != .none ? .session : loop.config.poolMode(database: databaseName, user: userName)
+        machine = PoolStateMachine(limits: Pool.limits(loop.config, database: databaseName, user: userName,
+                                                       replication: replication))
         machine.setPause(loop.pauseState(of: databaseName))
         lastUsed = loop.now
         refreshLifetime()
@@ -87,10 +95,12 @@ public final class Pool {
     }
 
     /// The machine's limits as the configuration sets them for (database, user).
-    static func limits(_ c: Config, database: String, user: String) -> PoolStateMachine.Limits {
+    /// A replication pool keeps no idle walsenders open (min_pool_size does not apply).
+    static func limits(_ c: Config, database: String, user: String,
+                       replication: ReplicationMode = .none) -> PoolStateMachine.Limits {
         PoolStateMachine.Limits(size: c.poolSize(database: database, user: user),
                                 reserveSize: c.reservePoolSize(database: database, user: user),
-                                minSize: c.minPoolSize(database: database),
+                                minSize: replication != .none ? 0 : c.minPoolSize(database: database),
                                 reserveTimeout: c.settings.reservePoolTimeout,
                                 roundRobin: c.settings.serverRoundRobin)
     }
@@ -101,7 +111,10 @@ public final class Pool {
         if let v = database.datestyle { p.append(("DateStyle", v)) }
         if let v = database.timezone { p.append(("TimeZone", v)) }
         if let v = database.applicationName { p.append(("application_name", v)) }
-        return p
+        guard replication != .none else { return p }
+        // The server is opened for the first client waiting: its parameters go with it.
+        return replication.serverStartup(base: p, clientParameters: machine.firstWaiter?.client.params ?? [:],
+                                         options: replicationOptions)
     }
 
     /// `tlsEndPoint`: channel-binding data of the server connection's TLS session, if any.
@@ -170,7 +183,7 @@ public final class Pool {
     /// empty query; an empty setting disables the check).
     private func healthCheckQuery(for server: ServerConnection) -> String? {
         let s = loop.config.settings
-        guard !s.serverCheckQuery.isEmpty, loop.now - server.lastUsed >= s.serverCheckDelay else { return nil }
+        guard replication == .none, !s.serverCheckQuery.isEmpty, loop.now - server.lastUsed >= s.serverCheckDelay else { return nil }
         return s.serverCheckQuery == "<empty>" ? "" : s.serverCheckQuery
     }
 
@@ -194,8 +207,9 @@ public final class Pool {
         Stats.assigned(pool: self, waited: client.stateSince > 0 ? loop.now - client.stateSince : 0)
         client.stateSince = loop.now
         lastUsed = client.stateSince
-        // Client parameter sets are interned, so the common case is one storage comparison.
-        if server.paramsInSync != client.params {
+        // Client parameter sets are interned, so the common case is one storage comparison. A
+        // walsender got them in its startup packet (a physical one would refuse a SET).
+        if replication == .none && server.paramsInSync != client.params {
             var sets = ""
             for (key, value) in client.params where server.params[key]?.value != value {
                 let name = server.params[key]?.name ?? key

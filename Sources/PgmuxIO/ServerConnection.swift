@@ -681,7 +681,8 @@ public final class ServerConnection: Endpoint {
         releaseAfterFlush = false
         let s = loop.config.settings
         switch ReleasePolicy.onClientGone(mode: pool.mode, tracker: tracker, unsentBytes: unsentBytes || scanner.passthrough > 0,
-                                          resetQuery: s.serverResetQuery, resetAlways: s.serverResetQueryAlways) {
+                                          resetQuery: s.serverResetQuery, resetAlways: s.serverResetQueryAlways,
+                                          replication: pool.replication != .none) {
         case .close(let reason):
             close(reason: reason, notifyClient: false)
         case .reuse(let reset):

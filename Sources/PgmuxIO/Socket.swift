@@ -192,6 +192,16 @@ public enum Socket {
         return a
     }
 
+    /// The address a connected socket leads to (an unconnected one gives an empty address).
+    public static func remoteAddress(_ fd: Int32) -> Address {
+        var a = Address()
+        a.length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &a.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &a.length) }
+        }
+        return a
+    }
+
     /// The login name of the process at the other end of a Unix socket (SO_PEERCRED).
     /// The uid of the process at the other end of a Unix socket (SO_PEERCRED).
     public static func peerUID(_ fd: Int32) -> uid_t? {

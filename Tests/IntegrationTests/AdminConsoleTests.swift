@@ -272,6 +272,44 @@ final class AdminConsoleTests: XCTestCase {
         let clients = try show(admin, "CLIENTS")
         XCTAssertEqual(clients.filter { $0["user"] == PostgresCluster.scramUser.0 }.count, 0, "not logged in yet")
     }
+
+    /// SHOW FDS lists the listeners, then each pool's clients and servers, with the links,
+    /// cancel keys and parameters an online restart would need; the fds are this process's sockets.
+    func testShowFdsListsSocketsWithTheirLinks() throws {
+        // TLS sockets are left out (as PgBouncer: their session cannot be handed over).
+        let p = try pgmux(["server_tls_sslmode": "disable"])
+        let admin = try console(p)
+        let holder = try PQConnection(p.conninfo())
+        try holder.query("BEGIN")
+        try holder.query("SELECT 1")
+        let idle = try PQConnection(p.conninfo())
+        XCTAssertEqual(try idle.scalar("SELECT 1"), "1")
+        let res = try admin.queryWithColumns("SHOW FDS")
+        XCTAssertEqual(res.columns, ["fd", "task", "user", "database", "addr", "port", "cancel", "link", "client_encoding",
+                                     "std_strings", "datestyle", "timezone", "password", "scram_client_key", "scram_server_key"])
+        let rows = try show(admin, "FDS")
+        XCTAssertEqual(rows.map { $0["task"]! }.filter { $0 == "pooler" }.count, 2)
+        XCTAssertEqual(Array(rows.prefix(2).map { $0["task"]! }), ["pooler", "pooler"], "listeners first")
+        XCTAssertEqual(Set(rows.prefix(2).map { "\($0["addr"]!):\($0["port"]!)" }), ["127.0.0.1:\(p.port)", "unix:\(p.port)"])
+        let clients = rows.filter { $0["task"] == "client" }
+        let servers = rows.filter { $0["task"] == "server" }
+        XCTAssertEqual(clients.count, 2, "the console's own client is not listed: \(rows)")
+        let linked = try XCTUnwrap(clients.first { $0["link"] != "0" })
+        let server = try XCTUnwrap(servers.first { $0["fd"] == linked["link"] })
+        XCTAssertEqual(server["link"], linked["fd"])
+        XCTAssertEqual(linked["user"], PostgresCluster.scramUser.0)
+        XCTAssertEqual(linked["database"], PostgresCluster.database)
+        XCTAssertEqual(linked["addr"], "127.0.0.1")
+        XCTAssertEqual(server["port"], "\(PostgresCluster.shared.port)")
+        XCTAssertEqual(server["client_encoding"], "UTF8")
+        XCTAssertEqual(server["password"], "NULL")
+        XCTAssertNotEqual(linked["cancel"], "0")
+        XCTAssertEqual(clients.filter { $0["link"] == "0" }.count, 1, "the idle client holds no server")
+        for row in rows {
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p.pid)/fd/\(row["fd"]!)")) ?? ""
+            XCTAssertTrue(target.hasPrefix("socket:"), "\(row): \(target)")
+        }
+    }
 }
 
 /// The console over the extended protocol (what JDBC, asyncpg and pgx speak).

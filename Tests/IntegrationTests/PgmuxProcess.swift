@@ -16,11 +16,14 @@ final class PgmuxProcess {
     }
 
     /// Writes the config (`[pgmux]` settings plus `extra` sections) and starts pgmux.
+    /// `instance` names one of several processes sharing a port (so_reuseport): each gets its own
+    /// directory, hence its own Unix socket; `peers` is the `[peers]` section.
     init(settings: [String: String] = [:], databases: [String: String]? = nil, users: [String: String] = [:],
-         userlist: [(String, String)]? = nil, launcher: [String] = [], port: Int? = nil) throws {
+         userlist: [(String, String)]? = nil, launcher: [String] = [], port: Int? = nil,
+         instance: String? = nil, peers: [Int: String] = [:]) throws {
         let cluster = PostgresCluster.shared
         self.port = port ?? PostgresCluster.freePort()
-        dir = cluster.dir + "/pgmux-\(self.port)"
+        dir = cluster.dir + "/pgmux-\(self.port)" + (instance.map { "-" + $0 } ?? "")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         chmod(dir, 0o777)
         configPath = dir + "/pgmux.ini"
@@ -40,6 +43,9 @@ final class PgmuxProcess {
         ]
         var text = "[databases]\n" + dbs.map { "\($0.key) = \($0.value)" }.sorted().joined(separator: "\n")
         text += "\n\n[users]\n" + users.map { "\($0.key) = \($0.value)" }.joined(separator: "\n")
+        if !peers.isEmpty {
+            text += "\n\n[peers]\n" + peers.map { "\($0.key) = \($0.value)" }.sorted().joined(separator: "\n")
+        }
         text += "\n\n[pgmux]\n" + s.map { "\($0.key) = \($0.value)" }.sorted().joined(separator: "\n") + "\n"
         try text.write(toFile: configPath, atomically: false, encoding: .utf8)
 
@@ -49,6 +55,18 @@ final class PgmuxProcess {
         child = launcher.isEmpty ? try Child(Self.binary, args, outputPath: logPath)
                                  : try Child(launcher[0], Array(launcher.dropFirst()) + [Self.binary] + args, outputPath: logPath)
         try waitForPort()
+        if instance != nil { try waitForUnixSocket() }
+    }
+
+    /// The shared TCP port may answer from another process: this one is up when its own
+    /// Unix socket is.
+    private func waitForUnixSocket() throws {
+        for _ in 0..<200 {
+            if !child.isRunning { throw PostgresCluster.Failure(description: "pgmux exited: \(self.log)") }
+            if FileManager.default.fileExists(atPath: "\(dir)/.s.PGSQL.\(port)") { return }
+            usleep(25_000)
+        }
+        throw PostgresCluster.Failure(description: "pgmux did not open its Unix socket: \(log)")
     }
 
     private func waitForPort() throws {

@@ -44,6 +44,9 @@ final class PostgresCluster: @unchecked Sendable {
             shared_buffers = 64MB
             password_encryption = 'scram-sha-256'
             log_min_messages = warning
+            wal_level = logical
+            max_wal_senders = 20
+            max_replication_slots = 20
             """
         try makeCertificates()
         try appendFile("\(dir)/data/postgresql.conf", conf + """
@@ -58,6 +61,9 @@ final class PostgresCluster: @unchecked Sendable {
             host all postgres 127.0.0.1/32 trust
             host all \(PostgresCluster.md5User.0) 127.0.0.1/32 md5
             host all all 127.0.0.1/32 scram-sha-256
+            local replication all trust
+            host replication postgres 127.0.0.1/32 trust
+            host replication all 127.0.0.1/32 scram-sha-256
             """
         try writeFile("\(dir)/data/pg_hba.conf", hba)
         try asPostgres("\(binDir)/pg_ctl", ["-D", "\(dir)/data", "-l", "\(dir)/postgres.log", "-w", "start"])

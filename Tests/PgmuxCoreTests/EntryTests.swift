@@ -94,5 +94,7 @@ final class EntryTests: XCTestCase {
         let p = try PeerEntry.parse(id: "2", connectionString: "host=/tmp/p2 pool_size=4", file: "f", line: 1)
         XCTAssertEqual(p, { var e = PeerEntry(id: 2); e.host = "/tmp/p2"; e.poolSize = 4; return e }())
         XCTAssertNotNil(configError { () throws(ConfigError) in try PeerEntry.parse(id: "0", connectionString: "", file: "f", line: 1) })
+        XCTAssertEqual(configError { () throws(ConfigError) in try PeerEntry.parse(id: "3", connectionString: "port=6000", file: "f", line: 1) }?.message,
+                       "host was not provided for peer 3")
     }
 }

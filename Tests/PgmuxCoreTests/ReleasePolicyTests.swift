@@ -42,6 +42,15 @@ final class ReleasePolicyTests: XCTestCase {
         ReleasePolicy.onClientGone(mode: mode, tracker: t, unsentBytes: unsent, resetQuery: reset, resetAlways: always)
     }
 
+    func testReplicationServerIsClosedEvenWhenClean() {
+        let closed = ReleasePolicy.OnClientGone.close(reason: "replication client disconnected")
+        XCTAssertEqual(ReleasePolicy.onClientGone(mode: .session, tracker: idle, unsentBytes: false,
+                                                  resetQuery: "DISCARD ALL", resetAlways: false, replication: true), closed)
+        XCTAssertEqual(ReleasePolicy.onClientGone(mode: .session, tracker: inTx, unsentBytes: true,
+                                                  resetQuery: "", resetAlways: false, replication: true), closed)
+        XCTAssertEqual(gone(.session, idle), .reuse(resetQuery: "DISCARD ALL"), "a normal server is reset and reused")
+    }
+
     func testClientGoneWithPendingRequestCloses() {
         let inProgress = ReleasePolicy.OnClientGone.close(reason: "client disconnected with query in progress")
         let pending = trackerAfter(sent: "Q", ready: "")

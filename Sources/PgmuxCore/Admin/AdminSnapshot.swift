@@ -52,7 +52,7 @@ public struct AdminStatCounters: Equatable, Sendable {
          waitTime, psClientParseCount, psServerParseCount, psBindCount]
     }
 
-    static func &+ (a: AdminStatCounters, b: AdminStatCounters) -> AdminStatCounters {
+    public static func &+ (a: AdminStatCounters, b: AdminStatCounters) -> AdminStatCounters {
         var r = AdminStatCounters()
         r.serverAssignmentCount = a.serverAssignmentCount &+ b.serverAssignmentCount
         r.xactCount = a.xactCount &+ b.xactCount

@@ -25,6 +25,10 @@ public struct PeerEntry: Sendable, Equatable {
                 throw ConfigError(file: file, line: line, key: pair.key, message: "unknown parameter \"\(pair.key)\" for peer \(id)")
             }
         }
+        // As PgBouncer's parse_peer: a peer is always named (a directory for its Unix socket).
+        guard entry.host != nil else {
+            throw ConfigError(file: file, line: line, key: "host", message: "host was not provided for peer \(id)")
+        }
         return entry
     }
 }

@@ -160,6 +160,8 @@ public struct PoolStateMachine: Sendable {
     /// Servers that exist or are being opened.
     @inlinable public var serverCount: Int { idle.count + active + connecting }
     public var waitingCount: Int { waiting.count }
+    /// The client a server opened now would serve first: the welcome's waiters, then the queue's.
+    public var firstWaiter: PoolMember? { welcomeWaiters.first ?? waiting.first?.client }
     /// When the longest-waiting client began to wait.
     public var oldestWaitStart: Double? { waiting.first?.since }
 

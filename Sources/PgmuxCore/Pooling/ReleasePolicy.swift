@@ -32,8 +32,10 @@ public enum ReleasePolicy {
         case close(reason: String)
     }
 
+    /// `replication`: the server is a walsender, never lent again (PgBouncer closes it too).
     public static func onClientGone(mode: PoolMode, tracker: TransactionTracker, unsentBytes: Bool,
-                                    resetQuery: String, resetAlways: Bool) -> OnClientGone {
+                                    resetQuery: String, resetAlways: Bool, replication: Bool = false) -> OnClientGone {
+        if replication { return .close(reason: "replication client disconnected") }
         if !tracker.isQuiet || unsentBytes {
             return .close(reason: "client disconnected with query in progress")
         }

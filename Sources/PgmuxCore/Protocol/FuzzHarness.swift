@@ -17,7 +17,15 @@ public enum FuzzHarness {
         let selector = data[0] % 5
         switch selector {
         case 0:
-            _ = StartupPacket.parse(rest)
+            switch StartupPacket.parse(rest) {
+            case .success(.cancel(let key)):
+                // A CancelRequest's key decides where it goes (peers).
+                _ = PeerCancelKey.route(key, ourPeerId: 1, peers: [2, 3])
+            case .success(.startup(_, let parameters)):
+                for (k, v) in parameters where k == "replication" { _ = ReplicationMode.parse(v) }
+            default:
+                break
+            }
             _ = StartupPacket.length(base + 1, available: rest.count)
         case 1:
             relay(rest)

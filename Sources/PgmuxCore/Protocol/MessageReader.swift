@@ -77,4 +77,5 @@ public enum SQLState {
     public static let invalidCatalogName = "3D000"
     /// "the database system is starting up" (and shutting down, in recovery): transient.
     public static let cannotConnectNow = "57P03"
+    public static let invalidParameterValue = "22023"
 }
