@@ -1,0 +1,51 @@
+/// Big-endian fields of takeover messages: fixed-width integers, and strings and byte strings
+/// as a u32 length then the bytes.
+struct TakeoverWriter {
+    var out: [UInt8] = []
+    mutating func u8(_ v: UInt8) { out.append(v) }
+    mutating func u32(_ v: UInt32) { for s in stride(from: 24, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: v >> UInt32(s))) } }
+    mutating func u64(_ v: UInt64) { for s in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: v >> UInt64(s))) } }
+    mutating func bytes(_ b: [UInt8]) { u32(UInt32(b.count)); out.append(contentsOf: b) }
+    mutating func string(_ s: String) { bytes(Array(s.utf8)) }
+    /// A presence byte, then the string.
+    mutating func optionalString(_ s: String?) {
+        if let s { u8(1); string(s) } else { u8(0) }
+    }
+}
+
+/// Reads what `TakeoverWriter` wrote; every read is bounds-checked.
+struct TakeoverReader {
+    private let data: [UInt8]
+    private var at = 0
+    init(_ data: [UInt8]) { self.data = data }
+    var atEnd: Bool { at == data.count }
+
+    private mutating func take(_ n: Int) throws -> ArraySlice<UInt8> {
+        guard n >= 0, data.count - at >= n else { throw TakeoverMessage.Malformed("truncated") }
+        defer { at += n }
+        return data[at..<at + n]
+    }
+    mutating func u8() throws -> UInt8 { try take(1).first! }
+    mutating func u32() throws -> UInt32 { try take(4).reduce(0) { $0 << 8 | UInt32($1) } }
+    mutating func u64() throws -> UInt64 { try take(8).reduce(0) { $0 << 8 | UInt64($1) } }
+    mutating func bytes() throws -> [UInt8] { Array(try take(Int(try u32()))) }
+    mutating func string() throws -> String {
+        let b = try bytes()
+        guard let s = String(validating: b, as: UTF8.self) else { throw TakeoverMessage.Malformed("invalid UTF-8") }
+        return s
+    }
+    mutating func optionalString() throws -> String? {
+        switch try u8() {
+        case 0: return nil
+        case 1: return try string()
+        default: throw TakeoverMessage.Malformed("bad presence byte")
+        }
+    }
+    /// An element count, refused when the rest of the record cannot hold that many elements of
+    /// at least `minimumBytesEach` (no huge allocation or loop on a forged count).
+    mutating func count(minimumBytesEach: Int) throws -> Int {
+        let n = Int(try u32())
+        guard n <= (data.count - at) / minimumBytesEach else { throw TakeoverMessage.Malformed("count too large") }
+        return n
+    }
+}

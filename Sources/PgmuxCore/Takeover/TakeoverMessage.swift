@@ -1,0 +1,159 @@
+/// The online-restart protocol between the old process and the new one (`pgmux -R`), one
+/// message per SOCK_SEQPACKET record, the sockets themselves riding along as SCM_RIGHTS.
+///
+/// new → old: `hello`; old → new: `listeners` (one descriptor per entry, in order); new → old:
+/// `ready` once it accepts on them (the old process stops accepting only then); old → new:
+/// `client` (one descriptor) for each client as it becomes idle; new → old: `ack` once the client
+/// is adopted (the old process forgets it only then). `refused` ends a takeover that cannot go on.
+public enum TakeoverMessage: Equatable, Sendable {
+    case hello(version: UInt32)
+    case listeners([TakeoverListener])
+    case ready
+    case client(TakeoverClient)
+    case ack(id: UInt64)
+    case refused(reason: String)
+
+    /// The protocol both sides speak; a hello with another version is refused.
+    public static let version: UInt32 = 1
+
+    /// How many descriptors travel with this message.
+    public var descriptorCount: Int {
+        switch self {
+        case .listeners(let l): return l.count
+        case .client: return 1
+        default: return 0
+        }
+    }
+
+    public struct Malformed: Error, Equatable, CustomStringConvertible {
+        public let description: String
+        public init(_ d: String) { description = d }
+    }
+
+    public func encode() -> [UInt8] {
+        var w = TakeoverWriter()
+        switch self {
+        case .hello(let v): w.u8(UInt8(ascii: "H")); w.u32(v)
+        case .listeners(let ls):
+            w.u8(UInt8(ascii: "L")); w.u32(UInt32(ls.count))
+            for l in ls {
+                w.u8(l.kind.rawValue)
+                w.string(l.description)
+                w.optionalString(l.unixPath)
+            }
+        case .ready: w.u8(UInt8(ascii: "R"))
+        case .client(let c):
+            w.u8(UInt8(ascii: "C"))
+            w.u64(c.id); w.u8(c.isUnix ? 1 : 0)
+            w.string(c.user); w.string(c.database); w.u64(c.cancelKey)
+            let params = c.params.sorted { $0.key < $1.key }
+            w.u32(UInt32(params.count))
+            for (k, v) in params { w.string(k); w.string(v) }
+            w.u32(UInt32(c.statements.count))
+            for s in c.statements {
+                w.string(s.name)
+                switch s.definition {
+                case .parse(let body): w.u8(UInt8(ascii: "P")); w.bytes(body)
+                case .sql(let tail): w.u8(UInt8(ascii: "Q")); w.string(tail)
+                }
+            }
+        case .ack(let id): w.u8(UInt8(ascii: "A")); w.u64(id)
+        case .refused(let why): w.u8(UInt8(ascii: "X")); w.string(why)
+        }
+        return w.out
+    }
+
+    /// Decodes one record; anything short, long or unknown is `Malformed`.
+    public static func decode(_ record: [UInt8]) throws -> TakeoverMessage {
+        var r = TakeoverReader(record)
+        let message: TakeoverMessage
+        switch try r.u8() {
+        case UInt8(ascii: "H"): message = .hello(version: try r.u32())
+        case UInt8(ascii: "L"):
+            let n = try r.count(minimumBytesEach: 9)
+            var ls: [TakeoverListener] = []
+            for _ in 0..<n {
+                guard let kind = TakeoverListener.Kind(rawValue: try r.u8()) else { throw Malformed("unknown listener kind") }
+                ls.append(TakeoverListener(kind: kind, description: try r.string(), unixPath: try r.optionalString()))
+            }
+            message = .listeners(ls)
+        case UInt8(ascii: "R"): message = .ready
+        case UInt8(ascii: "C"):
+            let id = try r.u64()
+            let isUnix = try r.u8() != 0
+            let user = try r.string(), database = try r.string(), key = try r.u64()
+            var params: [String: String] = [:]
+            for _ in 0..<(try r.count(minimumBytesEach: 8)) {
+                let k = try r.string()
+                params[k] = try r.string()
+            }
+            var statements: [TakeoverStatement] = []
+            for _ in 0..<(try r.count(minimumBytesEach: 9)) {
+                let name = try r.string()
+                switch try r.u8() {
+                case UInt8(ascii: "P"): statements.append(TakeoverStatement(name: name, definition: .parse(try r.bytes())))
+                case UInt8(ascii: "Q"): statements.append(TakeoverStatement(name: name, definition: .sql(try r.string())))
+                default: throw Malformed("unknown statement kind")
+                }
+            }
+            message = .client(TakeoverClient(id: id, isUnix: isUnix, user: user, database: database, cancelKey: key,
+                                             params: params, statements: statements))
+        case UInt8(ascii: "A"): message = .ack(id: try r.u64())
+        case UInt8(ascii: "X"): message = .refused(reason: try r.string())
+        default: throw Malformed("unknown message type")
+        }
+        guard r.atEnd else { throw Malformed("trailing bytes") }
+        return message
+    }
+}
+
+/// A listening socket handed over: what it is, and (for a Unix socket pgmux created) the file to
+/// remove when the process that holds it last closes it.
+public struct TakeoverListener: Equatable, Sendable {
+    public enum Kind: UInt8, Sendable { case pooler = 1, metrics = 2 }
+    public var kind: Kind
+    public var description: String
+    public var unixPath: String?
+    public init(kind: Kind, description: String, unixPath: String?) {
+        self.kind = kind
+        self.description = description
+        self.unixPath = unixPath
+    }
+}
+
+/// What a logged-in client is beyond its socket: the new process attaches it to the pool for
+/// (database, user) as a login would, with the parameters and cancel key it was given.
+public struct TakeoverClient: Equatable, Sendable {
+    /// The old process's id for it, echoed in `ack`.
+    public var id: UInt64
+    public var isUnix: Bool
+    public var user: String
+    public var database: String
+    public var cancelKey: UInt64
+    /// Tracked parameters (lowercased name → value).
+    public var params: [String: String]
+    /// Its named prepared statements, with definitions (ids are per process).
+    public var statements: [TakeoverStatement]
+    public init(id: UInt64, isUnix: Bool, user: String, database: String, cancelKey: UInt64,
+                params: [String: String], statements: [TakeoverStatement]) {
+        self.id = id
+        self.isUnix = isUnix
+        self.user = user
+        self.database = database
+        self.cancelKey = cancelKey
+        self.params = params
+        self.statements = statements
+    }
+}
+
+/// One of a client's prepared statements: its name and what `PreparedStatementRegistry`
+/// registers it from (a Parse body after the name, or the tail of an SQL PREPARE).
+public struct TakeoverStatement: Equatable, Sendable {
+    public enum Definition: Equatable, Sendable { case parse([UInt8]), sql(String) }
+    public var name: String
+    public var definition: Definition
+    public init(name: String, definition: Definition) {
+        self.name = name
+        self.definition = definition
+    }
+}

@@ -1,0 +1,91 @@
+import XCTest
+@testable import PgmuxCore
+
+final class TakeoverTests: XCTestCase {
+    private let client = TakeoverClient(
+        id: 0x1234_5678_9abc, isUnix: false, user: "alice", database: "app", cancelKey: 0x7fff_0000_0000_0001,
+        params: ["application_name": "pgbench", "timezone": "UTC", "search_path": ""],
+        statements: [TakeoverStatement(name: "s1", definition: .parse(Array("SELECT $1\0\0\u{1}\0\0\0\u{17}".utf8))),
+                     TakeoverStatement(name: "ß", definition: .sql(" AS SELECT 1"))])
+
+    private var all: [TakeoverMessage] {
+        [.hello(version: TakeoverMessage.version),
+         .listeners([TakeoverListener(kind: .pooler, description: "127.0.0.1:6432", unixPath: nil),
+                     TakeoverListener(kind: .pooler, description: "unix:/tmp/.s.PGSQL.6432", unixPath: "/tmp/.s.PGSQL.6432"),
+                     TakeoverListener(kind: .metrics, description: "metrics", unixPath: nil)]),
+         .listeners([]),
+         .ready,
+         .client(client),
+         .client(TakeoverClient(id: 1, isUnix: true, user: "", database: "", cancelKey: 0, params: [:], statements: [])),
+         .ack(id: .max),
+         .refused(reason: "takeover already in progress")]
+    }
+
+    func testEveryMessageRoundTrips() throws {
+        for m in all { XCTAssertEqual(try TakeoverMessage.decode(m.encode()), m) }
+    }
+
+    func testDescriptorCounts() {
+        XCTAssertEqual(all.map(\.descriptorCount), [0, 3, 0, 0, 1, 1, 0, 0])
+    }
+
+    /// Every truncation and every extra byte is refused, never misread.
+    func testTruncatedOrLongRecordsAreMalformed() {
+        for m in all {
+            let bytes = m.encode()
+            for n in 0..<bytes.count {
+                XCTAssertThrowsError(try TakeoverMessage.decode(Array(bytes[..<n])), "\(m) cut at \(n)")
+            }
+            XCTAssertThrowsError(try TakeoverMessage.decode(bytes + [0]), "\(m) with a trailing byte")
+        }
+    }
+
+    func testForgedCountsAndKindsAreMalformed() {
+        // A count of 2^32-1 listeners in a 5-byte record: refused before any allocation.
+        XCTAssertThrowsError(try TakeoverMessage.decode([UInt8(ascii: "L"), 0xff, 0xff, 0xff, 0xff]))
+        XCTAssertThrowsError(try TakeoverMessage.decode([UInt8(ascii: "L"), 0, 0, 0, 1, 9, 0, 0, 0, 0, 0]))
+        XCTAssertThrowsError(try TakeoverMessage.decode([UInt8(ascii: "Z")]))
+        XCTAssertThrowsError(try TakeoverMessage.decode([UInt8(ascii: "X"), 0, 0, 0, 1, 0xff]))  // not UTF-8
+        var bytes = TakeoverMessage.listeners([TakeoverListener(kind: .pooler, description: "", unixPath: "x")]).encode()
+        bytes[10] = 2  // presence byte
+        XCTAssertThrowsError(try TakeoverMessage.decode(bytes))
+    }
+
+    func testHandOverRule() {
+        typealias F = HandOverRule.Facts
+        XCTAssertEqual(HandOverRule.verdict(F(idle: true)), .now)
+        XCTAssertEqual(HandOverRule.verdict(F(tls: true, idle: true)), .stays)
+        XCTAssertEqual(HandOverRule.verdict(F(adminConsole: true, idle: true)), .stays)
+        XCTAssertEqual(HandOverRule.verdict(F(replication: true, idle: true)), .stays)
+        XCTAssertEqual(HandOverRule.verdict(F(tls: true, linked: true)), .stays)
+        XCTAssertEqual(HandOverRule.verdict(F()), .later)  // logging in, waiting, in a transaction
+        XCTAssertEqual(HandOverRule.verdict(F(idle: true, linked: true)), .later)  // session pooling
+        XCTAssertEqual(HandOverRule.verdict(F(idle: true, bufferedBytes: true)), .later)
+        XCTAssertEqual(HandOverRule.verdict(F(idle: true, partialMessage: true)), .later)
+    }
+
+    func testProgressExitRuleAndStateRows() {
+        var p = TakeoverProgress()
+        XCTAssertFalse(p.oldProcessMayExit(remainingClients: 0, inFlight: 0))
+        p.phase = .offered
+        XCTAssertFalse(p.oldProcessMayExit(remainingClients: 0, inFlight: 0))
+        p.phase = .handingOver
+        XCTAssertFalse(p.oldProcessMayExit(remainingClients: 1, inFlight: 0))
+        XCTAssertFalse(p.oldProcessMayExit(remainingClients: 0, inFlight: 1))
+        XCTAssertTrue(p.oldProcessMayExit(remainingClients: 0, inFlight: 0))
+        p.clients = 7
+        XCTAssertEqual(p.stateRows, [["restart", "handing over"], ["restart_clients", "7"]])
+    }
+
+    /// A statement registered in one process gets an id in another from its definition alone.
+    func testRegistryDefinitionsMoveBetweenProcesses() {
+        let old = PreparedStatementRegistry(), new = PreparedStatementRegistry()
+        _ = old.id(for: Array("SELECT 0\0\0\0".utf8))
+        let parse = old.id(for: Array("SELECT 1\0\0\0".utf8)), sql = old.id(forSQL: " AS SELECT 2")
+        XCTAssertNil(old.definition(99))
+        let moved = [parse, sql].map { new.id(for: old.definition($0)!) }
+        XCTAssertEqual(moved, [0, 1])
+        XCTAssertEqual(new.parseMessage(moved[0]), PreparedStatementRegistry.message(UInt8(ascii: "P"), Array("PGMUX_0\0SELECT 1\0\0\0".utf8)))
+        XCTAssertEqual(new.sqlPrepare(moved[1]), "PREPARE \"PGMUX_1\" AS SELECT 2")
+    }
+}
