@@ -439,6 +439,7 @@ final class AdminConsole {
                                 memtotal: MemoryLayout<ev_io>.stride * loop.watchers.capacity)]
         addPeers(to: &snap)
         snap.pauseMode = loop.globallyPaused ? .pause : .none
+        snap.restart = loop.takeoverProgress
         return snap
     }
 

@@ -79,6 +79,12 @@ public final class EventLoop {
     private var parameterSets: Set<[String: String]> = []
     /// Pooler-wide names of protocol-level prepared statements.
     let preparedStatements = PreparedStatementRegistry()
+    /// `pgmux -R`: the old process's listening sockets, taken before the loop runs.
+    public var takeoverHandshake: TakeoverHandshake?
+    /// Offers this process's sockets and clients to a successor (`pgmux -R`).
+    var takeoverSender: TakeoverSender?
+    /// Adopts the clients the old process hands over, after `takeoverHandshake`.
+    var takeoverReceiver: TakeoverReceiver?
 
     /// Last `returnIdleMemory` pass, and whether clients came or went since (their login state
     /// and buffers leave freed holes in the heap that only malloc_trim gives back).
@@ -144,6 +150,7 @@ public final class EventLoop {
             signals.append(w)
         }
         try openListeners()
+        startTakeoverSockets()
         pgmux_ev_check_init(check, loopCheck, me)
         pgmux_ev_set_max_priority(check)  // runs before every other callback of an iteration
         ev_check_start(ev, check)
@@ -153,6 +160,7 @@ public final class EventLoop {
         systemd.ready()  // listening, pidfile written (as PgBouncer's "process up")
         ev_run(ev, 0)
         for l in listeners { l.close() }
+        takeoverSender?.removeSocketFile()
     }
 
     func stop() { ev_break(ev, Int32(EVBREAK_ALL)) }
@@ -175,6 +183,11 @@ public final class EventLoop {
         now = ev_now(ev)
         if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
         admin.check()
+        if let t = takeoverSender, t.progress.phase == .handingOver, t.handOver() {
+            log.log("takeover: every client handed over, exiting")
+            stop()
+            return
+        }
         guard shuttingDown else { return }
         if shutdownWaitsForClients {
             if !clients.values.contains(where: { $0.adminRole == nil }) {

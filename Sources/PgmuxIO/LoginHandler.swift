@@ -565,6 +565,20 @@ final class LoginHandler {
         pool.launchIfNeeded()
     }
 
+    /// A client an online restart handed over: counted and attached to its pool as a login
+    /// would (its limits apply); false when it was refused (and closed with the reason).
+    func attachHandedOver(_ client: ClientConnection) -> Bool {
+        guard countClient(client) else { return false }
+        guard let entry = databaseEntry(client.database) else {
+            client.sendError("no such database: \(client.database)", code: SQLState.invalidCatalogName)
+            return false
+        }
+        let pool = loop.pool(database: client.database, entry: entry, user: client.user)
+        client.pool = pool
+        pool.machine.clientJoined()
+        return true
+    }
+
     // MARK: client caps
 
     /// Clients per database (the console as `pgbouncer`) and per known user, counted from the

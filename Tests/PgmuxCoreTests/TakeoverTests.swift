@@ -66,6 +66,7 @@ final class TakeoverTests: XCTestCase {
 
     func testProgressExitRuleAndStateRows() {
         var p = TakeoverProgress()
+        XCTAssertEqual(p.stateRows, [])
         XCTAssertFalse(p.oldProcessMayExit(remainingClients: 0, inFlight: 0))
         p.phase = .offered
         XCTAssertFalse(p.oldProcessMayExit(remainingClients: 0, inFlight: 0))

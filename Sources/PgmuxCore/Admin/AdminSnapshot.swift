@@ -22,6 +22,8 @@ public struct AdminSnapshot: Sendable {
     public var dnsZones: [AdminDNSZoneRow] = []
     public var hosts: [AdminHostRow] = []
     public var pauseMode: AdminPauseMode = .none
+    /// An online restart this process takes part in (SHOW STATE).
+    public var restart = TakeoverProgress()
     /// SHOW VERSION's single value (PgBouncer: `PgBouncer 1.25.2`).
     public var version: String = ""
 
@@ -477,6 +479,7 @@ extension AdminSnapshot {
             t.append(["active", pauseMode == .none ? "yes" : "no"])
             t.append(["paused", pauseMode == .pause ? "yes" : "no"])
             t.append(["suspended", pauseMode == .suspend ? "yes" : "no"])
+            for row in restart.stateRows { t.append(row) }
         }
         return t
     }

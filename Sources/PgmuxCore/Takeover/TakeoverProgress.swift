@@ -21,8 +21,9 @@ public struct TakeoverProgress: Equatable, Sendable {
         phase == .handingOver && remainingClients == 0 && inFlight == 0
     }
 
-    /// SHOW STATE rows (after PgBouncer's active / paused / suspended).
+    /// SHOW STATE rows after PgBouncer's active / paused / suspended; none while no restart is
+    /// under way, so the usual answer stays PgBouncer's.
     public var stateRows: [[String]] {
-        [["restart", phase.rawValue], ["restart_clients", String(clients)]]
+        phase == .none ? [] : [["restart", phase.rawValue], ["restart_clients", String(clients)]]
     }
 }

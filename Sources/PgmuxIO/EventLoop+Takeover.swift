@@ -1,0 +1,73 @@
+import Glibc
+import CLibEV
+import PgmuxCore
+
+/// Online restart (`pgmux -R`): what the loop does with sockets and clients another process
+/// hands it, and the takeover socket it offers its own to a successor on.
+extension EventLoop {
+    /// The listening sockets of the old process replace listen_addr and unix_socket_dir (as
+    /// socket activation's do); false when the handshake brought none.
+    func adoptHandedOverListeners() -> Bool {
+        guard let h = takeoverHandshake else { return false }
+        for (l, fd) in h.listeners where l.kind == .pooler {
+            let isUnix = SocketActivation.listeningFamily(fd) == AF_UNIX
+            listeners.append(Listener(loop: self, fd: fd, description: l.description, isUnix: isUnix, unixPath: l.unixPath))
+            log.log("takeover: listening on \(l.description) (fd \(fd)) from the old process")
+        }
+        return true
+    }
+
+    /// The old process's metrics socket, when metrics stay on; closed otherwise.
+    func adoptHandedOverMetrics() -> Bool {
+        guard let (_, fd) = takeoverHandshake?.listeners.first(where: { $0.0.kind == .metrics }) else { return false }
+        guard config.settings.metricsPort > 0 else { close(fd); return false }
+        metrics = MetricsEndpoint(loop: self, fd: fd)
+        return true
+    }
+
+    /// Once the loop accepts: confirm to the old process (which stops accepting then), and offer
+    /// this process's own takeover socket.
+    func startTakeoverSockets() {
+        if let h = takeoverHandshake {
+            takeoverReceiver = TakeoverReceiver(loop: self, fd: h.fd)
+            takeoverHandshake = nil
+        }
+        let s = config.settings
+        guard !s.unixSocketDir.isEmpty else { return }
+        let path = TakeoverHandshake.socketPath(unixSocketDir: s.unixSocketDir, port: s.listenPort)
+        do { takeoverSender = try TakeoverSender(loop: self, path: path) } catch {
+            log.warning("takeover socket \(path): \(error); online restart (-R) not possible")
+        }
+    }
+
+    /// A client the old process handed over: logged in, idle, attached to its pool.
+    func adoptClient(_ m: TakeoverClient, fd: Int32) {
+        var remote = Socket.Address()
+        if m.isUnix { remote.storage.ss_family = sa_family_t(AF_UNIX) } else { remote = Socket.remoteAddress(fd) }
+        let c = ClientConnection(loop: self, fd: fd, remote: remote)
+        c.user = m.user
+        c.database = m.database
+        c.lastActivity = now
+        clientAccepted(c)
+        loggedInClients += 1
+        c.countedAsLoggedIn = true
+        c.state = .idle  // before attaching: a refusal closes it as a logged-in client
+        guard login.attachHandedOver(c), let pool = c.pool else { return }
+        c.params = interned(m.params)
+        c.cancelKey = m.cancelKey
+        if pool.mode != .session && config.settings.maxPreparedStatements > 0 {
+            c.tracksStatements = true
+            for s in m.statements {
+                c.statementNames.rewriter.clientStatements[s.name] = preparedStatements.id(for: s.definition)
+            }
+        }
+        if config.settings.logConnections { log.log("\(c.logPrefix) taken over from the old process") }
+        c.startReading()
+    }
+
+    /// Progress of a restart this process takes part in, for SHOW STATE.
+    var takeoverProgress: TakeoverProgress {
+        if let r = takeoverReceiver, r.progress.phase != .none { return r.progress }
+        return takeoverSender?.progress ?? TakeoverProgress()
+    }
+}

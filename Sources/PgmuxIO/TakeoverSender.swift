@@ -1,0 +1,175 @@
+import Glibc
+import CLibEV
+import PgmuxCore
+
+/// The old process's side of an online restart. It listens on the takeover socket; a new
+/// process (`pgmux -R`) that connects gets the listening sockets, and once it says it accepts on
+/// them this process stops accepting and gives it each client as the client becomes idle. Until
+/// the new process confirms a client, the client stays here (not read); if the new process goes
+/// away at any point, everything not confirmed is served here again and accepting resumes.
+final class TakeoverSender {
+    unowned(unsafe) let loop: EventLoop
+    let path: String
+    private var listenFD: Int32 = -1
+    private let acceptWatcher = UnsafeMutablePointer<ev_io>.allocate(capacity: 1)
+    private var peer: TakeoverChannel?
+    private(set) var progress = TakeoverProgress()
+    /// Clients sent and not yet confirmed (not read meanwhile).
+    private var inFlight: [UInt64: ClientConnection] = [:]
+    /// Clients whose state is too large for one record: they finish here.
+    private var kept: Set<UInt64> = []
+
+    init(loop: EventLoop, path: String) throws {
+        self.loop = loop
+        self.path = path
+        acceptWatcher.initialize(to: ev_io())
+        try startListening()
+    }
+
+    deinit {
+        stopListening()
+        acceptWatcher.deallocate()
+    }
+
+    private func startListening() throws {
+        listenFD = try FdPassing.listen(path: path)
+        pgmux_ev_io_init(acceptWatcher, takeoverAccept, listenFD, Int32(EV_READ), Unmanaged.passUnretained(self).toOpaque())
+        ev_io_start(loop.ev, acceptWatcher)
+    }
+
+    /// Closes the listening socket and leaves its file (the new process owns that path now).
+    private func stopListening() {
+        guard listenFD >= 0 else { return }
+        ev_io_stop(loop.ev, acceptWatcher)
+        close(listenFD)
+        listenFD = -1
+    }
+
+    /// The socket file, removed when this process exits without having handed over.
+    func removeSocketFile() {
+        if listenFD >= 0 { stopListening(); unlink(path) }
+    }
+
+    fileprivate func onAccept() {
+        let fd = accept4(listenFD, nil, nil, Socket.nonblockCloexec)
+        guard fd >= 0 else { return }
+        // Only this process's user (or root) may take its sockets.
+        guard let uid = Socket.peerUID(fd), uid == geteuid() || uid == 0 else {
+            loop.log.warning("takeover: refused a connection from another user")
+            close(fd)
+            return
+        }
+        if peer != nil || loop.shuttingDown || loop.takeoverReceiver != nil {
+            _ = FdPassing.send(fd, TakeoverMessage.refused(reason: "takeover not possible now").encode(), fds: [])
+            close(fd)
+            return
+        }
+        let channel = TakeoverChannel(loop: loop, fd: fd)
+        channel.onMessage = { [unowned self] in self.received($0, fds: $1) }
+        channel.onClose = { [unowned self] in self.peerLost($0) }
+        peer = channel
+        loop.log.log("takeover: new process connected")
+    }
+
+    private func received(_ message: TakeoverMessage, fds: [Int32]) {
+        guard let peer else { return }
+        switch (progress.phase, message) {
+        case (.none, .hello(let version)):
+            guard version == TakeoverMessage.version else {
+                peer.send(.refused(reason: "unsupported takeover protocol version \(version)"))
+                peer.close(reason: "unsupported protocol version \(version)")
+                return
+            }
+            var described: [TakeoverListener] = [], sockets: [Int32] = []
+            for l in loop.listeners {
+                described.append(TakeoverListener(kind: .pooler, description: l.description, unixPath: l.unixPath))
+                sockets.append(l.fd)
+            }
+            if let m = loop.metrics {
+                described.append(TakeoverListener(kind: .metrics, description: "metrics", unixPath: nil))
+                sockets.append(m.fd)
+            }
+            progress.phase = .offered
+            peer.send(.listeners(described), fds: sockets)
+            loop.log.log("takeover: sent \(sockets.count) listening sockets")
+        case (.offered, .ready):
+            // Both processes accepted on the sockets until now: no connection was refused.
+            for l in loop.listeners { l.handedOver = true }
+            stopListening()
+            progress.phase = .handingOver
+            loop.log.log("takeover: new process accepts connections, handing over idle clients")
+        case (.handingOver, .ack(let id)):
+            guard let c = inFlight.removeValue(forKey: id) else {
+                peer.close(reason: "confirmation of an unknown client")
+                return
+            }
+            c.disconnect(reason: "handed over to the new process", notify: false)
+        default:
+            for f in fds { close(f) }
+            peer.close(reason: "unexpected message in phase \(progress.phase.rawValue)")
+        }
+    }
+
+    /// The new process is gone (or misbehaved): serve everything here again.
+    private func peerLost(_ reason: String) {
+        peer = nil
+        let phase = progress.phase
+        progress = TakeoverProgress()
+        switch phase {
+        case .none, .receiving:
+            loop.log.log("takeover: connection closed (\(reason))")
+        case .offered:
+            loop.log.warning("takeover: new process failed before taking over (\(reason)), continuing")
+        case .handingOver:
+            loop.log.warning("takeover: lost the new process (\(reason)), accepting connections again")
+            for l in loop.listeners { l.handedOver = false }
+            for c in inFlight.values { c.startReading() }
+            inFlight.removeAll()
+            do { try startListening() } catch { loop.log.warning("takeover socket \(path): \(error)") }
+        }
+    }
+
+    /// Called at the start of each loop iteration while handing over: sends every client that
+    /// may go now. True when this process holds nothing more and may exit.
+    func handOver() -> Bool {
+        guard progress.phase == .handingOver, let peer else { return false }
+        var remaining = 0
+        for c in loop.clients.values where c.adminRole == nil && inFlight[c.id] == nil {
+            guard self.peer != nil else { return false }  // a failed send ended the restart
+            guard !kept.contains(c.id) else { remaining += 1; continue }
+            let facts = HandOverRule.Facts(
+                tls: c.ssl != nil, adminConsole: false, replication: c.replication != .none,
+                idle: c.state == .idle, linked: c.server != nil,
+                bufferedBytes: !c.inbuf.isEmpty || !c.ownOut.isEmpty || c.closeAfterFlush,
+                partialMessage: c.statementBox?.oversizedParse != nil)
+            guard HandOverRule.verdict(facts) == .now else { remaining += 1; continue }
+            send(c, on: peer)
+        }
+        return progress.oldProcessMayExit(remainingClients: remaining, inFlight: inFlight.count)
+    }
+
+    private func send(_ c: ClientConnection, on peer: TakeoverChannel) {
+        var statements: [TakeoverStatement] = []
+        for (name, id) in c.statementBox?.rewriter.clientStatements ?? [:] {
+            if let d = loop.preparedStatements.definition(id) { statements.append(TakeoverStatement(name: name, definition: d)) }
+        }
+        let message = TakeoverMessage.client(TakeoverClient(
+            id: c.id, isUnix: c.isUnixSocket, user: c.user, database: c.database, cancelKey: c.cancelKey,
+            params: c.params, statements: statements))
+        let bytes = message.encode()
+        guard bytes.count < FdPassing.maxRecord / 2 else {
+            kept.insert(c.id)
+            loop.log.log("\(c.logPrefix) takeover: client state too large to hand over, it stays here")
+            return
+        }
+        c.stopReading()
+        inFlight[c.id] = c
+        progress.clients += 1
+        peer.send(encoded: bytes, fds: [c.fd])
+    }
+}
+
+private func takeoverAccept(_ l: OpaquePointer?, _ w: UnsafeMutablePointer<ev_io>?, _ revents: Int32) {
+    guard let w, let ctx = w.pointee.data else { return }
+    Unmanaged<TakeoverSender>.fromOpaque(ctx)._withUnsafeGuaranteedRef { $0.onAccept() }
+}

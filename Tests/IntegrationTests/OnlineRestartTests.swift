@@ -1,0 +1,195 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// `pgmux -R`: a new process takes the listening sockets and the idle clients of a running one,
+/// which finishes what it still holds and exits.
+final class OnlineRestartTests: XCTestCase {
+    private static let admin = ("admin", "adminpw")
+
+    private func start(_ settings: [String: String] = [:]) throws -> PgmuxProcess {
+        var s = ["admin_users": "admin"]
+        for (k, v) in settings { s[k] = v }
+        return try PgmuxProcess(settings: s, userlist: [PostgresCluster.scramUser, Self.admin])
+    }
+
+    /// `pgmux -R config`, logging to its own file in the old process's directory.
+    private func restart(_ old: PgmuxProcess, config: String? = nil, log: String = "pgmux-new.log") throws -> Child {
+        let args = (geteuid() == 0 ? ["-u", "postgres"] : []) + ["-R", config ?? old.configPath]
+        return try Child(PgmuxProcess.binary, args, outputPath: old.dir + "/" + log)
+    }
+
+    private func console(_ p: PgmuxProcess) throws -> PQConnection {
+        try PQConnection(p.conninfo(user: Self.admin.0, password: Self.admin.1, database: "pgbouncer"))
+    }
+
+    /// SHOW CLIENTS rows of `user` with this application_name.
+    private func clients(_ admin: PQConnection, application: String) throws -> Int {
+        let (columns, rows) = try admin.queryWithColumns("SHOW CLIENTS")
+        let user = columns.firstIndex(of: "user")!, app = columns.firstIndex(of: "application_name")!
+        return rows.filter { $0[user] == PostgresCluster.scramUser.0 && $0[app] == application }.count
+    }
+
+    private func state(_ admin: PQConnection) throws -> [String: String] {
+        var d: [String: String] = [:]
+        for r in try admin.query("SHOW STATE") { d[r[0] ?? ""] = r[1] ?? "" }
+        return d
+    }
+
+    /// Runs `body` on a thread of its own; `wait` returns its result.
+    private final class Background<T>: @unchecked Sendable {
+        private var result: Result<T, Error>?
+        private let done = DispatchSemaphore(value: 0)
+        init(_ body: @escaping @Sendable () throws -> T) {
+            Thread.detachNewThread { [self] in
+                result = Result { try body() }
+                done.signal()
+            }
+        }
+        func wait() throws -> T {
+            done.wait()
+            return try result!.get()
+        }
+    }
+
+    /// Connects, runs one query, disconnects, again and again: every failure is a refused (or
+    /// broken) connection during the restart.
+    private final class Prober: @unchecked Sendable {
+        private let lock = NSLock()
+        private var stopped = false
+        private(set) var ok = 0, failed: [String] = []
+        private let done = DispatchSemaphore(value: 0)
+
+        init(_ conninfo: String) {
+            Thread.detachNewThread { [self] in
+                while !lock.withLock({ stopped }) {
+                    do {
+                        let v = try PQConnection(conninfo).scalar("SELECT 1")
+                        lock.withLock { if v == "1" { ok += 1 } else { failed.append("answer \(v ?? "nil")") } }
+                    } catch { lock.withLock { failed.append("\(error)") } }
+                    usleep(5_000)
+                }
+                done.signal()
+            }
+        }
+
+        func stop() -> (ok: Int, failed: [String]) {
+            lock.withLock { stopped = true }
+            done.wait()
+            return lock.withLock { (ok, failed) }
+        }
+    }
+
+    private func restartUnderPgbench(mode: String) throws {
+        let old = try start()
+        let bench = Background { [port = old.port] in
+            try Pgbench.run(port: port, clients: 8, seconds: 10, args: ["-S", "-M", mode])
+        }
+        let prober = Prober(old.conninfo(extra: "application_name=prober"))
+        let oldConsole = try console(old)
+        XCTAssertTrue(try waitUntil(5) { try clients(oldConsole, application: "pgbench") == 8 })
+        sleep(2)
+        let new = try restart(old)
+        defer { new.signal(SIGQUIT); new.wait(timeout: 10) }
+        XCTAssertTrue(waitUntil(15) { !old.isRunning }, "the old process exits: \(old.log)")
+        let newConsole = try console(old)  // the same port: the new process now
+        XCTAssertEqual(try state(newConsole)["restart"], nil, "the restart is over")
+        XCTAssertEqual(try clients(newConsole, application: "pgbench"), 8, "pgbench kept its connections")
+        let (columns, pools) = try newConsole.queryWithColumns("SHOW POOLS")
+        let db = columns.firstIndex(of: "database")!, active = columns.firstIndex(of: "cl_active")!,
+            waiting = columns.firstIndex(of: "cl_waiting")!
+        let pool = pools.first { $0[db] == PostgresCluster.database }
+        XCTAssertGreaterThanOrEqual((Int(pool?[active] ?? "") ?? 0) + (Int(pool?[waiting] ?? "") ?? 0), 8, "\(pools)")
+        let result = try bench.wait()  // throws on any error, aborted client or failed transaction
+        let probes = prober.stop()
+        print("online restart under pgbench -M \(mode): \(result.transactions) transactions, 0 failed; " +
+              "probe connections: \(probes.ok) ok, \(probes.failed.count) failed")
+        XCTAssertEqual(probes.failed, [], "no connection refused or broken during the restart")
+        XCTAssertGreaterThan(probes.ok, 10)
+        XCTAssertTrue(old.log.contains("takeover: every client handed over, exiting"), old.log)
+    }
+
+    func testRestartUnderPgbenchSimpleProtocol() throws { try restartUnderPgbench(mode: "simple") }
+
+    func testRestartUnderPgbenchPreparedStatements() throws { try restartUnderPgbench(mode: "prepared") }
+
+    /// An idle libpq client moves with its prepared statement and its SET parameters.
+    func testIdleClientKeepsPreparedStatementAndParameters() throws {
+        let old = try start()
+        let c = try PQConnection(old.conninfo())
+        try c.prepare("plus_one", "SELECT $1::int + 1")
+        XCTAssertEqual(try c.execPrepared("plus_one", ["41"]).first?.first, "42")
+        _ = try c.query("SET application_name = 'kept_across'")
+        let new = try restart(old)
+        defer { new.signal(SIGQUIT); new.wait(timeout: 10) }
+        XCTAssertTrue(waitUntil(10) { !old.isRunning }, old.log)
+        XCTAssertEqual(try c.execPrepared("plus_one", ["1"]).first?.first, "2")
+        XCTAssertEqual(try c.scalar("SHOW application_name"), "kept_across")
+        XCTAssertEqual(try clients(try console(old), application: "kept_across"), 1)
+        let newLog = (try? String(contentsOfFile: old.dir + "/pgmux-new.log", encoding: .utf8)) ?? ""
+        XCTAssertTrue(newLog.contains("old process killed, resuming work (1 clients taken over)"), newLog)
+    }
+
+    /// A TLS session cannot move: that client stays on the old process, which exits when it leaves.
+    func testTLSClientStaysUntilItDisconnects() throws {
+        let t = PostgresCluster.shared.tlsDir
+        let old = try start(["client_tls_sslmode": "allow", "client_tls_cert_file": t + "/server.crt",
+                             "client_tls_key_file": t + "/server.key"])
+        let tls = try PQConnection(old.conninfo(extra: "sslmode=require"))
+        let plain = try PQConnection(old.conninfo(extra: "sslmode=disable"))
+        let oldConsole = try PQConnection(old.conninfo(user: Self.admin.0, password: Self.admin.1, database: "pgbouncer",
+                                                       extra: "sslmode=disable"))
+        let new = try restart(old)
+        defer { new.signal(SIGQUIT); new.wait(timeout: 10) }
+        XCTAssertTrue(try waitUntil(10) { try state(oldConsole)["restart_clients"] == "1" }, old.log)
+        XCTAssertEqual(try state(oldConsole)["restart"], "handing over")
+        XCTAssertEqual(try plain.scalar("SELECT 2"), "2")
+        XCTAssertEqual(try tls.scalar("SELECT 3"), "3", "the TLS client is still served by the old process")
+        sleep(1)
+        XCTAssertTrue(old.isRunning, "the old process waits for its TLS client")
+        tls.finish()
+        XCTAssertTrue(waitUntil(10) { !old.isRunning }, old.log)
+        XCTAssertEqual(try plain.scalar("SELECT 4"), "4")
+    }
+
+    /// A new process that fails (bad config, or after it received the sockets) or a peer that
+    /// sends garbage leaves the old one serving; a later restart still works.
+    func testFailedRestartLeavesOldProcessServing() throws {
+        let old = try start()
+        let c = try PQConnection(old.conninfo())
+        let bad = old.dir + "/bad.ini"
+        try "[pgmux]\nlisten_port = nonsense\n".write(toFile: bad, atomically: false, encoding: .utf8)
+        XCTAssertNotEqual(try restart(old, config: bad, log: "bad.log").wait(timeout: 10), 0)
+        // This one takes the sockets, then cannot load its TLS key and exits before it accepts.
+        let broken = old.dir + "/broken.ini"
+        let text = try String(contentsOfFile: old.configPath, encoding: .utf8)
+        try text.replacingOccurrences(of: "[pgmux]\n", with: "[pgmux]\nclient_tls_sslmode = allow\n" +
+                                      "client_tls_cert_file = /nonexistent.crt\nclient_tls_key_file = /nonexistent.key\n")
+            .write(toFile: broken, atomically: false, encoding: .utf8)
+        let prober = Prober(old.conninfo(extra: "application_name=prober"))
+        XCTAssertNotEqual(try restart(old, config: broken, log: "broken.log").wait(timeout: 10), 0)
+        // Garbage on the takeover socket.
+        let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue), 0)
+        var sun = sockaddr_un()
+        sun.sun_family = sa_family_t(AF_UNIX)
+        let path = Array("\(old.dir)/.s.PGSQL.\(old.port).takeover".utf8)
+        withUnsafeMutableBytes(of: &sun.sun_path) { p in for (i, b) in path.enumerated() { p[i] = b } }
+        let rc = withUnsafePointer(to: &sun) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        XCTAssertEqual(rc, 0)
+        XCTAssertEqual(send(fd, [0x5a, 1, 2], 3, 0), 3)
+        var byte: UInt8 = 0
+        XCTAssertEqual(recv(fd, &byte, 1, 0), 0, "the old process hangs up on garbage")
+        close(fd)
+        let probes = prober.stop()
+        XCTAssertEqual(probes.failed, [])
+        XCTAssertTrue(old.isRunning)
+        XCTAssertEqual(try c.scalar("SELECT 5"), "5")
+        XCTAssertTrue(old.log.contains("takeover: new process failed before taking over"), old.log)
+        let new = try restart(old)
+        defer { new.signal(SIGQUIT); new.wait(timeout: 10) }
+        XCTAssertTrue(waitUntil(10) { !old.isRunning }, old.log)
+        XCTAssertEqual(try c.scalar("SELECT 6"), "6")
+    }
+}
