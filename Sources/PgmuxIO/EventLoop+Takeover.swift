@@ -29,6 +29,8 @@ extension EventLoop {
     /// this process's own takeover socket.
     func startTakeoverSockets() {
         if let h = takeoverHandshake {
+            // Same ids as in the old process, before any client of this one registers a statement.
+            for d in h.definitions { _ = preparedStatements.id(for: d) }
             takeoverReceiver = TakeoverReceiver(loop: self, fd: h.fd)
             takeoverHandshake = nil
         }
@@ -63,6 +65,18 @@ extension EventLoop {
         }
         if config.settings.logConnections { log.log("\(c.logPrefix) taken over from the old process") }
         c.startReading()
+    }
+
+    /// A server the old process handed over; false when it was not kept (its session is ended).
+    func adoptServer(_ m: TakeoverServer, fd: Int32) -> Bool {
+        if let pool = login.handedOverPool(database: m.database, user: m.user), pool.replication == .none,
+           pool.adoptServer(m, fd: fd) { return true }
+        log.log("takeover: a server of \(m.database)/\(m.user) from the old process not kept (pool full, or it changed)")
+        var t = MessageBuilder()
+        t.terminate()
+        t.bytes.withUnsafeBytes { b in _ = send(fd, b.baseAddress, b.count, Int32(MSG_NOSIGNAL)) }
+        close(fd)
+        return false
     }
 
     /// Progress of a restart this process takes part in, for SHOW STATE.

@@ -184,7 +184,8 @@ public final class EventLoop {
         if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
         admin.check()
         if let t = takeoverSender, t.progress.phase == .handingOver, t.handOver() {
-            log.log("takeover: every client handed over, exiting")
+            log.log("takeover: every client handed over (\(t.progress.clients) clients, \(t.progress.servers) servers), exiting")
+            for s in Array(servers.values) { s.close(reason: "online restart finished", notifyClient: false) }
             stop()
             return
         }

@@ -569,14 +569,19 @@ final class LoginHandler {
     /// would (its limits apply); false when it was refused (and closed with the reason).
     func attachHandedOver(_ client: ClientConnection) -> Bool {
         guard countClient(client) else { return false }
-        guard let entry = databaseEntry(client.database) else {
+        guard let pool = handedOverPool(database: client.database, user: client.user) else {
             client.sendError("no such database: \(client.database)", code: SQLState.invalidCatalogName)
             return false
         }
-        let pool = loop.pool(database: client.database, entry: entry, user: client.user)
         client.pool = pool
         pool.machine.clientJoined()
         return true
+    }
+
+    /// The pool a handed-over client or server belongs to; nil when the database is gone.
+    func handedOverPool(database: String, user: String) -> Pool? {
+        guard let entry = databaseEntry(database) else { return nil }
+        return loop.pool(database: database, entry: entry, user: user)
     }
 
     // MARK: client caps

@@ -36,23 +36,27 @@ final class TakeoverChannel {
         writeWatcher.deallocate()
     }
 
-    /// Queues `message`; `fds` stay open here (the caller closes them when it no longer needs them).
+    /// Sends `message` with `fds`, which the caller may close as soon as this returns: a message
+    /// the socket cannot take now is queued with duplicates of them.
     func send(_ message: TakeoverMessage, fds: [Int32] = []) { send(encoded: message.encode(), fds: fds) }
 
     func send(encoded bytes: [UInt8], fds: [Int32]) {
         guard !closed else { return }
-        outgoing.append((bytes, fds))
-        flush()
+        if outgoing.isEmpty {
+            let e = FdPassing.send(fd, bytes, fds: fds)
+            if e == 0 { return }
+            if e != EAGAIN && e != EWOULDBLOCK { close(reason: "send failed: \(String(cString: strerror(e)))"); return }
+        }
+        outgoing.append((bytes, fds.map { fcntl($0, F_DUPFD_CLOEXEC, 0) }))
+        ev_io_start(loop.ev, writeWatcher)
     }
 
     private func flush() {
         while let next = outgoing.first {
             let e = FdPassing.send(fd, next.bytes, fds: next.fds)
-            if e == EAGAIN || e == EWOULDBLOCK {
-                ev_io_start(loop.ev, writeWatcher)
-                return
-            }
+            if e == EAGAIN || e == EWOULDBLOCK { return }
             if e != 0 { close(reason: "send failed: \(String(cString: strerror(e)))"); return }
+            for f in next.fds { Glibc.close(f) }
             outgoing.removeFirst()
         }
         ev_io_stop(loop.ev, writeWatcher)
@@ -90,6 +94,7 @@ final class TakeoverChannel {
         ev_io_stop(loop.ev, readWatcher)
         ev_io_stop(loop.ev, writeWatcher)
         Glibc.close(fd)
+        for m in outgoing { for f in m.fds { Glibc.close(f) } }
         outgoing.removeAll()
         buffer = []
         if let reason { onClose(reason) }

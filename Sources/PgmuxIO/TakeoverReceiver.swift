@@ -3,15 +3,18 @@ import CLibEV
 import PgmuxCore
 
 /// The new process's first step of an online restart (`pgmux -R`), before its event loop runs:
-/// connect to the old process's takeover socket, say hello, receive the listening sockets.
-/// Blocking, with a deadline: nothing else runs yet.
+/// connect to the old process's takeover socket, say hello, receive the prepared-statement
+/// definitions and the listening sockets. Blocking, with a deadline: nothing else runs yet.
 public final class TakeoverHandshake {
     let fd: Int32
     let listeners: [(TakeoverListener, Int32)]
+    /// The old process's statement definitions, by id.
+    let definitions: [TakeoverStatement.Definition]
 
-    private init(fd: Int32, listeners: [(TakeoverListener, Int32)]) {
+    private init(fd: Int32, listeners: [(TakeoverListener, Int32)], definitions: [TakeoverStatement.Definition]) {
         self.fd = fd
         self.listeners = listeners
+        self.definitions = definitions
     }
 
     /// Where a process listening on `port` with `unix_socket_dir` = `dir` takes takeover requests.
@@ -27,24 +30,28 @@ public final class TakeoverHandshake {
             try wait(fd, for: POLLOUT, timeout: timeout)
             let e = FdPassing.send(fd, TakeoverMessage.hello(version: TakeoverMessage.version).encode(), fds: [])
             guard e == 0 else { throw SocketError("takeover: sending hello", e) }
-            try wait(fd, for: POLLIN, timeout: timeout)
-            var buffer: [UInt8] = []
-            guard case .record(let bytes, let fds) = FdPassing.receive(fd, buffer: &buffer) else {
-                throw SocketError("takeover: the old process closed the connection", 0)
-            }
-            let message: TakeoverMessage
-            do { message = try TakeoverMessage.decode(bytes) } catch {
-                for f in fds { close(f) }
-                throw SocketError("takeover: invalid data from old process: \(error)", 0)
-            }
-            switch message {
-            case .listeners(let ls) where ls.count == fds.count:
-                return TakeoverHandshake(fd: fd, listeners: Array(zip(ls, fds)))
-            case .refused(let reason):
-                throw SocketError("takeover refused by the old process: \(reason)", 0)
-            default:
-                for f in fds { close(f) }
-                throw SocketError("takeover: invalid data from old process", 0)
+            var buffer: [UInt8] = [], definitions: [TakeoverStatement.Definition] = []
+            while true {
+                try wait(fd, for: POLLIN, timeout: timeout)
+                guard case .record(let bytes, let fds) = FdPassing.receive(fd, buffer: &buffer) else {
+                    throw SocketError("takeover: the old process closed the connection", 0)
+                }
+                let message: TakeoverMessage
+                do { message = try TakeoverMessage.decode(bytes) } catch {
+                    for f in fds { close(f) }
+                    throw SocketError("takeover: invalid data from old process: \(error)", 0)
+                }
+                switch message {
+                case .registry(let first, let more) where first == definitions.count && fds.isEmpty:
+                    definitions += more
+                case .listeners(let ls) where ls.count == fds.count:
+                    return TakeoverHandshake(fd: fd, listeners: Array(zip(ls, fds)), definitions: definitions)
+                case .refused(let reason):
+                    throw SocketError("takeover refused by the old process: \(reason)", 0)
+                default:
+                    for f in fds { close(f) }
+                    throw SocketError("takeover: invalid data from old process", 0)
+                }
             }
         } catch {
             close(fd)
@@ -76,20 +83,23 @@ final class TakeoverReceiver {
     }
 
     private func received(_ message: TakeoverMessage, fds: [Int32]) {
-        guard case .client(let c) = message, let fd = fds.first else {
+        switch message {
+        case .client(let c):
+            loop.adoptClient(c, fd: fds[0])
+            progress.clients += 1
+            channel.send(.ack(id: c.id))
+        case .server(let s):
+            if loop.adoptServer(s, fd: fds[0]) { progress.servers += 1 }
+        default:
             for f in fds { close(f) }
             channel.close(reason: "unexpected message from old process")
-            return
         }
-        loop.adoptClient(c, fd: fd)
-        progress.clients += 1
-        channel.send(.ack(id: c.id))
     }
 
     private func ended(_ reason: String) {
         progress.phase = .none
         if reason == TakeoverChannel.peerClosed {
-            loop.log.log("old process killed, resuming work (\(progress.clients) clients taken over)")
+            loop.log.log("old process killed, resuming work (\(progress.clients) clients, \(progress.servers) servers taken over)")
         } else {
             loop.log.warning("takeover: \(reason); clients still in the old process stay there")
         }

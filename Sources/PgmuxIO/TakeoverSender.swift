@@ -18,6 +18,8 @@ final class TakeoverSender {
     private var inFlight: [UInt64: ClientConnection] = [:]
     /// Clients whose state is too large for one record: they finish here.
     private var kept: Set<UInt64> = []
+    /// When the new process took over: servers opened since stay here.
+    private var handingOverSince = Double.infinity
 
     init(loop: EventLoop, path: String) throws {
         self.loop = loop
@@ -90,6 +92,7 @@ final class TakeoverSender {
                 sockets.append(m.fd)
             }
             progress.phase = .offered
+            sendRegistry(on: peer)
             peer.send(.listeners(described), fds: sockets)
             loop.log.log("takeover: sent \(sockets.count) listening sockets")
         case (.offered, .ready):
@@ -97,6 +100,7 @@ final class TakeoverSender {
             for l in loop.listeners { l.handedOver = true }
             stopListening()
             progress.phase = .handingOver
+            handingOverSince = loop.now
             loop.log.log("takeover: new process accepts connections, handing over idle clients")
         case (.handingOver, .ack(let id)):
             guard let c = inFlight.removeValue(forKey: id) else {
@@ -129,6 +133,24 @@ final class TakeoverSender {
         }
     }
 
+    /// Every statement definition in id order, in records well under the size limit.
+    private func sendRegistry(on peer: TakeoverChannel) {
+        let registry = loop.preparedStatements
+        var first = 0, chunk: [TakeoverStatement.Definition] = [], size = 0
+        for id in 0..<registry.count {
+            guard let d = registry.definition(id) else { continue }
+            chunk.append(d)
+            if case .parse(let b) = d { size += b.count + 5 } else if case .sql(let t) = d { size += t.utf8.count + 5 }
+            if size > FdPassing.maxRecord / 4 {
+                peer.send(.registry(first: first, chunk))
+                first = id + 1
+                chunk = []
+                size = 0
+            }
+        }
+        if !chunk.isEmpty { peer.send(.registry(first: first, chunk)) }
+    }
+
     /// Called at the start of each loop iteration while handing over: sends every client that
     /// may go now. True when this process holds nothing more and may exit.
     func handOver() -> Bool {
@@ -145,7 +167,33 @@ final class TakeoverSender {
             guard HandOverRule.verdict(facts) == .now else { remaining += 1; continue }
             send(c, on: peer)
         }
+        for s in loop.servers.values where self.peer != nil {
+            let facts = HandOverRule.ServerFacts(
+                tls: s.ssl != nil, replication: s.pool.replication != .none,
+                idle: s.state == .idle && s.client == nil && s.inbuf.isEmpty && s.ownOut.isEmpty && s.cancelsInFlight == 0,
+                closing: s.closeNeeded, openedDuringRestart: s.connectTime >= handingOverSince)
+            if HandOverRule.verdict(facts) == .now { send(s, on: peer) }
+        }
         return progress.oldProcessMayExit(remainingClients: remaining, inFlight: inFlight.count)
+    }
+
+    /// An idle server goes at once: it leaves the pool here (no Terminate: the session goes on).
+    private func send(_ s: ServerConnection, on peer: TakeoverChannel) {
+        let registry = loop.preparedStatements
+        let statements = s.statementCache.idsByLastUse.compactMap { id in
+            registry.definition(id).map { TakeoverServer.Prepared(id: id, definition: $0) }
+        }
+        let message = TakeoverMessage.server(TakeoverServer(
+            database: s.pool.databaseName, user: s.pool.userName, hostName: s.host.name, hostPort: s.host.port,
+            backendKey: s.backendKey,
+            parameters: s.params.map { TakeoverServer.Parameter(key: $0.key, name: $0.value.name, value: $0.value.value) },
+            reportedOrder: s.reportedOrder, statements: statements))
+        let bytes = message.encode()
+        guard bytes.count < FdPassing.maxRecord / 2 else { return }  // stays; closed when this process exits
+        peer.send(encoded: bytes, fds: [s.fd])
+        guard !peer.closed else { return }
+        progress.servers += 1
+        s.close(reason: "handed over to the new process", notifyClient: false, serverEOF: true)
     }
 
     private func send(_ c: ClientConnection, on peer: TakeoverChannel) {

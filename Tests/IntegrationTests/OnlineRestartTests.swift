@@ -8,7 +8,9 @@ final class OnlineRestartTests: XCTestCase {
     private static let admin = ("admin", "adminpw")
 
     private func start(_ settings: [String: String] = [:]) throws -> PgmuxProcess {
-        var s = ["admin_users": "admin"]
+        // Plain server connections: TLS ones (server_tls_sslmode=prefer finds TLS on the test
+        // cluster) cannot be handed over.
+        var s = ["admin_users": "admin", "server_tls_sslmode": "disable"]
         for (k, v) in settings { s[k] = v }
         return try PgmuxProcess(settings: s, userlist: [PostgresCluster.scramUser, Self.admin])
     }
@@ -106,28 +108,39 @@ final class OnlineRestartTests: XCTestCase {
               "probe connections: \(probes.ok) ok, \(probes.failed.count) failed")
         XCTAssertEqual(probes.failed, [], "no connection refused or broken during the restart")
         XCTAssertGreaterThan(probes.ok, 10)
-        XCTAssertTrue(old.log.contains("takeover: every client handed over, exiting"), old.log)
+        XCTAssertTrue(old.log.contains("takeover: every client handed over"), old.log)
+        let newLog = (try? String(contentsOfFile: old.dir + "/pgmux-new.log", encoding: .utf8)) ?? ""
+        let taken = newLog.split(separator: "\n").first { $0.contains("old process killed, resuming work") } ?? ""
+        XCTAssertTrue(taken.contains("servers taken over") && !taken.contains(" 0 servers"), newLog)
+        print(taken)
     }
 
     func testRestartUnderPgbenchSimpleProtocol() throws { try restartUnderPgbench(mode: "simple") }
 
     func testRestartUnderPgbenchPreparedStatements() throws { try restartUnderPgbench(mode: "prepared") }
 
-    /// An idle libpq client moves with its prepared statement and its SET parameters.
+    /// An idle libpq client moves with its prepared statement and its SET parameters; the idle
+    /// server moves too (the same backend answers), with the statement it has prepared.
     func testIdleClientKeepsPreparedStatementAndParameters() throws {
-        let old = try start()
+        let old = try start(["default_pool_size": "1"])
         let c = try PQConnection(old.conninfo())
         try c.prepare("plus_one", "SELECT $1::int + 1")
         XCTAssertEqual(try c.execPrepared("plus_one", ["41"]).first?.first, "42")
         _ = try c.query("SET application_name = 'kept_across'")
+        let backend = try c.scalar("SELECT pg_backend_pid()")
         let new = try restart(old)
         defer { new.signal(SIGQUIT); new.wait(timeout: 10) }
         XCTAssertTrue(waitUntil(10) { !old.isRunning }, old.log)
         XCTAssertEqual(try c.execPrepared("plus_one", ["1"]).first?.first, "2")
         XCTAssertEqual(try c.scalar("SHOW application_name"), "kept_across")
-        XCTAssertEqual(try clients(try console(old), application: "kept_across"), 1)
+        XCTAssertEqual(try c.scalar("SELECT pg_backend_pid()"), backend, "the server connection was handed over")
+        let newConsole = try console(old)
+        let (columns, servers) = try newConsole.queryWithColumns("SHOW SERVERS")
+        let prepared = columns.firstIndex(of: "prepared_statements")!
+        XCTAssertEqual(servers.map { $0[prepared] }, ["1"], "the server's statement is known: no second Parse")
+        XCTAssertEqual(try clients(newConsole, application: "kept_across"), 1)
         let newLog = (try? String(contentsOfFile: old.dir + "/pgmux-new.log", encoding: .utf8)) ?? ""
-        XCTAssertTrue(newLog.contains("old process killed, resuming work (1 clients taken over)"), newLog)
+        XCTAssertTrue(newLog.contains("old process killed, resuming work (1 clients, 1 servers taken over)"), newLog + old.log)
     }
 
     /// A TLS session cannot move: that client stays on the old process, which exits when it leaves.

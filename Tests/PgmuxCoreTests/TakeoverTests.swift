@@ -10,6 +10,8 @@ final class TakeoverTests: XCTestCase {
 
     private var all: [TakeoverMessage] {
         [.hello(version: TakeoverMessage.version),
+         .registry(first: 12, [.parse(Array("SELECT 1\0\0\0".utf8)), .sql(" AS SELECT 2"), .parse([])]),
+         .registry(first: 0, []),
          .listeners([TakeoverListener(kind: .pooler, description: "127.0.0.1:6432", unixPath: nil),
                      TakeoverListener(kind: .pooler, description: "unix:/tmp/.s.PGSQL.6432", unixPath: "/tmp/.s.PGSQL.6432"),
                      TakeoverListener(kind: .metrics, description: "metrics", unixPath: nil)]),
@@ -17,6 +19,15 @@ final class TakeoverTests: XCTestCase {
          .ready,
          .client(client),
          .client(TakeoverClient(id: 1, isUnix: true, user: "", database: "", cancelKey: 0, params: [:], statements: [])),
+         .server(TakeoverServer(database: "app", user: "alice", hostName: "/var/run/postgresql", hostPort: 5432,
+                                backendKey: 0xdead_beef_0000_0042,
+                                parameters: [.init(key: "timezone", name: "TimeZone", value: "UTC"),
+                                             .init(key: "server_version", name: "server_version", value: "15.4")],
+                                reportedOrder: ["server_version", "timezone"],
+                                statements: [.init(id: 3, definition: .parse(Array("SELECT 1\0\0\0".utf8))),
+                                             .init(id: 0, definition: .sql(" AS SELECT 2"))])),
+         .server(TakeoverServer(database: "", user: "", hostName: "", hostPort: 0, backendKey: 0, parameters: [],
+                                reportedOrder: [], statements: [])),
          .ack(id: .max),
          .refused(reason: "takeover already in progress")]
     }
@@ -26,7 +37,7 @@ final class TakeoverTests: XCTestCase {
     }
 
     func testDescriptorCounts() {
-        XCTAssertEqual(all.map(\.descriptorCount), [0, 3, 0, 0, 1, 1, 0, 0])
+        XCTAssertEqual(all.map(\.descriptorCount), [0, 0, 0, 3, 0, 0, 1, 1, 1, 1, 0, 0])
     }
 
     /// Every truncation and every extra byte is refused, never misread.
@@ -64,6 +75,23 @@ final class TakeoverTests: XCTestCase {
         XCTAssertEqual(HandOverRule.verdict(F(idle: true, partialMessage: true)), .later)
     }
 
+    func testServerHandOverRule() {
+        typealias F = HandOverRule.ServerFacts
+        XCTAssertEqual(HandOverRule.verdict(F(idle: true)), .now)
+        XCTAssertEqual(HandOverRule.verdict(F()), .later)  // lent, running the pooler's own query, being canceled
+        XCTAssertEqual(HandOverRule.verdict(F(tls: true, idle: true)), .stays)
+        XCTAssertEqual(HandOverRule.verdict(F(replication: true, idle: true)), .stays)
+        XCTAssertEqual(HandOverRule.verdict(F(idle: true, closing: true)), .stays)
+        XCTAssertEqual(HandOverRule.verdict(F(idle: true, openedDuringRestart: true)), .stays)
+    }
+
+    func testServerStatementsInLeastRecentlyUsedOrder() {
+        var cache = ServerStatementCache(capacity: 10)
+        for id in [4, 7, 1] { _ = cache.insert(id) }
+        cache.touch(4)
+        XCTAssertEqual(cache.idsByLastUse, [7, 1, 4])
+    }
+
     func testProgressExitRuleAndStateRows() {
         var p = TakeoverProgress()
         XCTAssertEqual(p.stateRows, [])
@@ -75,7 +103,8 @@ final class TakeoverTests: XCTestCase {
         XCTAssertFalse(p.oldProcessMayExit(remainingClients: 0, inFlight: 1))
         XCTAssertTrue(p.oldProcessMayExit(remainingClients: 0, inFlight: 0))
         p.clients = 7
-        XCTAssertEqual(p.stateRows, [["restart", "handing over"], ["restart_clients", "7"]])
+        p.servers = 2
+        XCTAssertEqual(p.stateRows, [["restart", "handing over"], ["restart_clients", "7"], ["restart_servers", "2"]])
     }
 
     /// A statement registered in one process gets an id in another from its definition alone.

@@ -110,6 +110,8 @@ public struct ServerStatementCache: Sendable {
 
     public var count: Int { lastUse.count }
     public func contains(_ id: Int) -> Bool { lastUse[id] != nil }
+    /// The statements, least recently used first (an online restart hands them over in order).
+    public var idsByLastUse: [Int] { lastUse.sorted { $0.value < $1.value }.map(\.key) }
 
     public mutating func touch(_ id: Int) {
         clock &+= 1

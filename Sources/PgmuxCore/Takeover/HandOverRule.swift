@@ -37,6 +37,34 @@ public enum HandOverRule {
         }
     }
 
+    /// What the rule looks at for one server connection.
+    public struct ServerFacts: Equatable, Sendable {
+        public var tls = false
+        /// Of a replication pool (its session belongs to one client).
+        public var replication = false
+        /// In its pool's idle list, nothing owed either way (no reply, no cancel in flight).
+        public var idle = false
+        /// Marked to close (lifetime, reload, a role change): not worth moving.
+        public var closing = false
+        /// Opened after the restart began (for a client that stays, or min_pool_size): it stays,
+        /// or the old process would keep opening servers only to give them away.
+        public var openedDuringRestart = false
+        public init(tls: Bool = false, replication: Bool = false, idle: Bool = false, closing: Bool = false,
+                    openedDuringRestart: Bool = false) {
+            self.tls = tls
+            self.replication = replication
+            self.idle = idle
+            self.closing = closing
+            self.openedDuringRestart = openedDuringRestart
+        }
+    }
+
+    /// A server goes when idle; one that stays is closed when the old process exits.
+    public static func verdict(_ f: ServerFacts) -> Verdict {
+        if f.tls || f.replication || f.closing || f.openedDuringRestart { return .stays }
+        return f.idle ? .now : .later
+    }
+
     public static func verdict(_ f: Facts) -> Verdict {
         if f.tls || f.adminConsole || f.replication { return .stays }
         if !f.idle || f.linked || f.bufferedBytes || f.partialMessage { return .later }

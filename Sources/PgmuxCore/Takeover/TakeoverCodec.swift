@@ -7,6 +7,12 @@ struct TakeoverWriter {
     mutating func u64(_ v: UInt64) { for s in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: v >> UInt64(s))) } }
     mutating func bytes(_ b: [UInt8]) { u32(UInt32(b.count)); out.append(contentsOf: b) }
     mutating func string(_ s: String) { bytes(Array(s.utf8)) }
+    mutating func definition(_ d: TakeoverStatement.Definition) {
+        switch d {
+        case .parse(let body): u8(UInt8(ascii: "P")); bytes(body)
+        case .sql(let tail): u8(UInt8(ascii: "Q")); string(tail)
+        }
+    }
     /// A presence byte, then the string.
     mutating func optionalString(_ s: String?) {
         if let s { u8(1); string(s) } else { u8(0) }
@@ -33,6 +39,13 @@ struct TakeoverReader {
         let b = try bytes()
         guard let s = String(validating: b, as: UTF8.self) else { throw TakeoverMessage.Malformed("invalid UTF-8") }
         return s
+    }
+    mutating func definition() throws -> TakeoverStatement.Definition {
+        switch try u8() {
+        case UInt8(ascii: "P"): return .parse(try bytes())
+        case UInt8(ascii: "Q"): return .sql(try string())
+        default: throw TakeoverMessage.Malformed("unknown statement kind")
+        }
     }
     mutating func optionalString() throws -> String? {
         switch try u8() {

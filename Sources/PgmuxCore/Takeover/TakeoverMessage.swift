@@ -1,15 +1,22 @@
 /// The online-restart protocol between the old process and the new one (`pgmux -R`), one
 /// message per SOCK_SEQPACKET record, the sockets themselves riding along as SCM_RIGHTS.
 ///
-/// new → old: `hello`; old → new: `listeners` (one descriptor per entry, in order); new → old:
+/// new → old: `hello`; old → new: `registry` (zero or more: the prepared-statement definitions
+/// in id order, so that the new process gives them the same ids, which servers know them by)
+/// then `listeners` (one descriptor per entry, in order); new → old:
 /// `ready` once it accepts on them (the old process stops accepting only then); old → new:
 /// `client` (one descriptor) for each client as it becomes idle; new → old: `ack` once the client
-/// is adopted (the old process forgets it only then). `refused` ends a takeover that cannot go on.
+/// is adopted (the old process forgets it only then); old → new: `server` (one descriptor) for
+/// each idle server, forgotten by the old process at once (one lost on the way costs a new
+/// connection, nothing more). `refused` ends a takeover that cannot go on.
 public enum TakeoverMessage: Equatable, Sendable {
     case hello(version: UInt32)
+    /// Definitions for ids `first`, `first + 1`, …
+    case registry(first: Int, [TakeoverStatement.Definition])
     case listeners([TakeoverListener])
     case ready
     case client(TakeoverClient)
+    case server(TakeoverServer)
     case ack(id: UInt64)
     case refused(reason: String)
 
@@ -20,7 +27,7 @@ public enum TakeoverMessage: Equatable, Sendable {
     public var descriptorCount: Int {
         switch self {
         case .listeners(let l): return l.count
-        case .client: return 1
+        case .client, .server: return 1
         default: return 0
         }
     }
@@ -41,6 +48,9 @@ public enum TakeoverMessage: Equatable, Sendable {
                 w.string(l.description)
                 w.optionalString(l.unixPath)
             }
+        case .registry(let first, let definitions):
+            w.u8(UInt8(ascii: "D")); w.u32(UInt32(first)); w.u32(UInt32(definitions.count))
+            for d in definitions { w.definition(d) }
         case .ready: w.u8(UInt8(ascii: "R"))
         case .client(let c):
             w.u8(UInt8(ascii: "C"))
@@ -52,11 +62,18 @@ public enum TakeoverMessage: Equatable, Sendable {
             w.u32(UInt32(c.statements.count))
             for s in c.statements {
                 w.string(s.name)
-                switch s.definition {
-                case .parse(let body): w.u8(UInt8(ascii: "P")); w.bytes(body)
-                case .sql(let tail): w.u8(UInt8(ascii: "Q")); w.string(tail)
-                }
+                w.definition(s.definition)
             }
+        case .server(let sv):
+            w.u8(UInt8(ascii: "S"))
+            w.string(sv.database); w.string(sv.user); w.string(sv.hostName); w.u32(UInt32(sv.hostPort))
+            w.u64(sv.backendKey)
+            w.u32(UInt32(sv.parameters.count))
+            for p in sv.parameters { w.string(p.key); w.string(p.name); w.string(p.value) }
+            w.u32(UInt32(sv.reportedOrder.count))
+            for k in sv.reportedOrder { w.string(k) }
+            w.u32(UInt32(sv.statements.count))
+            for st in sv.statements { w.u32(UInt32(st.id)); w.definition(st.definition) }
         case .ack(let id): w.u8(UInt8(ascii: "A")); w.u64(id)
         case .refused(let why): w.u8(UInt8(ascii: "X")); w.string(why)
         }
@@ -77,6 +94,11 @@ public enum TakeoverMessage: Equatable, Sendable {
                 ls.append(TakeoverListener(kind: kind, description: try r.string(), unixPath: try r.optionalString()))
             }
             message = .listeners(ls)
+        case UInt8(ascii: "D"):
+            let first = Int(try r.u32())
+            var definitions: [TakeoverStatement.Definition] = []
+            for _ in 0..<(try r.count(minimumBytesEach: 5)) { definitions.append(try r.definition()) }
+            message = .registry(first: first, definitions)
         case UInt8(ascii: "R"): message = .ready
         case UInt8(ascii: "C"):
             let id = try r.u64()
@@ -89,15 +111,26 @@ public enum TakeoverMessage: Equatable, Sendable {
             }
             var statements: [TakeoverStatement] = []
             for _ in 0..<(try r.count(minimumBytesEach: 9)) {
-                let name = try r.string()
-                switch try r.u8() {
-                case UInt8(ascii: "P"): statements.append(TakeoverStatement(name: name, definition: .parse(try r.bytes())))
-                case UInt8(ascii: "Q"): statements.append(TakeoverStatement(name: name, definition: .sql(try r.string())))
-                default: throw Malformed("unknown statement kind")
-                }
+                statements.append(TakeoverStatement(name: try r.string(), definition: try r.definition()))
             }
             message = .client(TakeoverClient(id: id, isUnix: isUnix, user: user, database: database, cancelKey: key,
                                              params: params, statements: statements))
+        case UInt8(ascii: "S"):
+            let database = try r.string(), user = try r.string(), hostName = try r.string()
+            let port = Int(try r.u32()), key = try r.u64()
+            var parameters: [TakeoverServer.Parameter] = []
+            for _ in 0..<(try r.count(minimumBytesEach: 12)) {
+                parameters.append(TakeoverServer.Parameter(key: try r.string(), name: try r.string(), value: try r.string()))
+            }
+            var order: [String] = []
+            for _ in 0..<(try r.count(minimumBytesEach: 4)) { order.append(try r.string()) }
+            var statements: [TakeoverServer.Prepared] = []
+            for _ in 0..<(try r.count(minimumBytesEach: 9)) {
+                statements.append(TakeoverServer.Prepared(id: Int(try r.u32()), definition: try r.definition()))
+            }
+            message = .server(TakeoverServer(database: database, user: user, hostName: hostName, hostPort: port,
+                                             backendKey: key, parameters: parameters, reportedOrder: order,
+                                             statements: statements))
         case UInt8(ascii: "A"): message = .ack(id: try r.u64())
         case UInt8(ascii: "X"): message = .refused(reason: try r.string())
         default: throw Malformed("unknown message type")
@@ -142,6 +175,53 @@ public struct TakeoverClient: Equatable, Sendable {
         self.database = database
         self.cancelKey = cancelKey
         self.params = params
+        self.statements = statements
+    }
+}
+
+/// An idle server connection: the pool it belongs to, the host of the database's list it was
+/// opened to, and what the pooler knows of its session.
+public struct TakeoverServer: Equatable, Sendable {
+    public struct Parameter: Equatable, Sendable {
+        /// Lowercased name, the spelling the server used, and the value.
+        public var key: String, name: String, value: String
+        public init(key: String, name: String, value: String) {
+            self.key = key
+            self.name = name
+            self.value = value
+        }
+    }
+    public var database: String
+    /// The pool's user (the server login user).
+    public var user: String
+    public var hostName: String
+    public var hostPort: Int
+    /// The backend's cancel key.
+    public var backendKey: UInt64
+    /// Parameters as the server reported them.
+    public var parameters: [Parameter]
+    /// Lowercased names in the order the server reported them (the pool's welcome).
+    public var reportedOrder: [String]
+    /// A statement it has prepared, under the name `PGMUX_<id>`.
+    public struct Prepared: Equatable, Sendable {
+        public var id: Int
+        public var definition: TakeoverStatement.Definition
+        public init(id: Int, definition: TakeoverStatement.Definition) {
+            self.id = id
+            self.definition = definition
+        }
+    }
+    /// The statements it has prepared, least recently used first.
+    public var statements: [Prepared]
+    public init(database: String, user: String, hostName: String, hostPort: Int, backendKey: UInt64,
+                parameters: [Parameter], reportedOrder: [String], statements: [Prepared]) {
+        self.database = database
+        self.user = user
+        self.hostName = hostName
+        self.hostPort = hostPort
+        self.backendKey = backendKey
+        self.parameters = parameters
+        self.reportedOrder = reportedOrder
         self.statements = statements
     }
 }

@@ -13,6 +13,8 @@ public struct TakeoverProgress: Equatable, Sendable {
     public var phase: Phase = .none
     /// Clients sent (old process) or adopted (new process) so far.
     public var clients = 0
+    /// Servers sent or adopted so far.
+    public var servers = 0
     public init() {}
 
     /// The old process leaves once the new one took over and it holds no client that could still
@@ -24,6 +26,6 @@ public struct TakeoverProgress: Equatable, Sendable {
     /// SHOW STATE rows after PgBouncer's active / paused / suspended; none while no restart is
     /// under way, so the usual answer stays PgBouncer's.
     public var stateRows: [[String]] {
-        phase == .none ? [] : [["restart", phase.rawValue], ["restart_clients", String(clients)]]
+        phase == .none ? [] : [["restart", phase.rawValue], ["restart_clients", String(clients)], ["restart_servers", String(servers)]]
     }
 }
