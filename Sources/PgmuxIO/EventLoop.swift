@@ -85,6 +85,9 @@ public final class EventLoop {
     var takeoverSender: TakeoverSender?
     /// Adopts the clients the old process hands over, after `takeoverHandshake`.
     var takeoverReceiver: TakeoverReceiver?
+    /// What the restart signal (SIGURG) starts; nil when it cannot be started.
+    public var successorCommand: SuccessorCommand?
+    let successor = SuccessorLauncher()
 
     /// Last `returnIdleMemory` pass, and whether clients came or went since (their login state
     /// and buffers leave freed holes in the heap that only malloc_trim gives back).
@@ -142,7 +145,7 @@ public final class EventLoop {
         let me = Unmanaged.passUnretained(self).toOpaque()
         // Signal watchers first: a SIGHUP sent as soon as "listening on" is logged must reach a
         // handler, not the default action that ends the process.
-        for sig in [SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2] {
+        for sig in [SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2, SIGURG] {
             let w = UnsafeMutablePointer<ev_signal>.allocate(capacity: 1)
             w.initialize(to: ev_signal())
             pgmux_ev_signal_init(w, loopSignal, sig, me)

@@ -61,7 +61,7 @@ final class TakeoverSender {
             close(fd)
             return
         }
-        if peer != nil || loop.shuttingDown || loop.takeoverReceiver != nil {
+        if peer != nil || loop.shuttingDown || loop.takeoverReceiver?.progress.phase == .receiving {
             _ = FdPassing.send(fd, TakeoverMessage.refused(reason: "takeover not possible now").encode(), fds: [])
             close(fd)
             return

@@ -43,6 +43,7 @@ struct Main {
         do {
             let loop = try EventLoop(config: config, log: log)
             loop.takeoverHandshake = takeover
+            loop.successorCommand = SuccessorCommand(arguments: Array(CommandLine.arguments.dropFirst()))
             log.log("pgmux \(Version.string) starting")
             try loop.run()
         } catch {

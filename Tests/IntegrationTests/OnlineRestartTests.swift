@@ -143,6 +143,32 @@ final class OnlineRestartTests: XCTestCase {
         XCTAssertTrue(newLog.contains("old process killed, resuming work (1 clients, 1 servers taken over)"), newLog + old.log)
     }
 
+    /// SIGURG: the running process starts `pgmux -R` itself; the pid file follows; the new
+    /// process can be restarted the same way.
+    func testRestartSignalStartsTheNewProcessTwice() throws {
+        let pidfile = NSTemporaryDirectory() + "pgmux-restart-\(getpid()).pid"
+        defer { unlink(pidfile) }
+        func pid() -> Int32? {
+            Int32(((try? String(contentsOfFile: pidfile, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        let old = try start(["pidfile": pidfile])
+        XCTAssertEqual(pid(), old.pid)
+        let c = try PQConnection(old.conninfo())
+        XCTAssertEqual(try c.scalar("SELECT 1"), "1")
+        var current = old.pid
+        defer { if current != old.pid { kill(current, SIGQUIT) } }
+        for round in 1...2 {
+            let before = current
+            kill(before, SIGURG)
+            XCTAssertTrue(waitUntil(10) { kill(before, 0) != 0 || (before == old.pid && !old.isRunning) }, "round \(round): \(old.log)")
+            XCTAssertTrue(waitUntil(5) { pid().map { $0 != before && kill($0, 0) == 0 } ?? false }, "round \(round): \(old.log)")
+            current = pid() ?? 0
+            XCTAssertEqual(try c.scalar("SELECT \(round)"), "\(round)", "round \(round)")
+            XCTAssertEqual(try PQConnection(old.conninfo()).scalar("SELECT 1"), "1")
+        }
+        XCTAssertTrue(old.log.contains("got SIGURG, starting the new process for an online restart"), old.log)
+    }
+
     /// A TLS session cannot move: that client stays on the old process, which exits when it leaves.
     func testTLSClientStaysUntilItDisconnects() throws {
         let t = PostgresCluster.shared.tlsDir
