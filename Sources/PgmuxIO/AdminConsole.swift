@@ -346,7 +346,7 @@ final class AdminConsole {
             r.link = c.server.map { "0x\(String($0.id, radix: 16))" }
             r.applicationName = c.params["application_name"] ?? ""
             r.tls = c.ssl.map { TLSContexts.describe($0) } ?? ""  // as PgBouncer: empty without TLS
-            r.preparedStatements = c.statementBox?.rewriter.clientStatements.count ?? 0
+            r.preparedStatements = c.sessionBox?.rewriter.clientStatements.count ?? 0
             r.id = c.id
             snap.connections.append(r)
         }

@@ -60,7 +60,7 @@ extension EventLoop {
         if pool.mode != .session && config.settings.maxPreparedStatements > 0 {
             c.tracksStatements = true
             for s in m.statements {
-                c.statementNames.rewriter.clientStatements[s.name] = preparedStatements.id(for: s.definition)
+                c.session.rewriter.clientStatements[s.name] = preparedStatements.id(for: s.definition)
             }
         }
         if config.settings.logConnections { log.log("\(c.logPrefix) taken over from the old process") }

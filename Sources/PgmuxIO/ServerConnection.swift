@@ -67,6 +67,10 @@ public final class ServerConnection: Endpoint {
     var statementCache: ServerStatementCache
     /// Replies owed for Parse/Close/Sync, to swallow those of injected messages.
     var expectations = ResponseExpectations()
+    /// Settings of parameters PostgreSQL does not report that this session has had made (by its
+    /// clients' SET, or pgmux's sync), and the client's SET/RESET still waiting for their reply.
+    var sessionSettings: SessionSettings = [:]
+    var pendingSession = PendingSessionCommands()
     /// auth_query in flight: where its answer goes, and the secret read so far.
     var authLookup: ((AuthQueryAnswer) -> Void)?
     var authSecret: String?
@@ -401,12 +405,14 @@ public final class ServerConnection: Endpoint {
         let base = UnsafeRawPointer(inbuf.base!)
         var pos = inbuf.scanned
         let rewriting = client.tracksStatements
+        let followsSession = !pendingSession.isEmpty
         scan: while true {
             let step = scanner.next(base, position: pos, end: inbuf.end, capacity: loop.buffers.size,
                                     maxPacketSize: loop.maxPacketSize,
                                     wantWhole: { $0 == UInt8(ascii: "Z") || $0 == UInt8(ascii: "S")
                                                  || (rewriting && ($0 == UInt8(ascii: "1") || $0 == UInt8(ascii: "3")
-                                                                   || $0 == UInt8(ascii: "C") || $0 == UInt8(ascii: "E"))) },
+                                                                   || $0 == UInt8(ascii: "C") || $0 == UInt8(ascii: "E")))
+                                                 || (followsSession && $0 == UInt8(ascii: "C")) },
                                     wantHeader: { $0 == UInt8(ascii: "G") || (rewriting && $0 == UInt8(ascii: "E")) })
             switch step {
             case .needMore(let p):
@@ -420,6 +426,7 @@ public final class ServerConnection: Endpoint {
                     let status = base.load(fromByteOffset: start + 5, as: UInt8.self)
                     tracker.readyForQuery(status)
                     if rewriting { expectations.readyForQuery() }
+                    if followsSession { settleSession(status, client) }
                     lastReadyAt = loop.now
                     if status == UInt8(ascii: "I") {
                         // A transaction (explicit, or one statement's) ended, in every pool mode.
@@ -464,9 +471,12 @@ public final class ServerConnection: Endpoint {
                         break
                     }
                     if rewriting { expectations.commandComplete() }
+                    if followsSession {
+                        pendingSession.commandComplete(UnsafeRawBufferPointer(start: base + start + 5, count: max(0, total - 6)))
+                    }
                     if CommandTag.dropsPreparedStatements(UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)) {
                         statementCache.removeAll()
-                        client.statementBox?.rewriter.forgetAll()
+                        client.sessionBox?.rewriter.forgetAll()
                     }
                 case UInt8(ascii: "E"):  // read whole only with statement tracking
                     forgetSkippedParses(client)
@@ -493,6 +503,15 @@ public final class ServerConnection: Endpoint {
         if client.forward(from: self) { afterClientFlushed() }
     }
 
+    /// The client's SET/RESET that now hold (see `PendingSessionCommands`) become its settings,
+    /// and this server's.
+    private func settleSession(_ status: UInt8, _ client: ClientConnection) {
+        for command in pendingSession.readyForQuery(status) {
+            command.apply(to: &client.session.settings)
+            command.apply(to: &sessionSettings)
+        }
+    }
+
     /// After an ErrorResponse the server skips to Sync: the Parses it skipped never happened.
     private func forgetSkippedParses(_ client: ClientConnection) {
         let skipped = expectations.error()
@@ -502,8 +521,8 @@ public final class ServerConnection: Endpoint {
         }
         for lost in skipped.lost {
             statementCache.remove(lost.id)
-            if let name = lost.clientName, client.statementBox?.rewriter.clientStatements[name] == lost.id {
-                client.statementBox?.rewriter.clientStatements[name] = nil
+            if let name = lost.clientName, client.sessionBox?.rewriter.clientStatements[name] == lost.id {
+                client.sessionBox?.rewriter.clientStatements[name] = nil
             }
         }
     }
@@ -647,6 +666,7 @@ public final class ServerConnection: Endpoint {
             guard let client else { pool.release(self); return }
             for (key, value) in client.params { if let p = params[key] { params[key] = (p.name, value) } }
             paramsInSync = client.params
+            sessionSettings = client.sessionBox?.settings ?? [:]
             client.startReading()
             if !client.inbuf.isEmpty { client.relay() }
         case .authQuery:
@@ -656,7 +676,12 @@ public final class ServerConnection: Endpoint {
             pool.release(self)
             answer?(.secret(secret))
         case .reset, .healthCheck:
-            if kind == .reset { statementCache.removeAll() }  // DISCARD ALL dropped them
+            if kind == .reset {
+                statementCache.removeAll()  // DISCARD ALL dropped them
+                if case .resetAll = Array(loop.config.settings.serverResetQuery.utf8).withUnsafeBytes(SessionCommand.classify) {
+                    sessionSettings.removeAll()
+                }
+            }
             pool.release(self)  // still counted as in use; release moves it to idle
         }
     }
@@ -679,6 +704,7 @@ public final class ServerConnection: Endpoint {
     func clientGone(unsentBytes: Bool) {
         client = nil
         releaseAfterFlush = false
+        pendingSession.removeAll()
         let s = loop.config.settings
         switch ReleasePolicy.onClientGone(mode: pool.mode, tracker: tracker, unsentBytes: unsentBytes || scanner.passthrough > 0,
                                           resetQuery: s.serverResetQuery, resetAlways: s.serverResetQueryAlways,

@@ -163,7 +163,7 @@ final class TakeoverSender {
                 tls: c.ssl != nil, adminConsole: false, replication: c.replication != .none,
                 idle: c.state == .idle, linked: c.server != nil,
                 bufferedBytes: !c.inbuf.isEmpty || !c.ownOut.isEmpty || c.closeAfterFlush,
-                partialMessage: c.statementBox?.oversizedParse != nil)
+                partialMessage: c.sessionBox?.oversizedParse != nil)
             guard HandOverRule.verdict(facts) == .now else { remaining += 1; continue }
             send(c, on: peer)
         }
@@ -198,7 +198,7 @@ final class TakeoverSender {
 
     private func send(_ c: ClientConnection, on peer: TakeoverChannel) {
         var statements: [TakeoverStatement] = []
-        for (name, id) in c.statementBox?.rewriter.clientStatements ?? [:] {
+        for (name, id) in c.sessionBox?.rewriter.clientStatements ?? [:] {
             if let d = loop.preparedStatements.definition(id) { statements.append(TakeoverStatement(name: name, definition: d)) }
         }
         let message = TakeoverMessage.client(TakeoverClient(
