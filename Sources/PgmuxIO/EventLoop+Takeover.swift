@@ -57,6 +57,7 @@ extension EventLoop {
         guard login.attachHandedOver(c), let pool = c.pool else { return }
         c.params = interned(m.params)
         c.cancelKey = m.cancelKey
+        if !m.settings.isEmpty { c.session.settings = m.settings }
         if pool.mode != .session && config.settings.maxPreparedStatements > 0 {
             c.tracksStatements = true
             for s in m.statements {

@@ -16,6 +16,7 @@ extension Pool {
         server.backendKey = m.backendKey
         for p in m.parameters { server.params[p.key] = (p.name, p.value) }
         server.reportedOrder = m.reportedOrder
+        server.sessionSettings = m.settings
         server.localAddress = Socket.localAddress(fd)
         for st in m.statements {
             loop.preparedStatements.markValidated(st.id)  // this server prepared it

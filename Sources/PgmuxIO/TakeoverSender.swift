@@ -187,7 +187,7 @@ final class TakeoverSender {
             database: s.pool.databaseName, user: s.pool.userName, hostName: s.host.name, hostPort: s.host.port,
             backendKey: s.backendKey,
             parameters: s.params.map { TakeoverServer.Parameter(key: $0.key, name: $0.value.name, value: $0.value.value) },
-            reportedOrder: s.reportedOrder, statements: statements))
+            reportedOrder: s.reportedOrder, settings: s.sessionSettings, statements: statements))
         let bytes = message.encode()
         guard bytes.count < FdPassing.maxRecord / 2 else { return }  // stays; closed when this process exits
         peer.send(encoded: bytes, fds: [s.fd])
@@ -203,7 +203,7 @@ final class TakeoverSender {
         }
         let message = TakeoverMessage.client(TakeoverClient(
             id: c.id, isUnix: c.isUnixSocket, user: c.user, database: c.database, cancelKey: c.cancelKey,
-            params: c.params, statements: statements))
+            params: c.params, settings: c.sessionBox?.settings ?? [:], statements: statements))
         let bytes = message.encode()
         guard bytes.count < FdPassing.maxRecord / 2 else {
             kept.insert(c.id)

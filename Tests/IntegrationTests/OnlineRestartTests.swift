@@ -119,9 +119,9 @@ final class OnlineRestartTests: XCTestCase {
 
     func testRestartUnderPgbenchPreparedStatements() throws { try restartUnderPgbench(mode: "prepared") }
 
-    /// An idle libpq client moves with its prepared statement and its SET parameters; the idle
-    /// server moves too (the same backend answers), with the statement it has prepared; the
-    /// metrics socket goes along.
+    /// An idle libpq client moves with its prepared statement, its tracked parameters and its
+    /// session settings; the idle server moves too (the same backend answers), with the statement
+    /// it has prepared and the settings it has; the metrics socket goes along.
     func testIdleClientKeepsPreparedStatementAndParameters() throws {
         let metricsPort = PostgresCluster.freePort()
         let old = try start(["default_pool_size": "1", "metrics_port": "\(metricsPort)"])
@@ -129,13 +129,22 @@ final class OnlineRestartTests: XCTestCase {
         try c.prepare("plus_one", "SELECT $1::int + 1")
         XCTAssertEqual(try c.execPrepared("plus_one", ["41"]).first?.first, "42")
         _ = try c.query("SET application_name = 'kept_across'")
+        _ = try c.query("SET work_mem = '7MB'")
+        let defaultWorkMem = try XCTUnwrap(try PQConnection(old.conninfo(extra: "application_name=other"))
+            .scalar("SELECT current_setting('work_mem')"))
+        XCTAssertNotEqual(defaultWorkMem, "7MB")
         let backend = try c.scalar("SELECT pg_backend_pid()")
         let new = try restart(old)
         defer { new.signal(SIGQUIT); new.wait(timeout: 10) }
         XCTAssertTrue(waitUntil(10) { !old.isRunning }, old.log)
+        // The same (only) server, first for another client: the work_mem it has from c is reset.
+        let other = try PQConnection(old.conninfo(extra: "application_name=other"))
+        XCTAssertEqual(try other.scalar("SELECT current_setting('work_mem') || ' ' || pg_backend_pid()"),
+                       "\(defaultWorkMem) \(backend ?? "")", "the server connection was handed over, with its settings")
+        XCTAssertEqual(try c.scalar("SHOW work_mem"), "7MB", "c's settings follow it")
         XCTAssertEqual(try c.execPrepared("plus_one", ["1"]).first?.first, "2")
         XCTAssertEqual(try c.scalar("SHOW application_name"), "kept_across")
-        XCTAssertEqual(try c.scalar("SELECT pg_backend_pid()"), backend, "the server connection was handed over")
+        XCTAssertEqual(try c.scalar("SELECT pg_backend_pid()"), backend)
         let newConsole = try console(old)
         let (columns, servers) = try newConsole.queryWithColumns("SHOW SERVERS")
         let prepared = columns.firstIndex(of: "prepared_statements")!

@@ -4,7 +4,9 @@ import XCTest
 final class TakeoverTests: XCTestCase {
     private let client = TakeoverClient(
         id: 0x1234_5678_9abc, isUnix: false, user: "alice", database: "app", cancelKey: 0x7fff_0000_0000_0001,
-        params: ["application_name": "pgbench", "timezone": "UTC", "search_path": ""],
+        params: ["application_name": "pgbench", "timezone": "UTC"],
+        settings: ["search_path": SessionSetting(name: "search_path", value: "app, public"),
+                   "work_mem": SessionSetting(name: "Work_Mem", value: "'7MB'")],
         statements: [TakeoverStatement(name: "s1", definition: .parse(Array("SELECT $1\0\0\u{1}\0\0\0\u{17}".utf8))),
                      TakeoverStatement(name: "ß", definition: .sql(" AS SELECT 1"))])
 
@@ -24,6 +26,7 @@ final class TakeoverTests: XCTestCase {
                                 parameters: [.init(key: "timezone", name: "TimeZone", value: "UTC"),
                                              .init(key: "server_version", name: "server_version", value: "15.4")],
                                 reportedOrder: ["server_version", "timezone"],
+                                settings: ["role": SessionSetting(name: "ROLE", value: "reader")],
                                 statements: [.init(id: 3, definition: .parse(Array("SELECT 1\0\0\0".utf8))),
                                              .init(id: 0, definition: .sql(" AS SELECT 2"))])),
          .server(TakeoverServer(database: "", user: "", hostName: "", hostPort: 0, backendKey: 0, parameters: [],

@@ -13,6 +13,11 @@ struct TakeoverWriter {
         case .sql(let tail): u8(UInt8(ascii: "Q")); string(tail)
         }
     }
+    /// Session settings, sorted by key: key, spelling, value.
+    mutating func settings(_ s: SessionSettings) {
+        u32(UInt32(s.count))
+        for (k, v) in s.sorted(by: { $0.key < $1.key }) { string(k); string(v.name); string(v.value) }
+    }
     /// A presence byte, then the string.
     mutating func optionalString(_ s: String?) {
         if let s { u8(1); string(s) } else { u8(0) }
@@ -46,6 +51,14 @@ struct TakeoverReader {
         case UInt8(ascii: "Q"): return .sql(try string())
         default: throw TakeoverMessage.Malformed("unknown statement kind")
         }
+    }
+    mutating func settings() throws -> SessionSettings {
+        var s: SessionSettings = [:]
+        for _ in 0..<(try count(minimumBytesEach: 12)) {
+            let key = try string()
+            s[key] = SessionSetting(name: try string(), value: try string())
+        }
+        return s
     }
     mutating func optionalString() throws -> String? {
         switch try u8() {

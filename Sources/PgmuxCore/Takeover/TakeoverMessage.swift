@@ -59,6 +59,7 @@ public enum TakeoverMessage: Equatable, Sendable {
             let params = c.params.sorted { $0.key < $1.key }
             w.u32(UInt32(params.count))
             for (k, v) in params { w.string(k); w.string(v) }
+            w.settings(c.settings)
             w.u32(UInt32(c.statements.count))
             for s in c.statements {
                 w.string(s.name)
@@ -72,6 +73,7 @@ public enum TakeoverMessage: Equatable, Sendable {
             for p in sv.parameters { w.string(p.key); w.string(p.name); w.string(p.value) }
             w.u32(UInt32(sv.reportedOrder.count))
             for k in sv.reportedOrder { w.string(k) }
+            w.settings(sv.settings)
             w.u32(UInt32(sv.statements.count))
             for st in sv.statements { w.u32(UInt32(st.id)); w.definition(st.definition) }
         case .ack(let id): w.u8(UInt8(ascii: "A")); w.u64(id)
@@ -109,12 +111,13 @@ public enum TakeoverMessage: Equatable, Sendable {
                 let k = try r.string()
                 params[k] = try r.string()
             }
+            let settings = try r.settings()
             var statements: [TakeoverStatement] = []
             for _ in 0..<(try r.count(minimumBytesEach: 9)) {
                 statements.append(TakeoverStatement(name: try r.string(), definition: try r.definition()))
             }
             message = .client(TakeoverClient(id: id, isUnix: isUnix, user: user, database: database, cancelKey: key,
-                                             params: params, statements: statements))
+                                             params: params, settings: settings, statements: statements))
         case UInt8(ascii: "S"):
             let database = try r.string(), user = try r.string(), hostName = try r.string()
             let port = Int(try r.u32()), key = try r.u64()
@@ -124,13 +127,14 @@ public enum TakeoverMessage: Equatable, Sendable {
             }
             var order: [String] = []
             for _ in 0..<(try r.count(minimumBytesEach: 4)) { order.append(try r.string()) }
+            let settings = try r.settings()
             var statements: [TakeoverServer.Prepared] = []
             for _ in 0..<(try r.count(minimumBytesEach: 9)) {
                 statements.append(TakeoverServer.Prepared(id: Int(try r.u32()), definition: try r.definition()))
             }
             message = .server(TakeoverServer(database: database, user: user, hostName: hostName, hostPort: port,
                                              backendKey: key, parameters: parameters, reportedOrder: order,
-                                             statements: statements))
+                                             settings: settings, statements: statements))
         case UInt8(ascii: "A"): message = .ack(id: try r.u64())
         case UInt8(ascii: "X"): message = .refused(reason: try r.string())
         default: throw Malformed("unknown message type")
@@ -165,16 +169,19 @@ public struct TakeoverClient: Equatable, Sendable {
     public var cancelKey: UInt64
     /// Tracked parameters (lowercased name → value).
     public var params: [String: String]
+    /// SET/RESET of unreported parameters, replayed on each server it is lent.
+    public var settings: SessionSettings
     /// Its named prepared statements, with definitions (ids are per process).
     public var statements: [TakeoverStatement]
     public init(id: UInt64, isUnix: Bool, user: String, database: String, cancelKey: UInt64,
-                params: [String: String], statements: [TakeoverStatement]) {
+                params: [String: String], settings: SessionSettings = [:], statements: [TakeoverStatement]) {
         self.id = id
         self.isUnix = isUnix
         self.user = user
         self.database = database
         self.cancelKey = cancelKey
         self.params = params
+        self.settings = settings
         self.statements = statements
     }
 }
@@ -202,6 +209,8 @@ public struct TakeoverServer: Equatable, Sendable {
     public var parameters: [Parameter]
     /// Lowercased names in the order the server reported them (the pool's welcome).
     public var reportedOrder: [String]
+    /// Unreported parameters clients have set on it (reset before another client's turn).
+    public var settings: SessionSettings
     /// A statement it has prepared, under the name `PGMUX_<id>`.
     public struct Prepared: Equatable, Sendable {
         public var id: Int
@@ -214,7 +223,8 @@ public struct TakeoverServer: Equatable, Sendable {
     /// The statements it has prepared, least recently used first.
     public var statements: [Prepared]
     public init(database: String, user: String, hostName: String, hostPort: Int, backendKey: UInt64,
-                parameters: [Parameter], reportedOrder: [String], statements: [Prepared]) {
+                parameters: [Parameter], reportedOrder: [String], settings: SessionSettings = [:],
+                statements: [Prepared]) {
         self.database = database
         self.user = user
         self.hostName = hostName
@@ -222,6 +232,7 @@ public struct TakeoverServer: Equatable, Sendable {
         self.backendKey = backendKey
         self.parameters = parameters
         self.reportedOrder = reportedOrder
+        self.settings = settings
         self.statements = statements
     }
 }
