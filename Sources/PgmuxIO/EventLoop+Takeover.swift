@@ -42,8 +42,10 @@ extension EventLoop {
         }
     }
 
-    /// A client the old process handed over: logged in, idle, attached to its pool.
-    func adoptClient(_ m: TakeoverClient, fd: Int32) {
+    /// A client the old process handed over: logged in, idle, attached to its pool; in session
+    /// pooling linked to the server it brought along (`serverFD`). True when that server was kept.
+    @discardableResult
+    func adoptClient(_ m: TakeoverClient, fd: Int32, serverFD: Int32?) -> Bool {
         var remote = Socket.Address()
         if m.isUnix { remote.storage.ss_family = sa_family_t(AF_UNIX) } else { remote = Socket.remoteAddress(fd) }
         let c = ClientConnection(loop: self, fd: fd, remote: remote)
@@ -54,7 +56,10 @@ extension EventLoop {
         loggedInClients += 1
         c.countedAsLoggedIn = true
         c.state = .idle  // before attaching: a refusal closes it as a logged-in client
-        guard login.attachHandedOver(c), let pool = c.pool else { return }
+        guard login.attachHandedOver(c), let pool = c.pool else {
+            if let serverFD { endSession(serverFD) }
+            return false
+        }
         c.params = interned(m.params)
         c.cancelKey = m.cancelKey
         if !m.settings.isEmpty { c.session.settings = m.settings }
@@ -66,6 +71,11 @@ extension EventLoop {
         }
         if config.settings.logConnections { log.log("\(c.logPrefix) taken over from the old process") }
         c.startReading()
+        guard let sm = m.server, let serverFD else { return false }
+        if pool.adoptServer(sm, fd: serverFD, lentTo: c) { return true }
+        endSession(serverFD)
+        c.sendError("its server connection could not be taken over by the new process", code: SQLState.connectionFailure)
+        return false
     }
 
     /// A server the old process handed over; false when it was not kept (its session is ended).
@@ -73,11 +83,16 @@ extension EventLoop {
         if let pool = login.handedOverPool(database: m.database, user: m.user), pool.replication == .none,
            pool.adoptServer(m, fd: fd) { return true }
         log.log("takeover: a server of \(m.database)/\(m.user) from the old process not kept (pool full, or it changed)")
+        endSession(fd)
+        return false
+    }
+
+    /// Ends a handed-over server session this process does not keep.
+    private func endSession(_ fd: Int32) {
         var t = MessageBuilder()
         t.terminate()
         t.bytes.withUnsafeBytes { b in _ = send(fd, b.baseAddress, b.count, Int32(MSG_NOSIGNAL)) }
         close(fd)
-        return false
     }
 
     /// Progress of a restart this process takes part in, for SHOW STATE.

@@ -85,7 +85,7 @@ final class TakeoverReceiver {
     private func received(_ message: TakeoverMessage, fds: [Int32]) {
         switch message {
         case .client(let c):
-            loop.adoptClient(c, fd: fds[0])
+            if loop.adoptClient(c, fd: fds[0], serverFD: fds.count > 1 ? fds[1] : nil) { progress.servers += 1 }
             progress.clients += 1
             channel.send(.ack(id: c.id))
         case .server(let s):

@@ -82,18 +82,18 @@ final class TakeoverSender {
                 peer.close(reason: "unsupported protocol version \(version)")
                 return
             }
-            var described: [TakeoverListener] = [], sockets: [Int32] = []
+            var offered: [TakeoverListener] = [], sockets: [Int32] = []
             for l in loop.listeners {
-                described.append(TakeoverListener(kind: .pooler, description: l.description, unixPath: l.unixPath))
+                offered.append(TakeoverListener(kind: .pooler, description: l.description, unixPath: l.unixPath))
                 sockets.append(l.fd)
             }
             if let m = loop.metrics {
-                described.append(TakeoverListener(kind: .metrics, description: "metrics", unixPath: nil))
+                offered.append(TakeoverListener(kind: .metrics, description: "metrics", unixPath: nil))
                 sockets.append(m.fd)
             }
             progress.phase = .offered
             sendRegistry(on: peer)
-            peer.send(.listeners(described), fds: sockets)
+            peer.send(.listeners(offered), fds: sockets)
             loop.log.log("takeover: sent \(sockets.count) listening sockets")
         case (.offered, .ready):
             // Both processes accepted on the sockets until now: no connection was refused.
@@ -106,6 +106,11 @@ final class TakeoverSender {
             guard let c = inFlight.removeValue(forKey: id) else {
                 peer.close(reason: "confirmation of an unknown client")
                 return
+            }
+            if let s = c.server {  // session pooling: its server went along (no Terminate)
+                c.server = nil
+                s.client = nil
+                s.close(reason: "handed over to the new process", notifyClient: false, serverEOF: true)
             }
             c.disconnect(reason: "handed over to the new process", notify: false)
         default:
@@ -127,7 +132,7 @@ final class TakeoverSender {
         case .handingOver:
             loop.log.warning("takeover: lost the new process (\(reason)), accepting connections again")
             for l in loop.listeners { l.handedOver = false }
-            for c in inFlight.values { c.startReading() }
+            for c in inFlight.values { c.startReading(); c.server?.startReading() }
             inFlight.removeAll()
             do { try startListening() } catch { loop.log.warning("takeover socket \(path): \(error)") }
         }
@@ -159,9 +164,17 @@ final class TakeoverSender {
         for c in loop.clients.values where c.adminRole == nil && inFlight[c.id] == nil {
             guard self.peer != nil else { return false }  // a failed send ended the restart
             guard !kept.contains(c.id) else { remaining += 1; continue }
+            var sessionServer: HandOverRule.ServerFacts?
+            if let s = c.server, c.pool?.mode == .session, c.state == .active {
+                sessionServer = HandOverRule.ServerFacts(
+                    tls: s.ssl != nil, replication: s.pool.replication != .none,
+                    idle: s.state == .active && s.tracker.isIdle && s.scanner.passthrough == 0 && c.scanner.passthrough == 0
+                        && s.inbuf.isEmpty && s.ownOut.isEmpty && s.cancelsInFlight == 0 && !s.releaseAfterFlush,
+                    closing: s.closeNeeded)
+            }
             let facts = HandOverRule.Facts(
                 tls: c.ssl != nil, adminConsole: false, replication: c.replication != .none,
-                idle: c.state == .idle, linked: c.server != nil,
+                idle: c.state == .idle, linked: c.server != nil, sessionServer: sessionServer,
                 bufferedBytes: !c.inbuf.isEmpty || !c.ownOut.isEmpty || c.closeAfterFlush,
                 partialMessage: c.sessionBox?.oversizedParse != nil)
             guard HandOverRule.verdict(facts) == .now else { remaining += 1; continue }
@@ -177,18 +190,21 @@ final class TakeoverSender {
         return progress.oldProcessMayExit(remainingClients: remaining, inFlight: inFlight.count)
     }
 
-    /// An idle server goes at once: it leaves the pool here (no Terminate: the session goes on).
-    private func send(_ s: ServerConnection, on peer: TakeoverChannel) {
+    private func described(_ s: ServerConnection) -> TakeoverServer {
         let registry = loop.preparedStatements
         let statements = s.statementCache.idsByLastUse.compactMap { id in
             registry.definition(id).map { TakeoverServer.Prepared(id: id, definition: $0) }
         }
-        let message = TakeoverMessage.server(TakeoverServer(
+        return TakeoverServer(
             database: s.pool.databaseName, user: s.pool.userName, hostName: s.host.name, hostPort: s.host.port,
             backendKey: s.backendKey,
             parameters: s.params.map { TakeoverServer.Parameter(key: $0.key, name: $0.value.name, value: $0.value.value) },
-            reportedOrder: s.reportedOrder, settings: s.sessionSettings, statements: statements))
-        let bytes = message.encode()
+            reportedOrder: s.reportedOrder, settings: s.sessionSettings, statements: statements)
+    }
+
+    /// An idle server goes at once: it leaves the pool here (no Terminate: the session goes on).
+    private func send(_ s: ServerConnection, on peer: TakeoverChannel) {
+        let bytes = TakeoverMessage.server(described(s)).encode()
         guard bytes.count < FdPassing.maxRecord / 2 else { return }  // stays; closed when this process exits
         peer.send(encoded: bytes, fds: [s.fd])
         guard !peer.closed else { return }
@@ -203,7 +219,8 @@ final class TakeoverSender {
         }
         let message = TakeoverMessage.client(TakeoverClient(
             id: c.id, isUnix: c.isUnixSocket, user: c.user, database: c.database, cancelKey: c.cancelKey,
-            params: c.params, settings: c.sessionBox?.settings ?? [:], statements: statements))
+            params: c.params, settings: c.sessionBox?.settings ?? [:], statements: statements,
+            server: c.server.map(described)))
         let bytes = message.encode()
         guard bytes.count < FdPassing.maxRecord / 2 else {
             kept.insert(c.id)
@@ -211,9 +228,11 @@ final class TakeoverSender {
             return
         }
         c.stopReading()
+        c.server?.stopReading()
         inFlight[c.id] = c
         progress.clients += 1
-        peer.send(encoded: bytes, fds: [c.fd])
+        if c.server != nil { progress.servers += 1 }
+        peer.send(encoded: bytes, fds: [c.fd] + (c.server.map { [$0.fd] } ?? []))
     }
 }
 

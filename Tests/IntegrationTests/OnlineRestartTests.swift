@@ -82,8 +82,8 @@ final class OnlineRestartTests: XCTestCase {
         }
     }
 
-    private func restartUnderPgbench(mode: String) throws {
-        let old = try start()
+    private func restartUnderPgbench(mode: String, settings: [String: String] = [:]) throws {
+        let old = try start(settings)
         let bench = Background { [port = old.port] in
             try Pgbench.run(port: port, clients: 8, seconds: 10, args: ["-S", "-M", mode])
         }
@@ -118,6 +118,33 @@ final class OnlineRestartTests: XCTestCase {
     func testRestartUnderPgbenchSimpleProtocol() throws { try restartUnderPgbench(mode: "simple") }
 
     func testRestartUnderPgbenchPreparedStatements() throws { try restartUnderPgbench(mode: "prepared") }
+
+    func testRestartUnderPgbenchSessionPooling() throws {
+        try restartUnderPgbench(mode: "prepared", settings: ["pool_mode": "session", "default_pool_size": "12"])
+    }
+
+    /// Session pooling: a client moves with its server, session state (a temporary table) and all.
+    func testSessionClientMovesWithItsServer() throws {
+        let old = try start(["pool_mode": "session"])
+        let c = try PQConnection(old.conninfo())
+        _ = try c.query("CREATE TEMP TABLE kept (x int)")
+        _ = try c.query("INSERT INTO kept VALUES (42)")
+        let backend = try c.scalar("SELECT pg_backend_pid()")
+        let new = try restart(old)
+        defer { new.signal(SIGQUIT); new.wait(timeout: 10) }
+        XCTAssertTrue(waitUntil(10) { !old.isRunning }, old.log)
+        XCTAssertEqual(try c.scalar("SELECT x FROM kept"), "42")
+        XCTAssertEqual(try c.scalar("SELECT pg_backend_pid()"), backend)
+        _ = try c.query("BEGIN")
+        _ = try c.query("INSERT INTO kept VALUES (43)")
+        _ = try c.query("COMMIT")
+        XCTAssertEqual(try c.scalar("SELECT count(*) FROM kept"), "2")
+        let (columns, pools) = try console(old).queryWithColumns("SHOW POOLS")
+        let db = columns.firstIndex(of: "database")!, active = columns.firstIndex(of: "sv_active")!
+        XCTAssertEqual(pools.first { $0[db] == PostgresCluster.database }?[active], "1", "\(pools)")
+        let newLog = (try? String(contentsOfFile: old.dir + "/pgmux-new.log", encoding: .utf8)) ?? ""
+        XCTAssertTrue(newLog.contains("old process killed, resuming work (1 clients, 1 servers taken over)"), newLog)
+    }
 
     /// An idle libpq client moves with its prepared statement, its tracked parameters and its
     /// session settings; the idle server moves too (the same backend answers), with the statement

@@ -21,6 +21,11 @@ final class TakeoverTests: XCTestCase {
          .ready,
          .client(client),
          .client(TakeoverClient(id: 1, isUnix: true, user: "", database: "", cancelKey: 0, params: [:], statements: [])),
+         .client(TakeoverClient(id: 2, isUnix: false, user: "bob", database: "app", cancelKey: 9, params: [:], statements: [],
+                                server: TakeoverServer(database: "app", user: "bob", hostName: "db", hostPort: 5433,
+                                                       backendKey: 77, parameters: [], reportedOrder: [],
+                                                       settings: ["role": SessionSetting(name: "role", value: "r")],
+                                                       statements: [.init(id: 1, definition: .sql(" AS SELECT 1"))]))),
          .server(TakeoverServer(database: "app", user: "alice", hostName: "/var/run/postgresql", hostPort: 5432,
                                 backendKey: 0xdead_beef_0000_0042,
                                 parameters: [.init(key: "timezone", name: "TimeZone", value: "UTC"),
@@ -40,7 +45,7 @@ final class TakeoverTests: XCTestCase {
     }
 
     func testDescriptorCounts() {
-        XCTAssertEqual(all.map(\.descriptorCount), [0, 0, 0, 3, 0, 0, 1, 1, 1, 1, 0, 0])
+        XCTAssertEqual(all.map(\.descriptorCount), [0, 0, 0, 3, 0, 0, 1, 1, 2, 1, 1, 0, 0])
     }
 
     /// Every truncation and every extra byte is refused, never misread.
@@ -76,6 +81,19 @@ final class TakeoverTests: XCTestCase {
         XCTAssertEqual(HandOverRule.verdict(F(idle: true, linked: true)), .later)  // session pooling
         XCTAssertEqual(HandOverRule.verdict(F(idle: true, bufferedBytes: true)), .later)
         XCTAssertEqual(HandOverRule.verdict(F(idle: true, partialMessage: true)), .later)
+    }
+
+    /// Session pooling: the client moves with its server when both are between transactions.
+    func testSessionPairHandOverRule() {
+        typealias F = HandOverRule.Facts
+        typealias S = HandOverRule.ServerFacts
+        XCTAssertEqual(HandOverRule.verdict(F(sessionServer: S(idle: true))), .now)
+        XCTAssertEqual(HandOverRule.verdict(F(sessionServer: S(idle: true, openedDuringRestart: true))), .now)
+        XCTAssertEqual(HandOverRule.verdict(F(sessionServer: S())), .later)  // in a transaction
+        XCTAssertEqual(HandOverRule.verdict(F(sessionServer: S(idle: true), bufferedBytes: true)), .later)
+        XCTAssertEqual(HandOverRule.verdict(F(sessionServer: S(tls: true, idle: true))), .stays)
+        XCTAssertEqual(HandOverRule.verdict(F(sessionServer: S(idle: true, closing: true))), .stays)
+        XCTAssertEqual(HandOverRule.verdict(F(tls: true, sessionServer: S(idle: true))), .stays)
     }
 
     func testServerHandOverRule() {

@@ -21,17 +21,22 @@ public enum HandOverRule {
         public var idle = false
         /// Linked to a server (a transaction, or session pooling).
         public var linked = false
+        /// Session pooling: the server it holds, which can only move with it (`linked` then
+        /// means nothing more; the server's facts decide).
+        public var sessionServer: ServerFacts?
         /// Read but not yet forwarded bytes, or pooler bytes not yet written to it.
         public var bufferedBytes = false
         /// Part of an oversized Parse gathered so far.
         public var partialMessage = false
         public init(tls: Bool = false, adminConsole: Bool = false, replication: Bool = false, idle: Bool = false,
-                    linked: Bool = false, bufferedBytes: Bool = false, partialMessage: Bool = false) {
+                    linked: Bool = false, sessionServer: ServerFacts? = nil, bufferedBytes: Bool = false,
+                    partialMessage: Bool = false) {
             self.tls = tls
             self.adminConsole = adminConsole
             self.replication = replication
             self.idle = idle
             self.linked = linked
+            self.sessionServer = sessionServer
             self.bufferedBytes = bufferedBytes
             self.partialMessage = partialMessage
         }
@@ -65,8 +70,21 @@ public enum HandOverRule {
         return f.idle ? .now : .later
     }
 
+    /// A session-pooled client goes with its server, when both are between transactions.
     public static func verdict(_ f: Facts) -> Verdict {
         if f.tls || f.adminConsole || f.replication { return .stays }
+        if let sv = f.sessionServer {
+            // Its own server: opened whenever, never idle-listed; only the session matters.
+            var own = sv
+            own.openedDuringRestart = false
+            switch verdict(own) {
+            case .stays: return .stays
+            case .later: return .later
+            case .now: break
+            }
+            if f.bufferedBytes || f.partialMessage { return .later }
+            return .now
+        }
         if !f.idle || f.linked || f.bufferedBytes || f.partialMessage { return .later }
         return .now
     }

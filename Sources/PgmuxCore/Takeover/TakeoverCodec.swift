@@ -13,6 +13,17 @@ struct TakeoverWriter {
         case .sql(let tail): u8(UInt8(ascii: "Q")); string(tail)
         }
     }
+    mutating func server(_ sv: TakeoverServer) {
+        string(sv.database); string(sv.user); string(sv.hostName); u32(UInt32(sv.hostPort))
+        u64(sv.backendKey)
+        u32(UInt32(sv.parameters.count))
+        for p in sv.parameters { string(p.key); string(p.name); string(p.value) }
+        u32(UInt32(sv.reportedOrder.count))
+        for k in sv.reportedOrder { string(k) }
+        settings(sv.settings)
+        u32(UInt32(sv.statements.count))
+        for st in sv.statements { u32(UInt32(st.id)); definition(st.definition) }
+    }
     /// Session settings, sorted by key: key, spelling, value.
     mutating func settings(_ s: SessionSettings) {
         u32(UInt32(s.count))
@@ -51,6 +62,23 @@ struct TakeoverReader {
         case UInt8(ascii: "Q"): return .sql(try string())
         default: throw TakeoverMessage.Malformed("unknown statement kind")
         }
+    }
+    mutating func server() throws -> TakeoverServer {
+        let database = try string(), user = try string(), hostName = try string()
+        let port = Int(try u32()), key = try u64()
+        var parameters: [TakeoverServer.Parameter] = []
+        for _ in 0..<(try count(minimumBytesEach: 12)) {
+            parameters.append(TakeoverServer.Parameter(key: try string(), name: try string(), value: try string()))
+        }
+        var order: [String] = []
+        for _ in 0..<(try count(minimumBytesEach: 4)) { order.append(try string()) }
+        let settings = try settings()
+        var statements: [TakeoverServer.Prepared] = []
+        for _ in 0..<(try count(minimumBytesEach: 9)) {
+            statements.append(TakeoverServer.Prepared(id: Int(try u32()), definition: try definition()))
+        }
+        return TakeoverServer(database: database, user: user, hostName: hostName, hostPort: port, backendKey: key,
+                              parameters: parameters, reportedOrder: order, settings: settings, statements: statements)
     }
     mutating func settings() throws -> SessionSettings {
         var s: SessionSettings = [:]

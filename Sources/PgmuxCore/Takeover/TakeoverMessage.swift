@@ -6,7 +6,8 @@
 /// then `listeners` (one descriptor per entry, in order); new → old:
 /// `ready` once it accepts on them (the old process stops accepting only then); old → new:
 /// `client` (one descriptor) for each client as it becomes idle; new → old: `ack` once the client
-/// is adopted (the old process forgets it only then); old → new: `server` (one descriptor) for
+/// is adopted (the old process forgets it only then; a session-pooled client comes with its
+/// server, two descriptors); old → new: `server` (one descriptor) for
 /// each idle server, forgotten by the old process at once (one lost on the way costs a new
 /// connection, nothing more). `refused` ends a takeover that cannot go on.
 public enum TakeoverMessage: Equatable, Sendable {
@@ -27,7 +28,8 @@ public enum TakeoverMessage: Equatable, Sendable {
     public var descriptorCount: Int {
         switch self {
         case .listeners(let l): return l.count
-        case .client, .server: return 1
+        case .client(let c): return c.server == nil ? 1 : 2
+        case .server: return 1
         default: return 0
         }
     }
@@ -65,17 +67,10 @@ public enum TakeoverMessage: Equatable, Sendable {
                 w.string(s.name)
                 w.definition(s.definition)
             }
+            if let sv = c.server { w.u8(1); w.server(sv) } else { w.u8(0) }
         case .server(let sv):
             w.u8(UInt8(ascii: "S"))
-            w.string(sv.database); w.string(sv.user); w.string(sv.hostName); w.u32(UInt32(sv.hostPort))
-            w.u64(sv.backendKey)
-            w.u32(UInt32(sv.parameters.count))
-            for p in sv.parameters { w.string(p.key); w.string(p.name); w.string(p.value) }
-            w.u32(UInt32(sv.reportedOrder.count))
-            for k in sv.reportedOrder { w.string(k) }
-            w.settings(sv.settings)
-            w.u32(UInt32(sv.statements.count))
-            for st in sv.statements { w.u32(UInt32(st.id)); w.definition(st.definition) }
+            w.server(sv)
         case .ack(let id): w.u8(UInt8(ascii: "A")); w.u64(id)
         case .refused(let why): w.u8(UInt8(ascii: "X")); w.string(why)
         }
@@ -116,25 +111,16 @@ public enum TakeoverMessage: Equatable, Sendable {
             for _ in 0..<(try r.count(minimumBytesEach: 9)) {
                 statements.append(TakeoverStatement(name: try r.string(), definition: try r.definition()))
             }
+            let server: TakeoverServer?
+            switch try r.u8() {
+            case 0: server = nil
+            case 1: server = try r.server()
+            default: throw Malformed("bad presence byte")
+            }
             message = .client(TakeoverClient(id: id, isUnix: isUnix, user: user, database: database, cancelKey: key,
-                                             params: params, settings: settings, statements: statements))
-        case UInt8(ascii: "S"):
-            let database = try r.string(), user = try r.string(), hostName = try r.string()
-            let port = Int(try r.u32()), key = try r.u64()
-            var parameters: [TakeoverServer.Parameter] = []
-            for _ in 0..<(try r.count(minimumBytesEach: 12)) {
-                parameters.append(TakeoverServer.Parameter(key: try r.string(), name: try r.string(), value: try r.string()))
-            }
-            var order: [String] = []
-            for _ in 0..<(try r.count(minimumBytesEach: 4)) { order.append(try r.string()) }
-            let settings = try r.settings()
-            var statements: [TakeoverServer.Prepared] = []
-            for _ in 0..<(try r.count(minimumBytesEach: 9)) {
-                statements.append(TakeoverServer.Prepared(id: Int(try r.u32()), definition: try r.definition()))
-            }
-            message = .server(TakeoverServer(database: database, user: user, hostName: hostName, hostPort: port,
-                                             backendKey: key, parameters: parameters, reportedOrder: order,
-                                             settings: settings, statements: statements))
+                                             params: params, settings: settings, statements: statements,
+                                             server: server))
+        case UInt8(ascii: "S"): message = .server(try r.server())
         case UInt8(ascii: "A"): message = .ack(id: try r.u64())
         case UInt8(ascii: "X"): message = .refused(reason: try r.string())
         default: throw Malformed("unknown message type")
@@ -173,8 +159,11 @@ public struct TakeoverClient: Equatable, Sendable {
     public var settings: SessionSettings
     /// Its named prepared statements, with definitions (ids are per process).
     public var statements: [TakeoverStatement]
+    /// In session pooling, the server it holds (between transactions), which moves with it.
+    public var server: TakeoverServer?
     public init(id: UInt64, isUnix: Bool, user: String, database: String, cancelKey: UInt64,
-                params: [String: String], settings: SessionSettings = [:], statements: [TakeoverStatement]) {
+                params: [String: String], settings: SessionSettings = [:], statements: [TakeoverStatement],
+                server: TakeoverServer? = nil) {
         self.id = id
         self.isUnix = isUnix
         self.user = user
@@ -183,6 +172,7 @@ public struct TakeoverClient: Equatable, Sendable {
         self.params = params
         self.settings = settings
         self.statements = statements
+        self.server = server
     }
 }
 
