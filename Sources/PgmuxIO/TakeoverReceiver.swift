@@ -96,6 +96,13 @@ final class TakeoverReceiver {
         }
     }
 
+    /// Sends a cancel key to the old process while it still has clients; false after.
+    func forwardCancel(key: UInt64) -> Bool {
+        guard progress.phase == .receiving else { return false }
+        channel.send(.cancel(key: key))
+        return true
+    }
+
     private func ended(_ reason: String) {
         progress.phase = .none
         if reason == TakeoverChannel.peerClosed {

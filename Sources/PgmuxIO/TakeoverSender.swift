@@ -113,6 +113,8 @@ final class TakeoverSender {
                 s.close(reason: "handed over to the new process", notifyClient: false, serverEOF: true)
             }
             c.disconnect(reason: "handed over to the new process", notify: false)
+        case (.handingOver, .cancel(let key)):
+            _ = loop.cancelLocally(key: key)
         default:
             for f in fds { close(f) }
             peer.close(reason: "unexpected message in phase \(progress.phase.rawValue)")

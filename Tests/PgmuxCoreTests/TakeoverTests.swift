@@ -37,6 +37,7 @@ final class TakeoverTests: XCTestCase {
          .server(TakeoverServer(database: "", user: "", hostName: "", hostPort: 0, backendKey: 0, parameters: [],
                                 reportedOrder: [], statements: [])),
          .ack(id: .max),
+         .cancel(key: 0x1234),
          .refused(reason: "takeover already in progress")]
     }
 
@@ -45,7 +46,7 @@ final class TakeoverTests: XCTestCase {
     }
 
     func testDescriptorCounts() {
-        XCTAssertEqual(all.map(\.descriptorCount), [0, 0, 0, 3, 0, 0, 1, 1, 2, 1, 1, 0, 0])
+        XCTAssertEqual(all.map(\.descriptorCount), [0, 0, 0, 3, 0, 0, 1, 1, 2, 1, 1, 0, 0, 0])
     }
 
     /// Every truncation and every extra byte is refused, never misread.

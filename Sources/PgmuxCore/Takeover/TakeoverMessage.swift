@@ -9,7 +9,8 @@
 /// is adopted (the old process forgets it only then; a session-pooled client comes with its
 /// server, two descriptors); old → new: `server` (one descriptor) for
 /// each idle server, forgotten by the old process at once (one lost on the way costs a new
-/// connection, nothing more). `refused` ends a takeover that cannot go on.
+/// connection, nothing more); new → old: `cancel` with the key of a CancelRequest that reached the
+/// new process for a client still in the old one. `refused` ends a takeover that cannot go on.
 public enum TakeoverMessage: Equatable, Sendable {
     case hello(version: UInt32)
     /// Definitions for ids `first`, `first + 1`, …
@@ -19,6 +20,7 @@ public enum TakeoverMessage: Equatable, Sendable {
     case client(TakeoverClient)
     case server(TakeoverServer)
     case ack(id: UInt64)
+    case cancel(key: UInt64)
     case refused(reason: String)
 
     /// The protocol both sides speak; a hello with another version is refused.
@@ -72,6 +74,7 @@ public enum TakeoverMessage: Equatable, Sendable {
             w.u8(UInt8(ascii: "S"))
             w.server(sv)
         case .ack(let id): w.u8(UInt8(ascii: "A")); w.u64(id)
+        case .cancel(let key): w.u8(UInt8(ascii: "K")); w.u64(key)
         case .refused(let why): w.u8(UInt8(ascii: "X")); w.string(why)
         }
         return w.out
@@ -122,6 +125,7 @@ public enum TakeoverMessage: Equatable, Sendable {
                                              server: server))
         case UInt8(ascii: "S"): message = .server(try r.server())
         case UInt8(ascii: "A"): message = .ack(id: try r.u64())
+        case UInt8(ascii: "K"): message = .cancel(key: try r.u64())
         case UInt8(ascii: "X"): message = .refused(reason: try r.string())
         default: throw Malformed("unknown message type")
         }
