@@ -82,3 +82,20 @@ final class SessionSettingsTests: XCTestCase {
         XCTAssertTrue(client.isEmpty)
     }
 }
+
+/// The cheap scan that marks statements after which the server is asked for pinning state.
+final class SessionPinsTests: XCTestCase {
+    private func mayPin(_ text: String) -> Bool { Array(text.utf8).withUnsafeBytes(SessionPins.mayPin) }
+
+    func testCandidates() {
+        for text in ["SELECT pg_advisory_lock(1)", "select PG_TRY_ADVISORY_LOCK_SHARED($1)", "CREATE TEMP TABLE t (x int)",
+                     "create temporary table t as select 1", "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+                     "SELECT temperature FROM weather"] {  // a false positive only costs a check
+            XCTAssertTrue(mayPin(text), text)
+        }
+        for text in ["SELECT pg_advisory_xact_lock(1)", "SELECT pg_advisory_unlock(1)", "SELECT 1", "INSERT INTO t VALUES (1)",
+                     "", "advisory_loc"] {
+            XCTAssertFalse(mayPin(text), text)
+        }
+    }
+}
