@@ -43,13 +43,16 @@ public struct AdminStatCounters: Equatable, Sendable {
     public var psClientParseCount: UInt64 = 0
     public var psServerParseCount: UInt64 = 0
     public var psBindCount: UInt64 = 0
+    /// server_reset_query runs (pgmux extension: session pooling resets only servers whose
+    /// state a client may have changed).
+    public var serverResetCount: UInt64 = 0
 
     public init() {}
 
     /// In SHOW order.
     var values: [UInt64] {
         [serverAssignmentCount, xactCount, queryCount, clientBytes, serverBytes, xactTime, queryTime,
-         waitTime, psClientParseCount, psServerParseCount, psBindCount]
+         waitTime, psClientParseCount, psServerParseCount, psBindCount, serverResetCount]
     }
 
     public static func &+ (a: AdminStatCounters, b: AdminStatCounters) -> AdminStatCounters {
@@ -65,6 +68,7 @@ public struct AdminStatCounters: Equatable, Sendable {
         r.psClientParseCount = a.psClientParseCount &+ b.psClientParseCount
         r.psServerParseCount = a.psServerParseCount &+ b.psServerParseCount
         r.psBindCount = a.psBindCount &+ b.psBindCount
+        r.serverResetCount = a.serverResetCount &+ b.serverResetCount
         return r
     }
 
@@ -90,6 +94,7 @@ public struct AdminStatCounters: Equatable, Sendable {
         avg.psClientParseCount = rate(cur.psClientParseCount, old.psClientParseCount)
         avg.psServerParseCount = rate(cur.psServerParseCount, old.psServerParseCount)
         avg.psBindCount = rate(cur.psBindCount, old.psBindCount)
+        avg.serverResetCount = rate(cur.serverResetCount, old.serverResetCount)
         return avg
     }
 }
