@@ -421,6 +421,10 @@ class RawClient:
                     if m[:1] == b"N":
                         f = error_fields(m[5:])
                         self.notices.append(f"{f.get('S', '?')} {f.get('C', '?')} {f.get('M', '')}")
+                    elif m[:1] == b"E" and error_fields(m[5:]).get("S") == "FATAL":
+                        # The connection ends (a server terminated by chaos, pgmux's own FATAL):
+                        # judged like psycopg's connection errors, not as a wrong reply.
+                        raise ServerError(error_fields(m[5:]))
                     elif m[:1] not in (b"S", b"A"):
                         return m[:1], m[5:]
                     continue
@@ -686,6 +690,7 @@ class Worker(threading.Thread):
         ph = self.ph
         ops = [("simple", 6), ("extended", 6), ("verify", 4), ("copy_out", 2), ("copy_in", 3),
                ("pipeline", 4), ("notify", 2), ("sleep_cancel", 2), ("set_param", 3), ("session_set", 2),
+               ("session_pin", 1),
                ("syntax_error", 2), ("discard_all", 1), ("disconnect_copy", 1),
                ("disconnect_pipeline", 1), ("raw_login_drop", 1), ("raw_flush", 3),
                ("reconnect", 8 if ph.mode == "session" else 1)]  # a session holds its server till it leaves
@@ -1163,6 +1168,37 @@ class Worker(threading.Thread):
         else:
             raise Mismatch("a transaction with a syntax error committed")
 
+    def op_session_pin(self) -> None:
+        """A session advisory lock or a temporary table keeps the client on its backend until it is
+        released (transaction pooling); statement pooling refuses it, ending the connection."""
+        key = 700_000 + self.wid
+        if self.ph.mode == "statement":
+            try:
+                self.conn.execute("SELECT pg_advisory_lock(%s)", (key,), prepare=False)
+            except psycopg.Error as e:
+                if "not allowed in statement pooling mode" not in str(e):
+                    raise
+            else:
+                raise Mismatch("statement mode accepted a session advisory lock")
+            self.close()
+            return
+        pid = self.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        if self.rng.random() < 0.5:
+            self.conn.execute("SELECT pg_advisory_lock(%s)", (key,), prepare=False)
+            held = self.conn.execute("SELECT pg_backend_pid(), count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                     "AND pid = pg_backend_pid() AND objid = %s", (key,)).fetchone()
+            self.expect("the lock's backend", held[1], 1)
+            for _ in range(self.rng.randint(1, 3)):
+                self.expect("pinned backend", self.conn.execute("SELECT pg_backend_pid()").fetchone()[0], held[0])
+            self.expect("unlocked", self.conn.execute("SELECT pg_advisory_unlock(%s)", (key,)).fetchone()[0], True)
+        else:
+            table = f"pin_{self.wid}"
+            self.conn.execute(f"CREATE TEMP TABLE {table} (x int)")
+            self.conn.execute(f"INSERT INTO {table} VALUES (%s)", (pid,))
+            for _ in range(self.rng.randint(1, 3)):
+                self.expect("temporary table", self.conn.execute(f"SELECT x FROM {table}").fetchone(), (pid,))
+            self.conn.execute(f"DROP TABLE {table}")
+
     def op_tx_refused(self) -> None:
         """Statement mode: a transaction block ends the connection with pgmux's FATAL."""
         try:
@@ -1412,7 +1448,8 @@ class Monitor(threading.Thread):
             n = int(s.get("prepared_statements") or 0)
             if n > ph.mps:
                 self.st.prepared_violations.append(f"server {s.get('remote_pid')} holds {n} > {ph.mps}")
-        linked = [int(s["remote_pid"]) for s in servers if s.get("state") == "active" and s.get("remote_pid")]
+        linked = [int(s["remote_pid"]) for s in servers  # pinned ones hold a lock or a temporary table
+                  if s.get("state") == "active" and s.get("remote_pid") and s.get("pinned") != "1"]
         idle = conn.execute("SELECT pid, round(extract(epoch FROM now() - state_change)) FROM pg_stat_activity "
                             "WHERE pid = ANY(%s) AND state = 'idle' AND now() - state_change > interval '5 s'",
                             (linked,)).fetchall()

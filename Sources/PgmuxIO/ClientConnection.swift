@@ -49,6 +49,9 @@ public final class ClientConnection: Endpoint {
         get { ReplicationMode(rawValue: (countFlags >> 5) & 3) ?? .none }
         set { countFlags = countFlags & ~96 | newValue.rawValue << 5 }
     }
+    /// Keeps its server between transactions: the session holds state that cannot be replayed
+    /// elsewhere (`SessionPins`).
+    var pinned: Bool { get { flag(128) } set { setFlag(128, newValue) } }
     @inline(__always) private func flag(_ bit: UInt8) -> Bool { countFlags & bit != 0 }
     @inline(__always) private func setFlag(_ bit: UInt8, _ on: Bool) { if on { countFlags |= bit } else { countFlags &= ~bit } }
     /// query_wait_notify was sent for the current wait.
@@ -221,8 +224,11 @@ public final class ClientConnection: Endpoint {
         let maxPacket = loop.maxPacketSize
         let rewriting = tracksStatements
         let refusesQuery = loop.refusesSimpleQuery
-        // Transaction and statement pooling read Queries whole: SET/RESET follow the client.
-        let readsQueries = !refusesQuery && (rewriting || pool.mode != .session)
+        // Transaction and statement pooling read Queries and Parses whole: SET/RESET follow the
+        // client, pinning state is noticed. Session pooling reads them until the session is marked
+        // as changed (`DirtySession`), and no longer then.
+        let sessionMode = pool.mode == .session
+        let readsQueries = !refusesQuery && (rewriting || !sessionMode || !server.sessionDirty)
         scan: while true {
             let step = scanner.next(base, position: pos, end: inbuf.end, capacity: loop.buffers.size,
                                     maxPacketSize: maxPacket,
@@ -235,6 +241,9 @@ public final class ClientConnection: Endpoint {
                 pos = p
                 break scan
             case .header(let type, let start, let total):
+                if sessionMode && (type == UInt8(ascii: "Q") || type == UInt8(ascii: "P") || type == UInt8(ascii: "F")) {
+                    server.sessionDirty = true  // not scanned (too large, or a function call)
+                }
                 if type == UInt8(ascii: "Q") && refusesQuery {
                     // disable_pqexec: what came before the Query goes on, the Query never does.
                     scanner.passthrough = 0
@@ -266,6 +275,7 @@ public final class ClientConnection: Endpoint {
                                                                               registry: loop.preparedStatements) {
                             server.expectations.append(contentsOf: rw.expectations)
                             countStatementTraffic(type, rw)
+                            if rw.mayPin { server.pinCheck = true }
                             stage(upTo: start, then: rw.replacement!, for: server)
                             scanner.passthrough = total - 5 - consumed
                             inbuf.start = start + 5 + consumed
@@ -297,13 +307,19 @@ public final class ClientConnection: Endpoint {
                 // A simple Query in transaction or statement pooling: SET/RESET are followed,
                 // and with prepared-statement tracking SQL PREPARE/EXECUTE/DEALLOCATE rewritten.
                 let body = UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)
-                if server.tracker.isQuiet { followSessionCommand(body, on: server, in: loop) }
+                if sessionMode {
+                    if DirtySession.mayChange(body) { server.sessionDirty = true }
+                } else {
+                    if server.tracker.isQuiet { followSessionCommand(body, on: server, in: loop) }
+                    if SessionPins.mayPin(body) { server.pinCheck = true }
+                }
                 server.tracker.sent(type)
                 if queryStart == 0 { queryStart = loop.now }
                 pos = start + total
                 guard rewriting else { break }
                 let rw = session.rewriter.rewriteQuery(body, server: &server.statementCache, registry: loop.preparedStatements,
                                                        inFailedTransaction: server.tracker.status == UInt8(ascii: "E"))
+                if rw.mayPin { server.pinCheck = true }
                 server.expectations.append(contentsOf: rw.expectations)
                 server.expectations.append(.sync)
                 if let bytes = rw.replacement {
@@ -312,16 +328,25 @@ public final class ClientConnection: Endpoint {
                     inbuf.scanned = inbuf.start
                 }
             case .message(let type, let start, let total) where !rewriting:
-                // A Parse read whole for its SET/RESET only; it passes unchanged.
-                if server.tracker.isQuiet { followSessionCommand(parse: UnsafeRawBufferPointer(start: base + start + 5, count: total - 5),
-                                                                 on: server, in: loop) }
+                // A Parse read whole for its SET/RESET and pinning state only; it passes unchanged.
+                let body = UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)
+                if sessionMode {
+                    // A named statement outlives the session's client; an unnamed one, its text tells.
+                    if body.first != 0 || DirtySession.mayChange(body) { server.sessionDirty = true }
+                } else {
+                    if server.tracker.isQuiet { followSessionCommand(parse: body, on: server, in: loop) }
+                    if SessionPins.mayPin(body) { server.pinCheck = true }
+                }
                 server.tracker.sent(type)
                 if queryStart == 0 { queryStart = loop.now }
                 pos = start + total
             case .message(let type, let start, let total):
                 // P, B, D or C with prepared-statement tracking on.
                 let body = UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)
-                if type == UInt8(ascii: "P") && server.tracker.isQuiet { followSessionCommand(parse: body, on: server, in: loop) }
+                if type == UInt8(ascii: "P") {
+                    if server.tracker.isQuiet { followSessionCommand(parse: body, on: server, in: loop) }
+                    if SessionPins.mayPin(body) { server.pinCheck = true }
+                }
                 switch session.rewriter.rewrite(type: type, body: body, server: &server.statementCache,
                                            registry: loop.preparedStatements) {
                 case .failure(.nameInUse):
@@ -333,6 +358,7 @@ public final class ClientConnection: Endpoint {
                 case .success(let rw):
                     server.expectations.append(contentsOf: rw.expectations)
                     countStatementTraffic(type, rw)
+                    if rw.mayPin { server.pinCheck = true }
                     server.tracker.sent(type)
                     if queryStart == 0 { queryStart = loop.now }
                     if let bytes = rw.replacement {

@@ -27,7 +27,7 @@ public final class ServerConnection: Endpoint {
         case closed
     }
 
-    public enum OwnQuery: Equatable { case parameterSync, reset, healthCheck, authQuery }
+    public enum OwnQuery: Equatable { case parameterSync, reset, healthCheck, authQuery, pinCheck }
 
     /// How a connect or login that ended before ReadyForQuery failed (see `Pool.loginAttemptFailed`).
     enum LoginFailure {
@@ -71,6 +71,16 @@ public final class ServerConnection: Endpoint {
     /// clients' SET, or pgmux's sync), and the client's SET/RESET still waiting for their reply.
     var sessionSettings: SessionSettings = [:]
     var pendingSession = PendingSessionCommands()
+    /// The client's transaction may have taken session state that pins it (`SessionPins`): the
+    /// server is asked before it is released. Stays set while the client is pinned.
+    var pinCheck = false
+    /// The answer of the pin check: how much pinning state the session holds.
+    private var pinsHeld = 0
+    /// The client's ReadyForQuery 'I', held back until the pin check has answered.
+    private var readyWithheld = false
+    /// Session pooling: a client may have changed this session's state since its last reset
+    /// (`DirtySession`), so it is reset when its client leaves.
+    var sessionDirty = false
     /// auth_query in flight: where its answer goes, and the secret read so far.
     var authLookup: ((AuthQueryAnswer) -> Void)?
     var authSecret: String?
@@ -424,6 +434,16 @@ public final class ServerConnection: Endpoint {
                 case UInt8(ascii: "Z"):
                     guard total == 6 else { close(reason: "server sent bad ReadyForQuery", notifyClient: true); return }
                     let status = base.load(fromByteOffset: start + 5, as: UInt8.self)
+                    // The transaction's end, after statements that may pin: its ReadyForQuery
+                    // waits for the pin check, so that the check's verdict comes before it.
+                    let withholdReady = pinCheck && status == UInt8(ascii: "I") && tracker.pendingReady == 1
+                        && client.scanner.passthrough == 0
+                    if withholdReady {
+                        guard cutOut(start, total, client) else { pos = start; break scan }
+                        inbuf.start = start + total
+                        inbuf.scanned = inbuf.start
+                        readyWithheld = true
+                    }
                     tracker.readyForQuery(status)
                     if rewriting { expectations.readyForQuery() }
                     if followsSession { settleSession(status, client) }
@@ -551,7 +571,11 @@ public final class ServerConnection: Endpoint {
         if inbuf.isEmpty { releaseBufferIfEmpty() }
         if releaseAfterFlush {
             releaseAfterFlush = false
-            if tracker.isIdle { withPool { $0.release(self) }; return }
+            if tracker.isIdle {
+                if pinCheck { runOwnQuery(SessionPins.checkQuery, kind: .pinCheck); return }
+                withPool { $0.release(self) }
+                return
+            }
         }
         if case .active = state { startReading() }
     }
@@ -575,6 +599,10 @@ public final class ServerConnection: Endpoint {
 
     /// Sends a query of the pooler's own; replies are swallowed until its ReadyForQuery.
     func runOwnQuery(_ sql: String, kind: OwnQuery) {
+        if kind == .reset {
+            pool.counters.serverResetCount &+= 1
+            sessionDirty = false
+        }
         state = .ownQuery(kind)
         tracker.sentOwnQuery()
         var m = MessageBuilder()
@@ -594,6 +622,8 @@ public final class ServerConnection: Endpoint {
                 if kind == .authQuery, let severity = f[UInt8(ascii: "S")] {
                     ownQueryError = "\(severity): \(ownQueryError ?? "")"  // log_server_error's form
                 }
+            case UInt8(ascii: "D") where kind == .pinCheck:
+                pinsHeld = MessageReader.dataRow(body)?.first.flatMap { $0.flatMap { Int($0) } } ?? 0
             case UInt8(ascii: "D") where kind == .authQuery:
                 // Exactly two columns, name and secret; a NULL secret means no login.
                 guard let row = MessageReader.dataRow(body) else {
@@ -621,7 +651,8 @@ public final class ServerConnection: Endpoint {
                     close(reason: "error response from auth_query", notifyClient: false, loginFailure: nil)
                     return
                 } else if let failed {
-                    let what = kind == .parameterSync ? "var change failed" : kind == .reset ? "reset query failed" : "test query failed"
+                    let what = kind == .parameterSync ? "var change failed" : kind == .reset ? "reset query failed"
+                        : kind == .pinCheck ? "session state check failed" : "test query failed"
                     loop.log.warning("\(logPrefix) \(what): \(failed)")
                     close(reason: what, notifyClient: true)
                     return
@@ -669,6 +700,8 @@ public final class ServerConnection: Endpoint {
             sessionSettings = client.sessionBox?.settings ?? [:]
             client.startReading()
             if !client.inbuf.isEmpty { client.relay() }
+        case .pinCheck:
+            pinCheckDone()
         case .authQuery:
             let answer = authLookup, secret = authSecret
             authLookup = nil
@@ -684,6 +717,33 @@ public final class ServerConnection: Endpoint {
             }
             pool.release(self)  // still counted as in use; release moves it to idle
         }
+    }
+
+    /// The client's transaction ended holding session state (a lock, a temporary table, a
+    /// holdable cursor): it keeps this server, in transaction pooling, until a later check finds
+    /// none; statement pooling cannot keep it, and refuses the client. Without state, released.
+    private func pinCheckDone() {
+        state = .active
+        let held = pinsHeld
+        pinsHeld = 0
+        guard let client else { pool.release(self); return }
+        if held > 0 && pool.mode == .statement {
+            client.sendError(SessionPins.statementModeRefusal, code: SQLState.featureNotSupported)
+            return
+        }
+        if readyWithheld { client.queue([UInt8(ascii: "Z"), 0, 0, 0, 5, UInt8(ascii: "I")]) }
+        readyWithheld = false
+        if held > 0 {
+            client.pinned = true
+            client.startReading()
+            if !client.inbuf.isEmpty { client.relay() }
+            return
+        }
+        pinCheck = false
+        client.pinned = false
+        pool.release(self)
+        // What it sent meanwhile waits for a server like any request.
+        if client.state == .idle && !client.inbuf.isEmpty { client.requestServer() }
     }
 
     /// Runs auth_query for `user` (extended protocol, the name as $1).
@@ -702,13 +762,21 @@ public final class ServerConnection: Endpoint {
 
     /// The linked client disconnected: reuse the server only if it is clean.
     func clientGone(unsentBytes: Bool) {
+        let pinned = client?.pinned == true
         client = nil
         releaseAfterFlush = false
+        readyWithheld = false
         pendingSession.removeAll()
+        if pinned || pinCheck {
+            // Its locks, temporary tables or cursors must not reach the next client.
+            pinCheck = false
+            close(reason: "client with session state left", notifyClient: false)
+            return
+        }
         let s = loop.config.settings
         switch ReleasePolicy.onClientGone(mode: pool.mode, tracker: tracker, unsentBytes: unsentBytes || scanner.passthrough > 0,
                                           resetQuery: s.serverResetQuery, resetAlways: s.serverResetQueryAlways,
-                                          replication: pool.replication != .none) {
+                                          replication: pool.replication != .none, dirty: sessionDirty) {
         case .close(let reason):
             close(reason: reason, notifyClient: false)
         case .reuse(let reset):

@@ -82,3 +82,48 @@ final class SessionSettingsTests: XCTestCase {
         XCTAssertTrue(client.isEmpty)
     }
 }
+
+/// The cheap scan that marks statements after which the server is asked for pinning state.
+final class SessionPinsTests: XCTestCase {
+    private func mayPin(_ text: String) -> Bool { Array(text.utf8).withUnsafeBytes(SessionPins.mayPin) }
+
+    func testCandidates() {
+        for text in ["SELECT pg_advisory_lock(1)", "select PG_TRY_ADVISORY_LOCK_SHARED($1)", "CREATE TEMP TABLE t (x int)",
+                     "create temporary table t as select 1", "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+                     "SELECT temperature FROM weather"] {  // a false positive only costs a check
+            XCTAssertTrue(mayPin(text), text)
+        }
+        for text in ["SELECT pg_advisory_xact_lock(1)", "SELECT pg_advisory_unlock(1)", "SELECT 1", "INSERT INTO t VALUES (1)",
+                     "", "advisory_loc"] {
+            XCTAssertFalse(mayPin(text), text)
+        }
+    }
+}
+
+/// Session pooling resets only servers whose client may have changed their state.
+final class DirtySessionTests: XCTestCase {
+    private func mayChange(_ text: String) -> Bool { Array(text.utf8).withUnsafeBytes(DirtySession.mayChange) }
+
+    func testScan() {
+        for text in ["SET work_mem = '8MB'", "select set_config('a.b', 'c', false)", "RESET ALL", "PREPARE p AS SELECT 1",
+                     "LISTEN ch", "CREATE TEMP TABLE t (x int)", "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+                     "SELECT pg_advisory_lock(1)", "LOAD 'auto_explain'", "SELECT nextval('s')",
+                     "UPDATE t SET x = 1"] {  // a false positive only costs a reset
+            XCTAssertTrue(mayChange(text), text)
+        }
+        for text in ["SELECT 1", "SELECT abalance FROM pgbench_accounts WHERE aid = $1", "INSERT INTO t VALUES (1)",
+                     "BEGIN", "COMMIT", "DELETE FROM t WHERE x = 2", "NOTIFY ch, 'x'"] {
+            XCTAssertFalse(mayChange(text), text)
+        }
+    }
+
+    func testResetOnlyWhenDirtyUnlessAlways() {
+        let idle = TransactionTracker()
+        XCTAssertEqual(ReleasePolicy.onClientGone(mode: .session, tracker: idle, unsentBytes: false, resetQuery: "DISCARD ALL",
+                                                  resetAlways: false, dirty: false), .reuse(resetQuery: nil))
+        XCTAssertEqual(ReleasePolicy.onClientGone(mode: .session, tracker: idle, unsentBytes: false, resetQuery: "DISCARD ALL",
+                                                  resetAlways: false, dirty: true), .reuse(resetQuery: "DISCARD ALL"))
+        XCTAssertEqual(ReleasePolicy.onClientGone(mode: .session, tracker: idle, unsentBytes: false, resetQuery: "DISCARD ALL",
+                                                  resetAlways: true, dirty: false), .reuse(resetQuery: "DISCARD ALL"))
+    }
+}

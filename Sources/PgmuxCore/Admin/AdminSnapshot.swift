@@ -45,13 +45,16 @@ public struct AdminStatCounters: Equatable, Sendable {
     public var psClientParseCount: UInt64 = 0
     public var psServerParseCount: UInt64 = 0
     public var psBindCount: UInt64 = 0
+    /// server_reset_query runs (pgmux extension: session pooling resets only servers whose
+    /// state a client may have changed).
+    public var serverResetCount: UInt64 = 0
 
     public init() {}
 
     /// In SHOW order.
     var values: [UInt64] {
         [serverAssignmentCount, xactCount, queryCount, clientBytes, serverBytes, xactTime, queryTime,
-         waitTime, psClientParseCount, psServerParseCount, psBindCount]
+         waitTime, psClientParseCount, psServerParseCount, psBindCount, serverResetCount]
     }
 
     public static func &+ (a: AdminStatCounters, b: AdminStatCounters) -> AdminStatCounters {
@@ -67,6 +70,7 @@ public struct AdminStatCounters: Equatable, Sendable {
         r.psClientParseCount = a.psClientParseCount &+ b.psClientParseCount
         r.psServerParseCount = a.psServerParseCount &+ b.psServerParseCount
         r.psBindCount = a.psBindCount &+ b.psBindCount
+        r.serverResetCount = a.serverResetCount &+ b.serverResetCount
         return r
     }
 
@@ -92,6 +96,7 @@ public struct AdminStatCounters: Equatable, Sendable {
         avg.psClientParseCount = rate(cur.psClientParseCount, old.psClientParseCount)
         avg.psServerParseCount = rate(cur.psServerParseCount, old.psServerParseCount)
         avg.psBindCount = rate(cur.psBindCount, old.psBindCount)
+        avg.serverResetCount = rate(cur.serverResetCount, old.serverResetCount)
         return avg
     }
 }
@@ -100,6 +105,8 @@ public struct AdminPoolRow: Sendable {
     public var database: String
     public var user: String
     public var clActive = 0, clWaiting = 0, clActiveCancelReq = 0, clWaitingCancelReq = 0
+    /// Clients kept on their server by session state (pgmux extension, `cl_pinned`).
+    public var clPinned = 0
     public var svActive = 0, svActiveCancel = 0, svBeingCanceled = 0, svIdle = 0, svUsed = 0
     public var svTested = 0, svLogin = 0
     /// µs the oldest waiting client has waited (0 if none); split into maxwait / maxwait_us.
@@ -200,6 +207,8 @@ public struct AdminConnectionRow: Sendable {
     public var tls = ""
     public var applicationName = ""
     public var preparedStatements = 0
+    /// A client kept on its server by session state, or a server keeping one (pgmux extension).
+    public var pinned = false
     /// KILL_CLIENT id (printed as int4, truncated like PgBouncer's `%d`).
     public var id: UInt64 = 0
     // SOCKETS buffer internals.
@@ -383,7 +392,8 @@ extension AdminSnapshot {
                 t.append([p.database, p.user, i4(p.clActive), i4(p.clWaiting), i4(p.clActiveCancelReq),
                           i4(p.clWaitingCancelReq), i4(p.svActive), i4(p.svActiveCancel), i4(p.svBeingCanceled),
                           i4(p.svIdle), i4(p.svUsed), i4(p.svTested), i4(p.svLogin),
-                          i4(p.maxWaitUs / 1_000_000), i4(p.maxWaitUs % 1_000_000), p.poolMode, p.loadBalanceHosts])
+                          i4(p.maxWaitUs / 1_000_000), i4(p.maxWaitUs % 1_000_000), p.poolMode, p.loadBalanceHosts,
+                          i4(p.clPinned)])
             }
         case .clients:
             let pools: [AdminConnectionState] = [.clActive, .clWaiting, .clActiveCancelReq, .clWaitingCancelReq]
@@ -532,7 +542,7 @@ extension AdminSnapshot {
             c.state.isServer ? "S" : "C", c.user ?? "(nouser)", c.database ?? "(nodb)", c.replication.rawValue,
             shownState, c.addr, i4(c.port), c.localAddr, i4(c.localPort), c.connectTime, c.requestTime,
             i4(c.waitUs / 1_000_000), i4(c.waitUs % 1_000_000), bool01(c.closeNeeded), c.ptr, c.link ?? "",
-            String(c.remotePid), c.tls, c.applicationName, i4(c.preparedStatements), i4(c.id),
+            String(c.remotePid), c.tls, c.applicationName, i4(c.preparedStatements), i4(c.id), bool01(c.pinned),
         ]
         if debug {
             row += [i4(c.recvPos), i4(c.pktPos), i4(c.pktRemain), i4(c.sendPos), "0", i4(c.pktAvail), i4(c.sendAvail)]
