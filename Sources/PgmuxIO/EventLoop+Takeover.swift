@@ -72,7 +72,7 @@ extension EventLoop {
         if config.settings.logConnections { log.log("\(c.logPrefix) taken over from the old process") }
         c.startReading()
         guard let sm = m.server, let serverFD else { return false }
-        if pool.adoptServer(sm, fd: serverFD, lentTo: c) { return true }
+        if pool.adoptServer(sm, fd: serverFD, lentTo: c, pinned: m.pinned) { return true }
         endSession(serverFD)
         c.sendError("its server connection could not be taken over by the new process", code: SQLState.connectionFailure)
         return false

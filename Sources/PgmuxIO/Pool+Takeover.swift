@@ -13,12 +13,16 @@ extension Pool {
         return true
     }
 
-    /// A session-pooled client's server, which arrives lent to it.
-    func adoptServer(_ m: TakeoverServer, fd: Int32, lentTo client: ClientConnection) -> Bool {
+    /// The server of a session-pooled or pinned client, which arrives lent to it.
+    func adoptServer(_ m: TakeoverServer, fd: Int32, lentTo client: ClientConnection, pinned: Bool) -> Bool {
         guard let server = handedOverServer(m, fd: fd) else { return false }
         machine.serverArrivedLent()
         loop.serverOpened(server)
         if welcome == nil { welcome = server.reportedOrder.compactMap { k in server.params[k].map { ($0.name, $0.value) } } }
+        if pinned {
+            client.pinned = true
+            server.pinCheck = true  // asked again at the end of each transaction, as before
+        }
         link(client, server)
         return true
     }
@@ -36,6 +40,7 @@ extension Pool {
         for p in m.parameters { server.params[p.key] = (p.name, p.value) }
         server.reportedOrder = m.reportedOrder
         server.sessionSettings = m.settings
+        server.sessionDirty = m.dirty
         server.localAddress = Socket.localAddress(fd)
         for st in m.statements {
             loop.preparedStatements.markValidated(st.id)  // this server prepared it

@@ -167,7 +167,7 @@ final class TakeoverSender {
             guard self.peer != nil else { return false }  // a failed send ended the restart
             guard !kept.contains(c.id) else { remaining += 1; continue }
             var sessionServer: HandOverRule.ServerFacts?
-            if let s = c.server, c.pool?.mode == .session, c.state == .active {
+            if let s = c.server, c.pool?.mode == .session || c.pinned, c.state == .active {
                 sessionServer = HandOverRule.ServerFacts(
                     tls: s.ssl != nil, replication: s.pool.replication != .none,
                     idle: s.state == .active && s.tracker.isIdle && s.scanner.passthrough == 0 && c.scanner.passthrough == 0
@@ -201,7 +201,7 @@ final class TakeoverSender {
             database: s.pool.databaseName, user: s.pool.userName, hostName: s.host.name, hostPort: s.host.port,
             backendKey: s.backendKey,
             parameters: s.params.map { TakeoverServer.Parameter(key: $0.key, name: $0.value.name, value: $0.value.value) },
-            reportedOrder: s.reportedOrder, settings: s.sessionSettings, statements: statements)
+            reportedOrder: s.reportedOrder, settings: s.sessionSettings, dirty: s.sessionDirty, statements: statements)
     }
 
     /// An idle server goes at once: it leaves the pool here (no Terminate: the session goes on).
@@ -221,7 +221,7 @@ final class TakeoverSender {
         }
         let message = TakeoverMessage.client(TakeoverClient(
             id: c.id, isUnix: c.isUnixSocket, user: c.user, database: c.database, cancelKey: c.cancelKey,
-            params: c.params, settings: c.sessionBox?.settings ?? [:], statements: statements,
+            params: c.params, settings: c.sessionBox?.settings ?? [:], pinned: c.pinned, statements: statements,
             server: c.server.map(described)))
         let bytes = message.encode()
         guard bytes.count < FdPassing.maxRecord / 2 else {

@@ -123,9 +123,10 @@ final class OnlineRestartTests: XCTestCase {
         try restartUnderPgbench(mode: "prepared", settings: ["pool_mode": "session", "default_pool_size": "12"])
     }
 
-    /// Session pooling: a client moves with its server, session state (a temporary table) and all.
+    /// Session pooling: a client moves with its server, session state (a temporary table) and all;
+    /// the new process knows the session needs a reset when the client leaves.
     func testSessionClientMovesWithItsServer() throws {
-        let old = try start(["pool_mode": "session"])
+        let old = try start(["pool_mode": "session", "default_pool_size": "1"])
         let c = try PQConnection(old.conninfo())
         _ = try c.query("CREATE TEMP TABLE kept (x int)")
         _ = try c.query("INSERT INTO kept VALUES (42)")
@@ -144,6 +145,29 @@ final class OnlineRestartTests: XCTestCase {
         XCTAssertEqual(pools.first { $0[db] == PostgresCluster.database }?[active], "1", "\(pools)")
         let newLog = (try? String(contentsOfFile: old.dir + "/pgmux-new.log", encoding: .utf8)) ?? ""
         XCTAssertTrue(newLog.contains("old process killed, resuming work (1 clients, 1 servers taken over)"), newLog)
+        c.finish()
+        let next = try PQConnection(old.conninfo())
+        XCTAssertEqual(try next.scalar("SELECT pg_backend_pid()"), backend, "the only server")
+        XCTAssertEqual(try next.scalar("SELECT count(*) FROM pg_tables WHERE tablename = 'kept'"), "0", "reset before reuse")
+    }
+
+    /// Transaction pooling: a client pinned by a temporary table moves with its server.
+    func testPinnedClientMovesWithItsServer() throws {
+        let old = try start()
+        let c = try PQConnection(old.conninfo())
+        _ = try c.query("CREATE TEMP TABLE pinned_here (x int)")
+        _ = try c.query("INSERT INTO pinned_here VALUES (1)")
+        let backend = try c.scalar("SELECT pg_backend_pid()")
+        let new = try restart(old)
+        defer { new.signal(SIGQUIT); new.wait(timeout: 10) }
+        XCTAssertTrue(waitUntil(10) { !old.isRunning }, old.log)
+        XCTAssertEqual(try c.scalar("SELECT count(*) FROM pinned_here"), "1")
+        XCTAssertEqual(try c.scalar("SELECT pg_backend_pid()"), backend)
+        let (columns, rows) = try console(old).queryWithColumns("SHOW CLIENTS")
+        let pinned = columns.firstIndex(of: "pinned")!, user = columns.firstIndex(of: "user")!
+        XCTAssertEqual(rows.filter { $0[user] == PostgresCluster.scramUser.0 }.map { $0[pinned] }, ["1"], "\(rows)")
+        _ = try c.query("DROP TABLE pinned_here")
+        XCTAssertEqual(try c.scalar("SELECT 1"), "1")
     }
 
     /// An idle libpq client moves with its prepared statement, its tracked parameters and its

@@ -21,8 +21,8 @@ public enum HandOverRule {
         public var idle = false
         /// Linked to a server (a transaction, or session pooling).
         public var linked = false
-        /// Session pooling: the server it holds, which can only move with it (`linked` then
-        /// means nothing more; the server's facts decide).
+        /// Session pooling, or a client pinned in transaction pooling: the server it holds, which
+        /// can only move with it (`linked` then means nothing more; the server's facts decide).
         public var sessionServer: ServerFacts?
         /// Read but not yet forwarded bytes, or pooler bytes not yet written to it.
         public var bufferedBytes = false

@@ -21,6 +21,7 @@ struct TakeoverWriter {
         u32(UInt32(sv.reportedOrder.count))
         for k in sv.reportedOrder { string(k) }
         settings(sv.settings)
+        u8(sv.dirty ? 1 : 0)
         u32(UInt32(sv.statements.count))
         for st in sv.statements { u32(UInt32(st.id)); definition(st.definition) }
     }
@@ -73,12 +74,14 @@ struct TakeoverReader {
         var order: [String] = []
         for _ in 0..<(try count(minimumBytesEach: 4)) { order.append(try string()) }
         let settings = try settings()
+        let dirty = try flag()
         var statements: [TakeoverServer.Prepared] = []
         for _ in 0..<(try count(minimumBytesEach: 9)) {
             statements.append(TakeoverServer.Prepared(id: Int(try u32()), definition: try definition()))
         }
         return TakeoverServer(database: database, user: user, hostName: hostName, hostPort: port, backendKey: key,
-                              parameters: parameters, reportedOrder: order, settings: settings, statements: statements)
+                              parameters: parameters, reportedOrder: order, settings: settings, dirty: dirty,
+                              statements: statements)
     }
     mutating func settings() throws -> SessionSettings {
         var s: SessionSettings = [:]
@@ -87,6 +90,13 @@ struct TakeoverReader {
             s[key] = SessionSetting(name: try string(), value: try string())
         }
         return s
+    }
+    mutating func flag() throws -> Bool {
+        switch try u8() {
+        case 0: return false
+        case 1: return true
+        default: throw TakeoverMessage.Malformed("bad flag")
+        }
     }
     mutating func optionalString() throws -> String? {
         switch try u8() {

@@ -64,6 +64,7 @@ public enum TakeoverMessage: Equatable, Sendable {
             w.u32(UInt32(params.count))
             for (k, v) in params { w.string(k); w.string(v) }
             w.settings(c.settings)
+            w.u8(c.pinned ? 1 : 0)
             w.u32(UInt32(c.statements.count))
             for s in c.statements {
                 w.string(s.name)
@@ -110,6 +111,7 @@ public enum TakeoverMessage: Equatable, Sendable {
                 params[k] = try r.string()
             }
             let settings = try r.settings()
+            let pinned = try r.flag()
             var statements: [TakeoverStatement] = []
             for _ in 0..<(try r.count(minimumBytesEach: 9)) {
                 statements.append(TakeoverStatement(name: try r.string(), definition: try r.definition()))
@@ -121,8 +123,8 @@ public enum TakeoverMessage: Equatable, Sendable {
             default: throw Malformed("bad presence byte")
             }
             message = .client(TakeoverClient(id: id, isUnix: isUnix, user: user, database: database, cancelKey: key,
-                                             params: params, settings: settings, statements: statements,
-                                             server: server))
+                                             params: params, settings: settings, pinned: pinned,
+                                             statements: statements, server: server))
         case UInt8(ascii: "S"): message = .server(try r.server())
         case UInt8(ascii: "A"): message = .ack(id: try r.u64())
         case UInt8(ascii: "K"): message = .cancel(key: try r.u64())
@@ -161,13 +163,16 @@ public struct TakeoverClient: Equatable, Sendable {
     public var params: [String: String]
     /// SET/RESET of unreported parameters, replayed on each server it is lent.
     public var settings: SessionSettings
+    /// Transaction pooling: it holds session state (locks, temporary tables, cursors) and keeps
+    /// its server, which moves with it.
+    public var pinned: Bool
     /// Its named prepared statements, with definitions (ids are per process).
     public var statements: [TakeoverStatement]
     /// In session pooling, the server it holds (between transactions), which moves with it.
     public var server: TakeoverServer?
     public init(id: UInt64, isUnix: Bool, user: String, database: String, cancelKey: UInt64,
-                params: [String: String], settings: SessionSettings = [:], statements: [TakeoverStatement],
-                server: TakeoverServer? = nil) {
+                params: [String: String], settings: SessionSettings = [:], pinned: Bool = false,
+                statements: [TakeoverStatement], server: TakeoverServer? = nil) {
         self.id = id
         self.isUnix = isUnix
         self.user = user
@@ -175,6 +180,7 @@ public struct TakeoverClient: Equatable, Sendable {
         self.cancelKey = cancelKey
         self.params = params
         self.settings = settings
+        self.pinned = pinned
         self.statements = statements
         self.server = server
     }
@@ -205,6 +211,8 @@ public struct TakeoverServer: Equatable, Sendable {
     public var reportedOrder: [String]
     /// Unreported parameters clients have set on it (reset before another client's turn).
     public var settings: SessionSettings
+    /// Session pooling: its client may have changed the session since its last reset.
+    public var dirty: Bool
     /// A statement it has prepared, under the name `PGMUX_<id>`.
     public struct Prepared: Equatable, Sendable {
         public var id: Int
@@ -218,7 +226,7 @@ public struct TakeoverServer: Equatable, Sendable {
     public var statements: [Prepared]
     public init(database: String, user: String, hostName: String, hostPort: Int, backendKey: UInt64,
                 parameters: [Parameter], reportedOrder: [String], settings: SessionSettings = [:],
-                statements: [Prepared]) {
+                dirty: Bool = false, statements: [Prepared]) {
         self.database = database
         self.user = user
         self.hostName = hostName
@@ -227,6 +235,7 @@ public struct TakeoverServer: Equatable, Sendable {
         self.parameters = parameters
         self.reportedOrder = reportedOrder
         self.settings = settings
+        self.dirty = dirty
         self.statements = statements
     }
 }
