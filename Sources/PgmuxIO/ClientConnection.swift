@@ -147,6 +147,11 @@ public final class ClientConnection: Endpoint {
     func requestServer() {
         guard let poolRef else { return }
         if answeredWithoutServer() { return }
+        if let base = inbuf.base, inbuf.pending >= 5, base.load(fromByteOffset: inbuf.start, as: UInt8.self) == UInt8(ascii: "X") {
+            // Terminate between transactions: nothing to forward, no server to take.
+            disconnect(reason: "client close request", notify: false)
+            return
+        }
         state = .waiting
         stateSince = loop.now
         toldToWait = false
