@@ -119,6 +119,33 @@ final class OnlineRestartTests: XCTestCase {
 
     func testRestartUnderPgbenchPreparedStatements() throws { try restartUnderPgbench(mode: "prepared") }
 
+    /// TLS clients cannot be handed over (OpenSSL exports no session): under pgbench over TLS the
+    /// old process serves them to the end and none fails, new connections go to the new process
+    /// meanwhile, and the old process exits once pgbench has left.
+    func testRestartUnderPgbenchOverTLS() throws {
+        let t = PostgresCluster.shared.tlsDir
+        let old = try start(["client_tls_sslmode": "allow", "client_tls_cert_file": t + "/server.crt",
+                             "client_tls_key_file": t + "/server.key"])
+        let bench = Background { [port = old.port] in
+            try Pgbench.run(port: port, clients: 8, seconds: 8, args: ["-S", "-M", "prepared"], env: ["PGSSLMODE": "require"])
+        }
+        let prober = Prober(old.conninfo(extra: "application_name=prober sslmode=disable"))
+        let oldConsole = try console(old)
+        XCTAssertTrue(try waitUntil(5) { try clients(oldConsole, application: "pgbench") == 8 })
+        sleep(2)
+        let new = try restart(old)
+        defer { new.signal(SIGQUIT); new.wait(timeout: 10) }
+        sleep(1)
+        XCTAssertTrue(old.isRunning, "the TLS clients keep the old process")
+        let result = try bench.wait()  // throws on any error, aborted client or failed transaction
+        XCTAssertTrue(waitUntil(15) { !old.isRunning }, "the old process exits once its TLS clients left: \(old.log)")
+        let probes = prober.stop()
+        print("online restart under pgbench over TLS: \(result.transactions) transactions, 0 failed; " +
+              "probe connections: \(probes.ok) ok, \(probes.failed.count) failed")
+        XCTAssertEqual(probes.failed, [], "no connection refused or broken during the restart")
+        XCTAssertGreaterThan(probes.ok, 10)
+    }
+
     func testRestartUnderPgbenchSessionPooling() throws {
         try restartUnderPgbench(mode: "prepared", settings: ["pool_mode": "session", "default_pool_size": "12"])
     }

@@ -10,11 +10,11 @@ struct PgbenchResult {
 enum Pgbench {
     static func run(port: Int, user: (String, String) = PostgresCluster.scramUser, clients: Int, seconds: Int,
                     args: [String] = ["-S"], database: String = PostgresCluster.database,
-                    timeout: Double? = nil) throws -> PgbenchResult {
+                    timeout: Double? = nil, env: [String: String] = [:]) throws -> PgbenchResult {
         let output = try Shell.run("/usr/bin/pgbench",
                                    ["-n", "-c", "\(clients)", "-j", "2", "-T", "\(seconds)", "-h", "127.0.0.1",
                                     "-p", "\(port)", "-U", user.0] + args + [database],
-                                   env: ["PGPASSWORD": user.1], timeout: timeout ?? Double(seconds) + 60)
+                                   env: env.merging(["PGPASSWORD": user.1]) { $1 }, timeout: timeout ?? Double(seconds) + 60)
         if output.contains("error") || output.contains("aborted") {
             throw Shell.Failed(command: "pgbench", status: 0, output: output)
         }
