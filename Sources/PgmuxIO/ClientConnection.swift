@@ -273,6 +273,7 @@ public final class ClientConnection: Endpoint {
                     case UInt8(ascii: "S"), UInt8(ascii: "Q"), UInt8(ascii: "F"):
                         server.expectations.append(.sync)
                     case UInt8(ascii: "B"):
+                        server.retry.cancel()
                         // Larger than the buffer: rewrite its names, stream the rest.
                         let prefix = UnsafeRawBufferPointer(start: base + start + 5, count: inbuf.end - start - 5)
                         if let (rw, consumed) = session.rewriter.rewriteBindPrefix(prefix, bodyLength: total - 5,
@@ -305,10 +306,15 @@ public final class ClientConnection: Endpoint {
                         break
                     }
                 }
+                if server.retry.isCapturing {
+                    if inbuf.end - start >= total { server.retry.add(type, UnsafeRawBufferPointer(start: base + start, count: total)) }
+                    else { server.retry.cancel() }
+                }
                 server.tracker.sent(type)
                 if queryStart == 0 { queryStart = loop.now }
                 pos = start
             case .message(let type, let start, let total) where type == UInt8(ascii: "Q"):
+                server.retry.cancel()
                 // A simple Query in transaction or statement pooling: SET/RESET are followed,
                 // and with prepared-statement tracking SQL PREPARE/EXECUTE/DEALLOCATE rewritten.
                 let body = UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)
@@ -361,6 +367,18 @@ public final class ClientConnection: Endpoint {
                     protocolError("malformed \(what) message")
                     return
                 case .success(let rw):
+                    if type == UInt8(ascii: "B") {
+                        // A batch that may be sent again after a stale plan (`StalePlanRetry`).
+                        if let id = rw.statement, rw.expectations.isEmpty, let bytes = rw.replacement,
+                           server.tracker.isQuiet, server.tracker.status == UInt8(ascii: "I") {
+                            server.retry.begin(statement: id, bind: bytes)
+                        } else {
+                            server.retry.cancel()
+                        }
+                    } else if server.retry.isCapturing {
+                        if rw.replacement == nil { server.retry.add(type, UnsafeRawBufferPointer(start: base + start, count: total)) }
+                        else { server.retry.cancel() }
+                    }
                     server.expectations.append(contentsOf: rw.expectations)
                     countStatementTraffic(type, rw)
                     if rw.mayPin { server.pinCheck = true }
@@ -378,6 +396,7 @@ public final class ClientConnection: Endpoint {
                 return
             }
         }
+        if server.retry.isCapturing { server.retry.cancel() }  // the batch is split across reads
         pool.counters.clientBytes &+= UInt64(max(0, pos - inbuf.scanned))
         inbuf.scanned = pos
         finishRelayWalk(to: server)

@@ -78,6 +78,10 @@ public final class ServerConnection: Endpoint {
     private var pinsHeld = 0
     /// The client's ReadyForQuery 'I', held back until the pin check has answered.
     private var readyWithheld = false
+    /// The client's last batch, kept to be sent again after a stale plan (`StalePlanRetry`).
+    var retry = StalePlanRetry()
+    /// The batch to send again once the failed one's ReadyForQuery has arrived (and been cut out).
+    private var pendingResend: (bytes: [UInt8], types: [UInt8], expectations: [Expectation])?
     /// Session pooling: a client may have changed this session's state since its last reset
     /// (`DirtySession`), so it is reset when its client leaves.
     var sessionDirty = false
@@ -434,6 +438,20 @@ public final class ServerConnection: Endpoint {
                 case UInt8(ascii: "Z"):
                     guard total == 6 else { close(reason: "server sent bad ReadyForQuery", notifyClient: true); return }
                     let status = base.load(fromByteOffset: start + 5, as: UInt8.self)
+                    if let again = pendingResend {
+                        // The failed batch's end, which the client never sees: the batch goes again.
+                        guard cutOut(start, total, client) else { pos = start; break scan }
+                        pendingResend = nil
+                        inbuf.start = start + total
+                        inbuf.scanned = inbuf.start
+                        tracker.readyForQuery(status)
+                        expectations.readyForQuery()
+                        expectations.append(contentsOf: again.expectations)
+                        for t in again.types { tracker.sent(t) }
+                        queue(again.bytes)
+                        continue scan
+                    }
+                    retry.cancel()  // its batch is over
                     // The transaction's end, after statements that may pin: its ReadyForQuery
                     // waits for the pin check, so that the check's verdict comes before it.
                     let withholdReady = pinCheck && status == UInt8(ascii: "I") && tracker.pendingReady == 1
@@ -500,8 +518,19 @@ public final class ServerConnection: Endpoint {
                     }
                 case UInt8(ascii: "E"):  // read whole only with statement tracking
                     forgetSkippedParses(client)
-                    if StalePlan.isReported(UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)) {
-                        stalePlanReported(pool)
+                    let stale = StalePlan.isReported(UnsafeRawBufferPointer(start: base + start + 5, count: total - 5))
+                    // Reported at Bind, before any reply the client could see: the statement is
+                    // prepared again and the batch repeated once, the error cut out.
+                    let again = stale && start == inbuf.start && tracker.pendingReady == 1
+                        ? retry.resend(registry: loop.preparedStatements) : nil
+                    retry.cancel()
+                    guard stale else { break }
+                    stalePlanReported(pool)
+                    if let again {
+                        inbuf.start = start + total
+                        inbuf.scanned = inbuf.start
+                        pendingResend = again
+                        loop.log.log("\(logPrefix) cached plan must not change result type: prepared again, executed again")
                     }
                 default:
                     break
@@ -766,6 +795,8 @@ public final class ServerConnection: Endpoint {
         client = nil
         releaseAfterFlush = false
         readyWithheld = false
+        retry.cancel()
+        pendingResend = nil
         pendingSession.removeAll()
         if pinned || pinCheck {
             // Its locks, temporary tables or cursors must not reach the next client.

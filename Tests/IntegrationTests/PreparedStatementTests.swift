@@ -52,10 +52,10 @@ final class PreparedStatementTests: XCTestCase {
         _ = try b.query("COMMIT")
         XCTAssertEqual(try PostgresCluster.shared.backendCount(user: user), 2)
         try PostgresCluster.shared.psql("ALTER TABLE stale_plan ADD COLUMN b int", db: db)
-        XCTAssertThrowsError(try a.execPrepared("s")) { error in
-            XCTAssertTrue("\(error)".contains("cached plan must not change result type"), "\(error)")
-        }
-        // Both servers go, the idle one at once, the erring one when released.
+        // Outside a transaction the statement is prepared again and executed again: no error.
+        XCTAssertEqual(try a.execPrepared("s").first?.count, 2, "executed again transparently")
+        XCTAssertTrue(pgmux.log.contains("cached plan must not change result type: prepared again, executed again"), pgmux.log)
+        // Both servers go, the idle one at once, the one that reported it when released.
         XCTAssertTrue(try waitUntil(3) { try PostgresCluster.shared.backendCount(user: user) == 0 },
                       "servers with the stale statement are replaced")
         for client in [a, b] {
@@ -65,6 +65,26 @@ final class PreparedStatementTests: XCTestCase {
         try c.prepare("s", "SELECT * FROM stale_plan")
         XCTAssertEqual(try c.execPrepared("s").first?.count, 2, "a new client, same statement text")
         XCTAssertTrue(pgmux.log.contains("cached plan must not change result type: replacing the servers"), pgmux.log)
+    }
+
+    /// Inside a transaction block the stale plan error reaches the client (its transaction is
+    /// aborted anyway, nothing can be repeated), and the next transaction works.
+    func testStalePlanInsideATransactionReachesTheClient() throws {
+        let db = PostgresCluster.database
+        try PostgresCluster.shared.psql("DROP TABLE IF EXISTS stale_tx; CREATE TABLE stale_tx (a int); INSERT INTO stale_tx VALUES (1);"
+                                        + "GRANT ALL ON stale_tx TO PUBLIC", db: db)
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "1"])
+        let a = try PQConnection(pgmux.conninfo())
+        try a.prepare("s", "SELECT * FROM stale_tx")
+        XCTAssertEqual(try a.execPrepared("s").first?.count, 1)
+        _ = try a.query("BEGIN")
+        _ = try a.query("SELECT 1")  // holds the server, not the table: ALTER TABLE does not wait
+        try PostgresCluster.shared.psql("ALTER TABLE stale_tx ADD COLUMN b int", db: db)
+        XCTAssertThrowsError(try a.execPrepared("s")) { error in
+            XCTAssertTrue("\(error)".contains("cached plan must not change result type"), "\(error)")
+        }
+        _ = try a.query("ROLLBACK")
+        XCTAssertEqual(try a.execPrepared("s").first?.count, 2, "the next transaction works")
     }
 
     /// The mechanism behind the fix, deterministically: the only server is held inside a

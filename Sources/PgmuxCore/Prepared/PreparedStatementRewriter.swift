@@ -11,6 +11,8 @@ public struct PreparedStatementRewriter {
         public var expectations: [Expectation]
         /// It executes a statement that may take session state pinning the client (`SessionPins`).
         public var mayPin = false
+        /// The registry statement a Bind uses.
+        public var statement: Int? = nil
     }
 
     public enum Failure: Error, Equatable {
@@ -63,7 +65,7 @@ public struct PreparedStatementRewriter {
             let exp = ensurePrepared(id, server: &server, registry: registry, into: &out)
             out += PreparedStatementRegistry.message(UInt8(ascii: "B"),
                                                      Array(portal.utf8) + [0] + registry.serverName(id) + [0] + Array(body[r.offset...]))
-            return .success(Rewrite(replacement: out, expectations: exp, mayPin: registry.mayPin(id)))
+            return .success(Rewrite(replacement: out, expectations: exp, mayPin: registry.mayPin(id), statement: id))
 
         case UInt8(ascii: "D"):
             guard let kind = r.byte(), let name = r.cString() else { return .failure(.malformed("Describe")) }
