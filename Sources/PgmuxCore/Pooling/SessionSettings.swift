@@ -15,6 +15,7 @@ public enum SessionCommand: Equatable, Sendable {
     case other
 
     public static func classify(_ text: UnsafeRawBufferPointer) -> SessionCommand {
+        guard SQLLexer.startsWith(text, oneOf: ["set", "reset", "discard"]) else { return .other }
         var lexer = SQLLexer(text)
         lexer.skipSpace()
         switch lexer.word() {

@@ -16,6 +16,7 @@ public enum PreparedStatementSQL: Equatable, Sendable {
     case other
 
     public static func classify(_ text: UnsafeRawBufferPointer) -> PreparedStatementSQL {
+        guard SQLLexer.startsWith(text, oneOf: ["prepare", "execute", "deallocate"]) else { return .other }
         var lexer = SQLLexer(text)
         lexer.skipSpace()
         guard let keyword = lexer.word() else { return .other }

@@ -7,6 +7,22 @@ struct SQLLexer {
     init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
     var peek: UInt8? { position < bytes.count ? bytes[position] : nil }
+
+    /// Whether a text's first word (after whitespace and comments) is one of `keywords` (lower
+    /// case), without allocating: the scans look closer only at texts that start with their
+    /// keywords, so that every other statement on the relay costs a few byte comparisons.
+    static func startsWith(_ text: UnsafeRawBufferPointer, oneOf keywords: [StaticString]) -> Bool {
+        var lexer = SQLLexer(text)
+        guard lexer.skipSpace() else { return false }
+        let start = lexer.position
+        next: for k in keywords {
+            let n = k.utf8CodeUnitCount
+            guard text.count - start >= n else { continue }
+            for j in 0..<n where TextScan.lower(text[start + j]) != k.utf8Start[j] { continue next }
+            if start + n == text.count || !isIdentPart(text[start + n]) { return true }
+        }
+        return false
+    }
     private func at(_ i: Int) -> UInt8? { i < bytes.count ? bytes[i] : nil }
 
     func text(_ from: Int, _ to: Int) -> String {
@@ -17,7 +33,7 @@ struct SQLLexer {
     private static func isIdentStart(_ c: UInt8) -> Bool {
         (c | 0x20 >= UInt8(ascii: "a") && c | 0x20 <= UInt8(ascii: "z")) || c == UInt8(ascii: "_") || c >= 0x80
     }
-    private static func isIdentPart(_ c: UInt8) -> Bool {
+    static func isIdentPart(_ c: UInt8) -> Bool {
         isIdentStart(c) || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) || c == UInt8(ascii: "$")
     }
 
