@@ -1,0 +1,48 @@
+/// Recognises a simple Query text that is exactly one `LISTEN channel`, `UNLISTEN channel` or
+/// `UNLISTEN *` (leading whitespace and comments, trailing semicolons allowed), with PostgreSQL's
+/// lexical rules: keywords in any case, unquoted names folded to lower case, double-quoted names
+/// kept with `""` unescaped, names longer than 63 bytes truncated as PostgreSQL truncates them.
+/// Anything else (a multi-statement text, `LISTEN` inside a longer text) is nil and passes
+/// through: pgmux serves only what it is certain of.
+public enum ListenStatement: Equatable, Sendable {
+    case listen(String)
+    case unlisten(String)
+    case unlistenAll
+
+    /// NAMEDATALEN - 1: the longest identifier PostgreSQL keeps.
+    static let maxNameBytes = 63
+
+    public static func classify(_ text: UnsafeRawBufferPointer) -> ListenStatement? {
+        var lexer = SQLLexer(text)
+        lexer.skipSpace()
+        guard let keyword = lexer.word(), keyword == "listen" || keyword == "unlisten" else { return nil }
+        guard lexer.skipSpace() else { return nil }
+        if keyword == "unlisten", lexer.peek == UInt8(ascii: "*") {
+            lexer.position += 1
+            return lexer.atEndOfStatements() ? .unlistenAll : nil
+        }
+        guard let name = lexer.name(), lexer.atEndOfStatements() else { return nil }
+        let channel = truncated(name)
+        return keyword == "listen" ? .listen(channel) : .unlisten(channel)
+    }
+
+    /// The command tag PostgreSQL answers with.
+    public var commandTag: String {
+        if case .listen = self { return "LISTEN" }
+        return "UNLISTEN"
+    }
+
+    /// PostgreSQL's truncation of a long identifier: to 63 bytes, at a character boundary.
+    static func truncated(_ name: String) -> String {
+        let utf8 = Array(name.utf8)
+        guard utf8.count > maxNameBytes else { return name }
+        var end = maxNameBytes
+        while end > 0 && utf8[end] & 0xC0 == 0x80 { end -= 1 }  // utf8[end] starts the cut character
+        return String(decoding: utf8[..<end], as: UTF8.self)
+    }
+
+    /// `name` as a double-quoted identifier, for the statements pgmux sends itself.
+    public static func quoted(_ name: String) -> String {
+        "\"" + String(name.flatMap { $0 == "\"" ? ["\"", "\""] : [$0] }) + "\""
+    }
+}

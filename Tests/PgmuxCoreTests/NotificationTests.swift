@@ -1,0 +1,158 @@
+import XCTest
+@testable import PgmuxCore
+
+/// LISTEN/NOTIFY in transaction pooling: recognition, the listener's subscriptions, the inbox.
+final class NotificationTests: XCTestCase {
+    private func classify(_ text: String) -> ListenStatement? {
+        Array(text.utf8).withUnsafeBytes { ListenStatement.classify($0) }
+    }
+
+    func testRecognisedStatements() {
+        XCTAssertEqual(classify("LISTEN jobs"), .listen("jobs"))
+        XCTAssertEqual(classify("  listen Jobs;;  "), .listen("jobs"))
+        XCTAssertEqual(classify("/* a /* nested */ */ LISTEN \"Mixed\"\"Case\" -- end\n"), .listen("Mixed\"Case"))
+        XCTAssertEqual(classify("UNLISTEN \"x y\";"), .unlisten("x y"))
+        XCTAssertEqual(classify("unlisten *"), .unlistenAll)
+        XCTAssertEqual(classify("UNLISTEN/**/*;"), .unlistenAll)
+        XCTAssertEqual(classify("LISTEN " + String(repeating: "a", count: 70)), .listen(String(repeating: "a", count: 63)))
+        // Truncated at a character boundary, as PostgreSQL does.
+        XCTAssertEqual(classify("LISTEN \"" + String(repeating: "a", count: 62) + "éz\""), .listen(String(repeating: "a", count: 62)))
+    }
+
+    func testAnythingElsePassesThrough() {
+        for text in ["SELECT 1", "LISTEN a; LISTEN b", "LISTEN a; SELECT 1", "LISTEN", "LISTEN *", "UNLISTEN a, b",
+                     "LISTEN \"\"", "LISTEN \"open", "LISTEN a /* open", "NOTIFY a", "EXPLAIN LISTEN a", "LISTEN 'a'", ""] {
+            XCTAssertNil(classify(text), text)
+        }
+    }
+
+    func testQuotedNameRoundTrips() {
+        XCTAssertEqual(ListenStatement.quoted("a\"b"), "\"a\"\"b\"")
+        let s = NotificationSubscriptions<Int>.Command(kind: .unlisten, channel: "Q", waiters: [])
+        XCTAssertEqual(s.sql, "UNLISTEN \"Q\"")
+    }
+
+    func testChannelListenedOnceAndAnsweredWhenRun() {
+        var s = NotificationSubscriptions<Int>()
+        XCTAssertEqual(s.listen(1, "a"), .waitForListener)
+        XCTAssertEqual(s.listen(2, "a"), .waitForListener)  // the same LISTEN, not run yet
+        XCTAssertEqual(s.listen(3, "b"), .waitForListener)
+        XCTAssertTrue(s.isWaiting(2))
+        XCTAssertEqual(s.nextCommand()?.sql, "LISTEN \"a\"")
+        XCTAssertNil(s.nextCommand())  // one at a time
+        XCTAssertEqual(s.listen(4, "a"), .waitForListener)  // running, not yet confirmed
+        XCTAssertEqual(s.commandDone(), [1, 2, 4])
+        XCTAssertEqual(s.listen(5, "a"), .answerNow)
+        XCTAssertEqual(s.nextCommand()?.sql, "LISTEN \"b\"")
+        XCTAssertEqual(s.commandDone(), [3])
+        XCTAssertNil(s.nextCommand())
+        XCTAssertEqual(s.subscribers(of: "a"), [1, 2, 4, 5])
+        XCTAssertFalse(s.isWaiting(2))
+    }
+
+    func testLastClientLeavingUnlistens() {
+        var s = NotificationSubscriptions<Int>()
+        _ = s.listen(1, "a"); _ = s.listen(2, "a"); _ = s.listen(1, "b")
+        _ = s.nextCommand(); _ = s.commandDone(); _ = s.nextCommand(); _ = s.commandDone()
+        s.unlisten(1, "a")
+        XCTAssertNil(s.nextCommand())  // client 2 still listens
+        XCTAssertEqual(s.subscribers(of: "a"), [2])
+        s.clientLeft(1)
+        XCTAssertEqual(s.nextCommand()?.sql, "UNLISTEN \"b\"")
+        _ = s.commandDone()
+        s.unlistenAll(2)
+        XCTAssertEqual(s.nextCommand()?.sql, "UNLISTEN \"a\"")
+        _ = s.commandDone()
+        XCTAssertTrue(s.isEmpty)
+        XCTAssertNil(s.subscribers(of: "a"))
+        s.unlisten(2, "a")  // not subscribed: nothing
+        XCTAssertNil(s.nextCommand())
+    }
+
+    func testListenNotSentYetIsTakenBack() {
+        var s = NotificationSubscriptions<Int>()
+        _ = s.listen(1, "a")
+        _ = s.nextCommand()
+        _ = s.listen(2, "b")
+        s.clientLeft(2)  // its LISTEN "b" never ran: nothing to undo
+        s.clientLeft(1)  // LISTEN "a" is running: undone after it
+        XCTAssertEqual(s.commandDone(), [])
+        XCTAssertEqual(s.nextCommand()?.sql, "UNLISTEN \"a\"")
+        _ = s.commandDone()
+        XCTAssertNil(s.nextCommand())
+        // Listening again after an UNLISTEN is queued: LISTEN again, after it.
+        _ = s.listen(1, "c"); _ = s.nextCommand(); _ = s.commandDone()
+        s.unlisten(1, "c")
+        XCTAssertEqual(s.listen(1, "c"), .waitForListener)
+        XCTAssertEqual(s.commands.map(\.sql), ["UNLISTEN \"c\"", "LISTEN \"c\""])
+    }
+
+    func testLostListenerResubscribesEverything() {
+        var s = NotificationSubscriptions<Int>()
+        _ = s.listen(1, "a"); _ = s.nextCommand(); _ = s.commandDone()
+        _ = s.listen(2, "b"); _ = s.nextCommand()  // running when the listener is lost
+        s.listenerLost()
+        XCTAssertEqual(s.commands.map(\.sql), ["LISTEN \"a\"", "LISTEN \"b\""])
+        XCTAssertEqual(s.nextCommand()?.waiters, [])
+        XCTAssertEqual(s.commandDone(), [])
+        _ = s.nextCommand()
+        XCTAssertEqual(s.commandDone(), [2])  // still answered, by the new listener
+        XCTAssertEqual(Set(s.clients), [1, 2])
+    }
+
+    func testFailedListenerRefusesWaiters() {
+        var s = NotificationSubscriptions<Int>()
+        _ = s.listen(1, "a"); _ = s.nextCommand(); _ = s.commandDone()
+        _ = s.listen(2, "b"); _ = s.listen(1, "b")
+        s.listenerLost()
+        let failed = s.failWaiters()
+        XCTAssertEqual(failed.map(\.client), [2, 1])
+        XCTAssertEqual(s.channels(of: 1), ["a"])
+        XCTAssertEqual(s.channels(of: 2), [])
+        XCTAssertEqual(s.commands.map(\.sql), ["LISTEN \"a\""])  // for the next listener
+    }
+
+    private func notification(_ payload: String) -> [UInt8] {
+        var m = MessageBuilder()
+        m.raw(UInt8(ascii: "A"), [0, 0, 0, 7] + Array("ch".utf8) + [0] + Array(payload.utf8) + [0])
+        return m.bytes
+    }
+
+    func testInboxDeliversOrHoldsInOrder() {
+        var inbox = NotificationInbox(limit: 100)
+        let a = notification("a"), b = notification("b"), c = notification("c")
+        XCTAssertEqual(inbox.receive(a, deliverable: true, backlog: 0), a)
+        XCTAssertNil(inbox.receive(b, deliverable: false, backlog: 0))
+        XCTAssertNil(inbox.receive(c, deliverable: false, backlog: 0))
+        XCTAssertFalse(inbox.isEmpty)
+        XCTAssertEqual(inbox.take(), b + c)
+        XCTAssertTrue(inbox.isEmpty)
+        XCTAssertEqual(inbox.take(), [])
+    }
+
+    func testInboxOverflowDropsAndTells() {
+        let a = notification(String(repeating: "x", count: 30))  // 43 bytes
+        var inbox = NotificationInbox(limit: 100)
+        XCTAssertNil(inbox.receive(a, deliverable: false, backlog: 0))
+        XCTAssertNil(inbox.receive(a, deliverable: false, backlog: 0))
+        XCTAssertNil(inbox.receive(a, deliverable: false, backlog: 0))  // 129 > 100: dropped
+        XCTAssertNil(inbox.receive(a, deliverable: true, backlog: 80))  // the socket is backed up: dropped
+        let out = inbox.take()
+        XCTAssertEqual(Array(out.prefix(86)), a + a)
+        XCTAssertEqual(out[86], UInt8(ascii: "N"))
+        XCTAssertTrue(String(decoding: out[86...], as: UTF8.self).contains(NotificationInbox.droppedText(2)))
+        XCTAssertTrue(inbox.isEmpty)
+    }
+
+    func testInboxTellsOfLostListenerFirst() {
+        var inbox = NotificationInbox(limit: 1000)
+        inbox.noteListenerLost()
+        XCTAssertFalse(inbox.isEmpty)
+        let b = notification("b")
+        let out = inbox.receive(b, deliverable: true, backlog: 0) ?? []
+        XCTAssertEqual(out.first, UInt8(ascii: "N"))
+        XCTAssertTrue(String(decoding: out, as: UTF8.self).contains(NotificationInbox.lostText))
+        XCTAssertEqual(Array(out.suffix(b.count)), b)
+        XCTAssertTrue(inbox.isEmpty)
+    }
+}
