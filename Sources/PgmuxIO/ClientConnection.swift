@@ -166,6 +166,10 @@ public final class ClientConnection: Endpoint {
                 continue
             }
             let first = pending[0]
+            if first == UInt8(ascii: "Q"), let waits = NotificationHub.serve(self, pending) {
+                if waits { return true }  // LISTEN: reading and serving resume once it is answered
+                continue
+            }
             if tracksStatements, first == UInt8(ascii: "Q"),
                let answer = statementNames.rewriter.answerDeallocateWithoutServer(pending, maxPacketSize: loop.maxPacketSize) {
                 inbuf.start += answer.consumed

@@ -91,7 +91,10 @@ extension EventLoop {
                 break
             }
         }
-        for pool in pools.values { pool.closeExcessIdle() }
+        for pool in pools.values {
+            pool.closeExcessIdle()
+            pool.notificationsIfAny?.maintain()
+        }
         // While suspended no server is opened (PgBouncer's janitor does nothing then, so as not
         // to surprise the process taking over); RESUME's next round tops the pools up.
         if !suspended {

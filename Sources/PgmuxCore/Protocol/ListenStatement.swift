@@ -26,6 +26,15 @@ public enum ListenStatement: Equatable, Sendable {
         return keyword == "listen" ? .listen(channel) : .unlisten(channel)
     }
 
+    /// A cheap test before `classify`, which allocates: false when the text cannot be one (its
+    /// first byte after ASCII whitespace starts neither a keyword of ours nor a comment).
+    public static func mightBe(_ text: UnsafeRawBufferPointer) -> Bool {
+        for c in text where !(c == 32 || (c >= 9 && c <= 13)) {
+            return c | 0x20 == UInt8(ascii: "l") || c | 0x20 == UInt8(ascii: "u") || c == UInt8(ascii: "-") || c == UInt8(ascii: "/")
+        }
+        return true  // only whitespace so far (more may come)
+    }
+
     /// The command tag PostgreSQL answers with.
     public var commandTag: String {
         if case .listen = self { return "LISTEN" }

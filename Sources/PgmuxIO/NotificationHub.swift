@@ -1,0 +1,227 @@
+import PgmuxCore
+
+/// LISTEN/NOTIFY for a pool in transaction or statement mode. The clients' `LISTEN`, `UNLISTEN`
+/// and `UNLISTEN *` (sent as a Query of that one statement while the client holds no server) are
+/// answered by pgmux; one listener server connection per pool listens on the union of their
+/// channels, and its notifications go to every client listening on theirs (see
+/// `NotificationSubscriptions` for the bookkeeping, `NotificationInbox` for when a client gets
+/// them). A lost listener is replaced and listens again; its clients are told with a notice.
+/// The listener is one backend beyond pool_size, shown in SHOW SERVERS with state `listen`.
+final class NotificationHub {
+    unowned let pool: Pool
+    private var subscriptions = NotificationSubscriptions<UInt64>()
+    /// Per subscribed client (by id), created with its first LISTEN.
+    private var inboxes: [UInt64: NotificationInbox] = [:]
+    private(set) var listener: ServerConnection?
+    /// The listener has logged in: commands may be sent.
+    private var ready = false
+    /// An error reply to the running command.
+    private var commandError: String?
+    /// No listener is opened before this time after a failed attempt (server_login_retry).
+    private var retryAt = 0.0
+    /// The client whose LISTEN is being handled: refused at once, it is not resumed (its
+    /// request loop goes on).
+    private var serving: UInt64?
+    /// Per client, held notifications and unsent bytes on its socket.
+    static let inboxLimit = 256 * 1024
+
+    init(pool: Pool) { self.pool = pool }
+
+    private var loop: EventLoop { pool.loop }
+
+    // MARK: clients
+
+    /// The hook of `ClientConnection.answeredWithoutServer`: when the client's next message is a
+    /// Query that is one LISTEN / UNLISTEN, it is consumed and served. nil: not one (the first
+    /// bytes decide cheaply); false: answered; true: the answer waits (for the listener, or for
+    /// the rest of the message), nothing else of the client's is to be read or served meanwhile.
+    static func serve(_ client: ClientConnection, _ pending: UnsafeRawBufferPointer) -> Bool? {
+        guard pending.count >= 5, pending[0] == UInt8(ascii: "Q"), let pool = client.pool, pool.mode != .session,
+              client.adminRole == nil else { return nil }
+        let length = 1 + (Int(pending[1]) << 24 | Int(pending[2]) << 16 | Int(pending[3]) << 8 | Int(pending[4]))
+        guard length >= 6, length <= maxStatementBytes,
+              ListenStatement.mightBe(UnsafeRawBufferPointer(rebasing: pending[5..<min(length, pending.count)])) else { return nil }
+        guard length <= pending.count else { return true }  // read the rest first
+        guard pending[length - 1] == 0,
+              let statement = ListenStatement.classify(UnsafeRawBufferPointer(rebasing: pending[5..<(length - 1)]))
+        else { return nil }
+        client.inbuf.start += length
+        client.inbuf.scanned = client.inbuf.start
+        return pool.notifications.handle(statement, from: client)
+    }
+
+    /// Longer Query messages are never waited for whole: a LISTEN is short.
+    private static let maxStatementBytes = 4096
+
+    /// True when the answer waits for the listener.
+    private func handle(_ statement: ListenStatement, from client: ClientConnection) -> Bool {
+        let id = client.id
+        switch statement {
+        case .listen(let channel):
+            if inboxes[id] == nil { inboxes[id] = NotificationInbox(limit: Self.inboxLimit) }
+            if subscriptions.listen(id, channel) == .waitForListener {
+                client.stopReading()
+                serving = id
+                pump()
+                serving = nil
+                if subscriptions.isWaiting(id) { return true }
+                client.startReading()  // refused at once (see `failed`)
+                return false
+            }
+        case .unlisten(let channel):
+            subscriptions.unlisten(id, channel)
+        case .unlistenAll:
+            subscriptions.unlistenAll(id)
+        }
+        if subscriptions.channels(of: id).isEmpty { inboxes[id] = nil }
+        answer(client, tag: statement.commandTag)
+        pump()
+        return false
+    }
+
+    private func answer(_ client: ClientConnection, tag: String) {
+        var m = MessageBuilder()
+        m.commandComplete(tag)
+        m.readyForQuery(UInt8(ascii: "I"))
+        client.queue(m.bytes)
+    }
+
+    /// A client waiting on its LISTEN is answered: it goes on with what it sent after it.
+    private func resume(_ client: ClientConnection) {
+        guard client.state == .idle, client.id != serving else { return }
+        client.startReading()
+        if !client.inbuf.isEmpty { client.requestServer() }
+    }
+
+    /// The client disconnected.
+    func clientLeft(_ client: ClientConnection) {
+        guard inboxes.removeValue(forKey: client.id) != nil else { return }
+        subscriptions.clientLeft(client.id)
+        pump()
+    }
+
+    /// The client's server was released: what was held for it goes out now.
+    func clientReleased(_ client: ClientConnection) {
+        guard inboxes[client.id]?.isEmpty == false else { return }
+        client.queue(inboxes[client.id]!.take())
+    }
+
+    private func deliver(_ message: [UInt8], to id: UInt64) {
+        guard let client = loop.clients[id], client.state != .closing,
+              let out = inboxes[id]?.receive(message, deliverable: client.server == nil, backlog: client.ownOut.count)
+        else { return }
+        client.queue(out)
+    }
+
+    // MARK: the listener connection
+
+    /// Sends the next command, or opens a listener when one is needed.
+    private func pump() {
+        guard let listener else { return open() }
+        guard ready, let command = subscriptions.nextCommand() else { return }
+        loop.log.debug("\(listener.logPrefix) notification connection: \(command.sql)")
+        var m = MessageBuilder()
+        m.query(command.sql)
+        listener.queue(m.bytes)
+    }
+
+    /// Opens a listener when there are commands to run, within max_db_connections /
+    /// max_user_connections (an idle server of another pool may be closed to make room).
+    private func open() {
+        guard listener == nil, !subscriptions.commands.isEmpty, loop.now >= retryAt, !loop.shuttingDown else { return }
+        guard loop.limitsAllow(pool, evictIfNeeded: true) else {
+            return failed("no server connection left for notifications (max_db_connections / max_user_connections)")
+        }
+        listener = pool.launchListener(for: self)
+        if listener == nil { failed("could not connect to the server for notifications") }
+    }
+
+    /// The maintenance timer: a listener that could not be opened is tried again.
+    func maintain() {
+        if listener == nil { open() }
+    }
+
+    /// The listener logged in.
+    func listenerReady(_ server: ServerConnection) {
+        guard server === listener else { return }
+        ready = true
+        loop.log.log("\(server.logPrefix) notification connection ready (pid \(server.backendKey >> 32))")
+        server.startReading()
+        pump()
+    }
+
+    /// Replies of the listener: notifications, and the end of each command.
+    func listenerReadable(_ server: ServerConnection) {
+        while server.state == .listening, let (type, body) = server.nextWholeMessageOrSkip() {
+            switch type {
+            case UInt8(ascii: "A"):
+                var r = MessageReader(body)
+                guard r.int32() != nil, let channel = r.cString(), let ids = subscriptions.subscribers(of: channel) else { break }
+                var m = MessageBuilder()
+                m.raw(type, body)
+                for id in ids { deliver(m.bytes, to: id) }
+            case UInt8(ascii: "E"):
+                let f = MessageReader.errorFields(body)
+                commandError = f[UInt8(ascii: "M")] ?? "error"
+                loop.log.warning("\(server.logPrefix) notification connection: \(commandError!)")
+            case UInt8(ascii: "Z"):
+                commandCompleted()
+            default:
+                break  // CommandComplete, NoticeResponse, ParameterStatus
+            }
+        }
+    }
+
+    /// The running command ended: its waiters are answered (or refused, when it failed).
+    private func commandCompleted() {
+        let channel = subscriptions.commands.first?.channel ?? ""
+        let error = commandError
+        commandError = nil
+        for id in subscriptions.commandDone() {
+            guard let client = loop.clients[id], client.state != .closing else { continue }
+            if let error {
+                subscriptions.unlisten(id, channel)
+                if subscriptions.channels(of: id).isEmpty { inboxes[id] = nil }
+                client.sendError(error, code: SQLState.protocolViolation, fatal: false)
+            } else {
+                answer(client, tag: "LISTEN")
+            }
+            resume(client)
+        }
+        pump()
+    }
+
+    /// The listener closed (`loggedIn`: after its login, or while logging in).
+    func listenerClosed(_ server: ServerConnection, reason: String, loggedIn: Bool) {
+        guard server === listener else { return }
+        listener = nil
+        let wasReady = ready
+        ready = false
+        commandError = nil
+        subscriptions.listenerLost()
+        if wasReady {
+            loop.log.warning("\(server.logPrefix) notification connection lost (\(reason)): listening again")
+            for id in subscriptions.clients {
+                inboxes[id]?.noteListenerLost()
+                if let client = loop.clients[id], client.server == nil { clientReleased(client) }
+            }
+            pump()
+        } else {
+            failed(reason)
+        }
+    }
+
+    /// No listener could be opened: clients waiting on a LISTEN get an error; the listener is
+    /// tried again after server_login_retry for the clients already listening.
+    private func failed(_ reason: String) {
+        retryAt = loop.now + loop.config.settings.serverLoginRetry
+        loop.log.warning("\(pool.databaseName)/\(pool.userName) notification connection failed: \(reason)")
+        for (id, _) in subscriptions.failWaiters() {
+            guard let client = loop.clients[id], client.state != .closing else { continue }
+            if subscriptions.channels(of: id).isEmpty { inboxes[id] = nil }
+            client.sendError("pgmux: could not open the notification connection: \(reason)",
+                             code: SQLState.connectionFailure, fatal: false)
+            resume(client)
+        }
+    }
+}
