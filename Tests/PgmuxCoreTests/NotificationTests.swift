@@ -13,6 +13,8 @@ final class NotificationTests: XCTestCase {
         XCTAssertEqual(classify("/* a /* nested */ */ LISTEN \"Mixed\"\"Case\" -- end\n"), .listen("Mixed\"Case"))
         XCTAssertEqual(classify("UNLISTEN \"x y\";"), .unlisten("x y"))
         XCTAssertEqual(classify("unlisten *"), .unlistenAll)
+        XCTAssertEqual(classify("LISTEN \"all\""), .listen("all"))
+        XCTAssertEqual(classify("LISTEN alls"), .listen("alls"))
         XCTAssertEqual(classify("UNLISTEN/**/*;"), .unlistenAll)
         XCTAssertEqual(classify("LISTEN " + String(repeating: "a", count: 70)), .listen(String(repeating: "a", count: 63)))
         // Truncated at a character boundary, as PostgreSQL does.
@@ -21,7 +23,7 @@ final class NotificationTests: XCTestCase {
 
     func testAnythingElsePassesThrough() {
         for text in ["SELECT 1", "LISTEN a; LISTEN b", "LISTEN a; SELECT 1", "LISTEN", "LISTEN *", "UNLISTEN a, b",
-                     "LISTEN \"\"", "LISTEN \"open", "LISTEN a /* open", "NOTIFY a", "EXPLAIN LISTEN a", "LISTEN 'a'", ""] {
+                     "LISTEN \"\"", "LISTEN \"open", "LISTEN a /* open", "NOTIFY a", "EXPLAIN LISTEN a", "LISTEN 'a'", "LISTEN all", "UNLISTEN select", ""] {
             XCTAssertNil(classify(text), text)
         }
     }

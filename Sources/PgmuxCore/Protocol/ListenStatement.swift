@@ -21,7 +21,8 @@ public enum ListenStatement: Equatable, Sendable {
             lexer.position += 1
             return lexer.atEndOfStatements() ? .unlistenAll : nil
         }
-        guard let name = lexer.name(), lexer.atEndOfStatements() else { return nil }
+        let quoted = lexer.peek == UInt8(ascii: "\"")
+        guard let name = lexer.name(), quoted || !reservedWords.contains(name), lexer.atEndOfStatements() else { return nil }
         let channel = truncated(name)
         return keyword == "listen" ? .listen(channel) : .unlisten(channel)
     }
@@ -34,6 +35,21 @@ public enum ListenStatement: Equatable, Sendable {
         }
         return true  // only whitespace so far (more may come)
     }
+
+    /// Keywords PostgreSQL 15 does not take as an unquoted channel name (reserved and
+    /// type_func_name keywords): `LISTEN all` passes through, and fails there as it should.
+    static let reservedWords: Set<String> = [
+        "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "both", "case", "cast", "check",
+        "collate", "column", "constraint", "create", "current_catalog", "current_date", "current_role", "current_time",
+        "current_timestamp", "current_user", "default", "deferrable", "desc", "distinct", "do", "else", "end", "except",
+        "false", "fetch", "for", "foreign", "from", "grant", "group", "having", "in", "initially", "intersect", "into",
+        "lateral", "leading", "limit", "localtime", "localtimestamp", "not", "null", "offset", "on", "only", "or", "order",
+        "placing", "primary", "references", "returning", "select", "session_user", "some", "symmetric", "table", "then",
+        "to", "trailing", "true", "union", "unique", "user", "using", "variadic", "when", "where", "window", "with",
+        "authorization", "binary", "collation", "concurrently", "cross", "current_schema", "freeze", "full", "ilike",
+        "inner", "is", "isnull", "join", "left", "like", "natural", "notnull", "outer", "overlaps", "right", "similar",
+        "tablesample", "verbose",
+    ]
 
     /// The command tag PostgreSQL answers with.
     public var commandTag: String {

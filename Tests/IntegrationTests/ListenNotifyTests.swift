@@ -1,0 +1,199 @@
+import CLibPQ
+import Foundation
+import XCTest
+
+/// LISTEN/NOTIFY through a transaction-mode pool (issue 16, item 3): one listener connection per
+/// pool, notifications delivered to every subscriber between its transactions.
+final class ListenNotifyTests: XCTestCase {
+    private func pgmux(_ settings: [String: String] = [:]) throws -> PgmuxProcess {
+        var s = ["pool_mode": "transaction", "default_pool_size": "2", "admin_users": "admin"]
+        for (k, v) in settings { s[k] = v }
+        return try PgmuxProcess(settings: s, userlist: [PostgresCluster.scramUser, ("admin", "adminpw")])
+    }
+
+    private var direct: String {
+        "host=127.0.0.1 port=\(PostgresCluster.shared.port) dbname=\(PostgresCluster.database) "
+            + "user=\(PostgresCluster.scramUser.0) password=\(PostgresCluster.scramUser.1)"
+    }
+
+    /// The listener's backend pid, from SHOW SERVERS (state `listen`).
+    private func listenerPids(_ p: PgmuxProcess) throws -> [String] {
+        let admin = try PQConnection(p.conninfo(user: "admin", password: "adminpw", database: "pgbouncer"))
+        defer { admin.finish() }
+        let res = try admin.queryWithColumns("SHOW SERVERS")
+        let state = res.columns.firstIndex(of: "state")!, pid = res.columns.firstIndex(of: "remote_pid")!
+        return res.rows.filter { $0[state] == "listen" }.map { $0[pid] ?? "" }
+    }
+
+    func testEveryNotificationReachesEachSubscriberOnce() throws {
+        let p = try pgmux()
+        let channels = ["alpha", "beta", "Gamma Ray"]
+        // Client i listens on channels[i % 3] and on "everyone".
+        let listeners = try (0..<10).map { _ in try PQConnection(p.conninfo()) }
+        for (i, c) in listeners.enumerated() {
+            let ch = channels[i % 3]
+            _ = try c.query(ch == "Gamma Ray" ? "/* quoted */ listen \"Gamma Ray\";" : "LISTEN \(ch.uppercased())")
+            _ = try c.query("listen Everyone")
+        }
+        XCTAssertEqual(try listenerPids(p).count, 1)
+        // Writers: through pgmux (pg_notify in a transaction) and straight to PostgreSQL (NOTIFY).
+        let sent = Locked<[String: (channel: String, pid: String)]>([:])
+        let writers = [Thread { [conninfo = p.conninfo()] in
+            guard let w = try? PQConnection(conninfo) else { return }
+            for n in 0..<60 {
+                let ch = channels[n % 3], payload = "via-pgmux-\(n)"
+                if let pid = try? w.scalar("SELECT pg_backend_pid() FROM (SELECT pg_notify('\(ch)', '\(payload)')) s") {
+                    sent.update { $0[payload] = (ch, pid) }
+                }
+            }
+            w.finish()
+        }, Thread { [direct] in
+            guard let w = try? PQConnection(direct), let pid = try? w.scalar("SELECT pg_backend_pid()") else { return }
+            for n in 0..<40 {
+                let ch = n % 2 == 0 ? "everyone" : "beta", payload = "direct-\(n)"
+                if (try? w.query("NOTIFY \(ch), '\(payload)'")) != nil {
+                    sent.update { $0[payload] = (ch, pid) }
+                }
+            }
+            w.finish()
+        }]
+        let done = Locked(0)
+        for t in writers { t.start() }
+        // Meanwhile the listeners run transactions: notifications wait for their ends.
+        let received = Locked<[[(String, String, String)]]>(Array(repeating: [], count: 10))
+        let errors = Locked<[String]>([])
+        let readers = listeners.enumerated().map { (i, c) in
+            Thread {
+                var mine: [(String, String, String)] = []
+                let deadline = Date().addingTimeInterval(30)
+                var quietSince = Date()
+                while Date() < deadline {
+                    do {
+                        _ = try c.query("BEGIN")
+                        _ = try c.query("SELECT count(*) FROM pg_class")
+                        _ = try c.query("COMMIT")
+                    } catch { errors.update { $0.append("client \(i): \(error)") }; break }
+                    let got = c.notifications()
+                    mine += got
+                    if !got.isEmpty { quietSince = Date() }
+                    if done.value == 2 && Date().timeIntervalSince(quietSince) > 1.5 { break }
+                    usleep(5_000)
+                }
+                received.update { $0[i] = mine }
+            }
+        }
+        for t in readers { t.start() }
+        while writers.contains(where: { !$0.isFinished }) { usleep(20_000) }
+        done.update { $0 = 2 }
+        while readers.contains(where: { !$0.isFinished }) { usleep(20_000) }
+        XCTAssertEqual(errors.value, [])
+        let all = sent.value
+        XCTAssertEqual(all.count, 100)
+        for i in 0..<10 {
+            let mine = received.value[i]
+            let expected = all.filter { $0.value.channel == channels[i % 3] || $0.value.channel == "everyone" }
+            XCTAssertEqual(mine.count, expected.count, "client \(i): duplicates or losses")
+            XCTAssertEqual(Set(mine.map(\.1)), Set(expected.keys), "client \(i)")
+            for (channel, payload, pid) in mine {
+                XCTAssertEqual(all[payload]?.channel, channel, payload)
+                XCTAssertEqual(all[payload]?.pid, pid, "pid of \(payload)")
+            }
+            // In order per sender.
+            let direct = mine.filter { $0.1.hasPrefix("direct-") }.map { Int($0.1.dropFirst(7))! }
+            XCTAssertEqual(direct, direct.sorted(), "client \(i)")
+        }
+        XCTAssertEqual(try listenerPids(p).count, 1, "one listener per pool")
+    }
+
+    func testUnlistenAndDisconnectUnsubscribe() throws {
+        let p = try pgmux(["log_disconnections": "1"])
+        let a = try PQConnection(p.conninfo()), b = try PQConnection(p.conninfo()), c = try PQConnection(p.conninfo())
+        _ = try a.query("LISTEN u1"); _ = try a.query("LISTEN u2"); _ = try b.query("LISTEN u2"); _ = try c.query("LISTEN solo")
+        XCTAssertEqual(try a.query("UNLISTEN u1;").count, 0)
+        let w = try PQConnection(direct)
+        _ = try w.query("NOTIFY u1, 'after unlisten'")
+        _ = try w.query("NOTIFY u2, 'second'")
+        XCTAssertEqual(a.waitForNotification(timeout: 5)?.1, "second", "UNLISTEN u1 stopped u1 only")
+        XCTAssertEqual(b.waitForNotification(timeout: 5)?.1, "second")
+        // The last client of "solo" leaves: the listener unlistens it.
+        let pid = try XCTUnwrap(try listenerPids(p).first)
+        c.finish()
+        XCTAssertTrue(try waitUntil(5) {
+            try w.scalar("SELECT query FROM pg_stat_activity WHERE pid = \(pid)") == "UNLISTEN \"solo\""
+        })
+        // UNLISTEN * stops everything for b, not for a.
+        _ = try b.query("UNLISTEN *")
+        _ = try w.query("NOTIFY u2, 'third'")
+        XCTAssertEqual(a.waitForNotification(timeout: 5)?.1, "third")
+        XCTAssertNil(b.waitForNotification(timeout: 0.5))
+        // NOTIFY through pgmux is an ordinary statement; a LISTEN inside a longer text passes through.
+        _ = try b.query("SELECT 1; NOTIFY u2, 'fourth'")
+        XCTAssertEqual(a.waitForNotification(timeout: 5)?.1, "fourth")
+        XCTAssertEqual(try listenerPids(p), [pid])
+    }
+
+    func testLostListenerIsReplacedAndClientsAreTold() throws {
+        let p = try pgmux()
+        let a = try PQConnection(p.conninfo()), b = try PQConnection(p.conninfo())
+        let notices = NoticeCollector()
+        notices.attach(to: a)
+        _ = try a.query("LISTEN lost"); _ = try b.query("LISTEN lost")
+        let first = try XCTUnwrap(try listenerPids(p).first)
+        let w = try PQConnection(direct)
+        XCTAssertEqual(try w.scalar("SELECT pg_terminate_backend(\(first))"), "t")
+        XCTAssertTrue(waitUntil(5) {
+            _ = a.notifications()
+            return notices.messages.contains { $0.contains("pgmux: the notification connection was lost; notifications may have been missed") }
+        })
+        var second: String?
+        XCTAssertTrue(try waitUntil(5) { second = try listenerPids(p).first; return second != nil && second != first })
+        // Listening again takes a moment after the new login: a NOTIFY sent before may be missed,
+        // as the notice says; the next ones arrive.
+        XCTAssertTrue(waitUntil(5) {
+            _ = try? w.query("NOTIFY lost, 'again'")
+            return a.waitForNotification(timeout: 0.3)?.1 == "again"
+        })
+        XCTAssertEqual(b.waitForNotification(timeout: 5)?.1, "again")
+        XCTAssertEqual(try a.scalar("SELECT 'still usable'"), "still usable")
+    }
+
+    func testPsycopgNotifies() throws {
+        guard (try? Shell.run("/usr/bin/env", ["python3", "-c", "import psycopg"])) != nil else { throw XCTSkip("psycopg 3 not installed") }
+        let p = try pgmux()
+        let script = """
+            import psycopg, sys
+            conn = psycopg.connect(sys.argv[1], autocommit=True)
+            conn.execute("LISTEN py_channel")
+            other = psycopg.connect(sys.argv[2], autocommit=True)
+            pid = other.execute("SELECT pg_backend_pid()").fetchone()[0]
+            other.execute("NOTIFY py_channel, 'from psycopg'")
+            conn.execute("SELECT 1")
+            for n in conn.notifies(timeout=5, stop_after=1):
+                print(n.channel, n.payload, n.pid == pid)
+            """
+        let out = try Shell.run("/usr/bin/env", ["python3", "-c", script, p.conninfo(), direct])
+        XCTAssertEqual(out.trimmingCharacters(in: .whitespacesAndNewlines), "py_channel from psycopg True")
+    }
+}
+
+extension PQConnection {
+    /// Notifications libpq has read so far: channel, payload, sending backend's pid.
+    func notifications() -> [(String, String, String)] {
+        PQconsumeInput(conn)
+        var out: [(String, String, String)] = []
+        while let n = PQnotifies(conn) {
+            out.append((String(cString: n.pointee.relname), String(cString: n.pointee.extra), String(n.pointee.be_pid)))
+            PQfreemem(n)
+        }
+        return out
+    }
+}
+
+/// A value shared between test threads.
+final class Locked<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var v: T
+    init(_ v: T) { self.v = v }
+    var value: T { lock.lock(); defer { lock.unlock() }; return v }
+    func update(_ f: (inout T) -> Void) { lock.lock(); f(&v); lock.unlock() }
+}
