@@ -168,7 +168,7 @@ extension EventLoop {
         guard timeout > 0 else { return }
         for (key, pool) in pools where config.databases[pool.databaseName] == nil
             && pool.machine.clients == 0 && pool.machine.active == 0 && pool.machine.connecting == 0
-            && pool.machine.pendingLookups == 0 && t - pool.lastUsed > timeout {
+            && pool.machine.pendingLookups == 0 && pool.notificationsIfAny?.listener == nil && t - pool.lastUsed > timeout {
             for m in pool.machine.idle { m.server.close(reason: "auto-database idle timeout", notifyClient: false) }
             if pool.machine.serverCount == 0 {
                 pools[key] = nil

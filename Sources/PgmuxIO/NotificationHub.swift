@@ -15,6 +15,8 @@ final class NotificationHub {
     private(set) var listener: ServerConnection?
     /// The listener has logged in: commands may be sent.
     private var ready = false
+    /// The listener is being closed because nothing is listened on.
+    private var closingListener = false
     /// An error reply to the running command.
     private var commandError: String?
     /// No listener is opened before this time after a failed attempt (server_login_retry).
@@ -118,7 +120,14 @@ final class NotificationHub {
     /// Sends the next command, or opens a listener when one is needed.
     private func pump() {
         guard let listener else { return open() }
-        guard ready, let command = subscriptions.nextCommand() else { return }
+        guard ready else { return }
+        if subscriptions.isEmpty && subscriptions.commands.isEmpty {
+            // No client listens any more: the backend goes (the next LISTEN opens another).
+            closingListener = true
+            listener.close(reason: "no channel listened on any more", notifyClient: false, loginFailure: nil)
+            return
+        }
+        guard let command = subscriptions.nextCommand() else { return }
         loop.log.debug("\(listener.logPrefix) notification connection: \(command.sql)")
         var m = MessageBuilder()
         m.query(command.sql)
@@ -199,7 +208,10 @@ final class NotificationHub {
         ready = false
         commandError = nil
         subscriptions.listenerLost()
-        if wasReady {
+        if closingListener {
+            closingListener = false
+            pump()  // a LISTEN may have come meanwhile
+        } else if wasReady {
             loop.log.warning("\(server.logPrefix) notification connection lost (\(reason)): listening again")
             for id in subscriptions.clients {
                 inboxes[id]?.noteListenerLost()

@@ -157,6 +157,61 @@ final class ListenNotifyTests: XCTestCase {
         XCTAssertEqual(try a.scalar("SELECT 'still usable'"), "still usable")
     }
 
+    /// A client that does not read loses what does not fit its 256 kB, is told how much, and
+    /// holds no one back.
+    func testSlowClientDropsAndIsTold() throws {
+        let p = try pgmux()
+        let slow = try PQConnection(p.conninfo()), fast = try PQConnection(p.conninfo())
+        let notices = NoticeCollector()
+        notices.attach(to: slow)
+        _ = try slow.query("LISTEN flood"); _ = try fast.query("LISTEN flood")
+        let w = try PQConnection(direct)
+        // 3000 notifications of 4 kB, 12 MB: far beyond the socket buffers of a client that reads
+        // nothing. Sent 50 at a time, each batch once the fast client has read the one before,
+        // so that it never falls behind by more than a batch.
+        var fastGot = 0
+        for batch in 0..<60 {
+            _ = try w.query("SELECT pg_notify('flood', g || repeat('x', 4000)) FROM generate_series(\(batch * 50 + 1), \(batch * 50 + 50)) g")
+            XCTAssertTrue(waitUntil(10) { fastGot += fast.notifications().count; return fastGot >= batch * 50 + 50 })
+        }
+        XCTAssertEqual(fastGot, 3000, "the client that reads gets everything")
+        var slowGot = 0, quietSince = Date()
+        while Date().timeIntervalSince(quietSince) < 1 {
+            let n = slow.notifications().count
+            if n > 0 { slowGot += n; quietSince = Date() }
+            usleep(20_000)
+        }
+        // The warning comes before its next notification or at the end of its next transaction.
+        _ = try slow.query("SELECT 1")
+        slowGot += slow.notifications().count
+        let warning = try XCTUnwrap(notices.messages.first { $0.contains("dropped") })
+        let dropped = Int(warning.split(separator: " ").first { Int($0) != nil } ?? "") ?? -1
+        XCTAssertGreaterThan(dropped, 0)
+        XCTAssertLessThan(slowGot * 4000, 8 << 20, "held within socket buffers and 256 kB")
+        XCTAssertEqual(slowGot + dropped, 3000, warning)
+        XCTAssertEqual(try slow.scalar("SELECT 'usable'"), "usable")
+    }
+
+    /// Statement mode serves LISTEN the same way; session mode passes it through to the client's
+    /// own server, with no listener connection.
+    func testStatementAndSessionModes() throws {
+        let w = try PQConnection(direct)
+        let statement = try pgmux(["pool_mode": "statement"])
+        let a = try PQConnection(statement.conninfo())
+        _ = try a.query("LISTEN st")
+        _ = try a.query("SELECT 1")
+        _ = try w.query("NOTIFY st, 'statement mode'")
+        XCTAssertEqual(a.waitForNotification(timeout: 5)?.1, "statement mode")
+        XCTAssertEqual(try listenerPids(statement).count, 1)
+        let session = try pgmux(["pool_mode": "session"])
+        let b = try PQConnection(session.conninfo())
+        _ = try b.query("LISTEN se")
+        XCTAssertEqual(try b.scalar("SELECT pg_listening_channels()"), "se")
+        _ = try w.query("NOTIFY se, 'session mode'")
+        XCTAssertEqual(b.waitForNotification(timeout: 5)?.1, "session mode")
+        XCTAssertEqual(try listenerPids(session).count, 0)
+    }
+
     func testPsycopgNotifies() throws {
         guard (try? Shell.run("/usr/bin/env", ["python3", "-c", "import psycopg"])) != nil else { throw XCTSkip("psycopg 3 not installed") }
         let p = try pgmux()
@@ -177,15 +232,19 @@ final class ListenNotifyTests: XCTestCase {
 }
 
 extension PQConnection {
-    /// Notifications libpq has read so far: channel, payload, sending backend's pid.
+    /// Notifications that have arrived: channel, payload, sending backend's pid. Reads until a
+    /// read brings none (libpq reads at most its buffer's free space at a time).
     func notifications() -> [(String, String, String)] {
-        PQconsumeInput(conn)
         var out: [(String, String, String)] = []
-        while let n = PQnotifies(conn) {
-            out.append((String(cString: n.pointee.relname), String(cString: n.pointee.extra), String(n.pointee.be_pid)))
-            PQfreemem(n)
+        while true {
+            PQconsumeInput(conn)
+            let before = out.count
+            while let n = PQnotifies(conn) {
+                out.append((String(cString: n.pointee.relname), String(cString: n.pointee.extra), String(n.pointee.be_pid)))
+                PQfreemem(n)
+            }
+            if out.count == before { return out }
         }
-        return out
     }
 }
 
