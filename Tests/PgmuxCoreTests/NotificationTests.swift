@@ -28,6 +28,16 @@ final class NotificationTests: XCTestCase {
         }
     }
 
+    func testCheapPrefilter() {
+        func might(_ t: String) -> Bool { Array(t.utf8).withUnsafeBytes { ListenStatement.mightBe($0) } }
+        for t in ["LISTEN a", " \n unlisten *", "Listen\"x\"", "-- c\nSELECT 1", "/* c */", "", "  ", "LIS", "unlisten"] {
+            XCTAssertTrue(might(t), t)
+        }
+        for t in ["SELECT 1", "UPDATE t SET a = 1", "listener", "LISTEN_x", "unlisten2", "BEGIN", "L1"] {
+            XCTAssertFalse(might(t), t)
+        }
+    }
+
     func testQuotedNameRoundTrips() {
         XCTAssertEqual(ListenStatement.quoted("a\"b"), "\"a\"\"b\"")
         let s = NotificationSubscriptions<Int>.Command(kind: .unlisten, channel: "Q", waiters: [])

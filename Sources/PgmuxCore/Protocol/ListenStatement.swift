@@ -27,13 +27,28 @@ public enum ListenStatement: Equatable, Sendable {
         return keyword == "listen" ? .listen(channel) : .unlisten(channel)
     }
 
-    /// A cheap test before `classify`, which allocates: false when the text cannot be one (its
-    /// first byte after ASCII whitespace starts neither a keyword of ours nor a comment).
+    /// A cheap test before `classify`, which allocates: false when the text cannot be one. The
+    /// text may be the start of a message not read whole yet: true while what there is could
+    /// begin one (a comment first is left to `classify`).
     public static func mightBe(_ text: UnsafeRawBufferPointer) -> Bool {
-        for c in text where !(c == 32 || (c >= 9 && c <= 13)) {
-            return c | 0x20 == UInt8(ascii: "l") || c | 0x20 == UInt8(ascii: "u") || c == UInt8(ascii: "-") || c == UInt8(ascii: "/")
+        var i = 0
+        while i < text.count, text[i] == 32 || (text[i] >= 9 && text[i] <= 13) { i += 1 }
+        guard i < text.count else { return true }
+        if text[i] == UInt8(ascii: "-") || text[i] == UInt8(ascii: "/") { return true }
+        return startsWithKeyword(text, at: i, "listen") || startsWithKeyword(text, at: i, "unlisten")
+    }
+
+    /// `keyword` (lower case) at `i` in any case, then a byte that ends a word, or the end so far.
+    private static func startsWithKeyword(_ text: UnsafeRawBufferPointer, at i: Int, _ keyword: StaticString) -> Bool {
+        let k = UnsafeRawBufferPointer(start: keyword.utf8Start, count: keyword.utf8CodeUnitCount)
+        for (n, c) in k.enumerated() {
+            guard i + n < text.count else { return true }
+            guard text[i + n] | 0x20 == c else { return false }
         }
-        return true  // only whitespace so far (more may come)
+        guard i + k.count < text.count else { return true }
+        let next = text[i + k.count] | 0x20
+        return !((next >= UInt8(ascii: "a") && next <= UInt8(ascii: "z")) || (text[i + k.count] >= UInt8(ascii: "0") && text[i + k.count] <= UInt8(ascii: "9"))
+                 || text[i + k.count] == UInt8(ascii: "_") || text[i + k.count] == UInt8(ascii: "$") || text[i + k.count] >= 0x80)
     }
 
     /// Keywords PostgreSQL 15 does not take as an unquoted channel name (reserved and
