@@ -12,6 +12,8 @@ final class NotificationHub {
     private var subscriptions = NotificationSubscriptions<UInt64>()
     /// Per subscribed client (by id), created with its first LISTEN.
     private var inboxes: [UInt64: NotificationInbox] = [:]
+    /// The answers of LISTENs waiting for the listener, sent with the extended protocol.
+    private var replies: [UInt64: [UInt8]] = [:]
     private(set) var listener: ServerConnection?
     /// The listener has logged in: commands may be sent.
     private var ready = false
@@ -38,31 +40,42 @@ final class NotificationHub {
     /// bytes decide cheaply); false: answered; true: the answer waits (for the listener, or for
     /// the rest of the message), nothing else of the client's is to be read or served meanwhile.
     static func serve(_ client: ClientConnection, _ pending: UnsafeRawBufferPointer) -> Bool? {
-        guard pending.count >= 5, pending[0] == UInt8(ascii: "Q"), let pool = client.pool, pool.mode != .session,
-              client.adminRole == nil else { return nil }
-        let length = 1 + (Int(pending[1]) << 24 | Int(pending[2]) << 16 | Int(pending[3]) << 8 | Int(pending[4]))
-        guard length >= 6, length <= maxStatementBytes,
-              ListenStatement.mightBe(UnsafeRawBufferPointer(rebasing: pending[5..<min(length, pending.count)])) else { return nil }
-        guard length <= pending.count else { return true }  // read the rest first
-        guard pending[length - 1] == 0,
-              let statement = ListenStatement.classify(UnsafeRawBufferPointer(rebasing: pending[5..<(length - 1)]))
-        else { return nil }
-        client.inbuf.start += length
+        guard pending.count >= 5, let pool = client.pool, pool.mode != .session, client.adminRole == nil else { return nil }
+        let statement: ListenStatement, consumed: Int, reply: [UInt8]?
+        if pending[0] == UInt8(ascii: "Q") {
+            let length = 1 + (Int(pending[1]) << 24 | Int(pending[2]) << 16 | Int(pending[3]) << 8 | Int(pending[4]))
+            guard length >= 6, length <= maxStatementBytes,
+                  ListenStatement.mightBe(UnsafeRawBufferPointer(rebasing: pending[5..<min(length, pending.count)])) else { return nil }
+            guard length <= pending.count else { return true }  // read the rest first
+            guard pending[length - 1] == 0,
+                  let s = ListenStatement.classify(UnsafeRawBufferPointer(rebasing: pending[5..<(length - 1)]))
+            else { return nil }
+            (statement, consumed, reply) = (s, length, nil)
+        } else {
+            switch ListenStatement.extended(pending) {
+            case .no: return nil
+            case .incomplete: return true
+            case .batch(let s, let c, let r): (statement, consumed, reply) = (s, c, r)
+            }
+        }
+        client.inbuf.start += consumed
         client.inbuf.scanned = client.inbuf.start
-        return pool.notifications.handle(statement, from: client)
+        return pool.notifications.handle(statement, from: client, reply: reply)
     }
 
     /// Longer Query messages are never waited for whole: a LISTEN is short.
     private static let maxStatementBytes = 4096
 
-    /// True when the answer waits for the listener.
-    private func handle(_ statement: ListenStatement, from client: ClientConnection) -> Bool {
+    /// True when the answer waits for the listener. `reply`: the answer to an extended-protocol
+    /// batch (see `ListenStatement.extended`), nil for a Query's.
+    private func handle(_ statement: ListenStatement, from client: ClientConnection, reply: [UInt8]?) -> Bool {
         let id = client.id
         switch statement {
         case .listen(let channel):
             if inboxes[id] == nil { inboxes[id] = NotificationInbox(limit: Self.inboxLimit) }
             if subscriptions.listen(id, channel) == .waitForListener {
                 client.stopReading()
+                replies[id] = reply
                 serving = id
                 pump()
                 serving = nil
@@ -76,16 +89,17 @@ final class NotificationHub {
             subscriptions.unlistenAll(id)
         }
         if subscriptions.channels(of: id).isEmpty { inboxes[id] = nil }
-        answer(client, tag: statement.commandTag)
+        client.queue(reply ?? Self.reply(statement.commandTag))
         pump()
         return false
     }
 
-    private func answer(_ client: ClientConnection, tag: String) {
+    /// The answer to a Query of one LISTEN / UNLISTEN.
+    private static func reply(_ tag: String) -> [UInt8] {
         var m = MessageBuilder()
         m.commandComplete(tag)
         m.readyForQuery(UInt8(ascii: "I"))
-        client.queue(m.bytes)
+        return m.bytes
     }
 
     /// A client waiting on its LISTEN is answered: it goes on with what it sent after it.
@@ -97,6 +111,7 @@ final class NotificationHub {
 
     /// The client disconnected.
     func clientLeft(_ client: ClientConnection) {
+        replies[client.id] = nil
         guard inboxes.removeValue(forKey: client.id) != nil else { return }
         subscriptions.clientLeft(client.id)
         pump()
@@ -187,13 +202,14 @@ final class NotificationHub {
         let error = commandError
         commandError = nil
         for id in subscriptions.commandDone() {
+            let reply = replies.removeValue(forKey: id)
             guard let client = loop.clients[id], client.state != .closing else { continue }
             if let error {
                 subscriptions.unlisten(id, channel)
                 if subscriptions.channels(of: id).isEmpty { inboxes[id] = nil }
                 client.sendError(error, code: SQLState.protocolViolation, fatal: false)
             } else {
-                answer(client, tag: "LISTEN")
+                client.queue(reply ?? Self.reply("LISTEN"))
             }
             resume(client)
         }
@@ -229,6 +245,7 @@ final class NotificationHub {
         retryAt = loop.now + loop.config.settings.serverLoginRetry
         loop.log.warning("\(pool.databaseName)/\(pool.userName) notification connection failed: \(reason)")
         for (id, _) in subscriptions.failWaiters() {
+            replies[id] = nil
             guard let client = loop.clients[id], client.state != .closing else { continue }
             if subscriptions.channels(of: id).isEmpty { inboxes[id] = nil }
             client.sendError("pgmux: could not open the notification connection: \(reason)",

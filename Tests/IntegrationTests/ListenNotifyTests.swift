@@ -212,6 +212,20 @@ final class ListenNotifyTests: XCTestCase {
         XCTAssertEqual(try listenerPids(session).count, 0)
     }
 
+    /// LISTEN with the extended protocol (PQexecParams: Parse, Bind, Describe, Execute, Sync).
+    func testExtendedProtocolListen() throws {
+        let p = try pgmux()
+        let a = try PQConnection(p.conninfo())
+        XCTAssertEqual(try a.queryParams("LISTEN ext", []).count, 0)
+        let w = try PQConnection(direct)
+        _ = try w.query("NOTIFY ext, 'extended'")
+        XCTAssertEqual(a.waitForNotification(timeout: 5)?.1, "extended")
+        XCTAssertEqual(try listenerPids(p).count, 1)
+        XCTAssertEqual(try a.queryParams("UNLISTEN ext", []).count, 0)
+        XCTAssertEqual(try a.queryParams("SELECT $1::int + 1", ["41"]), [["42"]])
+        XCTAssertTrue(try waitUntil(5) { try listenerPids(p).isEmpty }, "closed once nothing is listened on")
+    }
+
     func testPsycopgNotifies() throws {
         guard (try? Shell.run("/usr/bin/env", ["python3", "-c", "import psycopg"])) != nil else { throw XCTSkip("psycopg 3 not installed") }
         let p = try pgmux()

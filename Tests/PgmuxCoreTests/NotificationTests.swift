@@ -38,6 +38,53 @@ final class NotificationTests: XCTestCase {
         }
     }
 
+    private func message(_ type: Character, _ body: [UInt8]) -> [UInt8] {
+        var m = MessageBuilder()
+        m.raw(UInt8(ascii: type.unicodeScalars.first!), body)
+        return m.bytes
+    }
+
+    private func parse(_ sql: String, name: String = "", types: Int = 0) -> [UInt8] {
+        message("P", Array(name.utf8) + [0] + Array(sql.utf8) + [0, 0, UInt8(types)] + Array(repeating: 0, count: 4 * types))
+    }
+    private var bind: [UInt8] { message("B", [0, 0, 0, 0, 0, 0, 0, 1, 0, 1]) }  // no parameters, binary results
+    private var describePortal: [UInt8] { message("D", [UInt8(ascii: "P"), 0]) }
+    private var execute: [UInt8] { message("E", [0, 0, 0, 0, 0]) }
+    private var sync: [UInt8] { message("S", []) }
+
+    private func extended(_ bytes: [UInt8]) -> ListenStatement.ExtendedMatch {
+        bytes.withUnsafeBytes { ListenStatement.extended($0) }
+    }
+
+    func testExtendedProtocolBatch() {
+        let batch = parse("LISTEN jobs") + bind + describePortal + execute + sync
+        var reply = MessageBuilder()
+        reply.raw(UInt8(ascii: "1"), []); reply.raw(UInt8(ascii: "2"), []); reply.raw(UInt8(ascii: "n"), [])
+        reply.commandComplete("LISTEN"); reply.readyForQuery(UInt8(ascii: "I"))
+        XCTAssertEqual(extended(batch + parse("SELECT 1")), .batch(.listen("jobs"), consumed: batch.count, reply: reply.bytes))
+        let noDescribe = parse("unlisten *") + bind + execute + sync
+        guard case .batch(.unlistenAll, noDescribe.count, let r) = extended(noDescribe) else { return XCTFail() }
+        XCTAssertEqual(r.filter { $0 == UInt8(ascii: "n") }.count, 0)
+        // Not read whole yet: waited for; a Parse cut in its text too.
+        XCTAssertEqual(extended(Array(batch.dropLast(3))), .incomplete)
+        XCTAssertEqual(extended(Array(batch.prefix(12))), .incomplete)
+        XCTAssertEqual(extended(parse("LISTEN jobs") + bind), .incomplete)
+    }
+
+    func testOtherExtendedBatchesGoToServers() {
+        for bytes in [parse("SELECT 1") + bind + execute + sync,
+                      parse("LISTEN a", name: "s1") + bind + execute + sync,  // a named statement
+                      parse("LISTEN a", types: 1) + bind + execute + sync,
+                      parse("LISTEN a") + sync,  // prepared only
+                      parse("LISTEN a") + bind + execute + message("H", []),  // Flush: nothing more may come
+                      parse("LISTEN a") + bind + execute + parse("SELECT 1") + sync,
+                      parse("LISTEN a; SELECT 1") + bind + execute + sync,
+                      parse("LISTEN a") + message("B", [0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0x31, 0, 0]) + execute + sync,  // a parameter
+                      Array(parse("SELECT 1").prefix(9))] {
+            XCTAssertEqual(extended(bytes), .no)
+        }
+    }
+
     func testQuotedNameRoundTrips() {
         XCTAssertEqual(ListenStatement.quoted("a\"b"), "\"a\"\"b\"")
         let s = NotificationSubscriptions<Int>.Command(kind: .unlisten, channel: "Q", waiters: [])
