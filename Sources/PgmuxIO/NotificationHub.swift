@@ -23,6 +23,7 @@ final class NotificationHub {
     private var commandError: String?
     /// No listener is opened before this time after a failed attempt (server_login_retry).
     private var retryAt = 0.0
+    private var lastFailure = ""
     /// The client whose LISTEN is being handled: refused at once, it is not resumed (its
     /// request loop goes on).
     private var serving: UInt64?
@@ -152,9 +153,11 @@ final class NotificationHub {
     /// Opens a listener when there are commands to run, within max_db_connections /
     /// max_user_connections (an idle server of another pool may be closed to make room).
     private func open() {
-        guard listener == nil, !subscriptions.commands.isEmpty, loop.now >= retryAt, !loop.shuttingDown else { return }
+        guard listener == nil, !subscriptions.commands.isEmpty, !loop.shuttingDown else { return }
+        // After a failed attempt, LISTENs are refused with its reason until the retry.
+        if loop.now < retryAt { return refuseWaiters(lastFailure) }
         guard loop.limitsAllow(pool, evictIfNeeded: true) else {
-            return failed("no server connection left for notifications (max_db_connections / max_user_connections)")
+            return refuseWaiters("no server connection left for notifications (max_db_connections / max_user_connections)")
         }
         listener = pool.launchListener(for: self)
         if listener == nil { failed("could not connect to the server for notifications") }
@@ -239,11 +242,19 @@ final class NotificationHub {
         }
     }
 
-    /// No listener could be opened: clients waiting on a LISTEN get an error; the listener is
-    /// tried again after server_login_retry for the clients already listening.
+    /// A listener failed to connect or log in: clients waiting on a LISTEN get an error, and so
+    /// do the next ones until server_login_retry has passed; then it is tried again, also for
+    /// the clients already listening.
     private func failed(_ reason: String) {
         retryAt = loop.now + loop.config.settings.serverLoginRetry
+        lastFailure = reason
         loop.log.warning("\(pool.databaseName)/\(pool.userName) notification connection failed: \(reason)")
+        refuseWaiters(reason)
+    }
+
+    /// No listener can be opened now: the clients waiting on a LISTEN get an error (SQLSTATE
+    /// 08006), and that subscription is undone.
+    private func refuseWaiters(_ reason: String) {
         for (id, _) in subscriptions.failWaiters() {
             replies[id] = nil
             guard let client = loop.clients[id], client.state != .closing else { continue }

@@ -226,6 +226,25 @@ final class ListenNotifyTests: XCTestCase {
         XCTAssertTrue(try waitUntil(5) { try listenerPids(p).isEmpty }, "closed once nothing is listened on")
     }
 
+    /// The listener counts in max_db_connections: with every slot held by a transaction the
+    /// LISTEN is refused; with an idle server, that one is closed to make room.
+    func testListenerStaysWithinMaxDbConnections() throws {
+        let p = try pgmux(["max_db_connections": "2"])
+        let a = try PQConnection(p.conninfo()), b = try PQConnection(p.conninfo()), c = try PQConnection(p.conninfo())
+        for h in [a, b] { _ = try h.query("BEGIN"); _ = try h.query("SELECT 1") }
+        XCTAssertThrowsError(try c.query("LISTEN capped")) { e in
+            XCTAssertTrue("\(e)".contains("no server connection left for notifications"), "\(e)")
+        }
+        for h in [a, b] { _ = try h.query("COMMIT") }
+        _ = try c.query("LISTEN capped")
+        XCTAssertEqual(try listenerPids(p).count, 1)
+        XCTAssertLessThanOrEqual(try PostgresCluster.shared.backendCount(user: PostgresCluster.scramUser.0), 2)
+        let w = try PQConnection(direct)
+        _ = try w.query("NOTIFY capped, 'within the cap'")
+        XCTAssertEqual(c.waitForNotification(timeout: 5)?.1, "within the cap")
+        XCTAssertEqual(try a.scalar("SELECT 'the pool still serves'"), "the pool still serves")
+    }
+
     func testPsycopgNotifies() throws {
         guard (try? Shell.run("/usr/bin/env", ["python3", "-c", "import psycopg"])) != nil else { throw XCTSkip("psycopg 3 not installed") }
         let p = try pgmux()

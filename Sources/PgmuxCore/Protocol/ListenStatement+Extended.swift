@@ -76,10 +76,11 @@ extension ListenStatement {
 
     /// An unnamed Parse without parameter types whose text may be one LISTEN / UNLISTEN: its text.
     private static func unnamedParseText(_ body: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
-        guard body.count >= 4, body[0] == 0, let end = body[1...].firstIndex(of: 0), end + 3 == body.count,
-              body[end + 1] == 0, body[end + 2] == 0 else { return nil }
-        let text = UnsafeRawBufferPointer(rebasing: body[1..<end])
-        return mightBe(text) ? text : nil
+        // The first bytes decide first, so that other texts are not scanned to their end.
+        guard body.count >= 4, body[0] == 0, mightBe(UnsafeRawBufferPointer(rebasing: body[1...])),
+              let end = body[1...].firstIndex(of: 0), end + 3 == body.count, body[end + 1] == 0, body[end + 2] == 0
+        else { return nil }
+        return UnsafeRawBufferPointer(rebasing: body[1..<end])
     }
 
     /// A Bind of the unnamed statement to the unnamed portal, without parameters (result
