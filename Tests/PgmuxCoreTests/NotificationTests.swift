@@ -85,6 +85,30 @@ final class NotificationTests: XCTestCase {
         }
     }
 
+    /// Every prefix and every single-byte change of a valid batch: an answer, never a trap, and
+    /// a batch only when the bytes still make one.
+    func testExtendedBatchMutations() {
+        let parts = [parse("LISTEN \"q\" -- c"), bind, describePortal, execute, sync]
+        let batch = parts.flatMap { $0 }
+        var framing = Set<Int>(), at = 0
+        for p in parts { framing.formUnion(at..<(at + 5)); at += p.count }
+        for n in 0..<batch.count { XCTAssertNotEqual(extended(Array(batch.prefix(n))), .batch(.listen("q"), consumed: batch.count, reply: [])) }
+        for i in batch.indices {
+            for v: UInt8 in [0, 1, 0x22, 0x2d, 0x50, 0x53, 0x7f, 0xff] where batch[i] != v {
+                var m = batch
+                m[i] = v
+                if case .batch(_, let consumed, let reply) = extended(m) {
+                    // Still a batch: the change was in the name, the comment, a format code or
+                    // the row limit, never in the framing.
+                    XCTAssertEqual(consumed, m.count)
+                    XCTAssertEqual(reply.last, UInt8(ascii: "I"))
+                    XCTAssertFalse(framing.contains(i), "\(i)")
+                }
+                _ = m.withUnsafeBytes { ListenStatement.classify($0) }
+            }
+        }
+    }
+
     func testQuotedNameRoundTrips() {
         XCTAssertEqual(ListenStatement.quoted("a\"b"), "\"a\"\"b\"")
         let s = NotificationSubscriptions<Int>.Command(kind: .unlisten, channel: "Q", waiters: [])
