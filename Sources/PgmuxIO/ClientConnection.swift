@@ -166,7 +166,7 @@ public final class ClientConnection: Endpoint {
                 continue
             }
             let first = pending[0]
-            if first == UInt8(ascii: "Q") || first == UInt8(ascii: "P"), let waits = NotificationHub.serve(self, pending) {
+            if let waits = NotificationHub.serve(self, pending) {
                 if waits { return true }  // LISTEN: reading and serving resume once it is answered
                 continue
             }

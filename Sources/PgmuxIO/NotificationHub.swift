@@ -1,15 +1,15 @@
 import PgmuxCore
 
 /// LISTEN/NOTIFY for a pool in transaction or statement mode. The clients' `LISTEN`, `UNLISTEN`
-/// and `UNLISTEN *` (sent as a Query of that one statement while the client holds no server) are
-/// answered by pgmux; one listener server connection per pool listens on the union of their
+/// and `UNLISTEN *` (a Query of that one statement, or an extended-protocol batch of it, while
+/// the client holds no server) are answered by pgmux; one listener server connection per pool listens on the union of their
 /// channels, and its notifications go to every client listening on theirs (see
 /// `NotificationSubscriptions` for the bookkeeping, `NotificationInbox` for when a client gets
 /// them). A lost listener is replaced and listens again; its clients are told with a notice.
 /// The listener is one backend beyond pool_size, shown in SHOW SERVERS with state `listen`.
 final class NotificationHub {
     unowned let pool: Pool
-    private var subscriptions = NotificationSubscriptions<UInt64>()
+    private(set) var subscriptions = NotificationSubscriptions<UInt64>()
     /// Per subscribed client (by id), created with its first LISTEN.
     private var inboxes: [UInt64: NotificationInbox] = [:]
     /// The answers of LISTENs waiting for the listener, sent with the extended protocol.
@@ -19,8 +19,8 @@ final class NotificationHub {
     private var ready = false
     /// The listener is being closed because nothing is listened on.
     private var closingListener = false
-    /// An error reply to the running command.
-    private var commandError: String?
+    /// An error reply to the running command: its message and SQLSTATE.
+    private var commandError: (message: String, code: String)?
     /// No listener is opened before this time after a failed attempt (server_login_retry).
     private var retryAt = 0.0
     private var lastFailure = ""
@@ -36,12 +36,16 @@ final class NotificationHub {
 
     // MARK: clients
 
-    /// The hook of `ClientConnection.answeredWithoutServer`: when the client's next message is a
-    /// Query that is one LISTEN / UNLISTEN, it is consumed and served. nil: not one (the first
-    /// bytes decide cheaply); false: answered; true: the answer waits (for the listener, or for
-    /// the rest of the message), nothing else of the client's is to be read or served meanwhile.
+    /// The hook of `ClientConnection.answeredWithoutServer`: when the client's next messages are
+    /// a Query or an extended-protocol batch of one LISTEN / UNLISTEN, they are consumed and
+    /// served. nil: not one (the first bytes decide cheaply); false: answered; true: the answer
+    /// waits (for the listener, or for the rest of the messages), nothing else of the client's is
+    /// to be served meanwhile.
     static func serve(_ client: ClientConnection, _ pending: UnsafeRawBufferPointer) -> Bool? {
         guard pending.count >= 5, let pool = client.pool, pool.mode != .session, client.adminRole == nil else { return nil }
+        // Read again while its LISTEN waits (RESUME after SUSPEND): nothing goes ahead of it.
+        if let hub = pool.notificationsIfAny, hub.subscriptions.isWaiting(client.id) { return true }
+        guard pending[0] == UInt8(ascii: "Q") || pending[0] == UInt8(ascii: "P") else { return nil }
         let statement: ListenStatement, consumed: Int, reply: [UInt8]?
         if pending[0] == UInt8(ascii: "Q") {
             let length = 1 + (Int(pending[1]) << 24 | Int(pending[2]) << 16 | Int(pending[3]) << 8 | Int(pending[4]))
@@ -189,8 +193,9 @@ final class NotificationHub {
                 for id in ids { deliver(m.bytes, to: id) }
             case UInt8(ascii: "E"):
                 let f = MessageReader.errorFields(body)
-                commandError = f[UInt8(ascii: "M")] ?? "error"
-                loop.log.warning("\(server.logPrefix) notification connection: \(commandError!)")
+                let message = f[UInt8(ascii: "M")] ?? "error"
+                commandError = (message, f[UInt8(ascii: "C")] ?? SQLState.protocolViolation)
+                loop.log.warning("\(server.logPrefix) notification connection: \(message)")
             case UInt8(ascii: "Z"):
                 commandCompleted()
             default:
@@ -210,7 +215,7 @@ final class NotificationHub {
             if let error {
                 subscriptions.unlisten(id, channel)
                 if subscriptions.channels(of: id).isEmpty { inboxes[id] = nil }
-                client.sendError(error, code: SQLState.protocolViolation, fatal: false)
+                client.sendError(error.message, code: error.code, fatal: false)
             } else {
                 client.queue(reply ?? Self.reply("LISTEN"))
             }
@@ -219,8 +224,8 @@ final class NotificationHub {
         pump()
     }
 
-    /// The listener closed (`loggedIn`: after its login, or while logging in).
-    func listenerClosed(_ server: ServerConnection, reason: String, loggedIn: Bool) {
+    /// The listener closed: on purpose, after its login (lost), or before (failed).
+    func listenerClosed(_ server: ServerConnection, reason: String) {
         guard server === listener else { return }
         listener = nil
         let wasReady = ready

@@ -733,7 +733,7 @@ public final class ServerConnection: Endpoint {
         closeSocket()
         if let hub = notificationHub {
             loop.serverClosed(self)
-            hub.listenerClosed(self, reason: reason, loggedIn: wasLoggedIn)
+            hub.listenerClosed(self, reason: reason)
             return
         }
         if let answer = authLookup { authLookup = nil; answer(.failed) }

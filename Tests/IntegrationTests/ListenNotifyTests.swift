@@ -157,6 +157,26 @@ final class ListenNotifyTests: XCTestCase {
         XCTAssertEqual(try a.scalar("SELECT 'still usable'"), "still usable")
     }
 
+    /// As PostgreSQL does, a client inside a transaction gets notifications once it ends, after
+    /// its ReadyForQuery, never between the messages of a reply.
+    func testHeldDuringTransactionDeliveredAfter() throws {
+        let p = try pgmux()
+        let a = try PQConnection(p.conninfo())
+        _ = try a.query("LISTEN held")
+        _ = try a.query("BEGIN")
+        let w = try PQConnection(direct)
+        _ = try w.query("NOTIFY held, 'one'")
+        _ = try w.query("NOTIFY held, 'two'")
+        usleep(300_000)
+        // A large reply while they wait: libpq would fail on a message cut by another.
+        XCTAssertEqual(try a.query("SELECT repeat('x', 100000) FROM generate_series(1, 20)").count, 20)
+        XCTAssertEqual(a.notifications().map(\.1), [], "held inside the transaction")
+        _ = try a.query("COMMIT")
+        var got: [String] = []
+        XCTAssertTrue(waitUntil(5) { got += a.notifications().map(\.1); return got.count >= 2 })
+        XCTAssertEqual(got, ["one", "two"])
+    }
+
     /// A client that does not read loses what does not fit its 256 kB, is told how much, and
     /// holds no one back.
     func testSlowClientDropsAndIsTold() throws {
