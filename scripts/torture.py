@@ -686,7 +686,8 @@ class Worker(threading.Thread):
         """(operation, weight) allowed in this phase's pool mode."""
         ph = self.ph
         ops = [("simple", 6), ("extended", 6), ("verify", 4), ("copy_out", 2), ("copy_in", 3),
-               ("pipeline", 4), ("notify", 2), ("sleep_cancel", 2), ("set_param", 3),
+               ("pipeline", 4), ("notify", 2), ("sleep_cancel", 2), ("set_param", 3), ("session_set", 2),
+               ("session_pin", 1),
                ("syntax_error", 2), ("discard_all", 1), ("disconnect_copy", 1),
                ("disconnect_pipeline", 1), ("raw_login_drop", 1), ("raw_flush", 3),
                ("reconnect", 8 if ph.mode == "session" else 1)]  # a session holds its server till it leaves
@@ -724,6 +725,7 @@ class Worker(threading.Thread):
         self.conn.add_notice_handler(
             lambda d: self.notices.append(f"{d.severity} {d.sqlstate} {d.message_primary}"))
         self.params = {"application_name": app, "TimeZone": None, "DateStyle": None}
+        self.owner = None  # torture.owner, a setting PostgreSQL does not report (SET follows the client)
         self.listening = False
         self.conn_ok_since = time.monotonic()
 
@@ -938,6 +940,7 @@ class Worker(threading.Thread):
     def op_discard_all(self) -> None:
         self.conn.execute(self.forgetting("DISCARD ALL"))
         self.params = {p: self.reset_value(p) for p in TRACKED}
+        self.owner = None
         self.listening = False
         self.check_params()
 
@@ -1091,11 +1094,34 @@ class Worker(threading.Thread):
     def check_params(self) -> None:
         """The server's values (SHOW) and the client's (ParameterStatus) are the ones it set."""
         got = self.conn.execute("SELECT current_setting('application_name'), current_setting('TimeZone'), "
-                                "current_setting('DateStyle')").fetchone()
+                                "current_setting('DateStyle'), current_setting('torture.owner', true)").fetchone()
         for (p, want), server in zip(self.params.items(), got):
             if want is not None:
                 self.expect(f"{p} (SHOW)", server, want)
                 self.expect(f"{p} (ParameterStatus)", self.conn.info.parameter_status(p), want)
+        self.expect("torture.owner (SHOW)", got[3] or None, self.owner)
+
+    def op_session_set(self) -> None:
+        """SET/RESET of a setting PostgreSQL does not report, sometimes in a transaction block that
+        commits or rolls back: it must follow this client, and no other client may see it."""
+        in_tx = self.ph.mode != "statement" and self.rng.random() < 0.3
+        value = None if self.rng.random() < 0.2 else f"tw{self.wid}-{self.rng.randrange(999)}"
+        command = "RESET torture.owner" if value is None else f"SET torture.owner = '{value}'"
+        # Simple protocol, or an unnamed Parse (a named statement's SET is not followed).
+        run = (lambda: self.conn.execute(command, prepare=False)) if self.rng.random() < 0.5 else \
+            (lambda: self.conn.cursor().execute(command, prepare=False, binary=True))
+        if not in_tx:
+            run()
+            self.owner = value
+        elif self.rng.random() < 0.5:
+            with self.conn.transaction():
+                run()
+            self.owner = value
+        else:
+            with self.conn.transaction():
+                run()
+                raise psycopg.Rollback()  # leaves the block, rolled back
+        self.check_params()
 
     def op_set_param(self) -> None:
         name = self.rng.choice(list(TRACKED))
@@ -1153,6 +1179,37 @@ class Worker(threading.Thread):
             self.expect_error(e, "42601")
         else:
             raise Mismatch("a transaction with a syntax error committed")
+
+    def op_session_pin(self) -> None:
+        """A session advisory lock or a temporary table keeps the client on its backend until it is
+        released (transaction pooling); statement pooling refuses it, ending the connection."""
+        key = 700_000 + self.wid
+        if self.ph.mode == "statement":
+            try:
+                self.conn.execute("SELECT pg_advisory_lock(%s)", (key,), prepare=False)
+            except psycopg.Error as e:
+                if "not allowed in statement pooling mode" not in str(e):
+                    raise
+            else:
+                raise Mismatch("statement mode accepted a session advisory lock")
+            self.close()
+            return
+        pid = self.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        if self.rng.random() < 0.5:
+            self.conn.execute("SELECT pg_advisory_lock(%s)", (key,), prepare=False)
+            held = self.conn.execute("SELECT pg_backend_pid(), count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                     "AND pid = pg_backend_pid() AND objid = %s", (key,)).fetchone()
+            self.expect("the lock's backend", held[1], 1)
+            for _ in range(self.rng.randint(1, 3)):
+                self.expect("pinned backend", self.conn.execute("SELECT pg_backend_pid()").fetchone()[0], held[0])
+            self.expect("unlocked", self.conn.execute("SELECT pg_advisory_unlock(%s)", (key,)).fetchone()[0], True)
+        else:
+            table = f"pin_{self.wid}"
+            self.conn.execute(f"CREATE TEMP TABLE {table} (x int)")
+            self.conn.execute(f"INSERT INTO {table} VALUES (%s)", (pid,))
+            for _ in range(self.rng.randint(1, 3)):
+                self.expect("temporary table", self.conn.execute(f"SELECT x FROM {table}").fetchone(), (pid,))
+            self.conn.execute(f"DROP TABLE {table}")
 
     def op_tx_refused(self) -> None:
         """Statement mode: a transaction block ends the connection with pgmux's FATAL."""
@@ -1406,7 +1463,8 @@ class Monitor(threading.Thread):
             n = int(s.get("prepared_statements") or 0)
             if n > ph.mps:
                 self.st.prepared_violations.append(f"server {s.get('remote_pid')} holds {n} > {ph.mps}")
-        linked = [int(s["remote_pid"]) for s in servers if s.get("state") == "active" and s.get("remote_pid")]
+        linked = [int(s["remote_pid"]) for s in servers  # pinned ones hold a lock or a temporary table
+                  if s.get("state") == "active" and s.get("remote_pid") and s.get("pinned") != "1"]
         idle = conn.execute("SELECT pid, round(extract(epoch FROM now() - state_change)) FROM pg_stat_activity "
                             "WHERE pid = ANY(%s) AND state = 'idle' AND now() - state_change > interval '5 s'",
                             (linked,)).fetchall()

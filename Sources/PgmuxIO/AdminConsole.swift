@@ -330,7 +330,10 @@ final class AdminConsole {
             }
             let state: AdminConnectionState
             switch c.state {
-            case .active, .idle: state = .clActive; rows[key]?.clActive += 1
+            case .active, .idle:
+                state = .clActive
+                rows[key]?.clActive += 1
+                if c.pinned { rows[key]?.clPinned += 1 }
             case .waiting, .waitingForWelcome: state = .clWaiting; rows[key]?.clWaiting += 1
             default: continue
             }
@@ -346,7 +349,8 @@ final class AdminConsole {
             r.link = c.server.map { "0x\(String($0.id, radix: 16))" }
             r.applicationName = c.params["application_name"] ?? ""
             r.tls = c.ssl.map { TLSContexts.describe($0) } ?? ""  // as PgBouncer: empty without TLS
-            r.preparedStatements = c.statementBox?.rewriter.clientStatements.count ?? 0
+            r.preparedStatements = c.sessionBox?.rewriter.clientStatements.count ?? 0
+            r.pinned = c.pinned
             r.id = c.id
             snap.connections.append(r)
         }
@@ -380,6 +384,7 @@ final class AdminConsole {
             r.applicationName = sv.params["application_name"]?.value ?? ""
             r.tls = sv.ssl.map { TLSContexts.describe($0) } ?? ""
             r.preparedStatements = sv.statementCache.count
+            r.pinned = sv.client?.pinned == true
             r.id = sv.id
             snap.connections.append(r)
         }

@@ -49,6 +49,9 @@ public final class ClientConnection: Endpoint {
         get { ReplicationMode(rawValue: (countFlags >> 5) & 3) ?? .none }
         set { countFlags = countFlags & ~96 | newValue.rawValue << 5 }
     }
+    /// Keeps its server between transactions: the session holds state that cannot be replayed
+    /// elsewhere (`SessionPins`).
+    var pinned: Bool { get { flag(128) } set { setFlag(128, newValue) } }
     @inline(__always) private func flag(_ bit: UInt8) -> Bool { countFlags & bit != 0 }
     @inline(__always) private func setFlag(_ bit: UInt8, _ on: Bool) { if on { countFlags |= bit } else { countFlags &= ~bit } }
     /// query_wait_notify was sent for the current wait.
@@ -80,8 +83,9 @@ public final class ClientConnection: Endpoint {
     var queryStart: Double = 0
     /// Last time this client sent anything (client_idle_timeout).
     var lastActivity: Double = 0
-    /// The client's statement names, allocated with its first Parse/Bind/Describe/Close.
-    var statementBox: StatementNames?
+    /// The client's statement names and settings, allocated with its first Parse/Bind/Describe/
+    /// Close or SET.
+    var sessionBox: ClientSession?
 
     init(loop: EventLoop, fd: Int32, remote: Socket.Address) {
         self.remote = PeerAddress(remote)
@@ -154,7 +158,7 @@ public final class ClientConnection: Endpoint {
     /// `PreparedStatementRewriter.answerWithoutServer`). True when nothing is left that needs a
     /// server. The first byte decides cheaply for every other request.
     private func answeredWithoutServer() -> Bool {
-        guard statementBox?.oversizedParse == nil else { return false }
+        guard sessionBox?.oversizedParse == nil else { return false }
         // Batches and Flushes alternate (libpq's pipeline exit sends Sync + Flush): until what is
         // left needs a server, or nothing is left.
         while let base = inbuf.base, inbuf.pending >= 5 {
@@ -171,14 +175,14 @@ public final class ClientConnection: Endpoint {
                 continue
             }
             if tracksStatements, first == UInt8(ascii: "Q"),
-               let answer = statementNames.rewriter.answerDeallocateWithoutServer(pending, maxPacketSize: loop.maxPacketSize) {
+               let answer = session.rewriter.answerDeallocateWithoutServer(pending, maxPacketSize: loop.maxPacketSize) {
                 inbuf.start += answer.consumed
                 inbuf.scanned = inbuf.start
                 queue(answer.reply)
                 continue
             }
             guard tracksStatements, first == UInt8(ascii: "P") || first == UInt8(ascii: "S"),
-                  let answer = statementNames.rewriter.answerWithoutServer(pending, registry: loop.preparedStatements,
+                  let answer = session.rewriter.answerWithoutServer(pending, registry: loop.preparedStatements,
                                                                            maxPacketSize: loop.maxPacketSize)
             else { return false }
             inbuf.start += answer.consumed
@@ -212,7 +216,7 @@ public final class ClientConnection: Endpoint {
     @inline(__always)
     private func relay(to server: ServerConnection, of pool: Pool, in loop: EventLoop) {
         if server.state != .active { stopReading(); return }  // parameter sync in progress
-        if statementBox?.oversizedParse != nil {
+        if sessionBox?.oversizedParse != nil {
             switch gatherOversizedParse(for: server, of: pool, in: loop) {
             case .whole: break
             case .needMore: return finishRelayWalk(to: server)
@@ -224,12 +228,14 @@ public final class ClientConnection: Endpoint {
         let maxPacket = loop.maxPacketSize
         let rewriting = tracksStatements
         let refusesQuery = loop.refusesSimpleQuery
+        // Transaction and statement pooling read Queries whole: SET/RESET follow the client.
+        let readsQueries = !refusesQuery && (rewriting || pool.mode != .session)
         scan: while true {
             let step = scanner.next(base, position: pos, end: inbuf.end, capacity: loop.buffers.size,
                                     maxPacketSize: maxPacket,
-                                    wantWhole: { rewriting && ($0 == UInt8(ascii: "P") || $0 == UInt8(ascii: "B")
-                                                               || $0 == UInt8(ascii: "D") || $0 == UInt8(ascii: "C")
-                                                               || ($0 == UInt8(ascii: "Q") && !refusesQuery)) },
+                                    wantWhole: { (($0 == UInt8(ascii: "Q") || $0 == UInt8(ascii: "P")) && readsQueries)
+                                                 || (rewriting && ($0 == UInt8(ascii: "P") || $0 == UInt8(ascii: "B")
+                                                                   || $0 == UInt8(ascii: "D") || $0 == UInt8(ascii: "C"))) },
                                     wantHeader: { _ in true })
             switch step {
             case .needMore(let p):
@@ -262,11 +268,12 @@ public final class ClientConnection: Endpoint {
                     case UInt8(ascii: "B"):
                         // Larger than the buffer: rewrite its names, stream the rest.
                         let prefix = UnsafeRawBufferPointer(start: base + start + 5, count: inbuf.end - start - 5)
-                        if let (rw, consumed) = statementNames.rewriter.rewriteBindPrefix(prefix, bodyLength: total - 5,
+                        if let (rw, consumed) = session.rewriter.rewriteBindPrefix(prefix, bodyLength: total - 5,
                                                                               server: &server.statementCache,
                                                                               registry: loop.preparedStatements) {
                             server.expectations.append(contentsOf: rw.expectations)
                             countStatementTraffic(type, rw)
+                            if rw.mayPin { server.pinCheck = true }
                             stage(upTo: start, then: rw.replacement!, for: server)
                             scanner.passthrough = total - 5 - consumed
                             inbuf.start = start + 5 + consumed
@@ -279,7 +286,7 @@ public final class ClientConnection: Endpoint {
                         // Larger than the relay buffer: gathered whole, then rewritten like any Parse.
                         stage(upTo: start, then: [], for: server)
                         scanner.passthrough = 0
-                        statementNames.oversizedParse = ([], total)
+                        session.oversizedParse = ([], total)
                         switch gatherOversizedParse(for: server, of: pool, in: loop) {
                         case .whole: pos = inbuf.start; continue scan
                         case .needMore: pos = inbuf.start; break scan
@@ -295,24 +302,41 @@ public final class ClientConnection: Endpoint {
                 if queryStart == 0 { queryStart = loop.now }
                 pos = start
             case .message(let type, let start, let total) where type == UInt8(ascii: "Q"):
-                // A simple Query with prepared-statement tracking on: SQL PREPARE/EXECUTE/DEALLOCATE.
+                // A simple Query in transaction or statement pooling: SET/RESET are followed,
+                // and with prepared-statement tracking SQL PREPARE/EXECUTE/DEALLOCATE rewritten.
                 let body = UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)
-                let rw = statementNames.rewriter.rewriteQuery(body, server: &server.statementCache, registry: loop.preparedStatements,
-                                                              inFailedTransaction: server.tracker.status == UInt8(ascii: "E"))
-                server.expectations.append(contentsOf: rw.expectations)
-                server.expectations.append(.sync)
+                if server.tracker.isQuiet { followSessionCommand(body, on: server, in: loop) }
+                if SessionPins.mayPin(body) { server.pinCheck = true }
                 server.tracker.sent(type)
                 if queryStart == 0 { queryStart = loop.now }
+                pos = start + total
+                guard rewriting else { break }
+                let rw = session.rewriter.rewriteQuery(body, server: &server.statementCache, registry: loop.preparedStatements,
+                                                       inFailedTransaction: server.tracker.status == UInt8(ascii: "E"))
+                if rw.mayPin { server.pinCheck = true }
+                server.expectations.append(contentsOf: rw.expectations)
+                server.expectations.append(.sync)
                 if let bytes = rw.replacement {
                     stage(upTo: start, then: bytes, for: server)
                     inbuf.start = start + total
                     inbuf.scanned = inbuf.start
                 }
+            case .message(let type, let start, let total) where !rewriting:
+                // A Parse read whole for its SET/RESET and pinning state only; it passes unchanged.
+                let body = UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)
+                if server.tracker.isQuiet { followSessionCommand(parse: body, on: server, in: loop) }
+                if SessionPins.mayPin(body) { server.pinCheck = true }
+                server.tracker.sent(type)
+                if queryStart == 0 { queryStart = loop.now }
                 pos = start + total
             case .message(let type, let start, let total):
                 // P, B, D or C with prepared-statement tracking on.
                 let body = UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)
-                switch statementNames.rewriter.rewrite(type: type, body: body, server: &server.statementCache,
+                if type == UInt8(ascii: "P") {
+                    if server.tracker.isQuiet { followSessionCommand(parse: body, on: server, in: loop) }
+                    if SessionPins.mayPin(body) { server.pinCheck = true }
+                }
+                switch session.rewriter.rewrite(type: type, body: body, server: &server.statementCache,
                                            registry: loop.preparedStatements) {
                 case .failure(.nameInUse):
                     sendError("prepared statement name is already in use")
@@ -323,6 +347,7 @@ public final class ClientConnection: Endpoint {
                 case .success(let rw):
                     server.expectations.append(contentsOf: rw.expectations)
                     countStatementTraffic(type, rw)
+                    if rw.mayPin { server.pinCheck = true }
                     server.tracker.sent(type)
                     if queryStart == 0 { queryStart = loop.now }
                     if let bytes = rw.replacement {
@@ -340,6 +365,26 @@ public final class ClientConnection: Endpoint {
         pool.counters.clientBytes &+= UInt64(max(0, pos - inbuf.scanned))
         inbuf.scanned = pos
         finishRelayWalk(to: server)
+    }
+
+    /// A Query that is one SET/RESET of a parameter PostgreSQL does not report: the server
+    /// notes it, to be settled by its reply (`PendingSessionCommands`). Only when nothing else is
+    /// in flight, so that the next ReadyForQuery answers it.
+    private func followSessionCommand(_ body: UnsafeRawBufferPointer, on server: ServerConnection, in loop: EventLoop) {
+        guard let last = body.last, last == 0 else { return }
+        let command = SessionCommand.classify(UnsafeRawBufferPointer(rebasing: body.dropLast()))
+        switch command {
+        case .other: return
+        case .set(let key, _), .reset(let key): if loop.isTracked(key) { return }
+        case .resetAll: break
+        }
+        server.pendingSession.sent(command, inTransaction: server.tracker.status != UInt8(ascii: "I"))
+    }
+
+    /// The same for the text of an unnamed Parse (drivers of the extended protocol send SET so).
+    private func followSessionCommand(parse body: UnsafeRawBufferPointer, on server: ServerConnection, in loop: EventLoop) {
+        guard body.first == 0, let end = body.dropFirst().firstIndex(of: 0) else { return }
+        followSessionCommand(UnsafeRawBufferPointer(rebasing: body[1...end]), on: server, in: loop)
     }
 
     /// Sends what the walk staged or left to forward.
@@ -363,7 +408,7 @@ public final class ClientConnection: Endpoint {
     /// Moves the next bytes of an oversized Parse out of the relay buffer; once it is whole, it is
     /// rewritten and staged for the server.
     private func gatherOversizedParse(for server: ServerConnection, of pool: Pool, in loop: EventLoop) -> Gathered {
-        guard let box = statementBox, var parse = box.oversizedParse, let base = inbuf.base else { return .needMore }
+        guard let box = sessionBox, var parse = box.oversizedParse, let base = inbuf.base else { return .needMore }
         box.oversizedParse = nil  // no copy-on-write of the bytes while they are appended
         let take = min(parse.total - parse.bytes.count, inbuf.end - inbuf.start)
         parse.bytes.append(contentsOf: UnsafeRawBufferPointer(start: base + inbuf.start, count: take))
@@ -520,19 +565,22 @@ public final class ClientConnection: Endpoint {
     }
 }
 
-/// A client's prepared-statement names, boxed so clients that never prepare anything pay 8 bytes.
-final class StatementNames {
+/// A client's session state in transaction pooling (its prepared-statement names, the settings
+/// it made), boxed so clients that never prepare or SET anything pay 8 bytes.
+final class ClientSession {
     var rewriter = PreparedStatementRewriter()
+    /// SET/RESET of parameters PostgreSQL does not report, replayed on each server it is lent.
+    var settings: SessionSettings = [:]
     /// A Parse larger than the relay buffer, gathered whole (up to max_packet_size) so that it can
     /// be registered and rewritten: its bytes so far and its full size.
     var oversizedParse: (bytes: [UInt8], total: Int)?
 }
 
 extension ClientConnection {
-    var statementNames: StatementNames {
-        if let b = statementBox { return b }
-        let b = StatementNames()
-        statementBox = b
+    var session: ClientSession {
+        if let b = sessionBox { return b }
+        let b = ClientSession()
+        sessionBox = b
         return b
     }
 }

@@ -159,6 +159,8 @@ extension EventLoop {
             server.close(reason: "idle transaction timeout", notifyClient: true)
         } else if txTimeout > 0 && server.transactionStart > 0 && t - server.transactionStart > txTimeout {
             server.close(reason: "transaction timeout", notifyClient: true)
+        } else if s.pinTimeout > 0 && client.pinned && tracker.isIdle && t - server.lastReadyAt > s.pinTimeout {
+            server.close(reason: "pin timeout", notifyClient: true)
         }
     }
 

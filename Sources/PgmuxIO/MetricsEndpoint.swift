@@ -52,7 +52,9 @@ final class MetricsEndpoint {
         for c in loop.clients.values {
             guard let p = c.pool else { continue }
             switch c.state {
-            case .active, .idle: rows[ObjectIdentifier(p)]?.clientActive += 1
+            case .active, .idle:
+                rows[ObjectIdentifier(p)]?.clientActive += 1
+                if c.pinned { rows[ObjectIdentifier(p)]?.clientPinned += 1 }
             case .waiting, .waitingForWelcome: rows[ObjectIdentifier(p)]?.clientWaiting += 1
             default: break
             }

@@ -217,12 +217,15 @@ public final class Pool {
         lastUsed = client.stateSince
         // Client parameter sets are interned, so the common case is one storage comparison. A
         // walsender got them in its startup packet (a physical one would refuse a SET).
-        if replication == .none && server.paramsInSync != client.params {
+        let settings = client.sessionBox?.settings ?? [:]
+        if replication == .none && (server.paramsInSync != client.params || server.sessionSettings != settings) {
             var sets = ""
             for (key, value) in client.params where server.params[key]?.value != value {
                 let name = server.params[key]?.name ?? key
                 sets += "SET \(name)=\(quoteLiteral(value));"
             }
+            // SET/RESET of parameters PostgreSQL does not report follow the client too.
+            sets += SessionCommand.sync(from: server.sessionSettings, to: settings)
             if !sets.isEmpty {
                 server.runOwnQuery(sets, kind: .parameterSync)
                 return

@@ -29,7 +29,7 @@ public final class ServerConnection: Endpoint {
         case closed
     }
 
-    public enum OwnQuery: Equatable { case parameterSync, reset, healthCheck, authQuery }
+    public enum OwnQuery: Equatable { case parameterSync, reset, healthCheck, authQuery, pinCheck }
 
     /// How a connect or login that ended before ReadyForQuery failed (see `Pool.loginAttemptFailed`).
     enum LoginFailure {
@@ -69,6 +69,17 @@ public final class ServerConnection: Endpoint {
     var statementCache: ServerStatementCache
     /// Replies owed for Parse/Close/Sync, to swallow those of injected messages.
     var expectations = ResponseExpectations()
+    /// Settings of parameters PostgreSQL does not report that this session has had made (by its
+    /// clients' SET, or pgmux's sync), and the client's SET/RESET still waiting for their reply.
+    var sessionSettings: SessionSettings = [:]
+    var pendingSession = PendingSessionCommands()
+    /// The client's transaction may have taken session state that pins it (`SessionPins`): the
+    /// server is asked before it is released. Stays set while the client is pinned.
+    var pinCheck = false
+    /// The answer of the pin check: how much pinning state the session holds.
+    private var pinsHeld = 0
+    /// The client's ReadyForQuery 'I', held back until the pin check has answered.
+    private var readyWithheld = false
     /// auth_query in flight: where its answer goes, and the secret read so far.
     var authLookup: ((AuthQueryAnswer) -> Void)?
     var authSecret: String?
@@ -412,12 +423,14 @@ public final class ServerConnection: Endpoint {
         let base = UnsafeRawPointer(inbuf.base!)
         var pos = inbuf.scanned
         let rewriting = client.tracksStatements
+        let followsSession = !pendingSession.isEmpty
         scan: while true {
             let step = scanner.next(base, position: pos, end: inbuf.end, capacity: loop.buffers.size,
                                     maxPacketSize: loop.maxPacketSize,
                                     wantWhole: { $0 == UInt8(ascii: "Z") || $0 == UInt8(ascii: "S")
                                                  || (rewriting && ($0 == UInt8(ascii: "1") || $0 == UInt8(ascii: "3")
-                                                                   || $0 == UInt8(ascii: "C") || $0 == UInt8(ascii: "E"))) },
+                                                                   || $0 == UInt8(ascii: "C") || $0 == UInt8(ascii: "E")))
+                                                 || (followsSession && $0 == UInt8(ascii: "C")) },
                                     wantHeader: { $0 == UInt8(ascii: "G") || (rewriting && $0 == UInt8(ascii: "E")) })
             switch step {
             case .needMore(let p):
@@ -429,8 +442,19 @@ public final class ServerConnection: Endpoint {
                 case UInt8(ascii: "Z"):
                     guard total == 6 else { close(reason: "server sent bad ReadyForQuery", notifyClient: true); return }
                     let status = base.load(fromByteOffset: start + 5, as: UInt8.self)
+                    // The transaction's end, after statements that may pin: its ReadyForQuery
+                    // waits for the pin check, so that the check's verdict comes before it.
+                    let withholdReady = pinCheck && status == UInt8(ascii: "I") && tracker.pendingReady == 1
+                        && client.scanner.passthrough == 0
+                    if withholdReady {
+                        guard cutOut(start, total, client) else { pos = start; break scan }
+                        inbuf.start = start + total
+                        inbuf.scanned = inbuf.start
+                        readyWithheld = true
+                    }
                     tracker.readyForQuery(status)
                     if rewriting { expectations.readyForQuery() }
+                    if followsSession { settleSession(status, client) }
                     lastReadyAt = loop.now
                     if status == UInt8(ascii: "I") {
                         // A transaction (explicit, or one statement's) ended, in every pool mode.
@@ -475,9 +499,12 @@ public final class ServerConnection: Endpoint {
                         break
                     }
                     if rewriting { expectations.commandComplete() }
+                    if followsSession {
+                        pendingSession.commandComplete(UnsafeRawBufferPointer(start: base + start + 5, count: max(0, total - 6)))
+                    }
                     if CommandTag.dropsPreparedStatements(UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)) {
                         statementCache.removeAll()
-                        client.statementBox?.rewriter.forgetAll()
+                        client.sessionBox?.rewriter.forgetAll()
                     }
                 case UInt8(ascii: "E"):  // read whole only with statement tracking
                     forgetSkippedParses(client)
@@ -504,6 +531,15 @@ public final class ServerConnection: Endpoint {
         if client.forward(from: self) { afterClientFlushed() }
     }
 
+    /// The client's SET/RESET that now hold (see `PendingSessionCommands`) become its settings,
+    /// and this server's.
+    private func settleSession(_ status: UInt8, _ client: ClientConnection) {
+        for command in pendingSession.readyForQuery(status) {
+            command.apply(to: &client.session.settings)
+            command.apply(to: &sessionSettings)
+        }
+    }
+
     /// After an ErrorResponse the server skips to Sync: the Parses it skipped never happened.
     private func forgetSkippedParses(_ client: ClientConnection) {
         let skipped = expectations.error()
@@ -513,8 +549,8 @@ public final class ServerConnection: Endpoint {
         }
         for lost in skipped.lost {
             statementCache.remove(lost.id)
-            if let name = lost.clientName, client.statementBox?.rewriter.clientStatements[name] == lost.id {
-                client.statementBox?.rewriter.clientStatements[name] = nil
+            if let name = lost.clientName, client.sessionBox?.rewriter.clientStatements[name] == lost.id {
+                client.sessionBox?.rewriter.clientStatements[name] = nil
             }
         }
     }
@@ -543,7 +579,11 @@ public final class ServerConnection: Endpoint {
         if inbuf.isEmpty { releaseBufferIfEmpty() }
         if releaseAfterFlush {
             releaseAfterFlush = false
-            if tracker.isIdle { withPool { $0.release(self) }; return }
+            if tracker.isIdle {
+                if pinCheck { runOwnQuery(SessionPins.checkQuery, kind: .pinCheck); return }
+                withPool { $0.release(self) }
+                return
+            }
         }
         if case .active = state { startReading() }
     }
@@ -586,6 +626,8 @@ public final class ServerConnection: Endpoint {
                 if kind == .authQuery, let severity = f[UInt8(ascii: "S")] {
                     ownQueryError = "\(severity): \(ownQueryError ?? "")"  // log_server_error's form
                 }
+            case UInt8(ascii: "D") where kind == .pinCheck:
+                pinsHeld = MessageReader.dataRow(body)?.first.flatMap { $0.flatMap { Int($0) } } ?? 0
             case UInt8(ascii: "D") where kind == .authQuery:
                 // Exactly two columns, name and secret; a NULL secret means no login.
                 guard let row = MessageReader.dataRow(body) else {
@@ -613,7 +655,8 @@ public final class ServerConnection: Endpoint {
                     close(reason: "error response from auth_query", notifyClient: false, loginFailure: nil)
                     return
                 } else if let failed {
-                    let what = kind == .parameterSync ? "var change failed" : kind == .reset ? "reset query failed" : "test query failed"
+                    let what = kind == .parameterSync ? "var change failed" : kind == .reset ? "reset query failed"
+                        : kind == .pinCheck ? "session state check failed" : "test query failed"
                     loop.log.warning("\(logPrefix) \(what): \(failed)")
                     close(reason: what, notifyClient: true)
                     return
@@ -658,8 +701,11 @@ public final class ServerConnection: Endpoint {
             guard let client else { pool.release(self); return }
             for (key, value) in client.params { if let p = params[key] { params[key] = (p.name, value) } }
             paramsInSync = client.params
+            sessionSettings = client.sessionBox?.settings ?? [:]
             client.startReading()
             if !client.inbuf.isEmpty { client.relay() }
+        case .pinCheck:
+            pinCheckDone()
         case .authQuery:
             let answer = authLookup, secret = authSecret
             authLookup = nil
@@ -667,9 +713,41 @@ public final class ServerConnection: Endpoint {
             pool.release(self)
             answer?(.secret(secret))
         case .reset, .healthCheck:
-            if kind == .reset { statementCache.removeAll() }  // DISCARD ALL dropped them
+            if kind == .reset {
+                statementCache.removeAll()  // DISCARD ALL dropped them
+                if case .resetAll = Array(loop.config.settings.serverResetQuery.utf8).withUnsafeBytes(SessionCommand.classify) {
+                    sessionSettings.removeAll()
+                }
+            }
             pool.release(self)  // still counted as in use; release moves it to idle
         }
+    }
+
+    /// The client's transaction ended holding session state (a lock, a temporary table, a
+    /// holdable cursor): it keeps this server, in transaction pooling, until a later check finds
+    /// none; statement pooling cannot keep it, and refuses the client. Without state, released.
+    private func pinCheckDone() {
+        state = .active
+        let held = pinsHeld
+        pinsHeld = 0
+        guard let client else { pool.release(self); return }
+        if held > 0 && pool.mode == .statement {
+            client.sendError(SessionPins.statementModeRefusal, code: SQLState.featureNotSupported)
+            return
+        }
+        if readyWithheld { client.queue([UInt8(ascii: "Z"), 0, 0, 0, 5, UInt8(ascii: "I")]) }
+        readyWithheld = false
+        if held > 0 {
+            client.pinned = true
+            client.startReading()
+            if !client.inbuf.isEmpty { client.relay() }
+            return
+        }
+        pinCheck = false
+        client.pinned = false
+        pool.release(self)
+        // What it sent meanwhile waits for a server like any request.
+        if client.state == .idle && !client.inbuf.isEmpty { client.requestServer() }
     }
 
     /// Runs auth_query for `user` (extended protocol, the name as $1).
@@ -688,8 +766,17 @@ public final class ServerConnection: Endpoint {
 
     /// The linked client disconnected: reuse the server only if it is clean.
     func clientGone(unsentBytes: Bool) {
+        let pinned = client?.pinned == true
         client = nil
         releaseAfterFlush = false
+        readyWithheld = false
+        pendingSession.removeAll()
+        if pinned || pinCheck {
+            // Its locks, temporary tables or cursors must not reach the next client.
+            pinCheck = false
+            close(reason: "client with session state left", notifyClient: false)
+            return
+        }
         let s = loop.config.settings
         switch ReleasePolicy.onClientGone(mode: pool.mode, tracker: tracker, unsentBytes: unsentBytes || scanner.passthrough > 0,
                                           resetQuery: s.serverResetQuery, resetAlways: s.serverResetQueryAlways,

@@ -12,21 +12,21 @@ final class AdminColumnsTests: XCTestCase {
         XCTAssertEqual(AdminColumns.pools.map(\.name), [
             "database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req", "cl_waiting_cancel_req",
             "sv_active", "sv_active_cancel", "sv_being_canceled", "sv_idle", "sv_used", "sv_tested", "sv_login",
-            "maxwait", "maxwait_us", "pool_mode", "load_balance_hosts"])
-        XCTAssertEqual(sig(AdminColumns.pools), "ssiiiiiiiiiiiiiss")
-        XCTAssertEqual(AdminColumns.pools.map(\.type.oid), [25, 25] + Array(repeating: 23, count: 13) + [25, 25])
+            "maxwait", "maxwait_us", "pool_mode", "load_balance_hosts", "cl_pinned"])
+        XCTAssertEqual(sig(AdminColumns.pools), "ssiiiiiiiiiiiiissi")
+        XCTAssertEqual(AdminColumns.pools.map(\.type.oid), [25, 25] + Array(repeating: 23, count: 13) + [25, 25, 23])
     }
 
     func testClientsServersSockets() {
         let names = ["type", "user", "database", "replication", "state", "addr", "port", "local_addr", "local_port",
                      "connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link", "remote_pid",
-                     "tls", "application_name", "prepared_statements", "id"]
+                     "tls", "application_name", "prepared_statements", "id", "pinned"]
         XCTAssertEqual(AdminColumns.clients.map(\.name), names)
-        XCTAssertEqual(sig(AdminColumns.clients), "ssssssisissiiississii")
+        XCTAssertEqual(sig(AdminColumns.clients), "ssssssisissiiississiii")
         XCTAssertEqual(AdminColumns.columns(for: .servers), AdminColumns.clients)
         XCTAssertEqual(AdminColumns.sockets.map(\.name),
                        names + ["recv_pos", "pkt_pos", "pkt_remain", "send_pos", "send_remain", "pkt_avail", "send_avail"])
-        XCTAssertEqual(sig(AdminColumns.sockets), "ssssssisissiiississiiiiiiiii")
+        XCTAssertEqual(sig(AdminColumns.sockets), "ssssssisissiiississiiiiiiiiii")
         XCTAssertEqual(AdminColumns.columns(for: .activeSockets), AdminColumns.sockets)
     }
 

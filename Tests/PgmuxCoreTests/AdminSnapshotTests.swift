@@ -15,7 +15,7 @@ final class AdminSnapshotTests: XCTestCase {
         XCTAssertEqual(t.columns, AdminColumns.pools)
         XCTAssertEqual(t.rows.map { [$0[0]!, $0[1]!] }, [["a", "Y"], ["a", "z"], ["b", "u"], ["pgbouncer", "pgbouncer"]])
         XCTAssertEqual(t.rows[2], ["b", "u", "2", "1", "0", "0", "0", "0", "0", "3", "0", "0", "0", "2", "500123",
-                                   "transaction", "round-robin"])
+                                   "transaction", "round-robin", "0"])
         XCTAssertNil(t.rows[0][16])
     }
 
@@ -55,7 +55,7 @@ final class AdminSnapshotTests: XCTestCase {
         nouser.user = nil
         s.connections.append(nouser)
         let t = try XCTUnwrap(s.table(for: .clients))
-        XCTAssertEqual(t.columns.count, 21)
+        XCTAssertEqual(t.columns.count, 22)
         XCTAssertEqual(t.rows.map { $0[20]! }, ["5", "4", "2", "9", "1", "3", "10"])
         XCTAssertEqual(t.rows.map { $0[4]! }, ["idle", "waiting_cancel_req", "active", "idle", "waiting",
                                              "active_cancel_req", "waiting_cancel_req"])
@@ -81,7 +81,7 @@ final class AdminSnapshotTests: XCTestCase {
         XCTAssertEqual(t.rows.map { $0[4]! }, ["active", "idle", "new", "new"])
         XCTAssertEqual(t.rows[1], ["S", "u", "db", "logical", "idle", "127.0.0.1", "5432", "127.0.0.1", "40000",
                                    "2025-01-02 03:04:05 UTC", "2025-01-02 03:04:06 UTC", "3", "7", "1", "0x4294967301", "",
-                                   "4242", "TLSv1.3/TLS_AES_256_GCM_SHA384", "app", "2", "5"])
+                                   "4242", "TLSv1.3/TLS_AES_256_GCM_SHA384", "app", "2", "5", "0"])
     }
 
     func testSocketsAndActiveSockets() throws {
@@ -92,7 +92,7 @@ final class AdminSnapshotTests: XCTestCase {
         s.connections = [login, conn(p, .svIdle, id: 1), conn(p, .clActive, id: 2), conn(p, .clActiveCancelReq, id: 3),
                          conn(p, .svLogin, id: 4, buffered: true)]
         let t = try XCTUnwrap(s.table(for: .sockets))
-        XCTAssertEqual(t.columns.count, 28)
+        XCTAssertEqual(t.columns.count, 29)
         XCTAssertEqual(t.rows.map { $0[4]! }, ["cl_active", "sv_idle", "sv_login", "cl_login"])
         XCTAssertEqual(t.rows[3][2], "(nodb)")
         XCTAssertEqual(t.rows[0][25], "0")

@@ -39,7 +39,7 @@ public enum AdminColumns {
         ("cl_waiting_cancel_req", .int4), ("sv_active", .int4), ("sv_active_cancel", .int4),
         ("sv_being_canceled", .int4), ("sv_idle", .int4), ("sv_used", .int4), ("sv_tested", .int4),
         ("sv_login", .int4), ("maxwait", .int4), ("maxwait_us", .int4),
-        ("pool_mode", .text), ("load_balance_hosts", .text),
+        ("pool_mode", .text), ("load_balance_hosts", .text), ("cl_pinned", .int4),
     ])
 
     /// SHOW CLIENTS / SHOW SERVERS (`SKF_STD`, 21 columns; `T` timestamps are text).
@@ -49,7 +49,7 @@ public enum AdminColumns {
         ("connect_time", .text), ("request_time", .text),
         ("wait", .int4), ("wait_us", .int4), ("close_needed", .int4),
         ("ptr", .text), ("link", .text), ("remote_pid", .int4), ("tls", .text),
-        ("application_name", .text), ("prepared_statements", .int4), ("id", .int4),
+        ("application_name", .text), ("prepared_statements", .int4), ("id", .int4), ("pinned", .int4),
     ])
 
     /// SHOW SOCKETS / ACTIVE_SOCKETS (`SKF_DBG`, 28 columns).

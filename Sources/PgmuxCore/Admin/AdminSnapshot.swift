@@ -98,6 +98,8 @@ public struct AdminPoolRow: Sendable {
     public var database: String
     public var user: String
     public var clActive = 0, clWaiting = 0, clActiveCancelReq = 0, clWaitingCancelReq = 0
+    /// Clients kept on their server by session state (pgmux extension, `cl_pinned`).
+    public var clPinned = 0
     public var svActive = 0, svActiveCancel = 0, svBeingCanceled = 0, svIdle = 0, svUsed = 0
     public var svTested = 0, svLogin = 0
     /// µs the oldest waiting client has waited (0 if none); split into maxwait / maxwait_us.
@@ -202,6 +204,8 @@ public struct AdminConnectionRow: Sendable {
     public var tls = ""
     public var applicationName = ""
     public var preparedStatements = 0
+    /// A client kept on its server by session state, or a server keeping one (pgmux extension).
+    public var pinned = false
     /// KILL_CLIENT id (printed as int4, truncated like PgBouncer's `%d`).
     public var id: UInt64 = 0
     // SOCKETS buffer internals.
@@ -385,7 +389,8 @@ extension AdminSnapshot {
                 t.append([p.database, p.user, i4(p.clActive), i4(p.clWaiting), i4(p.clActiveCancelReq),
                           i4(p.clWaitingCancelReq), i4(p.svActive), i4(p.svActiveCancel), i4(p.svBeingCanceled),
                           i4(p.svIdle), i4(p.svUsed), i4(p.svTested), i4(p.svLogin),
-                          i4(p.maxWaitUs / 1_000_000), i4(p.maxWaitUs % 1_000_000), p.poolMode, p.loadBalanceHosts])
+                          i4(p.maxWaitUs / 1_000_000), i4(p.maxWaitUs % 1_000_000), p.poolMode, p.loadBalanceHosts,
+                          i4(p.clPinned)])
             }
         case .clients:
             let pools: [AdminConnectionState] = [.clActive, .clWaiting, .clActiveCancelReq, .clWaitingCancelReq]
@@ -534,7 +539,7 @@ extension AdminSnapshot {
             c.state.isServer ? "S" : "C", c.user ?? "(nouser)", c.database ?? "(nodb)", c.replication.rawValue,
             shownState, c.addr, i4(c.port), c.localAddr, i4(c.localPort), c.connectTime, c.requestTime,
             i4(c.waitUs / 1_000_000), i4(c.waitUs % 1_000_000), bool01(c.closeNeeded), c.ptr, c.link ?? "",
-            String(c.remotePid), c.tls, c.applicationName, i4(c.preparedStatements), i4(c.id),
+            String(c.remotePid), c.tls, c.applicationName, i4(c.preparedStatements), i4(c.id), bool01(c.pinned),
         ]
         if debug {
             row += [i4(c.recvPos), i4(c.pktPos), i4(c.pktRemain), i4(c.sendPos), "0", i4(c.pktAvail), i4(c.sendAvail)]

@@ -42,7 +42,7 @@ extension Settings {
         ("client_tls_ecdhcurve", "auto"), ("client_tls_key_file", ""), ("client_tls_protocols", "secure"),
         ("client_tls_sslmode", "disable"), ("conffile", nil), ("default_pool_size", "20"),
         ("disable_pqexec", "0"), ("dns_max_ttl", "15"), ("dns_nameservers", ""), ("dns_nxdomain_ttl", "15"),
-        ("dns_zone_check_period", "0"), ("failover_timeout", "5"), ("idle_transaction_timeout", "0"), ("ignore_startup_parameters", ""),
+        ("dns_zone_check_period", "0"), ("failover_timeout", "5"), ("idle_transaction_timeout", "0"), ("pin_timeout", "0"), ("ignore_startup_parameters", ""),
         ("job_name", "pgbouncer"), ("listen_addr", ""), ("listen_backlog", "128"), ("listen_port", "6432"),
         ("metrics_addr", "127.0.0.1"), ("metrics_port", "0"),
         ("server_channel_binding", "prefer"), ("auth_pam_service", "pgbouncer"), ("krb_server_keyfile", ""),

@@ -78,6 +78,9 @@ public struct Settings: Sendable, Equatable {
     public var clientLoginTimeout: Double = 60
     public var clientIdleTimeout: Double = 0
     public var queryTimeout: Double = 0
+    /// How long a client pinned to its server (session advisory locks, temporary tables, WITH
+    /// HOLD cursors in transaction pooling) may keep it idle (pgmux extension). 0: no limit.
+    public var pinTimeout: Double = 0
     public var queryWaitTimeout: Double = 120
     public var queryWaitNotify: Double = 5
     public var idleTransactionTimeout: Double = 0
@@ -228,6 +231,7 @@ public struct Settings: Sendable, Equatable {
         case "client_login_timeout": clientLoginTimeout = try v.seconds()
         case "client_idle_timeout": clientIdleTimeout = try v.seconds()
         case "query_timeout": queryTimeout = try v.seconds()
+        case "pin_timeout": pinTimeout = try v.seconds()
         case "query_wait_timeout": queryWaitTimeout = try v.seconds()
         case "query_wait_notify": queryWaitNotify = try v.seconds()
         case "idle_transaction_timeout": idleTransactionTimeout = try v.seconds()

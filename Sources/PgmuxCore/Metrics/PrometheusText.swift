@@ -5,6 +5,8 @@ public struct PrometheusText {
     public struct Pool {
         public var database: String, user: String, mode: String
         public var clientActive = 0, clientWaiting = 0
+        /// Clients kept on their server by session state (pgmux extension).
+        public var clientPinned = 0
         public var serverActive = 0, serverIdle = 0, serverUsed = 0, serverTesting = 0, serverLogin = 0
         public var maxWaitSeconds = 0.0
         public var waitHistogram = LatencyHistogram()
@@ -40,6 +42,8 @@ public struct PrometheusText {
         let pl: (Pool) -> [(String, String)] = { [("database", $0.database), ("user", $0.user)] }
         gauge("pgbouncer_pools_client_active_connections", "Client connections linked or idle.", pools.map { (pl($0), Double($0.clientActive)) })
         gauge("pgbouncer_pools_client_waiting_connections", "Client connections waiting for a server.", pools.map { (pl($0), Double($0.clientWaiting)) })
+        gauge("pgmux_pools_client_pinned_connections", "Client connections kept on their server by session advisory locks, temporary tables or WITH HOLD cursors.",
+              pools.map { (pl($0), Double($0.clientPinned)) })
         gauge("pgbouncer_pools_server_active_connections", "Server connections linked to a client.", pools.map { (pl($0), Double($0.serverActive)) })
         gauge("pgbouncer_pools_server_idle_connections", "Server connections idle in the pool.", pools.map { (pl($0), Double($0.serverIdle)) })
         gauge("pgbouncer_pools_server_used_connections", "Server connections running a health check.", pools.map { (pl($0), Double($0.serverUsed)) })

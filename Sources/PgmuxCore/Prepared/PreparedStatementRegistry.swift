@@ -8,6 +8,8 @@ public final class PreparedStatementRegistry {
     /// Statements some server has answered with ParseComplete: their text and parameter types are
     /// known to parse, so a client's Parse of one can be answered without a server.
     private var validated: [Bool] = []
+    /// Statements whose text may take session state that pins a client (`SessionPins`).
+    private var pins: [Bool] = []
     /// SQL-level statements (`PREPARE name <tail>`), by tail, in the same id space: a server
     /// holds them under the same `PGMUX_<n>` names.
     private var sqlIDs: [String: Int] = [:]
@@ -23,9 +25,13 @@ public final class PreparedStatementRegistry {
         let id = definitions.count
         definitions.append(definition)
         validated.append(false)
+        pins.append(definition.withUnsafeBytes(SessionPins.mayPin))
         ids[definition] = id
         return id
     }
+
+    /// Whether executing statement `id` may take session state that pins its client.
+    public func mayPin(_ id: Int) -> Bool { id >= 0 && id < pins.count && pins[id] }
 
     /// The id of a definition that a server has already prepared successfully, without
     /// registering anything.
@@ -47,6 +53,7 @@ public final class PreparedStatementRegistry {
         let id = definitions.count
         definitions.append([])
         validated.append(false)
+        pins.append(Array(tail.utf8).withUnsafeBytes(SessionPins.mayPin))
         sqlIDs[tail] = id
         sqlTails[id] = tail
         return id

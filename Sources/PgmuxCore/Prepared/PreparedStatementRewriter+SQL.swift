@@ -23,6 +23,7 @@ extension PreparedStatementRewriter {
         guard !inFailedTransaction, let last = body.last, last == 0 else { return unchanged }
         var prefix: [String] = []
         var exp: [Expectation] = []
+        var executes: Int? = nil
         let statement: String
         switch PreparedStatementSQL.classify(UnsafeRawBufferPointer(rebasing: body.dropLast())) {
         case .prepare(let name, let tail):
@@ -50,6 +51,7 @@ extension PreparedStatementRewriter {
             exp.append(.commandComplete(swallow: false, prepares: id, clientName: name))
         case .execute(let name, let arguments):
             guard let id = clientStatements[name] else { return unchanged }
+            executes = id
             if server.contains(id) {
                 server.touch(id)
                 hits += 1
@@ -72,7 +74,7 @@ extension PreparedStatementRewriter {
         }
         let text = (prefix + [statement]).joined(separator: "; ")
         return Rewrite(replacement: PreparedStatementRegistry.message(UInt8(ascii: "Q"), Array(text.utf8) + [0]),
-                       expectations: exp)
+                       expectations: exp, mayPin: executes.map(registry.mayPin) ?? false)
     }
 
     /// The placeholder of the extended protocol: a Parse may never be executed, so a statement

@@ -9,6 +9,8 @@ public struct PreparedStatementRewriter {
         /// Replacement bytes (whole messages, possibly several); nil sends the original unchanged.
         public var replacement: [UInt8]?
         public var expectations: [Expectation]
+        /// It executes a statement that may take session state pinning the client (`SessionPins`).
+        public var mayPin = false
     }
 
     public enum Failure: Error, Equatable {
@@ -61,7 +63,7 @@ public struct PreparedStatementRewriter {
             let exp = ensurePrepared(id, server: &server, registry: registry, into: &out)
             out += PreparedStatementRegistry.message(UInt8(ascii: "B"),
                                                      Array(portal.utf8) + [0] + registry.serverName(id) + [0] + Array(body[r.offset...]))
-            return .success(Rewrite(replacement: out, expectations: exp))
+            return .success(Rewrite(replacement: out, expectations: exp, mayPin: registry.mayPin(id)))
 
         case UInt8(ascii: "D"):
             guard let kind = r.byte(), let name = r.cString() else { return .failure(.malformed("Describe")) }
@@ -103,7 +105,7 @@ public struct PreparedStatementRewriter {
         let length = UInt32(4 + names.count + bodyLength - r.offset)
         out += [UInt8(ascii: "B"), UInt8(length >> 24), UInt8(truncatingIfNeeded: length >> 16),
                 UInt8(truncatingIfNeeded: length >> 8), UInt8(truncatingIfNeeded: length)] + names
-        return (Rewrite(replacement: out, expectations: exp), r.offset)
+        return (Rewrite(replacement: out, expectations: exp, mayPin: registry.mayPin(id)), r.offset)
     }
 
     /// Prepares `id` on the server first when it lacks it (reply swallowed). A statement from SQL

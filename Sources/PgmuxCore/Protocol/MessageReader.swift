@@ -78,4 +78,5 @@ public enum SQLState {
     /// "the database system is starting up" (and shutting down, in recovery): transient.
     public static let cannotConnectNow = "57P03"
     public static let invalidParameterValue = "22023"
+    public static let featureNotSupported = "0A000"
 }

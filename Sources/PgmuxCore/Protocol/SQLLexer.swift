@@ -1,6 +1,6 @@
-/// Just enough of PostgreSQL's lexer for the first-words scanners of a Query text (PreparedStatementSQL,
-/// ListenStatement): whitespace, `--` and nested `/* */` comments, identifiers, quoted identifiers,
-/// string literals (standard, `E''` escapes, dollar quotes) and parentheses.
+/// Just enough of PostgreSQL's lexer for the first-words scans of statement texts (prepared
+/// statements, session settings, LISTEN): whitespace, `--` and nested `/* */` comments, identifiers,
+/// quoted identifiers, string literals (standard, `E''` escapes, dollar quotes) and parentheses.
 struct SQLLexer {
     let bytes: UnsafeRawBufferPointer
     var position = 0
@@ -55,6 +55,9 @@ struct SQLLexer {
         }
         return String(decoding: out, as: UTF8.self)
     }
+
+    /// The next word, without moving.
+    func peekWord() -> String? { var copy = self; return copy.word() }
 
     /// A statement name: an unquoted identifier (folded) or a double-quoted one.
     mutating func name() -> String? {

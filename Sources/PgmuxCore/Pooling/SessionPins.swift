@@ -1,0 +1,45 @@
+/// Session state that cannot be replayed on another server keeps a client on its server in
+/// transaction pooling ("pinning"): session advisory locks, temporary tables and WITH HOLD
+/// cursors. Before, the server went back to the pool still holding them and the next client
+/// inherited another's locks and tables.
+///
+/// Recognising these exactly in SQL would take a parser; instead a cheap scan of each statement
+/// text marks the transactions that may have taken such state, and when one of them ends pgmux
+/// asks the server itself (`checkQuery`), before it releases the server. Other clients' releases
+/// cost nothing.
+public enum SessionPins {
+    /// Whether `text` may take state that pins: it mentions a session advisory lock function
+    /// (`pg_advisory_lock`, `pg_try_advisory_lock`, their `_shared` forms), a temporary table or a
+    /// holdable cursor. False positives only cost one check.
+    public static func mayPin(_ text: UnsafeRawBufferPointer) -> Bool {
+        contains(text, "advisory_lock") || contains(text, "temp") || contains(text, "hold")
+    }
+
+    /// How much pinning state the session holds: one row, one count.
+    public static let checkQuery = "SELECT (SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' "
+        + "AND pid = pg_catalog.pg_backend_pid()) + (SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable) "
+        + "+ (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())"
+
+    /// Statement pooling cannot keep a client on its server: the client is refused.
+    public static let statementModeRefusal =
+        "session advisory locks, temporary tables and WITH HOLD cursors are not allowed in statement pooling mode"
+
+    /// ASCII case-insensitive search of a lower-case `needle`.
+    private static func contains(_ text: UnsafeRawBufferPointer, _ needle: StaticString) -> Bool {
+        let n = needle.utf8CodeUnitCount
+        guard text.count >= n else { return false }
+        let pattern = needle.utf8Start
+        var i = 0
+        while i <= text.count - n {
+            var j = 0
+            while j < n && lower(text[i + j]) == pattern[j] { j += 1 }
+            if j == n { return true }
+            i += 1
+        }
+        return false
+    }
+
+    @inline(__always) private static func lower(_ c: UInt8) -> UInt8 {
+        c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") ? c | 0x20 : c
+    }
+}
