@@ -130,9 +130,17 @@ final class NotificationHub {
 
     private func deliver(_ message: [UInt8], to id: UInt64) {
         guard let client = loop.clients[id], client.state != .closing,
-              let out = inboxes[id]?.receive(message, deliverable: client.server == nil, backlog: client.ownOut.count)
+              let out = inboxes[id]?.receive(message, deliverable: Self.betweenTransactions(client), backlog: client.ownOut.count)
         else { return }
         client.queue(out)
+    }
+
+    /// Nothing of a server's reply can be cut by what is written to the client now: it holds no
+    /// server, or (pinned, see PINNING in pgmux(1)) its server is idle outside a transaction with
+    /// everything it sent already passed on. pgmux's own bytes leave before the next reply.
+    private static func betweenTransactions(_ client: ClientConnection) -> Bool {
+        guard let server = client.server else { return true }
+        return server.state == .active && server.tracker.isIdle && server.inbuf.isEmpty && server.scanner.passthrough == 0
     }
 
     // MARK: the listener connection
@@ -239,7 +247,7 @@ final class NotificationHub {
             loop.log.warning("\(server.logPrefix) notification connection lost (\(reason)): listening again")
             for id in subscriptions.clients {
                 inboxes[id]?.noteListenerLost()
-                if let client = loop.clients[id], client.server == nil { clientReleased(client) }
+                if let client = loop.clients[id], Self.betweenTransactions(client) { clientReleased(client) }
             }
             pump()
         } else {

@@ -177,6 +177,21 @@ final class ListenNotifyTests: XCTestCase {
         XCTAssertEqual(got, ["one", "two"])
     }
 
+    /// A client pinned to its server (an advisory lock, see PINNING) gets notifications between
+    /// its transactions too, without waiting for the server's release.
+    func testPinnedClientGetsNotificationsBetweenTransactions() throws {
+        let p = try pgmux()
+        let a = try PQConnection(p.conninfo())
+        _ = try a.query("LISTEN pinned")
+        _ = try a.query("SELECT pg_advisory_lock(4242)")
+        let w = try PQConnection(direct)
+        _ = try w.query("NOTIFY pinned, 'while pinned'")
+        XCTAssertEqual(a.waitForNotification(timeout: 5)?.1, "while pinned")
+        _ = try a.query("SELECT pg_advisory_unlock(4242)")
+        _ = try w.query("NOTIFY pinned, 'after'")
+        XCTAssertEqual(a.waitForNotification(timeout: 5)?.1, "after")
+    }
+
     /// A client that does not read loses what does not fit its 256 kB, is told how much, and
     /// holds no one back.
     func testSlowClientDropsAndIsTold() throws {
