@@ -175,9 +175,13 @@ final class NotificationHub {
         if listener == nil { failed("could not connect to the server for notifications") }
     }
 
-    /// The maintenance timer: a listener that could not be opened is tried again.
+    /// The maintenance timer: a listener that could not be opened is tried again, and what was
+    /// held for a pinned client during a transaction goes out once its server is idle.
     func maintain() {
         if listener == nil { open() }
+        for (id, inbox) in inboxes where !inbox.isEmpty {
+            if let client = loop.clients[id], client.server != nil, Self.betweenTransactions(client) { clientReleased(client) }
+        }
     }
 
     /// The listener logged in.

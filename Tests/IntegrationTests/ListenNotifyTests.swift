@@ -187,6 +187,12 @@ final class ListenNotifyTests: XCTestCase {
         let w = try PQConnection(direct)
         _ = try w.query("NOTIFY pinned, 'while pinned'")
         XCTAssertEqual(a.waitForNotification(timeout: 5)?.1, "while pinned")
+        // One that comes during its transaction follows soon after it, still pinned.
+        _ = try a.query("BEGIN")
+        _ = try w.query("NOTIFY pinned, 'during'")
+        usleep(200_000)
+        _ = try a.query("COMMIT")
+        XCTAssertEqual(a.waitForNotification(timeout: 2)?.1, "during")
         _ = try a.query("SELECT pg_advisory_unlock(4242)")
         _ = try w.query("NOTIFY pinned, 'after'")
         XCTAssertEqual(a.waitForNotification(timeout: 5)?.1, "after")
