@@ -19,6 +19,9 @@ final class NotificationHub {
     private var ready = false
     /// The listener is being closed because nothing is listened on.
     private var closingListener = false
+    /// The listener was lost: its clients are told once the next one listens on every channel
+    /// again (from then on nothing is missed), or when none can be opened.
+    private var owedLostNotice = false
     /// An error reply to the running command: its message and SQLSTATE.
     private var commandError: (message: String, code: String)?
     /// No listener is opened before this time after a failed attempt (server_login_retry).
@@ -190,6 +193,7 @@ final class NotificationHub {
         ready = true
         loop.log.log("\(server.logPrefix) notification connection ready (pid \(server.backendKey >> 32))")
         server.startReading()
+        if owedLostNotice && subscriptions.commands.isEmpty { tellListenerLost() }
         pump()
     }
 
@@ -221,7 +225,9 @@ final class NotificationHub {
         let channel = subscriptions.commands.first?.channel ?? ""
         let error = commandError
         commandError = nil
-        for id in subscriptions.commandDone() {
+        let answered = subscriptions.commandDone()
+        if owedLostNotice && subscriptions.commands.isEmpty { tellListenerLost() }
+        for id in answered {
             let reply = replies.removeValue(forKey: id)
             guard let client = loop.clients[id], client.state != .closing else { continue }
             if let error {
@@ -246,13 +252,11 @@ final class NotificationHub {
         subscriptions.listenerLost()
         if closingListener {
             closingListener = false
+            owedLostNotice = false  // no one listened any more
             pump()  // a LISTEN may have come meanwhile
         } else if wasReady {
             loop.log.warning("\(server.logPrefix) notification connection lost (\(reason)): listening again")
-            for id in subscriptions.clients {
-                inboxes[id]?.noteListenerLost()
-                if let client = loop.clients[id], Self.betweenTransactions(client) { clientReleased(client) }
-            }
+            owedLostNotice = true
             pump()
         } else {
             failed(reason)
@@ -267,6 +271,16 @@ final class NotificationHub {
         lastFailure = reason
         loop.log.warning("\(pool.databaseName)/\(pool.userName) notification connection failed: \(reason)")
         refuseWaiters(reason)
+        if owedLostNotice { tellListenerLost() }
+    }
+
+    /// Every listening client gets the notice of a lost listener, now or at its release.
+    private func tellListenerLost() {
+        owedLostNotice = false
+        for id in subscriptions.clients {
+            inboxes[id]?.noteListenerLost()
+            if let client = loop.clients[id], Self.betweenTransactions(client) { clientReleased(client) }
+        }
     }
 
     /// No listener can be opened now: the clients waiting on a LISTEN get an error (SQLSTATE
