@@ -27,6 +27,8 @@ final class NotificationHub {
     /// No listener is opened before this time after a failed attempt (server_login_retry).
     private var retryAt = 0.0
     private var lastFailure = ""
+    /// Since when max_db_connections / max_user_connections have kept a listener from opening.
+    private var capWaitSince: Double?
     /// The client whose LISTEN is being handled: refused at once, it is not resumed (its
     /// request loop goes on).
     private var serving: UInt64?
@@ -166,14 +168,24 @@ final class NotificationHub {
     }
 
     /// Opens a listener when there are commands to run, within max_db_connections /
-    /// max_user_connections (an idle server of another pool may be closed to make room).
+    /// max_user_connections (an idle server may be closed to make room).
     private func open() {
         guard listener == nil, !subscriptions.commands.isEmpty, !loop.shuttingDown else { return }
         // After a failed attempt, LISTENs are refused with its reason until the retry.
         if loop.now < retryAt { return refuseWaiters(lastFailure) }
         guard loop.limitsAllow(pool, evictIfNeeded: true) else {
-            return refuseWaiters("no server connection left for notifications (max_db_connections / max_user_connections)")
+            // Every slot is busy: the LISTENs wait, as a query waits for a server (the
+            // maintenance timer tries again), up to query_wait_timeout.
+            let since = capWaitSince ?? loop.now
+            capWaitSince = since
+            let timeout = loop.config.settings.queryWaitTimeout
+            if timeout > 0 && loop.now - since >= timeout {
+                capWaitSince = nil
+                refuseWaiters("no server connection left for notifications within query_wait_timeout (max_db_connections / max_user_connections)")
+            }
+            return
         }
+        capWaitSince = nil
         listener = pool.launchListener(for: self)
         if listener == nil { failed("could not connect to the server for notifications") }
     }

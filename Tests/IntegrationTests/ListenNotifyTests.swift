@@ -265,16 +265,31 @@ final class ListenNotifyTests: XCTestCase {
     }
 
     /// The listener counts in max_db_connections: with every slot held by a transaction the
-    /// LISTEN is refused; with an idle server, that one is closed to make room.
+    /// LISTEN waits, up to query_wait_timeout; once a server is idle, that one is closed to make
+    /// room.
     func testListenerStaysWithinMaxDbConnections() throws {
-        let p = try pgmux(["max_db_connections": "2"])
+        let p = try pgmux(["max_db_connections": "2", "query_wait_timeout": "1"])
         let a = try PQConnection(p.conninfo()), b = try PQConnection(p.conninfo()), c = try PQConnection(p.conninfo())
         for h in [a, b] { _ = try h.query("BEGIN"); _ = try h.query("SELECT 1") }
+        let started = Date()
         XCTAssertThrowsError(try c.query("LISTEN capped")) { e in
-            XCTAssertTrue("\(e)".contains("no server connection left for notifications"), "\(e)")
+            XCTAssertTrue("\(e)".contains("no server connection left for notifications within query_wait_timeout"), "\(e)")
         }
-        for h in [a, b] { _ = try h.query("COMMIT") }
-        _ = try c.query("LISTEN capped")
+        XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(started), 0.9, "waited first")
+        // Waiting, then served once a transaction ends.
+        let answered = Locked<String?>(nil)
+        let t = Thread {
+            let r: String
+            do { _ = try c.query("LISTEN capped"); r = "ok" } catch { r = "\(error)" }
+            answered.update { $0 = r }
+        }
+        t.start()
+        usleep(300_000)
+        XCTAssertNil(answered.value, "waits while every slot is busy")
+        _ = try a.query("COMMIT")
+        XCTAssertTrue(waitUntil(3) { answered.value != nil })
+        XCTAssertEqual(answered.value, "ok")
+        _ = try b.query("COMMIT")
         XCTAssertEqual(try listenerPids(p).count, 1)
         XCTAssertLessThanOrEqual(try PostgresCluster.shared.backendCount(user: PostgresCluster.scramUser.0), 2)
         let w = try PQConnection(direct)
