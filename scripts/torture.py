@@ -422,6 +422,10 @@ class RawClient:
                     if m[:1] == b"N":
                         f = error_fields(m[5:])
                         self.notices.append(f"{f.get('S', '?')} {f.get('C', '?')} {f.get('M', '')}")
+                    elif m[:1] == b"E" and error_fields(m[5:]).get("S") == "FATAL":
+                        # The connection ends (a server terminated by chaos, pgmux's own FATAL):
+                        # judged like psycopg's connection errors, not as a wrong reply.
+                        raise ServerError(error_fields(m[5:]))
                     elif m[:1] not in (b"S", b"A"):
                         return m[:1], m[5:]
                     continue

@@ -4,8 +4,8 @@ import PgmuxCore
 /// SHOW FDS: every socket with what PgBouncer's online restart (`-R`) would need to take it
 /// over, in PgBouncer's order: listeners, logging-in clients, then per pool (by database and
 /// user) active and waiting clients, then active, idle, used, tested and logging-in servers.
-/// TLS sockets are left out, as PgBouncer does (their session cannot be handed over). pgmux
-/// has no `-R`, so the descriptors themselves are not passed (no SCM_RIGHTS).
+/// TLS sockets are left out, as PgBouncer does (their session cannot be handed over). pgmux's
+/// `-R` does not use this listing: it passes descriptors over its takeover socket (TakeoverSender).
 extension AdminConsole {
     func addFds(to snap: inout AdminSnapshot) {
         let s = loop.config.settings

@@ -445,6 +445,7 @@ final class AdminConsole {
                                 memtotal: MemoryLayout<ev_io>.stride * loop.watchers.capacity)]
         addPeers(to: &snap)
         snap.pauseMode = loop.globallyPaused ? .pause : .none
+        snap.restart = loop.takeoverProgress
         return snap
     }
 

@@ -228,8 +228,11 @@ public final class ClientConnection: Endpoint {
         let maxPacket = loop.maxPacketSize
         let rewriting = tracksStatements
         let refusesQuery = loop.refusesSimpleQuery
-        // Transaction and statement pooling read Queries whole: SET/RESET follow the client.
-        let readsQueries = !refusesQuery && (rewriting || pool.mode != .session)
+        // Transaction and statement pooling read Queries and Parses whole: SET/RESET follow the
+        // client, pinning state is noticed. Session pooling reads them until the session is marked
+        // as changed (`DirtySession`), and no longer then.
+        let sessionMode = pool.mode == .session
+        let readsQueries = !refusesQuery && (rewriting || !sessionMode || !server.sessionDirty)
         scan: while true {
             let step = scanner.next(base, position: pos, end: inbuf.end, capacity: loop.buffers.size,
                                     maxPacketSize: maxPacket,
@@ -242,6 +245,9 @@ public final class ClientConnection: Endpoint {
                 pos = p
                 break scan
             case .header(let type, let start, let total):
+                if sessionMode && (type == UInt8(ascii: "Q") || type == UInt8(ascii: "P") || type == UInt8(ascii: "F")) {
+                    server.sessionDirty = true  // not scanned (too large, or a function call)
+                }
                 if type == UInt8(ascii: "Q") && refusesQuery {
                     // disable_pqexec: what came before the Query goes on, the Query never does.
                     scanner.passthrough = 0
@@ -305,8 +311,12 @@ public final class ClientConnection: Endpoint {
                 // A simple Query in transaction or statement pooling: SET/RESET are followed,
                 // and with prepared-statement tracking SQL PREPARE/EXECUTE/DEALLOCATE rewritten.
                 let body = UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)
-                if server.tracker.isQuiet { followSessionCommand(body, on: server, in: loop) }
-                if SessionPins.mayPin(body) { server.pinCheck = true }
+                if sessionMode {
+                    if DirtySession.mayChange(body) { server.sessionDirty = true }
+                } else {
+                    if server.tracker.isQuiet { followSessionCommand(body, on: server, in: loop) }
+                    if SessionPins.mayPin(body) { server.pinCheck = true }
+                }
                 server.tracker.sent(type)
                 if queryStart == 0 { queryStart = loop.now }
                 pos = start + total
@@ -324,8 +334,13 @@ public final class ClientConnection: Endpoint {
             case .message(let type, let start, let total) where !rewriting:
                 // A Parse read whole for its SET/RESET and pinning state only; it passes unchanged.
                 let body = UnsafeRawBufferPointer(start: base + start + 5, count: total - 5)
-                if server.tracker.isQuiet { followSessionCommand(parse: body, on: server, in: loop) }
-                if SessionPins.mayPin(body) { server.pinCheck = true }
+                if sessionMode {
+                    // A named statement outlives the session's client; an unnamed one, its text tells.
+                    if body.first != 0 || DirtySession.mayChange(body) { server.sessionDirty = true }
+                } else {
+                    if server.tracker.isQuiet { followSessionCommand(parse: body, on: server, in: loop) }
+                    if SessionPins.mayPin(body) { server.pinCheck = true }
+                }
                 server.tracker.sent(type)
                 if queryStart == 0 { queryStart = loop.now }
                 pos = start + total

@@ -31,9 +31,12 @@ extension EventLoop {
         }
     }
 
-    /// Forwards a cancel of one of our clients; returns the requester's close reason.
-    private func cancelLocally(key: UInt64) -> String {
+    /// Forwards a cancel of one of our clients; returns the requester's close reason. During an
+    /// online restart a key of no client here may belong to one still in the old process (which
+    /// no longer accepts): the old process gets it.
+    func cancelLocally(key: UInt64) -> String {
         guard let client = clients.values.first(where: { $0.cancelKey == key && $0.state != .startup }) else {
+            if let r = takeoverReceiver, r.forwardCancel(key: key) { return "cancel request forwarded to the old process" }
             return "failed cancel request"
         }
         guard let server = client.server else {

@@ -7,6 +7,9 @@ extension EventLoop {
     func maintain() {
         let s = config.settings
         let t = now
+        if let status = successor.reap(), status != 0 {
+            log.warning("online restart: the new process exited with status \(status)")
+        }
         for client in clients.values {
             switch client.state {
             case .startup, .tlsHandshake, .authenticating:

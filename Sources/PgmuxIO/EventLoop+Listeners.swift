@@ -5,11 +5,13 @@ import PgmuxCore
 /// The sockets pgmux accepts connections on.
 extension EventLoop {
     func openListeners() throws {
-        let activated = SocketActivation.listenFDs()
-        if !activated.isEmpty {
-            try adoptActivatedSockets(activated)
-        } else {
-            try openConfiguredListeners()
+        if !adoptHandedOverListeners() {  // pgmux -R takes the old process's sockets
+            let activated = SocketActivation.listenFDs()
+            if !activated.isEmpty {
+                try adoptActivatedSockets(activated)
+            } else {
+                try openConfiguredListeners()
+            }
         }
         guard !listeners.isEmpty else { throw SocketError("nothing to listen on (listen_addr and unix_socket_dir are empty)", 0) }
         try openMetricsListener()
@@ -78,7 +80,7 @@ extension EventLoop {
 
     private func openMetricsListener() throws {
         let s = config.settings
-        if s.metricsPort > 0 {
+        if !adoptHandedOverMetrics() && s.metricsPort > 0 {
             guard let a = try Socket.Address.resolve(host: s.metricsAddr, port: s.metricsPort, passive: true).first else {
                 throw SocketError("cannot resolve metrics_addr \(s.metricsAddr)", 0)
             }

@@ -31,6 +31,10 @@ extension EventLoop {
             if shuttingDown { log.log("got SIGUSR2 while shutting down, ignoring"); return }
             log.log("got SIGUSR2, continuing from PAUSE")
             resume(nil)
+        case SIGURG:
+            log.log("got SIGURG, starting the new process for an online restart")
+            guard let command = successorCommand else { log.warning("cannot find this process's binary"); return }
+            if let error = successor.launch(command) { log.warning("online restart: \(error)") }
         case SIGQUIT:
             log.log("got SIGQUIT, fast exit")
             stop()

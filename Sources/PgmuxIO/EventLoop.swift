@@ -79,6 +79,15 @@ public final class EventLoop {
     private var parameterSets: Set<[String: String]> = []
     /// Pooler-wide names of protocol-level prepared statements.
     let preparedStatements = PreparedStatementRegistry()
+    /// `pgmux -R`: the old process's listening sockets, taken before the loop runs.
+    public var takeoverHandshake: TakeoverHandshake?
+    /// Offers this process's sockets and clients to a successor (`pgmux -R`).
+    var takeoverSender: TakeoverSender?
+    /// Adopts the clients the old process hands over, after `takeoverHandshake`.
+    var takeoverReceiver: TakeoverReceiver?
+    /// What the restart signal (SIGURG) starts; nil when it cannot be started.
+    public var successorCommand: SuccessorCommand?
+    let successor = SuccessorLauncher()
 
     /// Last `returnIdleMemory` pass, and whether clients came or went since (their login state
     /// and buffers leave freed holes in the heap that only malloc_trim gives back).
@@ -136,7 +145,7 @@ public final class EventLoop {
         let me = Unmanaged.passUnretained(self).toOpaque()
         // Signal watchers first: a SIGHUP sent as soon as "listening on" is logged must reach a
         // handler, not the default action that ends the process.
-        for sig in [SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2] {
+        for sig in [SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2, SIGURG] {
             let w = UnsafeMutablePointer<ev_signal>.allocate(capacity: 1)
             w.initialize(to: ev_signal())
             pgmux_ev_signal_init(w, loopSignal, sig, me)
@@ -144,6 +153,7 @@ public final class EventLoop {
             signals.append(w)
         }
         try openListeners()
+        startTakeoverSockets()
         pgmux_ev_check_init(check, loopCheck, me)
         pgmux_ev_set_max_priority(check)  // runs before every other callback of an iteration
         ev_check_start(ev, check)
@@ -153,6 +163,7 @@ public final class EventLoop {
         systemd.ready()  // listening, pidfile written (as PgBouncer's "process up")
         ev_run(ev, 0)
         for l in listeners { l.close() }
+        takeoverSender?.removeSocketFile()
     }
 
     func stop() { ev_break(ev, Int32(EVBREAK_ALL)) }
@@ -175,6 +186,12 @@ public final class EventLoop {
         now = ev_now(ev)
         if !graveyard.isEmpty { graveyard.removeAll(keepingCapacity: true) }
         admin.check()
+        if let t = takeoverSender, t.progress.phase == .handingOver, t.handOver() {
+            log.log("takeover: every client handed over (\(t.progress.clients) clients, \(t.progress.servers) servers), exiting")
+            for s in Array(servers.values) { s.close(reason: "online restart finished", notifyClient: false) }
+            stop()
+            return
+        }
         guard shuttingDown else { return }
         if shutdownWaitsForClients {
             if !clients.values.contains(where: { $0.adminRole == nil }) {

@@ -15,6 +15,11 @@ final class Listener {
     private let watcher = UnsafeMutablePointer<ev_io>.allocate(capacity: 1)
     private let pauseTimer = UnsafeMutablePointer<ev_timer>.allocate(capacity: 1)
     private var closed = false
+    /// An online restart gave this socket to a new process: this one no longer accepts on it, and
+    /// leaves its socket file in place when it exits.
+    var handedOver = false {
+        didSet { if handedOver { ev_io_stop(loop.ev, watcher); ev_timer_stop(loop.ev, pauseTimer) } else { resume() } }
+    }
     /// TCP options set on this (TCP) listener, which every accepted connection inherits; nil for
     /// a Unix socket.
     private var tuning: TCPTuning?
@@ -76,7 +81,7 @@ final class Listener {
     }
 
     func resume() {
-        if !closed && !loop.suspended { ev_io_start(loop.ev, watcher) }
+        if !closed && !loop.suspended && !handedOver { ev_io_start(loop.ev, watcher) }
     }
 
     /// SUSPEND: connections wait in the kernel's backlog until RESUME.
@@ -88,7 +93,7 @@ final class Listener {
         ev_io_stop(loop.ev, watcher)
         ev_timer_stop(loop.ev, pauseTimer)
         Glibc.close(fd)
-        if let unixPath { unlink(unixPath) }
+        if let unixPath, !handedOver { unlink(unixPath) }
     }
 }
 

@@ -565,6 +565,25 @@ final class LoginHandler {
         pool.launchIfNeeded()
     }
 
+    /// A client an online restart handed over: counted and attached to its pool as a login
+    /// would (its limits apply); false when it was refused (and closed with the reason).
+    func attachHandedOver(_ client: ClientConnection) -> Bool {
+        guard countClient(client) else { return false }
+        guard let pool = handedOverPool(database: client.database, user: client.user) else {
+            client.sendError("no such database: \(client.database)", code: SQLState.invalidCatalogName)
+            return false
+        }
+        client.pool = pool
+        pool.machine.clientJoined()
+        return true
+    }
+
+    /// The pool a handed-over client or server belongs to; nil when the database is gone.
+    func handedOverPool(database: String, user: String) -> Pool? {
+        guard let entry = databaseEntry(database) else { return nil }
+        return loop.pool(database: database, entry: entry, user: user)
+    }
+
     // MARK: client caps
 
     /// Clients per database (the console as `pgbouncer`) and per known user, counted from the

@@ -11,9 +11,14 @@ final class MetricsEndpoint {
     private let watcher = UnsafeMutablePointer<ev_io>.allocate(capacity: 1)
     var connections: [UInt64: MetricsConnection] = [:]
 
-    init(loop: EventLoop, address: Socket.Address) throws {
+    convenience init(loop: EventLoop, address: Socket.Address) throws {
+        self.init(loop: loop, fd: try Socket.listen(address, backlog: 64, reusePort: false))
+    }
+
+    /// Serves on a listening socket already open (one an online restart handed over).
+    init(loop: EventLoop, fd: Int32) {
         self.loop = loop
-        fd = try Socket.listen(address, backlog: 64, reusePort: false)
+        self.fd = fd
         watcher.initialize(to: ev_io())
         pgmux_ev_io_init(watcher, metricsAccept, fd, Int32(EV_READ), Unmanaged.passUnretained(self).toOpaque())
         ev_io_start(loop.ev, watcher)

@@ -377,7 +377,7 @@ public final class Pool {
 
     /// `evictIfNeeded`: a client waits, so idle servers of other pools may be closed to stay
     /// within max_db_connections / max_user_connections (not for min_pool_size, as PgBouncer).
-    private func canOpen(evictIfNeeded: Bool = true) -> Bool {
+    func canOpen(evictIfNeeded: Bool = true) -> Bool {
         switch machine.openDecision(now: loop.now) {
         case .no: return false
         case .yes: break

@@ -80,6 +80,9 @@ public final class ServerConnection: Endpoint {
     private var pinsHeld = 0
     /// The client's ReadyForQuery 'I', held back until the pin check has answered.
     private var readyWithheld = false
+    /// Session pooling: a client may have changed this session's state since its last reset
+    /// (`DirtySession`), so it is reset when its client leaves.
+    var sessionDirty = false
     /// auth_query in flight: where its answer goes, and the secret read so far.
     var authLookup: ((AuthQueryAnswer) -> Void)?
     var authSecret: String?
@@ -607,6 +610,10 @@ public final class ServerConnection: Endpoint {
 
     /// Sends a query of the pooler's own; replies are swallowed until its ReadyForQuery.
     func runOwnQuery(_ sql: String, kind: OwnQuery) {
+        if kind == .reset {
+            pool.counters.serverResetCount &+= 1
+            sessionDirty = false
+        }
         state = .ownQuery(kind)
         tracker.sentOwnQuery()
         var m = MessageBuilder()
@@ -780,7 +787,7 @@ public final class ServerConnection: Endpoint {
         let s = loop.config.settings
         switch ReleasePolicy.onClientGone(mode: pool.mode, tracker: tracker, unsentBytes: unsentBytes || scanner.passthrough > 0,
                                           resetQuery: s.serverResetQuery, resetAlways: s.serverResetQueryAlways,
-                                          replication: pool.replication != .none) {
+                                          replication: pool.replication != .none, dirty: sessionDirty) {
         case .close(let reason):
             close(reason: reason, notifyClient: false)
         case .reuse(let reset):

@@ -1,6 +1,8 @@
-/// PgBouncer's command line: `pgmux [-d] [-q] [-v] [-u user] [-V] [-h] CONFIG`.
+/// PgBouncer's command line: `pgmux [-d] [-R] [-q] [-v] [-u user] [-V] [-h] CONFIG`.
 struct CommandLineOptions {
     var daemon = false
+    /// -R: take the listening sockets and clients over from a running pgmux (online restart).
+    var reboot = false
     var quiet = false
     var verbose = 0
     var user: String?
@@ -24,7 +26,7 @@ struct CommandLineOptions {
           -q, --quiet          run quietly (no log to stderr)
           -v, --verbose        increase verbosity (repeatable)
           -u, --user=USERNAME  switch to this user after start
-          -R, --reboot         not supported (use a rolling restart with so_reuseport)
+          -R, --reboot         do an online restart (take over from the running process)
           -V, --version        show version, then exit
           -h, --help           show this help, then exit
         """
@@ -48,7 +50,7 @@ struct CommandLineOptions {
                     if parts.count == 2 { o.user = parts[1] }
                     else if i < args.count { o.user = args[i]; i += 1 }
                     else { throw ParseError.message("option --user needs a value") }
-                case "reboot": throw ParseError.message("-R/--reboot is not supported")
+                case "reboot": o.reboot = true
                 default: throw ParseError.message("unknown option: \(a)")
                 }
             } else if a.hasPrefix("-") && a.count > 1 {
@@ -65,7 +67,7 @@ struct CommandLineOptions {
                         if !flags.isEmpty { o.user = String(flags); flags.removeAll() }
                         else if i < args.count { o.user = args[i]; i += 1 }
                         else { throw ParseError.message("option -u needs a value") }
-                    case "R": throw ParseError.message("-R/--reboot is not supported")
+                    case "R": o.reboot = true
                     default: throw ParseError.message("unknown option: -\(f)")
                     }
                 }

@@ -30,7 +30,8 @@ struct Main {
         if options.daemon && config.settings.pidfile.isEmpty {
             ProcessSetup.fail("in daemon mode pidfile must be set")
         }
-        ProcessSetup.checkPidFile(config.settings.pidfile, log: log.log)
+        let takeover = options.reboot ? ProcessSetup.takeOver(config.settings, log: log.log) : nil
+        if takeover == nil { ProcessSetup.checkPidFile(config.settings.pidfile, log: log.log) }
         ProcessSetup.raiseFileLimit(wanted: config.settings.maxClientConn + 100, log: log.warning)
         if let runAs, geteuid() == 0 { ProcessSetup.dropPrivileges(to: runAs) }
         if options.daemon { ProcessSetup.daemonize() }
@@ -41,14 +42,16 @@ struct Main {
 
         do {
             let loop = try EventLoop(config: config, log: log)
+            loop.takeoverHandshake = takeover
+            loop.successorCommand = SuccessorCommand(arguments: Array(CommandLine.arguments.dropFirst()))
             log.log("pgmux \(Version.string) starting")
             try loop.run()
         } catch {
             log.write(.fatal, "\(error)")
-            if !config.settings.pidfile.isEmpty { unlink(config.settings.pidfile) }
+            ProcessSetup.removePidFile(config.settings.pidfile)
             exit(1)
         }
-        if !config.settings.pidfile.isEmpty { unlink(config.settings.pidfile) }
+        ProcessSetup.removePidFile(config.settings.pidfile)
         log.log("shutdown complete")
     }
 }

@@ -56,3 +56,41 @@ final class SessionSettingsPoolingTests: XCTestCase {
         XCTAssertEqual(try b.scalar("SHOW work_mem"), defaultMem)
     }
 }
+
+/// Issue 16, item 4: session pooling resets (server_reset_query) only servers whose client may
+/// have changed their state, and counts the resets in SHOW STATS.
+final class DirtyOnlyResetTests: XCTestCase {
+    func testCleanSessionsAreHandedOnWithoutReset() throws {
+        let user = PostgresCluster.scramUser.0
+        let pgmux = try PgmuxProcess(settings: ["pool_mode": "session", "default_pool_size": "1", "admin_users": user])
+        let admin = try PQConnection(pgmux.conninfo(database: "pgbouncer"))
+        func resets() throws -> String? {
+            let t = try admin.queryWithColumns("SHOW STATS")
+            let row = t.rows.first { $0.first == PostgresCluster.database }
+            return row?[t.columns.firstIndex(of: "total_server_reset_count")!]
+        }
+        func session(_ statements: [String]) throws -> String? {
+            let c = try PQConnection(pgmux.conninfo())
+            for s in statements { _ = try c.query(s) }
+            let workMem = try c.scalar("SHOW work_mem")
+            c.finish()
+            usleep(100_000)
+            return workMem
+        }
+        let defaultMem = try session(["SELECT 1"])
+        XCTAssertEqual(try resets(), "0", "read-only sessions leave nothing to reset")
+        _ = try session(["SELECT 2", "BEGIN", "SELECT 3", "COMMIT"])
+        XCTAssertEqual(try resets(), "0")
+        XCTAssertEqual(try session(["SET work_mem = '7MB'"]), "7MB")
+        XCTAssertEqual(try resets(), "1")
+        XCTAssertEqual(try session([]), defaultMem, "the SET did not reach the next client")
+        XCTAssertEqual(try resets(), "1")
+        let c = try PQConnection(pgmux.conninfo())
+        try c.prepare("named", "SELECT 1")
+        c.finish()
+        usleep(100_000)
+        XCTAssertEqual(try resets(), "2", "a named statement is session state")
+        let d = try PQConnection(pgmux.conninfo())
+        XCTAssertThrowsError(try d.execPrepared("named"), "reset away")
+    }
+}

@@ -41,6 +41,9 @@ final class SettingsParityTests: XCTestCase {
         let gid = group.pointee.gr_gid
         let pgmux = try PgmuxProcess(settings: ["unix_socket_group": "postgres", "unix_socket_mode": "0770"])
         var st = stat()
+        // The TCP listener answers first (the kernel completes connections once listen() ran):
+        // the Unix socket may still be on its way.
+        _ = waitUntil(3) { stat("\(pgmux.dir)/.s.PGSQL.\(pgmux.port)", &st) == 0 && st.st_mode & 0o777 == 0o770 }
         XCTAssertEqual(stat("\(pgmux.dir)/.s.PGSQL.\(pgmux.port)", &st), 0)
         XCTAssertEqual(st.st_gid, gid)
         XCTAssertEqual(st.st_mode & 0o777, 0o770)

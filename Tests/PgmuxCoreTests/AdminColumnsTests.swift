@@ -34,23 +34,25 @@ final class AdminColumnsTests: XCTestCase {
         XCTAssertEqual(AdminColumns.stats.map(\.name), [
             "database", "total_server_assignment_count", "total_xact_count", "total_query_count", "total_received",
             "total_sent", "total_xact_time", "total_query_time", "total_wait_time", "total_client_parse_count",
-            "total_server_parse_count", "total_bind_count", "avg_server_assignment_count", "avg_xact_count",
-            "avg_query_count", "avg_recv", "avg_sent", "avg_xact_time", "avg_query_time", "avg_wait_time",
-            "avg_client_parse_count", "avg_server_parse_count", "avg_bind_count"])
-        XCTAssertEqual(sig(AdminColumns.stats), "s" + String(repeating: "N", count: 22))
-        XCTAssertEqual(AdminColumns.stats.dropFirst().map(\.type.oid), Array(repeating: 1700, count: 22))
+            "total_server_parse_count", "total_bind_count", "total_server_reset_count", "avg_server_assignment_count",
+            "avg_xact_count", "avg_query_count", "avg_recv", "avg_sent", "avg_xact_time", "avg_query_time", "avg_wait_time",
+            "avg_client_parse_count", "avg_server_parse_count", "avg_bind_count", "avg_server_reset_count"])
+        XCTAssertEqual(sig(AdminColumns.stats), "s" + String(repeating: "N", count: 24))
+        XCTAssertEqual(AdminColumns.stats.dropFirst().map(\.type.oid), Array(repeating: 1700, count: 24))
         XCTAssertEqual(AdminColumns.statsTotals.map(\.name), [
             "database", "server_assignment_count", "xact_count", "query_count", "bytes_received", "bytes_sent",
-            "xact_time", "query_time", "wait_time", "client_parse_count", "server_parse_count", "bind_count"])
+            "xact_time", "query_time", "wait_time", "client_parse_count", "server_parse_count", "bind_count",
+            "server_reset_count"])
         XCTAssertEqual(AdminColumns.statsAverages.map(\.name), [
             "database", "server_assignment_count", "xact_count", "query_count", "bytes_received", "bytes_sent",
-            "xact_time", "query_time", "wait_time", "avg_client_parse_count", "avg_server_parse_count", "avg_bind_count"])
-        XCTAssertEqual(sig(AdminColumns.statsTotals), "s" + String(repeating: "N", count: 11))
-        XCTAssertEqual(sig(AdminColumns.statsAverages), "s" + String(repeating: "N", count: 11))
+            "xact_time", "query_time", "wait_time", "avg_client_parse_count", "avg_server_parse_count", "avg_bind_count",
+            "avg_server_reset_count"])
+        XCTAssertEqual(sig(AdminColumns.statsTotals), "s" + String(repeating: "N", count: 12))
+        XCTAssertEqual(sig(AdminColumns.statsAverages), "s" + String(repeating: "N", count: 12))
         XCTAssertEqual(sig(AdminColumns.totals), "sN")
-        XCTAssertEqual(AdminColumns.totalsRowNames.count, 22)
+        XCTAssertEqual(AdminColumns.totalsRowNames.count, 24)
         XCTAssertEqual(AdminColumns.totalsRowNames[3], "total_client_bytes")
-        XCTAssertEqual(AdminColumns.totalsRowNames.last, "avg_ps_bind_count")
+        XCTAssertEqual(AdminColumns.totalsRowNames.last, "avg_server_reset_count")
     }
 
     func testDatabasesUsersConfig() {

@@ -115,20 +115,20 @@ final class AdminSnapshotTests: XCTestCase {
         let row = t.rows[0]
         XCTAssertEqual(row[0], "db")
         // totals: assignments, xacts, queries, received, sent, xact_time, query_time, wait_time, parses, binds
-        XCTAssertEqual(Array(row[1...11]), ["4", "10", "40", "1000", "0", "5000", "4000", "400", "0", "0", "7"])
+        XCTAssertEqual(Array(row[1...12]), ["4", "10", "40", "1000", "0", "5000", "4000", "400", "0", "0", "7", "0"])
         // averages over 2 s: 30 new queries → 15/s; query time (4000-1000)/30 = 100; xact 10 → 5/s, 5000/10 = 500
-        XCTAssertEqual(Array(row[12...22]), ["2", "5", "15", "500", "0", "500", "100", "100", "0", "0", "3"])
-        XCTAssertEqual(t.rows[1], ["pgbouncer"] + Array(repeating: "0", count: 22))
-        XCTAssertEqual(try XCTUnwrap(s.table(for: .statsTotals)).rows[0], Array(row[0...11]))
-        XCTAssertEqual(try XCTUnwrap(s.table(for: .statsAverages)).rows[0], [row[0]] + Array(row[12...22]))
+        XCTAssertEqual(Array(row[13...24]), ["2", "5", "15", "500", "0", "500", "100", "100", "0", "0", "3", "0"])
+        XCTAssertEqual(t.rows[1], ["pgbouncer"] + Array(repeating: "0", count: 24))
+        XCTAssertEqual(try XCTUnwrap(s.table(for: .statsTotals)).rows[0], Array(row[0...12]))
+        XCTAssertEqual(try XCTUnwrap(s.table(for: .statsAverages)).rows[0], [row[0]] + Array(row[13...24]))
 
         let totals = try XCTUnwrap(s.table(for: .totals))
-        XCTAssertEqual(totals.rows.count, 22)
+        XCTAssertEqual(totals.rows.count, 24)
         XCTAssertEqual(totals.rows[2], ["total_query_count", "40"])
-        XCTAssertEqual(totals.rows[13], ["avg_query_count", "15"])
+        XCTAssertEqual(totals.rows[14], ["avg_query_count", "15"])
 
         s.statsWindowUs = 0
-        XCTAssertEqual(try XCTUnwrap(s.table(for: .statsAverages)).rows[0], ["db"] + Array(repeating: "0", count: 11))
+        XCTAssertEqual(try XCTUnwrap(s.table(for: .statsAverages)).rows[0], ["db"] + Array(repeating: "0", count: 12))
     }
 
     func testDatabasesUsersConfig() throws {

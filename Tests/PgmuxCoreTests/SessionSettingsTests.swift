@@ -99,3 +99,31 @@ final class SessionPinsTests: XCTestCase {
         }
     }
 }
+
+/// Session pooling resets only servers whose client may have changed their state.
+final class DirtySessionTests: XCTestCase {
+    private func mayChange(_ text: String) -> Bool { Array(text.utf8).withUnsafeBytes(DirtySession.mayChange) }
+
+    func testScan() {
+        for text in ["SET work_mem = '8MB'", "select set_config('a.b', 'c', false)", "RESET ALL", "PREPARE p AS SELECT 1",
+                     "LISTEN ch", "CREATE TEMP TABLE t (x int)", "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+                     "SELECT pg_advisory_lock(1)", "LOAD 'auto_explain'", "SELECT nextval('s')",
+                     "UPDATE t SET x = 1"] {  // a false positive only costs a reset
+            XCTAssertTrue(mayChange(text), text)
+        }
+        for text in ["SELECT 1", "SELECT abalance FROM pgbench_accounts WHERE aid = $1", "INSERT INTO t VALUES (1)",
+                     "BEGIN", "COMMIT", "DELETE FROM t WHERE x = 2", "NOTIFY ch, 'x'"] {
+            XCTAssertFalse(mayChange(text), text)
+        }
+    }
+
+    func testResetOnlyWhenDirtyUnlessAlways() {
+        let idle = TransactionTracker()
+        XCTAssertEqual(ReleasePolicy.onClientGone(mode: .session, tracker: idle, unsentBytes: false, resetQuery: "DISCARD ALL",
+                                                  resetAlways: false, dirty: false), .reuse(resetQuery: nil))
+        XCTAssertEqual(ReleasePolicy.onClientGone(mode: .session, tracker: idle, unsentBytes: false, resetQuery: "DISCARD ALL",
+                                                  resetAlways: false, dirty: true), .reuse(resetQuery: "DISCARD ALL"))
+        XCTAssertEqual(ReleasePolicy.onClientGone(mode: .session, tracker: idle, unsentBytes: false, resetQuery: "DISCARD ALL",
+                                                  resetAlways: true, dirty: false), .reuse(resetQuery: "DISCARD ALL"))
+    }
+}

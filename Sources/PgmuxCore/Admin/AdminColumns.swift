@@ -58,14 +58,15 @@ public enum AdminColumns {
         ("send_pos", .int4), ("send_remain", .int4), ("pkt_avail", .int4), ("send_avail", .int4),
     ])
 
-    /// SHOW STATS (23 columns, all counters numeric).
+    /// SHOW STATS (PgBouncer's 23 columns, all counters numeric, and pgmux's server reset
+    /// count after each group, as PgBouncer added its parse and bind counts).
     public static let stats = [AdminColumn("database", .text)] + [
         "total_server_assignment_count", "total_xact_count", "total_query_count",
         "total_received", "total_sent", "total_xact_time", "total_query_time", "total_wait_time",
-        "total_client_parse_count", "total_server_parse_count", "total_bind_count",
+        "total_client_parse_count", "total_server_parse_count", "total_bind_count", "total_server_reset_count",
         "avg_server_assignment_count", "avg_xact_count", "avg_query_count", "avg_recv", "avg_sent",
         "avg_xact_time", "avg_query_time", "avg_wait_time", "avg_client_parse_count",
-        "avg_server_parse_count", "avg_bind_count",
+        "avg_server_parse_count", "avg_bind_count", "avg_server_reset_count",
     ].map { AdminColumn($0, .numeric) }
 
     private static let statsCommon = [
@@ -75,11 +76,12 @@ public enum AdminColumns {
 
     /// SHOW STATS_TOTALS (12 columns).
     public static let statsTotals = [AdminColumn("database", .text)]
-        + (statsCommon + ["client_parse_count", "server_parse_count", "bind_count"]).map { AdminColumn($0, .numeric) }
+        + (statsCommon + ["client_parse_count", "server_parse_count", "bind_count", "server_reset_count"])
+        .map { AdminColumn($0, .numeric) }
 
     /// SHOW STATS_AVERAGES (12 columns; only the last three carry `avg_`).
     public static let statsAverages = [AdminColumn("database", .text)]
-        + (statsCommon + ["avg_client_parse_count", "avg_server_parse_count", "avg_bind_count"])
+        + (statsCommon + ["avg_client_parse_count", "avg_server_parse_count", "avg_bind_count", "avg_server_reset_count"])
         .map { AdminColumn($0, .numeric) }
 
     /// SHOW TOTALS: name/value pairs.
@@ -89,7 +91,7 @@ public enum AdminColumns {
     public static let totalsRowNames: [String] = {
         let names = ["server_assignment_count", "xact_count", "query_count", "client_bytes", "server_bytes",
                      "xact_time", "query_time", "wait_time", "ps_client_parse_count",
-                     "ps_server_parse_count", "ps_bind_count"]
+                     "ps_server_parse_count", "ps_bind_count", "server_reset_count"]
         return names.map { "total_" + $0 } + names.map { "avg_" + $0 }
     }()
 

@@ -22,6 +22,8 @@ public struct AdminSnapshot: Sendable {
     public var dnsZones: [AdminDNSZoneRow] = []
     public var hosts: [AdminHostRow] = []
     public var pauseMode: AdminPauseMode = .none
+    /// An online restart this process takes part in (SHOW STATE).
+    public var restart = TakeoverProgress()
     /// SHOW VERSION's single value (PgBouncer: `PgBouncer 1.25.2`).
     public var version: String = ""
 
@@ -43,13 +45,16 @@ public struct AdminStatCounters: Equatable, Sendable {
     public var psClientParseCount: UInt64 = 0
     public var psServerParseCount: UInt64 = 0
     public var psBindCount: UInt64 = 0
+    /// server_reset_query runs (pgmux extension: session pooling resets only servers whose
+    /// state a client may have changed).
+    public var serverResetCount: UInt64 = 0
 
     public init() {}
 
     /// In SHOW order.
     var values: [UInt64] {
         [serverAssignmentCount, xactCount, queryCount, clientBytes, serverBytes, xactTime, queryTime,
-         waitTime, psClientParseCount, psServerParseCount, psBindCount]
+         waitTime, psClientParseCount, psServerParseCount, psBindCount, serverResetCount]
     }
 
     public static func &+ (a: AdminStatCounters, b: AdminStatCounters) -> AdminStatCounters {
@@ -65,6 +70,7 @@ public struct AdminStatCounters: Equatable, Sendable {
         r.psClientParseCount = a.psClientParseCount &+ b.psClientParseCount
         r.psServerParseCount = a.psServerParseCount &+ b.psServerParseCount
         r.psBindCount = a.psBindCount &+ b.psBindCount
+        r.serverResetCount = a.serverResetCount &+ b.serverResetCount
         return r
     }
 
@@ -90,6 +96,7 @@ public struct AdminStatCounters: Equatable, Sendable {
         avg.psClientParseCount = rate(cur.psClientParseCount, old.psClientParseCount)
         avg.psServerParseCount = rate(cur.psServerParseCount, old.psServerParseCount)
         avg.psBindCount = rate(cur.psBindCount, old.psBindCount)
+        avg.serverResetCount = rate(cur.serverResetCount, old.serverResetCount)
         return avg
     }
 }
@@ -487,6 +494,7 @@ extension AdminSnapshot {
             t.append(["active", pauseMode == .none ? "yes" : "no"])
             t.append(["paused", pauseMode == .pause ? "yes" : "no"])
             t.append(["suspended", pauseMode == .suspend ? "yes" : "no"])
+            for row in restart.stateRows { t.append(row) }
         }
         return t
     }

@@ -59,6 +59,7 @@ public struct PrometheusText {
         counter("pgbouncer_stats_client_wait_seconds_total", "Time clients waited for a server.", databases.map { (dl($0), Double($0.stats.waitTime) / 1e6) })
         counter("pgbouncer_stats_received_bytes_total", "Protocol bytes received from clients.", databases.map { (dl($0), Double($0.stats.clientBytes)) })
         counter("pgbouncer_stats_sent_bytes_total", "Protocol bytes sent to clients.", databases.map { (dl($0), Double($0.stats.serverBytes)) })
+        counter("pgmux_stats_server_resets_total", "server_reset_query runs.", databases.map { (dl($0), Double($0.stats.serverResetCount)) })
         let dbl: (Database) -> [(String, String)] = { [("name", $0.name), ("database", $0.database)] }
         gauge("pgbouncer_databases_current_connections", "Server connections of the database.", databases.map { (dbl($0), Double($0.currentConnections)) })
         gauge("pgbouncer_databases_max_connections", "max_db_connections (0 = unlimited).", databases.map { (dbl($0), Double($0.maxConnections)) })

@@ -305,6 +305,13 @@ public struct PoolStateMachine: Sendable {
     /// A server is being opened (its connect has started).
     public mutating func connectStarted() { connecting += 1 }
 
+    /// A server that arrives lent to its client: an online restart moves a session-pooled client
+    /// together with its server.
+    public mutating func serverArrivedLent() {
+        active += 1
+        hasWelcome = true
+    }
+
     /// A server closed. True when clients still wait, so servers should be opened.
     public mutating func serverClosed(_ server: PoolMember, from slot: Slot) -> Bool {
         switch slot {

@@ -33,8 +33,11 @@ public enum ReleasePolicy {
     }
 
     /// `replication`: the server is a walsender, never lent again (PgBouncer closes it too).
+    /// `dirty`: the client may have changed session state (`DirtySession`); a session-mode
+    /// server is reset only then, unless server_reset_query_always.
     public static func onClientGone(mode: PoolMode, tracker: TransactionTracker, unsentBytes: Bool,
-                                    resetQuery: String, resetAlways: Bool, replication: Bool = false) -> OnClientGone {
+                                    resetQuery: String, resetAlways: Bool, replication: Bool = false,
+                                    dirty: Bool = true) -> OnClientGone {
         if replication { return .close(reason: "replication client disconnected") }
         if !tracker.isQuiet || unsentBytes {
             return .close(reason: "client disconnected with query in progress")
@@ -42,7 +45,7 @@ public enum ReleasePolicy {
         if tracker.status != UInt8(ascii: "I") {
             return .close(reason: "client disconnect while server was not ready")
         }
-        let wantsReset = mode == .session || resetAlways
+        let wantsReset = (mode == .session && dirty) || resetAlways
         return .reuse(resetQuery: wantsReset && !resetQuery.isEmpty ? resetQuery : nil)
     }
 }

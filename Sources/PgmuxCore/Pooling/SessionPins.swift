@@ -12,7 +12,7 @@ public enum SessionPins {
     /// (`pg_advisory_lock`, `pg_try_advisory_lock`, their `_shared` forms), a temporary table or a
     /// holdable cursor. False positives only cost one check.
     public static func mayPin(_ text: UnsafeRawBufferPointer) -> Bool {
-        contains(text, "advisory_lock") || contains(text, "temp") || contains(text, "hold")
+        TextScan.contains(text, "advisory_lock") || TextScan.contains(text, "temp") || TextScan.contains(text, "hold")
     }
 
     /// How much pinning state the session holds: one row, one count.
@@ -23,23 +23,4 @@ public enum SessionPins {
     /// Statement pooling cannot keep a client on its server: the client is refused.
     public static let statementModeRefusal =
         "session advisory locks, temporary tables and WITH HOLD cursors are not allowed in statement pooling mode"
-
-    /// ASCII case-insensitive search of a lower-case `needle`.
-    private static func contains(_ text: UnsafeRawBufferPointer, _ needle: StaticString) -> Bool {
-        let n = needle.utf8CodeUnitCount
-        guard text.count >= n else { return false }
-        let pattern = needle.utf8Start
-        var i = 0
-        while i <= text.count - n {
-            var j = 0
-            while j < n && lower(text[i + j]) == pattern[j] { j += 1 }
-            if j == n { return true }
-            i += 1
-        }
-        return false
-    }
-
-    @inline(__always) private static func lower(_ c: UInt8) -> UInt8 {
-        c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") ? c | 0x20 : c
-    }
 }

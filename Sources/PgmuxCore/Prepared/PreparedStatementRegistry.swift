@@ -75,6 +75,22 @@ public final class PreparedStatementRegistry {
         return "PREPARE \(sqlName(id)) AS " + String(decoding: d[..<nul], as: UTF8.self)
     }
 
+    /// What statement `id` was registered from, so that another process (an online restart) can
+    /// register it again; nil for an unknown id.
+    public func definition(_ id: Int) -> TakeoverStatement.Definition? {
+        guard id >= 0 && id < definitions.count else { return nil }
+        if let tail = sqlTails[id] { return .sql(tail) }
+        return .parse(definitions[id])
+    }
+
+    /// Registers a definition `definition(_:)` gave in another process; returns its id here.
+    public func id(for definition: TakeoverStatement.Definition) -> Int {
+        switch definition {
+        case .parse(let body): return id(for: body)
+        case .sql(let tail): return id(forSQL: tail)
+        }
+    }
+
     /// A complete Parse message preparing statement `id` under its server name.
     public func parseMessage(_ id: Int) -> [UInt8] {
         PreparedStatementRegistry.message(UInt8(ascii: "P"), serverName(id) + [0] + definitions[id])
@@ -101,6 +117,8 @@ public struct ServerStatementCache: Sendable {
 
     public var count: Int { lastUse.count }
     public func contains(_ id: Int) -> Bool { lastUse[id] != nil }
+    /// The statements, least recently used first (an online restart hands them over in order).
+    public var idsByLastUse: [Int] { lastUse.sorted { $0.value < $1.value }.map(\.key) }
 
     public mutating func touch(_ id: Int) {
         clock &+= 1
