@@ -298,6 +298,28 @@ final class ListenNotifyTests: XCTestCase {
         XCTAssertEqual(try a.scalar("SELECT 'the pool still serves'"), "the pool still serves")
     }
 
+    /// `pgmux -R`: a listening client stays with the old process, which keeps delivering its
+    /// notifications, and exits once it leaves; the others move.
+    func testListeningClientStaysWithOldProcessOnRestart() throws {
+        let old = try pgmux(["server_tls_sslmode": "disable"])
+        let listening = try PQConnection(old.conninfo()), plain = try PQConnection(old.conninfo())
+        _ = try listening.query("LISTEN restart")
+        let console = try PQConnection(old.conninfo(user: "admin", password: "adminpw", database: "pgbouncer"))
+        let args = (geteuid() == 0 ? ["-u", "postgres"] : []) + ["-R", old.configPath]
+        let new = try Child(PgmuxProcess.binary, args, outputPath: old.dir + "/pgmux-new.log")
+        defer { new.signal(SIGQUIT); _ = new.wait(timeout: 10) }
+        XCTAssertTrue(try waitUntil(10) {
+            try console.query("SHOW STATE").contains { $0[0] == "restart_clients" && $0[1] == "1" }
+        }, old.log)
+        let w = try PQConnection(direct)
+        _ = try w.query("NOTIFY restart, 'kept'")
+        XCTAssertEqual(listening.waitForNotification(timeout: 5)?.1, "kept")
+        XCTAssertEqual(try plain.scalar("SELECT 'moved'"), "moved")
+        XCTAssertTrue(old.isRunning, "the old process waits for its listening client")
+        listening.finish()
+        XCTAssertTrue(waitUntil(10) { !old.isRunning }, old.log)
+    }
+
     func testPsycopgNotifies() throws {
         guard (try? Shell.run("/usr/bin/env", ["python3", "-c", "import psycopg"])) != nil else { throw XCTSkip("psycopg 3 not installed") }
         let p = try pgmux()
