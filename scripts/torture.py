@@ -94,6 +94,7 @@ PREPARED_TEXTS = [  # shared by all workers, so that pgmux's statement registry 
 ]
 UPSERT = "INSERT INTO rows (w, k, v) VALUES (%s, %s, %s) ON CONFLICT (w, k) DO UPDATE SET v = excluded.v"
 QUEUED_NOTICE = "client being queued"  # query_wait_notify: the one notice a waiting client may get
+LISTENER_LOST = "the notification connection was lost"  # pgmux(1), LISTEN/NOTIFY: after a terminated listener
 CONN_STATES = ("08", "57P01", "57P02", "57P03")  # SQLSTATE classes of a lost server or connection
 
 
@@ -704,8 +705,7 @@ class Worker(threading.Thread):
             ops += [("stale_plan", 1)]
         if ph.protocol_prepare:
             ops += [("sql_prepare", 2)]
-        if ph.mode == "session":
-            ops += [("listen", 2)]
+        ops += [("listen", 2)]
         return ops
 
     def connect(self) -> None:
@@ -789,7 +789,8 @@ class Worker(threading.Thread):
     def check_notices(self, start: float) -> None:
         """No operation asks for a notice. A FATAL that libpq got between queries (it hands those
         to the notice handler) is a lost server: legitimate only after a chaos event."""
-        unasked = [n for n in self.notices if QUEUED_NOTICE not in n]
+        unasked = [n for n in self.notices if QUEUED_NOTICE not in n
+                   and not (LISTENER_LOST in n and self.listener_lost_legitimately(start))]
         fatal = [n for n in unasked if n.startswith("FATAL")]
         if fatal and self.st.disruption_between(self.conn_ok_since, time.monotonic()):
             self.close()
@@ -1041,16 +1042,31 @@ class Worker(threading.Thread):
         self.conn.execute("SELECT pg_notify(%s, %s)", ("tch_other", f"n{self.wid}"))
 
     def op_listen(self) -> None:
-        """Session mode: a notification to ourselves comes back on the same connection."""
+        """A notification to ourselves comes back on the same connection: in session mode with
+        the NOTIFY's reply, in transaction and statement mode through pgmux's listener connection
+        between two of our transactions (a few polls later). A listener lost to a chaos
+        pg_terminate_backend() may miss it, and says so with its notice."""
         if not self.listening:
             self.conn.execute(f"LISTEN tch_{self.wid}")
             self.listening = True
         payload = f"p{self.rng.randrange(10**9)}"
         self.notes.clear()
+        start = time.monotonic()
         self.conn.execute(f"NOTIFY tch_{self.wid}, '{payload}'")
-        if payload not in self.notes:
+        deadline = start + (0 if self.ph.mode == "session" else 5)
+        while payload not in self.notes:
             self.conn.execute("SELECT 1")
+            if time.monotonic() >= deadline or any(LISTENER_LOST in n for n in self.notices):
+                break
+            time.sleep(0.01)
+        if payload not in self.notes and self.listener_lost_legitimately(start):
+            return
         self.expect("own notification", payload in self.notes, True)
+
+    def listener_lost_legitimately(self, start: float) -> bool:
+        """pgmux told us its listener connection was lost, after a chaos event that can cause it."""
+        return (any(LISTENER_LOST in n for n in self.notices)
+                and bool(self.st.disruption_between(start - 5, time.monotonic())))
 
     def op_sleep_cancel(self) -> None:
         """pg_sleep(2) with 1..4 cancels fired at it; the query ends canceled, or finished."""
@@ -1422,7 +1438,10 @@ class Monitor(threading.Thread):
         counts = {u: n for u, n, _ in rows}
         total = sum(counts.values())
         self.peak_backends = max(self.peak_backends, total)
-        over = [f"{u}: {n} > pool {ph.pool}" for u, n in counts.items() if n > ph.pool]
+        # In transaction and statement mode a pool whose clients LISTEN has one listener
+        # connection beyond pool_size (pgmux(1), LISTEN/NOTIFY).
+        allowed = ph.pool + (1 if ph.mode != "session" else 0)
+        over = [f"{u}: {n} > pool {ph.pool}" for u, n in counts.items() if n > allowed]
         if ph.max_db and total > ph.max_db:
             over.append(f"database: {total} > max_db_connections {ph.max_db}")
         # A closed server's backend takes a moment to exit: only a lasting excess counts.

@@ -365,6 +365,7 @@ final class AdminConsole {
             case .ownQuery(let q): state = q == .reset ? .svTested : .svUsed
                 if q == .reset { rows[key]?.svTested += 1 } else { rows[key]?.svUsed += 1 }
             case .resolving, .connecting, .tlsRequest, .tlsHandshake, .loggingIn: state = .svLogin; rows[key]?.svLogin += 1
+            case .listening: state = .svListen  // not in SHOW POOLS' counts: outside the pool
             case .closed: continue
             }
             var r = AdminConnectionRow(owner: .pool(database: pool.databaseName, user: pool.userName), state: state,

@@ -175,6 +175,10 @@ public final class ClientConnection: Endpoint {
                 continue
             }
             let first = pending[0]
+            if let waits = NotificationHub.serve(self, pending) {
+                if waits { return true }  // LISTEN: reading and serving resume once it is answered
+                continue
+            }
             if tracksStatements, first == UInt8(ascii: "Q"),
                let answer = session.rewriter.answerDeallocateWithoutServer(pending, maxPacketSize: loop.maxPacketSize) {
                 inbuf.start += answer.consumed

@@ -94,7 +94,10 @@ extension EventLoop {
                 break
             }
         }
-        for pool in pools.values { pool.closeExcessIdle() }
+        for pool in pools.values {
+            pool.closeExcessIdle()
+            pool.notificationsIfAny?.maintain()
+        }
         // While suspended no server is opened (PgBouncer's janitor does nothing then, so as not
         // to surprise the process taking over); RESUME's next round tops the pools up.
         if !suspended {
@@ -170,7 +173,7 @@ extension EventLoop {
         guard timeout > 0 else { return }
         for (key, pool) in pools where config.databases[pool.databaseName] == nil
             && pool.machine.clients == 0 && pool.machine.active == 0 && pool.machine.connecting == 0
-            && pool.machine.pendingLookups == 0 && t - pool.lastUsed > timeout {
+            && pool.machine.pendingLookups == 0 && pool.notificationsIfAny?.listener == nil && t - pool.lastUsed > timeout {
             for m in pool.machine.idle { m.server.close(reason: "auto-database idle timeout", notifyClient: false) }
             if pool.machine.serverCount == 0 {
                 pools[key] = nil

@@ -71,7 +71,7 @@ final class MetricsEndpoint {
             case .idle: rows[key]?.serverIdle += 1
             case .ownQuery(let q): if q == .reset { rows[key]?.serverTesting += 1 } else { rows[key]?.serverUsed += 1 }
             case .resolving, .connecting, .tlsRequest, .tlsHandshake, .loggingIn: rows[key]?.serverLogin += 1
-            case .closed: break
+            case .listening, .closed: break
             }
         }
         text.pools = rows.values.sorted { ($0.database, $0.user) < ($1.database, $1.user) }

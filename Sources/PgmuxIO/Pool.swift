@@ -61,6 +61,14 @@ public final class Pool {
     var transactionHistogram = LatencyHistogram()
     /// SCRAM keys from a client's exchange, for logging in without the plain password.
     var scramPassThrough: SCRAMPassThroughKeys?
+    /// LISTEN/NOTIFY in transaction and statement mode, from the first LISTEN on.
+    private(set) var notificationsIfAny: NotificationHub?
+    var notifications: NotificationHub {
+        if let n = notificationsIfAny { return n }
+        let n = NotificationHub(pool: self)
+        notificationsIfAny = n
+        return n
+    }
 
     init(loop: EventLoop, databaseName: String, database: DatabaseEntry, userName: String,
          serverUser: String, serverPassword: String?, replication: ReplicationMode = .none,
@@ -245,6 +253,7 @@ public final class Pool {
                     client.queryStart = 0
                     if client.inbuf.isEmpty { client.releaseBufferIfEmpty() }
                     client.startReading()
+                    notificationsIfAny?.clientReleased(client)
                 }
             }
         }
@@ -286,6 +295,7 @@ public final class Pool {
         default: queue = .none
         }
         machine.clientLeft(client.member, from: queue)
+        notificationsIfAny?.clientLeft(client)
     }
 
     /// After the pool size went down (SET, RELOAD): idle servers beyond size + reserve are closed.
@@ -381,13 +391,19 @@ public final class Pool {
     /// tried; false when no connect could be started. A host name not in the DNS cache opens a
     /// server in state resolving, counted as connecting, which connects when `Resolver` answers.
     @discardableResult
-    func launch() -> Bool {
+    func launch() -> Bool { launch(listenerFor: nil) != nil }
+
+    /// Opens the listener connection of `hub`: a server like the others, outside the pool's
+    /// counts (see `NotificationHub`); nil when no connect could be started.
+    func launchListener(for hub: NotificationHub) -> ServerConnection? { launch(listenerFor: hub) }
+
+    private func launch(listenerFor hub: NotificationHub?) -> ServerConnection? {
         for _ in selector.hosts.indices {
             let host: ServerHost
             if selector.followsHosts {
                 guard let picked = selector.pick(loop.hostHealth, now: loop.now) else {
                     noteHostsUnavailable()
-                    return false
+                    return nil
                 }
                 host = picked
             } else {
@@ -404,40 +420,40 @@ public final class Pool {
                     case .failed(let why):
                         throw SocketError("could not resolve host \(host.name): \(why)", 0)
                     case .wait:
-                        resolving(host)
-                        return true
+                        return resolving(host, listenerFor: hub)
                     case .lookUp:
-                        resolving(host)
+                        let server = resolving(host, listenerFor: hub)
                         loop.resolver.start(host.name)
-                        return true
+                        return server
                     }
                 }
             } catch {
                 loginAttemptFailed(nil, host: host, reason: "\(error)", failure: .transport)
                 if selector.followsHosts { continue }
-                return false
+                return nil
             }
             do { fd = try Socket.connect(address) } catch {
                 loginAttemptFailed(nil, host: host, reason: "connect failed: \(error)", failure: .transport)
                 if selector.followsHosts { continue }
-                return false
+                return nil
             }
             let server = ServerConnection(loop: loop, pool: self, fd: fd, address: address, host: host)
-            machine.connectStarted()
+            if let hub { server.notificationHub = hub } else { machine.connectStarted() }
             loop.serverOpened(server)
             server.startWriting()
-            return true
+            return server
         }
-        return false
+        return nil
     }
 
     /// A server that waits for the DNS lookup of `host` (see `Resolver.lookup`).
-    private func resolving(_ host: ServerHost) {
+    private func resolving(_ host: ServerHost, listenerFor hub: NotificationHub?) -> ServerConnection {
         let server = ServerConnection(loop: loop, pool: self, fd: -1, address: Socket.Address(), host: host)
         server.state = .resolving
-        machine.connectStarted()
+        if let hub { server.notificationHub = hub } else { machine.connectStarted() }
         loop.serverOpened(server)
         loop.resolver.wait(server, for: host.name)
+        return server
     }
 
     private var hasServers: Bool { !machine.idle.isEmpty || machine.active > 0 }
@@ -581,7 +597,7 @@ public final class Pool {
         case .resolving, .connecting, .tlsRequest, .tlsHandshake, .loggingIn: slot = .connecting
         case .active, .ownQuery, .beingCanceled: slot = .active
         case .idle: slot = .idle
-        case .closed: slot = .uncounted
+        case .closed, .listening: slot = .uncounted
         }
         let clientsWait = machine.serverClosed(server.member, from: slot)
         loop.serverClosed(server)

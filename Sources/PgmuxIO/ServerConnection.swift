@@ -24,6 +24,8 @@ public final class ServerConnection: Endpoint {
         /// Running the pooler's own query (parameter sync, reset, health check); its replies are
         /// swallowed until ReadyForQuery.
         case ownQuery(OwnQuery)
+        /// A pool's listener connection for LISTEN/NOTIFY, after its login (see NotificationHub).
+        case listening
         case closed
     }
 
@@ -110,6 +112,9 @@ public final class ServerConnection: Endpoint {
     /// The host of the database's list this server was opened to.
     let host: ServerHost
     var localAddress = Socket.Address()
+    /// Set on a pool's listener connection: its hub gets its login, replies and close, and the
+    /// pool does not count it.
+    weak var notificationHub: NotificationHub?
 
     /// `address` and `fd` are placeholders (an empty address, -1) while the host name is resolved.
     init(loop: EventLoop, pool: Pool, fd: Int32, address: Socket.Address, host: ServerHost) {
@@ -293,6 +298,11 @@ public final class ServerConnection: Endpoint {
 
     private func loginComplete() {
         tracker.reset()
+        if let hub = notificationHub {
+            state = .listening
+            hub.listenerReady(self)
+            return
+        }
         state = .idle
         pool.serverLoggedIn(self)
     }
@@ -392,6 +402,7 @@ public final class ServerConnection: Endpoint {
         case .tlsHandshake: break
         case .active: relay()
         case .ownQuery(let q): handleOwnQueryReply(q)
+        case .listening: notificationHub?.listenerReadable(self)
         case .idle, .beingCanceled:
             // Idle servers should be silent; anything here (a notice, an error before a forced
             // disconnect) is dropped, and the server re-tested before it is lent again.
@@ -695,7 +706,7 @@ public final class ServerConnection: Endpoint {
     }
 
     /// Like `nextWholeMessage`, but large replies of own queries are skipped, not buffered.
-    private func nextWholeMessageOrSkip() -> (UInt8, [UInt8])? {
+    func nextWholeMessageOrSkip() -> (UInt8, [UInt8])? {
         guard let base = inbuf.base else { return nil }
         while true {
             let step = scanner.next(base, position: inbuf.start, end: inbuf.end, capacity: loop.buffers.size,
@@ -845,6 +856,11 @@ public final class ServerConnection: Endpoint {
             }
         }
         closeSocket()
+        if let hub = notificationHub {
+            loop.serverClosed(self)
+            hub.listenerClosed(self, reason: reason)
+            return
+        }
         if let answer = authLookup { authLookup = nil; answer(.failed) }
         if !wasLoggedIn, let loginFailure {
             pool.loginAttemptFailed(self, reason: reason, failure: loginFailure, clientMessage: clientMessage)

@@ -178,7 +178,8 @@ final class TakeoverSender {
                 tls: c.ssl != nil, adminConsole: false, replication: c.replication != .none,
                 idle: c.state == .idle, linked: c.server != nil, sessionServer: sessionServer,
                 bufferedBytes: !c.inbuf.isEmpty || !c.ownOut.isEmpty || c.closeAfterFlush,
-                partialMessage: c.sessionBox?.oversizedParse != nil)
+                partialMessage: c.sessionBox?.oversizedParse != nil,
+                listens: c.pool?.notificationsIfAny?.subscriptions.channels(of: c.id).isEmpty == false)
             guard HandOverRule.verdict(facts) == .now else { remaining += 1; continue }
             send(c, on: peer)
         }

@@ -79,6 +79,7 @@ final class TakeoverTests: XCTestCase {
         XCTAssertEqual(HandOverRule.verdict(F(tls: true, idle: true)), .stays)
         XCTAssertEqual(HandOverRule.verdict(F(adminConsole: true, idle: true)), .stays)
         XCTAssertEqual(HandOverRule.verdict(F(replication: true, idle: true)), .stays)
+        XCTAssertEqual(HandOverRule.verdict(F(idle: true, listens: true)), .stays)
         XCTAssertEqual(HandOverRule.verdict(F(tls: true, linked: true)), .stays)
         XCTAssertEqual(HandOverRule.verdict(F()), .later)  // logging in, waiting, in a transaction
         XCTAssertEqual(HandOverRule.verdict(F(idle: true, linked: true)), .later)  // session pooling

@@ -129,6 +129,8 @@ public struct AdminPoolRow: Sendable {
 public enum AdminConnectionState: Sendable, CaseIterable {
     case clActive, clWaiting, clActiveCancelReq, clWaitingCancelReq, clLogin
     case svActive, svIdle, svUsed, svTested, svLogin, svActiveCancel, svBeingCanceled
+    /// pgmux's own: a pool's LISTEN/NOTIFY listener connection, outside its counts.
+    case svListen
 
     public var isServer: Bool {
         switch self {
@@ -151,6 +153,7 @@ public enum AdminConnectionState: Sendable, CaseIterable {
         case .svLogin: return "new"
         case .svActiveCancel: return "active_cancel"
         case .svBeingCanceled: return "being_canceled"
+        case .svListen: return "listen"
         }
     }
 
@@ -165,6 +168,7 @@ public enum AdminConnectionState: Sendable, CaseIterable {
         case .svUsed: return "sv_used"
         case .svTested: return "sv_tested"
         case .svLogin: return "sv_login"
+        case .svListen: return "sv_listen"
         case .clActiveCancelReq, .clWaitingCancelReq, .svActiveCancel, .svBeingCanceled: return nil
         }
     }
@@ -402,12 +406,13 @@ extension AdminSnapshot {
             }
         case .servers:
             let pools: [AdminConnectionState] = [.svActive, .svIdle, .svUsed, .svTested, .svLogin, .svActiveCancel,
-                                                 .svBeingCanceled]
+                                                 .svBeingCanceled, .svListen]
             for c in orderedConnections(pool: pools, peer: [.svLogin, .svActiveCancel], login: false) {
                 t.append(connectionRow(c, state: c.state.listName!, debug: false))
             }
         case .sockets, .activeSockets:
-            let pools: [AdminConnectionState] = [.clActive, .clWaiting, .svActive, .svIdle, .svUsed, .svTested, .svLogin]
+            let pools: [AdminConnectionState] = [.clActive, .clWaiting, .svActive, .svIdle, .svUsed, .svTested, .svLogin,
+                                                 .svListen]
             for c in orderedConnections(pool: pools, peer: [], login: true)
             where item == .sockets || c.hasBufferedData {
                 t.append(connectionRow(c, state: c.state.socketName!, debug: true))

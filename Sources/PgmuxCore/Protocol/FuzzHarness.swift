@@ -1,6 +1,7 @@
 /// One entry point that pushes arbitrary bytes through every parser that meets untrusted input:
-/// startup packets, the relay scanner and release tracking, prepared-statement rewriting, the
-/// admin grammar, SCRAM and password messages, ALPN lists, and what a server sends (its login replies, and
+/// startup packets, the relay scanner and release tracking, prepared-statement rewriting and
+/// LISTEN recognition, the admin grammar, SCRAM and password messages, ALPN lists, and what a
+/// server sends (its login replies, and
 /// the messages the relay reads from it). The libFuzzer target (`make fuzz`) and the corpus
 /// regression test both call it; any trap here is a bug that would kill every connection.
 public enum FuzzHarness {
@@ -166,6 +167,10 @@ public enum FuzzHarness {
     }
 
     private static func rewrite(_ bytes: UnsafeRawBufferPointer) {
+        // What an idle client's Query or Parse batch meets first (LISTEN / UNLISTEN).
+        _ = ListenStatement.mightBe(bytes)
+        _ = ListenStatement.classify(bytes)
+        _ = ListenStatement.extended(bytes)
         let registry = PreparedStatementRegistry()
         var cache = ServerStatementCache(capacity: 2)
         var rewriter = PreparedStatementRewriter()

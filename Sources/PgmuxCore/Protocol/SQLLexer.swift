@@ -1,5 +1,5 @@
 /// Just enough of PostgreSQL's lexer for the first-words scans of statement texts (prepared
-/// statements, session settings): whitespace, `--` and nested `/* */` comments, identifiers,
+/// statements, session settings, LISTEN): whitespace, `--` and nested `/* */` comments, identifiers,
 /// quoted identifiers, string literals (standard, `E''` escapes, dollar quotes) and parentheses.
 struct SQLLexer {
     let bytes: UnsafeRawBufferPointer

@@ -28,9 +28,12 @@ public enum HandOverRule {
         public var bufferedBytes = false
         /// Part of an oversized Parse gathered so far.
         public var partialMessage = false
+        /// Listens through its pool's listener connection (LISTEN in transaction pooling): the
+        /// subscription lives in this process, which keeps delivering its notifications.
+        public var listens = false
         public init(tls: Bool = false, adminConsole: Bool = false, replication: Bool = false, idle: Bool = false,
                     linked: Bool = false, sessionServer: ServerFacts? = nil, bufferedBytes: Bool = false,
-                    partialMessage: Bool = false) {
+                    partialMessage: Bool = false, listens: Bool = false) {
             self.tls = tls
             self.adminConsole = adminConsole
             self.replication = replication
@@ -39,6 +42,7 @@ public enum HandOverRule {
             self.sessionServer = sessionServer
             self.bufferedBytes = bufferedBytes
             self.partialMessage = partialMessage
+            self.listens = listens
         }
     }
 
@@ -72,7 +76,7 @@ public enum HandOverRule {
 
     /// A session-pooled client goes with its server, when both are between transactions.
     public static func verdict(_ f: Facts) -> Verdict {
-        if f.tls || f.adminConsole || f.replication { return .stays }
+        if f.tls || f.adminConsole || f.replication || f.listens { return .stays }
         if let sv = f.sessionServer {
             // Its own server: opened whenever, never idle-listed; only the session matters.
             var own = sv
