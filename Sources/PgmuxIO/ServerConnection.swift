@@ -569,6 +569,8 @@ public final class ServerConnection: Endpoint {
         for command in pendingSession.readyForQuery(status) {
             command.apply(to: &client.session.settings)
             command.apply(to: &sessionSettings)
+            // DISCARD ALL / RESET ALL end the client's subscriptions too (its UNLISTEN *).
+            if command == .resetAll { pool.notificationsIfAny?.clientLeft(client) }
         }
     }
 

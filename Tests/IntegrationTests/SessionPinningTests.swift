@@ -83,3 +83,31 @@ final class SessionPinningTests: XCTestCase {
         XCTAssertEqual(try b.scalar("SELECT pg_try_advisory_lock(8)::text"), "true")
     }
 }
+
+/// A LISTEN the listener connection does not serve (inside a transaction block) runs on the
+/// client's server: the client is pinned to it until it UNLISTENs, and DISCARD ALL ends the
+/// subscriptions the hub serves.
+final class ListenPinningTests: XCTestCase {
+    func testListenInsideATransactionPinsUntilUnlisten() throws {
+        let user = PostgresCluster.scramUser.0
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "2", "admin_users": user])
+        let admin = try PQConnection(pgmux.conninfo(database: "pgbouncer"))
+        let a = try PQConnection(pgmux.conninfo())
+        let b = try PQConnection(pgmux.conninfo())
+        func pinned() throws -> [String] {
+            let t = try admin.queryWithColumns("SHOW CLIENTS")
+            let db = t.columns.firstIndex(of: "database")!, p = t.columns.firstIndex(of: "pinned")!
+            return t.rows.filter { $0[db] == PostgresCluster.database }.map { $0[p] ?? "" }.sorted()
+        }
+        _ = try a.query("BEGIN")
+        _ = try a.query("LISTEN in_tx")
+        _ = try a.query("COMMIT")
+        XCTAssertEqual(try pinned(), ["0", "1"])
+        _ = try b.query("NOTIFY in_tx, 'for a'")
+        XCTAssertEqual(try a.scalar("SELECT 1"), "1")
+        XCTAssertEqual(a.waitForNotification(timeout: 3)?.1, "for a")
+        XCTAssertNil(b.waitForNotification(timeout: 0.3), "never another client's")
+        _ = try a.query("UNLISTEN in_tx")
+        XCTAssertEqual(try pinned(), ["0", "0"])
+    }
+}

@@ -1,6 +1,7 @@
 /// Session state that cannot be replayed on another server keeps a client on its server in
-/// transaction pooling ("pinning"): session advisory locks, temporary tables and WITH HOLD
-/// cursors. Before, the server went back to the pool still holding them and the next client
+/// transaction pooling ("pinning"): session advisory locks, temporary tables, WITH HOLD cursors,
+/// and channels LISTENed on the server itself (a LISTEN inside a transaction block, which the
+/// notification hub does not serve). Before, the server went back to the pool still holding them and the next client
 /// inherited another's locks and tables.
 ///
 /// Recognising these exactly in SQL would take a parser; instead a cheap scan of each statement
@@ -13,12 +14,14 @@ public enum SessionPins {
     /// holdable cursor. False positives only cost one check.
     public static func mayPin(_ text: UnsafeRawBufferPointer) -> Bool {
         TextScan.contains(text, "advisory_lock") || TextScan.contains(text, "temp") || TextScan.contains(text, "hold")
+            || TextScan.contains(text, "listen")
     }
 
     /// How much pinning state the session holds: one row, one count.
     public static let checkQuery = "SELECT (SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' "
         + "AND pid = pg_catalog.pg_backend_pid()) + (SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable) "
-        + "+ (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())"
+        + "+ (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()) "
+        + "+ (SELECT count(*) FROM pg_catalog.pg_listening_channels())"
 
     /// Statement pooling cannot keep a client on its server: the client is refused.
     public static let statementModeRefusal =
