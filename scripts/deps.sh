@@ -6,9 +6,10 @@ set -euo pipefail
 # libc-ares-dev: asynchronous DNS. libpam0g-dev, libldap-dev, libkrb5-dev: auth_type pam, ldap and
 # hba gss; libpam-pwdfile, slapd and
 # the krb5 packages: the PAM, LDAP and GSSAPI tests' password module, directory server and KDC;
-# php-cli, php-pgsql: the PHP PDO test of prepared statements freed by SQL DEALLOCATE.
+# php-cli, php-pgsql, ruby-pg, libdbd-pg-perl: the driver tests of transaction pooling (DriverTests).
 want=(libev-dev libssl-dev libpq-dev libc-ares-dev libpam0g-dev libldap-dev libkrb5-dev postgresql postgresql-contrib
-      openssl libpam-pwdfile slapd krb5-kdc krb5-admin-server krb5-user php-cli php-pgsql "$@")
+      openssl libpam-pwdfile slapd krb5-kdc krb5-admin-server krb5-user php-cli php-pgsql ruby-pg
+      libdbd-pg-perl "$@")
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,14 +8,10 @@ final class DriverTests: XCTestCase {
     /// Through a pooler that renames statements, PostgreSQL answered "prepared statement does not
     /// exist", which aborted the application's transaction (PgBouncer #991, #1041).
     func testPHPPDOFreesItsStatementsInsideAndOutsideTransactions() throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/php") else {
-            throw XCTSkip("php-cli with pdo_pgsql is not installed (scripts/deps.sh installs it)")
-        }
-        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "2"])
-        let script = pgmux.dir + "/pdo.php"
-        try """
+        try runDriver("/usr/bin/php", "pdo.php", """
             <?php
-            $pdo = new PDO(getenv('DSN'), getenv('PGUSER'), getenv('PGPASSWORD'),
+            $pdo = new PDO('pgsql:host=127.0.0.1;port=' . getenv('PORT') . ';dbname=' . getenv('DB'),
+                           getenv('PGUSER'), getenv('PGPASSWORD'),
                            [PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION, PDO::ATTR_EMULATE_PREPARES => false]);
             for ($i = 0; $i < 40; $i++) {
                 $inTx = $i % 2 == 0;
@@ -30,22 +26,98 @@ final class DriverTests: XCTestCase {
                 if ($inTx) { $pdo->commit(); }
             }
             echo "ok\\n";
-            """.write(toFile: script, atomically: true, encoding: .utf8)
-        let env = ["DSN": "pgsql:host=127.0.0.1;port=\(pgmux.port);dbname=\(PostgresCluster.database)",
+            """)
+    }
+
+    /// Runs `program script` in `parallel` processes against a pool of two servers; each must
+    /// print "ok".
+    private func runDriver(_ program: String, _ scriptName: String, _ script: String, parallel: Int = 3,
+                           file: StaticString = #filePath, line: UInt = #line) throws {
+        guard FileManager.default.isExecutableFile(atPath: program) else {
+            throw XCTSkip("\(program) is not installed (scripts/deps.sh installs it)")
+        }
+        let pgmux = try PgmuxProcess(settings: ["default_pool_size": "2"])
+        let path = pgmux.dir + "/" + scriptName
+        try script.write(toFile: path, atomically: true, encoding: .utf8)
+        let env = ["PORT": "\(pgmux.port)", "DB": PostgresCluster.database,
                    "PGUSER": PostgresCluster.scramUser.0, "PGPASSWORD": PostgresCluster.scramUser.1]
-        // Three processes at once on two servers: statements meet servers that never saw them.
         let group = DispatchGroup()
         let results = ResultsBox()
-        for _ in 0..<3 {
+        for _ in 0..<parallel {
             group.enter()
             DispatchQueue.global().async {
-                let r = try? Shell.runStatus("/usr/bin/php", [script], env: env, timeout: 60)
+                let r = try? Shell.runStatus(program, [path], env: env, timeout: 60)
                 results.append(r.map { "\($0.status) \($0.output)" } ?? "did not run")
                 group.leave()
             }
         }
-        XCTAssertEqual(group.wait(timeout: .now() + 90), .success)
-        XCTAssertEqual(results.values, Array(repeating: "0 ok\n", count: 3))
+        XCTAssertEqual(group.wait(timeout: .now() + 90), .success, file: file, line: line)
+        XCTAssertEqual(results.values, Array(repeating: "0 ok\n", count: parallel), file: file, line: line)
+    }
+
+    /// Ruby pg: prepare / exec_prepared, SQL DEALLOCATE, the same name prepared again with
+    /// another text, inside and outside transactions.
+    func testRubyPG() throws {
+        try runDriver("/usr/bin/ruby", "pg.rb", """
+            require 'pg'
+            c = PG.connect(host: '127.0.0.1', port: ENV['PORT'], dbname: ENV['DB'], user: ENV['PGUSER'], password: ENV['PGPASSWORD'])
+            30.times do |i|
+              c.prepare('s1', 'SELECT $1::int + 1')
+              raise "wrong" unless c.exec_prepared('s1', [i]).getvalue(0, 0).to_i == i + 1
+              c.exec('DEALLOCATE s1')
+              c.prepare('s1', 'SELECT $1::int * 2')
+              raise "wrong text" unless c.exec_prepared('s1', [i]).getvalue(0, 0).to_i == i * 2
+              c.exec('DEALLOCATE s1')
+              c.transaction { |t| t.prepare('s2', 'SELECT 7'); t.exec_prepared('s2'); t.exec('DEALLOCATE s2') } if i % 3 == 0
+            end
+            puts 'ok'
+            """)
+    }
+
+    /// Perl DBD::Pg prepares on the server at first execute (dbdpg_p<pid>_<n>) and frees each
+    /// statement with SQL DEALLOCATE when it goes.
+    func testPerlDBDPg() throws {
+        try runDriver("/usr/bin/perl", "pg.pl", """
+            use strict; use DBI;
+            my $dbh = DBI->connect("dbi:Pg:dbname=$ENV{DB};host=127.0.0.1;port=$ENV{PORT}", $ENV{PGUSER}, $ENV{PGPASSWORD},
+                                   {RaiseError => 1, AutoCommit => 1, PrintError => 0});
+            for my $i (0..29) {
+                my $sth = $dbh->prepare('SELECT ?::int + 3');
+                $sth->execute($i); my ($v) = $sth->fetchrow_array; die "wrong $v" unless $v == $i + 3;
+                $sth->execute($i + 1); ($v) = $sth->fetchrow_array; die "wrong again $v" unless $v == $i + 4;
+                undef $sth;
+                if ($i % 3 == 0) {
+                    $dbh->begin_work; my $s = $dbh->prepare('SELECT 1'); $s->execute; $s->finish; undef $s;
+                    $dbh->do('SELECT 2'); $dbh->commit;
+                }
+            }
+            print "ok\n";
+            """)
+    }
+
+    /// asyncpg prepares every query as a named statement, caches them and closes them with Close;
+    /// four connections of one process share two servers.
+    func testAsyncpg() throws {
+        let python = FileManager.default.currentDirectoryPath + "/.build/pyvenv/bin/python"
+        guard (try? Shell.run(python, ["-c", "import asyncpg"])) != nil else {
+            throw XCTSkip("asyncpg is not installed in .build/pyvenv (scripts/pyvenv.sh installs it)")
+        }
+        try runDriver(python, "asyncpg_test.py", """
+            import asyncio, os, asyncpg
+            async def worker(k):
+                c = await asyncpg.connect(host='127.0.0.1', port=int(os.environ['PORT']), user=os.environ['PGUSER'],
+                                          password=os.environ['PGPASSWORD'], database=os.environ['DB'])
+                for i in range(30):
+                    assert await c.fetchval('SELECT $1::int + %d' % (k % 3), i) == i + k % 3
+                    async with c.transaction():
+                        st = await c.prepare('SELECT $1::int * 2')
+                        assert await st.fetchval(i) == i * 2
+                await c.close()
+            async def main():
+                await asyncio.gather(*(worker(k) for k in range(4)))
+            asyncio.run(main())
+            print('ok')
+            """, parallel: 2)
     }
 }
 
