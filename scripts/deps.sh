@@ -6,10 +6,11 @@ set -euo pipefail
 # libc-ares-dev: asynchronous DNS. libpam0g-dev, libldap-dev, libkrb5-dev: auth_type pam, ldap and
 # hba gss; libpam-pwdfile, slapd and
 # the krb5 packages: the PAM, LDAP and GSSAPI tests' password module, directory server and KDC;
-# php-cli, php-pgsql, ruby-pg, libdbd-pg-perl: the driver tests of transaction pooling (DriverTests).
+# php-cli, php-pgsql, ruby-pg, libdbd-pg-perl, golang-go, golang-github-jackc-pgx-v4-dev: the
+# driver tests of transaction pooling (DriverTests).
 want=(libev-dev libssl-dev libpq-dev libc-ares-dev libpam0g-dev libldap-dev libkrb5-dev postgresql postgresql-contrib
       openssl libpam-pwdfile slapd krb5-kdc krb5-admin-server krb5-user php-cli php-pgsql ruby-pg
-      libdbd-pg-perl "$@")
+      libdbd-pg-perl golang-go golang-github-jackc-pgx-v4-dev "$@")
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -29,16 +29,17 @@ final class DriverTests: XCTestCase {
             """)
     }
 
-    /// Runs `program script` in `parallel` processes against a pool of two servers; each must
-    /// print "ok".
-    private func runDriver(_ program: String, _ scriptName: String, _ script: String, parallel: Int = 3,
+    /// Runs `program script` (or `program` alone, without a script) in `parallel` processes
+    /// against a pool of two servers; each must print "ok".
+    private func runDriver(_ program: String, _ scriptName: String, _ script: String?, parallel: Int = 3,
                            file: StaticString = #filePath, line: UInt = #line) throws {
         guard FileManager.default.isExecutableFile(atPath: program) else {
             throw XCTSkip("\(program) is not installed (scripts/deps.sh installs it)")
         }
         let pgmux = try PgmuxProcess(settings: ["default_pool_size": "2"])
         let path = pgmux.dir + "/" + scriptName
-        try script.write(toFile: path, atomically: true, encoding: .utf8)
+        try script?.write(toFile: path, atomically: true, encoding: .utf8)
+        let args = script == nil ? [] : [path]
         let env = ["PORT": "\(pgmux.port)", "DB": PostgresCluster.database,
                    "PGUSER": PostgresCluster.scramUser.0, "PGPASSWORD": PostgresCluster.scramUser.1]
         let group = DispatchGroup()
@@ -46,7 +47,7 @@ final class DriverTests: XCTestCase {
         for _ in 0..<parallel {
             group.enter()
             DispatchQueue.global().async {
-                let r = try? Shell.runStatus(program, [path], env: env, timeout: 60)
+                let r = try? Shell.runStatus(program, args, env: env, timeout: 60)
                 results.append(r.map { "\($0.status) \($0.output)" } ?? "did not run")
                 group.leave()
             }
@@ -93,6 +94,96 @@ final class DriverTests: XCTestCase {
             }
             print "ok\n";
             """)
+    }
+
+    /// Go pgx (v4, Debian's): its statement cache prepares named statements and, past its
+    /// capacity, frees them with SQL DEALLOCATE; explicit Prepare/Deallocate of one name with two
+    /// texts; four connections of one process on two servers. Built with Debian's Go in GOPATH mode.
+    func testGoPgx() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/go"),
+              FileManager.default.fileExists(atPath: "/usr/share/gocode/src/github.com/jackc/pgx/v4") else {
+            throw XCTSkip("golang-go and golang-github-jackc-pgx-v4-dev are not installed (scripts/deps.sh installs them)")
+        }
+        let dir = NSTemporaryDirectory() + "pgmux-pgx-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try """
+            package main
+
+            import (
+            \t"context"
+            \t"fmt"
+            \t"os"
+            \t"sync"
+
+            \t"github.com/jackc/pgx/v4"
+            )
+
+            func worker(k int) error {
+            \tctx := context.Background()
+            \turl := fmt.Sprintf("postgres://%s:%s@127.0.0.1:%s/%s?sslmode=disable&statement_cache_capacity=3",
+            \t\tos.Getenv("PGUSER"), os.Getenv("PGPASSWORD"), os.Getenv("PORT"), os.Getenv("DB"))
+            \tc, err := pgx.Connect(ctx, url)
+            \tif err != nil {
+            \t\treturn err
+            \t}
+            \tdefer c.Close(ctx)
+            \tfor i := 0; i < 30; i++ {
+            \t\tvar v int
+            \t\tif err := c.QueryRow(ctx, fmt.Sprintf("SELECT $1::int + %d", i%5), i).Scan(&v); err != nil || v != i+i%5 {
+            \t\t\treturn fmt.Errorf("cached statement %d: %v %v", i, v, err)
+            \t\t}
+            \t\tname := fmt.Sprintf("named_%d", k)
+            \t\tif _, err := c.Prepare(ctx, name, "SELECT $1::int * 2"); err != nil {
+            \t\t\treturn err
+            \t\t}
+            \t\tif err := c.QueryRow(ctx, name, i).Scan(&v); err != nil || v != i*2 {
+            \t\t\treturn fmt.Errorf("named: %v %v", v, err)
+            \t\t}
+            \t\tif err := c.Deallocate(ctx, name); err != nil {
+            \t\t\treturn err
+            \t\t}
+            \t\ttx, err := c.Begin(ctx)
+            \t\tif err != nil {
+            \t\t\treturn err
+            \t\t}
+            \t\tif _, err := tx.Prepare(ctx, name, "SELECT $1::int * 3"); err != nil {
+            \t\t\treturn err
+            \t\t}
+            \t\tif err := tx.QueryRow(ctx, name, i).Scan(&v); err != nil || v != i*3 {
+            \t\t\treturn fmt.Errorf("named in a transaction: %v %v", v, err)
+            \t\t}
+            \t\tif err := c.Deallocate(ctx, name); err != nil {
+            \t\t\treturn err
+            \t\t}
+            \t\tif err := tx.Commit(ctx); err != nil {
+            \t\t\treturn err
+            \t\t}
+            \t}
+            \treturn nil
+            }
+
+            func main() {
+            \tvar wg sync.WaitGroup
+            \terrs := make(chan error, 4)
+            \tfor k := 0; k < 4; k++ {
+            \t\twg.Add(1)
+            \t\tgo func(k int) { defer wg.Done(); errs <- worker(k) }(k)
+            \t}
+            \twg.Wait()
+            \tclose(errs)
+            \tfor err := range errs {
+            \t\tif err != nil {
+            \t\t\tfmt.Println(err)
+            \t\t\tos.Exit(1)
+            \t\t}
+            \t}
+            \tfmt.Println("ok")
+            }
+            """.write(toFile: dir + "/main.go", atomically: true, encoding: .utf8)
+        try Shell.run("/usr/bin/go", ["build", "-o", dir + "/pgxtest", dir + "/main.go"],
+                      env: ["GO111MODULE": "off", "GOPATH": "/usr/share/gocode", "GOCACHE": dir + "/cache", "HOME": dir])
+        try runDriver(dir + "/pgxtest", "", nil, parallel: 2)
     }
 
     /// asyncpg prepares every query as a named statement, caches them and closes them with Close;
