@@ -20,30 +20,14 @@ extension EventLoop {
                 // PgBouncer keeps these clients in the pool's waiting list (CL_WAITING_LOGIN):
                 // the queue timeouts apply to them, and client_login_timeout while the pool
                 // has no welcome.
-                if let why = client.pool?.failoverExpired(waitingSince: client.stateSince, now: t) {
+                if let why = queueTimeout(client, now: t) {
                     client.sendError(why)
-                    continue
-                }
-                let queryTimeout = config.users[client.user]?.queryTimeout ?? s.queryTimeout
-                if queryTimeout > 0 && t - client.stateSince > queryTimeout {
-                    client.sendError("query_timeout")
-                } else if s.queryWaitTimeout > 0 && t - client.stateSince > s.queryWaitTimeout {
-                    client.sendError("query_wait_timeout")
                 } else if s.clientLoginTimeout > 0 && t - client.connectTime > s.clientLoginTimeout {
                     client.sendError("client_login_timeout (server down)")
                 }
             case .waiting:
-                // failover_timeout first: no host of the pool can be used, waiting longer is vain.
-                if let why = client.pool?.failoverExpired(waitingSince: client.stateSince, now: t) {
+                if let why = queueTimeout(client, now: t) {
                     client.sendError(why)
-                    continue
-                }
-                // Same order as PgBouncer's janitor: query_timeout first.
-                let queryTimeout = config.users[client.user]?.queryTimeout ?? s.queryTimeout
-                if queryTimeout > 0 && t - client.stateSince > queryTimeout {
-                    client.sendError("query_timeout")
-                } else if s.queryWaitTimeout > 0 && t - client.stateSince > s.queryWaitTimeout {
-                    client.sendError("query_wait_timeout")
                 } else if s.queryWaitNotify > 0 && !client.toldToWait && t - client.stateSince > s.queryWaitNotify {
                     // The client is unlinked, so a NoticeResponse cannot interleave with a reply.
                     client.toldToWait = true
@@ -143,6 +127,18 @@ extension EventLoop {
             heapChurned = false
             _ = malloc_trim(0)
         }
+    }
+
+    /// The timeouts of a client in its pool's queue: failover_timeout first (no host of the pool
+    /// can be used, waiting longer is vain), then query_timeout and query_wait_timeout, in
+    /// PgBouncer's janitor's order. The error to send, or nil.
+    private func queueTimeout(_ client: ClientConnection, now t: Double) -> String? {
+        if let why = client.pool?.failoverExpired(waitingSince: client.stateSince, now: t) { return why }
+        let s = config.settings
+        let queryTimeout = config.users[client.user]?.queryTimeout ?? s.queryTimeout
+        if queryTimeout > 0 && t - client.stateSince > queryTimeout { return "query_timeout" }
+        if s.queryWaitTimeout > 0 && t - client.stateSince > s.queryWaitTimeout { return "query_wait_timeout" }
+        return nil
     }
 
     /// query_timeout, idle_transaction_timeout and transaction_timeout of a linked client. The
