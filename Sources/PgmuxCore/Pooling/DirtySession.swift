@@ -9,9 +9,25 @@
 /// `prepare`, `listen`, `temp`, `hold`, `advisory`, `declare`, `load` or `nextval`, any named
 /// Parse, any function call message and any statement too large to be scanned marks the session.
 public enum DirtySession {
+    /// One pass over the text, dispatching on each letter.
     public static func mayChange(_ text: UnsafeRawBufferPointer) -> Bool {
-        TextScan.contains(text, "set") || TextScan.contains(text, "prepare") || TextScan.contains(text, "listen")
-            || TextScan.contains(text, "temp") || TextScan.contains(text, "hold") || TextScan.contains(text, "advisory")
-            || TextScan.contains(text, "declare") || TextScan.contains(text, "load") || TextScan.contains(text, "nextval")
+        var i = 0
+        while i < text.count {
+            let hit: Bool
+            switch TextScan.lower(text[i]) {
+            case UInt8(ascii: "s"): hit = TextScan.matches(text, at: i, "set")
+            case UInt8(ascii: "p"): hit = TextScan.matches(text, at: i, "prepare")
+            case UInt8(ascii: "l"): hit = TextScan.matches(text, at: i, "listen") || TextScan.matches(text, at: i, "load")
+            case UInt8(ascii: "t"): hit = TextScan.matches(text, at: i, "temp")
+            case UInt8(ascii: "h"): hit = TextScan.matches(text, at: i, "hold")
+            case UInt8(ascii: "a"): hit = TextScan.matches(text, at: i, "advisory")
+            case UInt8(ascii: "d"): hit = TextScan.matches(text, at: i, "declare")
+            case UInt8(ascii: "n"): hit = TextScan.matches(text, at: i, "nextval")
+            default: hit = false
+            }
+            if hit { return true }
+            i += 1
+        }
+        return false
     }
 }

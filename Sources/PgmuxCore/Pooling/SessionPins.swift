@@ -12,9 +12,21 @@ public enum SessionPins {
     /// Whether `text` may take state that pins: it mentions a session advisory lock function
     /// (`pg_advisory_lock`, `pg_try_advisory_lock`, their `_shared` forms), a temporary table or a
     /// holdable cursor. False positives only cost one check.
+    /// One pass over the text, dispatching on each letter (it runs for every statement of a
+    /// transaction-pooling client).
     public static func mayPin(_ text: UnsafeRawBufferPointer) -> Bool {
-        TextScan.contains(text, "advisory_lock") || TextScan.contains(text, "temp") || TextScan.contains(text, "hold")
-            || TextScan.contains(text, "listen")
+        var i = 0
+        while i < text.count {
+            switch TextScan.lower(text[i]) {
+            case UInt8(ascii: "a"): if TextScan.matches(text, at: i, "advisory_lock") { return true }
+            case UInt8(ascii: "t"): if TextScan.matches(text, at: i, "temp") { return true }
+            case UInt8(ascii: "h"): if TextScan.matches(text, at: i, "hold") { return true }
+            case UInt8(ascii: "l"): if TextScan.matches(text, at: i, "listen") { return true }
+            default: break
+            }
+            i += 1
+        }
+        return false
     }
 
     /// How much pinning state the session holds: one row, one count.

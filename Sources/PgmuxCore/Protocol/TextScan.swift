@@ -1,19 +1,15 @@
-/// Case-insensitive keyword search in statement texts, for the cheap scans that decide when pgmux
-/// must look closer (`SessionPins`, `DirtySession`): no allocation, ASCII letters folded.
+/// Case-insensitive keyword matching in statement texts, for the cheap scans that decide when
+/// pgmux must look closer (`SessionPins`, `DirtySession`): no allocation, ASCII letters folded.
 enum TextScan {
-    /// Whether `text` contains the lower-case `needle`, ignoring ASCII case.
-    static func contains(_ text: UnsafeRawBufferPointer, _ needle: StaticString) -> Bool {
+    /// Whether the lower-case `needle` starts at `i` of `text`, ignoring ASCII case.
+    @inline(__always)
+    static func matches(_ text: UnsafeRawBufferPointer, at i: Int, _ needle: StaticString) -> Bool {
         let n = needle.utf8CodeUnitCount
-        guard text.count >= n else { return false }
+        guard text.count - i >= n else { return false }
         let pattern = needle.utf8Start
-        var i = 0
-        while i <= text.count - n {
-            var j = 0
-            while j < n && lower(text[i + j]) == pattern[j] { j += 1 }
-            if j == n { return true }
-            i += 1
-        }
-        return false
+        var j = 1  // the caller matched the first letter
+        while j < n && lower(text[i + j]) == pattern[j] { j += 1 }
+        return j == n
     }
 
     @inline(__always) static func lower(_ c: UInt8) -> UInt8 {
