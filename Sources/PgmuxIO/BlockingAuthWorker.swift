@@ -3,9 +3,8 @@ import CLibEV
 
 /// Runs password checks that block (a PAM stack, an LDAP server) on worker threads, so that a
 /// slow module or a server that never answers stalls neither the event loop nor, up to
-/// `maxThreads` of them at once, other such logins. The seam is CryptoWorker's: Sendable jobs
-/// cross under a mutex, results come back through an `ev_async` watcher, completions run on the
-/// loop thread.
+/// `maxThreads` of them at once, other such logins. Jobs cross through `WorkerChannel`, the
+/// cross-thread seam; completions run on the loop thread.
 ///
 /// The queue is bounded: past `capacity` checks waiting or running, `submit` refuses at once
 /// (PgBouncer, whose queue holds 20, blocks its whole process until a slot frees up).
@@ -21,58 +20,8 @@ final class BlockingAuthWorker {
     /// A password check. Runs on a worker thread.
     typealias Job = @Sendable () -> Verdict
 
-    /// State shared with the worker threads; read and written under `mutex` only.
-    fileprivate final class Channel: @unchecked Sendable {
-        let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-        let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-        var jobs: [(UInt64, Job)] = []
-        var results: [(UInt64, Verdict)] = []
-        var idleThreads = 0
-        var stopping = false
-        var ev: OpaquePointer?
-        var async: UnsafeMutablePointer<ev_async>?
-
-        init() {
-            pthread_mutex_init(mutex, nil)
-            pthread_cond_init(cond, nil)
-        }
-
-        deinit {
-            pthread_cond_destroy(cond)
-            pthread_mutex_destroy(mutex)
-            cond.deallocate()
-            mutex.deallocate()
-        }
-
-        func locked<R>(_ body: () -> R) -> R {
-            pthread_mutex_lock(mutex)
-            defer { pthread_mutex_unlock(mutex) }
-            return body()
-        }
-
-        /// One worker thread: take a job, run it unlocked, post the verdict, wake the loop (under
-        /// the mutex, so that after `stop` the watcher is never touched again).
-        func run() {
-            pthread_mutex_lock(mutex)
-            while true {
-                idleThreads += 1
-                while jobs.isEmpty && !stopping { pthread_cond_wait(cond, mutex) }
-                idleThreads -= 1
-                if stopping { break }
-                let (ticket, job) = jobs.removeFirst()
-                pthread_mutex_unlock(mutex)
-                let verdict = job()
-                pthread_mutex_lock(mutex)
-                if stopping { break }
-                results.append((ticket, verdict))
-                if let ev, let async { ev_async_send(ev, async) }
-            }
-            pthread_mutex_unlock(mutex)
-        }
-    }
-
     private let ev: OpaquePointer
-    private let channel = Channel()
+    private let channel = WorkerChannel<Job, Verdict> { $0() }
     private let async = UnsafeMutablePointer<ev_async>.allocate(capacity: 1)
     private let maxThreads: Int
     private let capacity: Int
@@ -97,49 +46,24 @@ final class BlockingAuthWorker {
             started = true
             pgmux_ev_async_init(async, authResultsReady, Unmanaged.passUnretained(self).toOpaque())
             ev_async_start(ev, async)
-            channel.ev = ev
-            channel.async = async
+            channel.wake(ev, async)
         }
-        let idle = channel.locked { channel.idleThreads - channel.jobs.count }
-        if idle <= 0 && threads < maxThreads { startThread() }
+        if channel.unclaimed >= 0 && threads < maxThreads && channel.startThread() { threads += 1 }
         guard threads > 0 else { return false }
         nextTicket &+= 1
         completions[nextTicket] = done
-        let ticket = nextTicket
-        channel.locked { channel.jobs.append((ticket, job)) }
-        pthread_cond_signal(channel.cond)
+        channel.post(nextTicket, job)
         return true
-    }
-
-    private func startThread() {
-        var thread = pthread_t()
-        let context = Unmanaged.passRetained(channel).toOpaque()  // released by the thread
-        let rc = pthread_create(&thread, nil, { raw in
-            guard let raw else { return nil }
-            Unmanaged<Channel>.fromOpaque(raw).takeRetainedValue().run()
-            return nil
-        }, context)
-        if rc == 0 {
-            pthread_detach(thread)
-            threads += 1
-        } else {
-            Unmanaged<Channel>.fromOpaque(context).release()
-        }
     }
 
     /// Loop thread, from the ev_async callback.
     fileprivate func drain() {
-        let ready = channel.locked { () -> [(UInt64, Verdict)] in
-            defer { channel.results.removeAll() }
-            return channel.results
-        }
-        for (ticket, verdict) in ready { completions.removeValue(forKey: ticket)?(verdict) }
+        for (ticket, verdict) in channel.takeResults() { completions.removeValue(forKey: ticket)?(verdict) }
     }
 
     func stop() {
         guard started else { return }
-        channel.locked { channel.stopping = true; channel.jobs.removeAll() }
-        pthread_cond_broadcast(channel.cond)
+        channel.stop()
         ev_async_stop(ev, async)
     }
 
