@@ -10,6 +10,11 @@ final class SessionPinningTests: XCTestCase {
         return res.rows.map { row in Dictionary(uniqueKeysWithValues: zip(res.columns, row.map { $0 ?? "NULL" })) }
     }
 
+    /// The `pinned` column of the test database's clients, sorted.
+    private func pinned(_ admin: PQConnection) throws -> [String] {
+        try show(admin, "CLIENTS").filter { $0["database"] == PostgresCluster.database }.map { $0["pinned"]! }.sorted()
+    }
+
     private func advisoryLocks(_ c: PQConnection) throws -> String? {
         try c.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
     }
@@ -20,9 +25,7 @@ final class SessionPinningTests: XCTestCase {
         let admin = try PQConnection(pgmux.conninfo(database: "pgbouncer"))
         let a = try PQConnection(pgmux.conninfo())
         let b = try PQConnection(pgmux.conninfo())
-        func pinned() throws -> [String] {
-            try show(admin, "CLIENTS").filter { $0["database"] == PostgresCluster.database }.map { $0["pinned"]! }.sorted()
-        }
+        func pinned() throws -> [String] { try self.pinned(admin) }
 
         // A session advisory lock: a keeps its backend, b never sees the lock.
         _ = try a.query("SELECT pg_advisory_lock(4242)")
@@ -82,32 +85,33 @@ final class SessionPinningTests: XCTestCase {
         let b = try PQConnection(pgmux.conninfo())
         XCTAssertEqual(try b.scalar("SELECT pg_try_advisory_lock(8)::text"), "true")
     }
-}
 
-/// A LISTEN the listener connection does not serve (inside a transaction block) runs on the
-/// client's server: the client is pinned to it until it UNLISTENs, and DISCARD ALL ends the
-/// subscriptions the hub serves.
-final class ListenPinningTests: XCTestCase {
-    func testListenInsideATransactionPinsUntilUnlisten() throws {
+    /// A LISTEN the listener connection does not serve (inside a transaction block) runs on the
+    /// client's server: the client is pinned to it until it UNLISTENs. DISCARD ALL ends the
+    /// subscriptions the listener connection serves.
+    func testListenOnItsOwnServerPinsUntilUnlisten() throws {
         let user = PostgresCluster.scramUser.0
         let pgmux = try PgmuxProcess(settings: ["default_pool_size": "2", "admin_users": user])
         let admin = try PQConnection(pgmux.conninfo(database: "pgbouncer"))
         let a = try PQConnection(pgmux.conninfo())
         let b = try PQConnection(pgmux.conninfo())
-        func pinned() throws -> [String] {
-            let t = try admin.queryWithColumns("SHOW CLIENTS")
-            let db = t.columns.firstIndex(of: "database")!, p = t.columns.firstIndex(of: "pinned")!
-            return t.rows.filter { $0[db] == PostgresCluster.database }.map { $0[p] ?? "" }.sorted()
-        }
         _ = try a.query("BEGIN")
         _ = try a.query("LISTEN in_tx")
         _ = try a.query("COMMIT")
-        XCTAssertEqual(try pinned(), ["0", "1"])
+        XCTAssertEqual(try pinned(admin), ["0", "1"])
         _ = try b.query("NOTIFY in_tx, 'for a'")
         XCTAssertEqual(try a.scalar("SELECT 1"), "1")
         XCTAssertEqual(a.waitForNotification(timeout: 3)?.1, "for a")
         XCTAssertNil(b.waitForNotification(timeout: 0.3), "never another client's")
         _ = try a.query("UNLISTEN in_tx")
-        XCTAssertEqual(try pinned(), ["0", "0"])
+        XCTAssertEqual(try pinned(admin), ["0", "0"])
+
+        _ = try a.query("LISTEN hub")  // between transactions: served by the listener connection
+        _ = try b.query("NOTIFY hub, 'one'")
+        XCTAssertEqual(a.waitForNotification(timeout: 3)?.1, "one")
+        _ = try a.query("DISCARD ALL")
+        _ = try b.query("NOTIFY hub, 'two'")
+        XCTAssertEqual(try a.scalar("SELECT 1"), "1")
+        XCTAssertNil(a.waitForNotification(timeout: 0.5), "DISCARD ALL ended the subscription")
     }
 }
