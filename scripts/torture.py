@@ -3,6 +3,7 @@
 
     scripts/torture.sh [--minutes N | --seconds N] [--seed S] [--phase I] [--quick]
                        [--pgbench [--case PATTERN]] [--pgmux PATH] [--deadline SECONDS] [--keep] [--no-tls]
+                       [--loops 2,1]
 
 A throwaway PostgreSQL 15 cluster (scripts/pg-cluster.sh) gets two SCRAM roles, tort_a and tort_b
 (one pgmux pool each), and a database `torture`. The run is a list of phases drawn from the seed
@@ -1500,9 +1501,18 @@ class Checks:
         return ok
 
 
+# pgmux's `workers` per phase, cycled by phase index (--loops): event loops of one process.
+LOOPS = [2, 1]
+
+
+def phase_loops(ph: Phase) -> int:
+    return LOOPS[ph.index % len(LOOPS)]
+
+
 def phase_settings(ph: Phase) -> dict[str, object]:
     s: dict[str, object] = {"pool_mode": ph.mode, "default_pool_size": ph.pool,
-                            "max_prepared_statements": ph.mps, "auth_type": ph.auth}
+                            "max_prepared_statements": ph.mps, "auth_type": ph.auth,
+                            "workers": phase_loops(ph)}
     if ph.max_db:
         s["max_db_connections"] = ph.max_db
     return s
@@ -1510,7 +1520,7 @@ def phase_settings(ph: Phase) -> dict[str, object]:
 
 def run_phase(ph: Phase, args, cluster: Cluster, binary: Path, tmp: Path,
               checks: Checks, totals: collections.Counter, outdir: Path) -> None:
-    log(ph.describe())
+    log(f"{ph.describe()} pgmux workers={phase_loops(ph)}")
     pgmux = Pgmux(binary, tmp, cluster.port)
     pgmux.write_config(phase_settings(ph))
     try:
@@ -1723,9 +1733,17 @@ def parse_args() -> argparse.Namespace:
                     "a PgBouncer binary works too, to check the tool itself")
     ap.add_argument("--deadline", type=float, default=20, help="an operation slower than this is a hang")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--loops", default="2,1",
+                    help="pgmux's workers setting per phase, cycled (default 2,1: phases alternate two event loops and one)")
     ap.add_argument("--no-tls", dest="tls", action="store_false",
                     help="every psycopg connection in plaintext (by default a quarter use TLS)")
     args = ap.parse_args()
+    try:
+        LOOPS[:] = [int(x) for x in args.loops.split(",") if x.strip()]
+    except ValueError:
+        sys.exit("torture: --loops takes a comma list of integers")
+    if not LOOPS or min(LOOPS) < 1:
+        sys.exit("torture: --loops takes a comma list of integers")
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 10**6)
     total = args.seconds if args.seconds else (args.minutes or (0.8 if args.quick else 5.0)) * 60

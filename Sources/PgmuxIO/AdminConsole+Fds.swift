@@ -22,17 +22,17 @@ extension AdminConsole {
             snap.fds.append(row)
         }
         let byID = { (a: Endpoint, b: Endpoint) in a.id < b.id }
-        let clients = loop.clients.values.sorted(by: byID)
+        let clients = allClients.sorted(by: byID)
         for c in clients where [.startup, .authenticating].contains(c.state) && c.adminRole == nil {
             if let row = clientRow(c) { snap.fds.append(row) }
         }
-        let pools = loop.pools.values.sorted {
+        let pools = allPools.sorted {
             ($0.databaseName, $0.userName, $0.replication.rawValue) < ($1.databaseName, $1.userName, $1.replication.rawValue)
         }
         var clientsOf: [ObjectIdentifier: [ClientConnection]] = [:]
         for c in clients { if let p = c.pool { clientsOf[ObjectIdentifier(p), default: []].append(c) } }
         var serversOf: [ObjectIdentifier: [ServerConnection]] = [:]
-        for sv in loop.servers.values.sorted(by: byID) { serversOf[ObjectIdentifier(sv.pool), default: []].append(sv) }
+        for sv in allServers.sorted(by: byID) { serversOf[ObjectIdentifier(sv.pool), default: []].append(sv) }
         for pool in pools {
             let mine = clientsOf[ObjectIdentifier(pool)] ?? []
             for c in mine where c.state == .active || c.state == .idle { if let row = clientRow(c) { snap.fds.append(row) } }

@@ -10,9 +10,11 @@ extension AdminConsole {
                                            poolSize: PeerPool.poolSize(of: p, s)))
         }
         snap.lists.peers = loop.config.peers.count
-        snap.lists.peerPools = loop.peerPools.count
-        for pool in loop.peerPools.values {
-            var row = AdminPeerPoolRow(peerId: pool.peerId)
+        // Each loop forwards through peer pools of its own: one row per peer, summed.
+        var rows: [Int: AdminPeerPoolRow] = [:]
+        for pool in loop.group.loops.flatMap({ $0.peerPools.values }) {
+            var row = rows[pool.peerId] ?? AdminPeerPoolRow(peerId: pool.peerId)
+            defer { rows[pool.peerId] = row }
             for r in pool.queue.waitingRequests where !r.requester.isClosed {
                 row.clWaitingCancelReq += 1
                 snap.connections.append(requesterRow(r.requester, pool: pool, state: .clWaitingCancelReq, link: nil))
@@ -39,8 +41,9 @@ extension AdminConsole {
                 }
                 snap.connections.append(r)
             }
-            snap.peerPools.append(row)
         }
+        snap.peerPools = rows.values.sorted { $0.peerId < $1.peerId }
+        snap.lists.peerPools = rows.count
     }
 
     private func requesterRow(_ c: ClientConnection, pool: PeerPool, state: AdminConnectionState,

@@ -5,8 +5,21 @@ import CLibEV
 /// The `pgbouncer` (alias `pgmux`) pseudo-database: PgBouncer's admin console, answered by the
 /// pooler itself. Parsing, access rules and row formatting live in PgmuxCore/Admin; this file
 /// gathers the live figures and carries out the commands.
+///
+/// One console for the whole process: a command runs with the world stopped (see `LoopGroup`),
+/// reads every loop's connections and pools as one view, and acts on every loop before it
+/// answers.
 final class AdminConsole {
     unowned(unsafe) let loop: EventLoop
+    /// Every loop of the process (read and changed with the world stopped).
+    private var loops: [EventLoop] { loop.group.loops }
+    var allPools: [Pool] { loops.flatMap { $0.pools.values } }
+    var allClients: [ClientConnection] { loops.flatMap { $0.clients.values } }
+    var allServers: [ServerConnection] { loops.flatMap { $0.servers.values } }
+    /// With several loops, PAUSE / WAIT_CLOSE / SUSPEND conditions are checked every 10 ms (each
+    /// check stops the world), woken by this timer while a caller waits.
+    private let waitTimer = UnsafeMutablePointer<ev_timer>.allocate(capacity: 1)
+    private var lastWaitCheck = 0.0
     static let databaseNames: Set<String> = ["pgbouncer", "pgmux"]
     /// Extended-protocol state per console client: the parsed query, and the reply messages
     /// computed at Describe and still owed at Execute.
@@ -14,7 +27,16 @@ final class AdminConsole {
     /// PAUSE / WAIT_CLOSE callers waiting for their condition, answered from `check()`.
     private var waiters: [(client: ClientConnection, tag: String, done: () -> Bool)] = []
 
-    init(loop: EventLoop) { self.loop = loop }
+    init(loop: EventLoop) {
+        self.loop = loop
+        waitTimer.initialize(to: ev_timer())
+        pgmux_ev_timer_init(waitTimer, { _, _, _ in }, 0.01, 0.01, nil)  // wakes the loop; its sweep checks
+    }
+
+    deinit {
+        ev_timer_stop(loop.ev, waitTimer)
+        waitTimer.deallocate()
+    }
 
     static func isConsole(_ database: String) -> Bool { databaseNames.contains(database) }
 
@@ -141,6 +163,10 @@ final class AdminConsole {
     }
 
     private func run(_ text: String, _ client: ClientConnection, _ reply: inout MessageBuilder) {
+        loop.group.withWorldStopped(from: loop) { execute(text, client, &reply) }
+    }
+
+    private func execute(_ text: String, _ client: ClientConnection, _ reply: inout MessageBuilder) {
         let command: AdminCommand
         switch AdminParser.parse(text) {
         case .failure(let e): return error(e, &reply)
@@ -166,14 +192,18 @@ final class AdminConsole {
                   (try? settings.apply(key: key, value: value, file: "SET", line: 0)) == true else {
                 return error(.setFailed, &reply)
             }
-            loop.config.settings = settings
-            loop.applySettings()
             let k = key.lowercased()
+            var tlsFailed = false
+            for l in loops {
+                l.config.settings = settings
+                l.applySettings()
+            }
             if k.contains("_tls_") || k.contains("_tls13_") {
-                do { try loop.tls.load(settings) } catch {
-                    reply.errorResponse(severity: "NOTICE", code: "00000",
-                                        message: "TLS settings could not be applied, still using old configuration", notice: true)
-                }
+                do { try loop.tls.load(settings) } catch { tlsFailed = true }
+            }
+            if tlsFailed {
+                reply.errorResponse(severity: "NOTICE", code: "00000",
+                                    message: "TLS settings could not be applied, still using old configuration", notice: true)
             }
             AdminReply.setDone(key: k, value: value, into: &reply)
         case .reload:
@@ -182,59 +212,67 @@ final class AdminConsole {
         case .pause(let db):
             if let db, loop.config.database(named: db) == nil { return error(.noSuchDatabase(db), &reply) }
             if loop.isPaused(db) { return error(.alreadyPaused, &reply) }
-            loop.pause(db)
-            waitThen(client, tag: command.tag, &reply) { [unowned(unsafe) loop] in loop.pausedAndDrained(db) }
+            for l in loops { l.pause(db) }
+            waitThen(client, tag: command.tag, &reply) { [unowned(unsafe) loop] in
+                loop.group.loops.allSatisfy { $0.pausedAndDrained(db) }
+            }
         case .resume(nil) where loop.shuttingDown:
             error(.shuttingDown, &reply)
         case .resume(nil) where loop.suspended:
-            loop.resumeFromSuspend()
+            for l in loops { l.resumeFromSuspend() }
             AdminReply.complete(command.tag, into: &reply)
         case .resume(let db):
             guard loop.isPaused(db) else {
                 return error(db.map { .databaseNotPaused($0) } ?? .notPaused, &reply)
             }
-            loop.resume(db)
+            for l in loops { l.resume(db) }
             AdminReply.complete(command.tag, into: &reply)
         case .disable(let db?):
             guard loop.config.database(named: db) != nil else { return error(.noSuchDatabase(db), &reply) }
-            loop.disabledDatabases.insert(db)
+            for l in loops { l.disabledDatabases.insert(db) }
             AdminReply.complete(command.tag, into: &reply)
         case .enable(let db?):
-            loop.disabledDatabases.remove(db)
+            for l in loops { l.disabledDatabases.remove(db) }
             AdminReply.complete(command.tag, into: &reply)
         case .kill(let db):
             if let db, loop.config.database(named: db) == nil { return error(.noSuchDatabase(db), &reply) }
-            loop.kill(database: db)
+            for l in loops { l.kill(database: db) }
             AdminReply.complete(command.tag, into: &reply)
         case .killClient(let id?):
-            guard let victim = loop.clients[id], victim !== client else { return error(.clientNotFound, &reply) }
+            guard let victim = loops.lazy.compactMap({ $0.clients[id] }).first, victim !== client else {
+                return error(.clientNotFound, &reply)
+            }
             victim.sendError("admin forced disconnect")
             AdminReply.complete(command.tag, into: &reply)
         case .reconnect(let db):
-            for s in loop.servers.values where db == nil || s.pool.databaseName == db { s.closeNeeded = true }
-            for p in loop.pools.values where db == nil || p.databaseName == db { p.closeIdleMarked() }
+            for l in loops {
+                for s in l.servers.values where db == nil || s.pool.databaseName == db { s.closeNeeded = true }
+                for p in l.pools.values where db == nil || p.databaseName == db { p.closeIdleMarked() }
+            }
             AdminReply.complete(command.tag, into: &reply)
         case .waitClose(let db):
             waitThen(client, tag: command.tag, &reply) { [unowned(unsafe) loop] in
-                !loop.servers.values.contains { $0.closeNeeded && (db == nil || $0.pool.databaseName == db) }
+                !loop.group.loops.contains { l in
+                    l.servers.values.contains { $0.closeNeeded && (db == nil || $0.pool.databaseName == db) }
+                }
             }
         case .shutdown(let mode):
             switch mode {
             case .immediate:
-                loop.stop()  // as PgBouncer: no reply, the connection ends with the process
+                loop.group.stopAll(from: loop)  // as PgBouncer: no reply, the connection ends with the process
             case .waitForServers, .waitForClients:
                 AdminReply.complete(command.tag, into: &reply)
                 client.queue(reply.bytes)
                 reply = MessageBuilder()
-                loop.beginShutdown(waitForClients: mode == .waitForClients)
+                for l in loops { l.beginShutdown(waitForClients: mode == .waitForClients) }
             }
         case .suspend:
             if loop.suspended || loop.globallyPaused { return error(.alreadyPaused, &reply) }
             if !loop.pausedDatabases.isEmpty { return error(.suspendWithPausedDatabases, &reply) }
-            loop.suspend(except: client)
+            for l in loops { l.suspend(except: client) }
             let started = loop.now
             waitThen(client, tag: command.tag, &reply) { [unowned(unsafe) loop] in
-                loop.buffersFlushed() || loop.now - started > loop.config.settings.suspendTimeout
+                loop.group.loops.allSatisfy { $0.buffersFlushed() } || loop.now - started > loop.config.settings.suspendTimeout
             }
         case .disable(nil), .enable(nil), .killClient(nil):
             error(.badArguments, &reply)
@@ -250,19 +288,27 @@ final class AdminConsole {
     private func waitThen(_ client: ClientConnection, tag: String, _ reply: inout MessageBuilder, _ done: @escaping () -> Bool) {
         if done() { AdminReply.complete(tag, into: &reply); return }
         waiters.append((client, tag, done))
+        if loop.group.count > 1 { ev_timer_start(loop.ev, waitTimer) }
     }
 
     /// Called each loop iteration: answers console clients whose PAUSE / WAIT_CLOSE completed.
     func check() {
         guard !waiters.isEmpty else { return }
-        waiters.removeAll { w in
-            if w.client.isClosed { return true }
-            guard w.done() else { return false }
-            var m = MessageBuilder()
-            AdminReply.complete(w.tag, into: &m)
-            w.client.queue(m.bytes)
-            return true
+        if loop.group.count > 1 {
+            guard loop.now - lastWaitCheck >= 0.01 else { return }
+            lastWaitCheck = loop.now
         }
+        loop.group.withWorldStopped(from: loop) {
+            waiters.removeAll { w in
+                if w.client.isClosed { return true }
+                guard w.done() else { return false }
+                var m = MessageBuilder()
+                AdminReply.complete(w.tag, into: &m)
+                w.client.queue(m.bytes)
+                return true
+            }
+        }
+        if waiters.isEmpty { ev_timer_stop(loop.ev, waitTimer) }
     }
 
     // MARK: live figures
@@ -296,7 +342,7 @@ final class AdminConsole {
         snap.version = "pgmux \(Version.string)"
         snap.statsWindowUs = Stats.micros(loop.now - loop.statsPeriodStart)
         var rows: [String: AdminPoolRow] = [:]
-        for p in loop.pools.values {
+        for p in allPools {
             // Replication pools add to their (database, user) row, as PgBouncer has one pool for
             // both; the pool mode shown is the normal pool's.
             let key = p.databaseName + "\u{0}" + p.userName
@@ -317,7 +363,7 @@ final class AdminConsole {
         var consoleRow = AdminPoolRow(database: "pgbouncer", user: "pgbouncer")
         consoleRow.poolMode = PoolMode.statement.rawValue
         rows[consoleKey] = consoleRow
-        for c in loop.clients.values {
+        for c in allClients {
             let owner: (database: String, user: String), key: String
             if let pool = c.pool {
                 owner = (pool.databaseName, pool.userName)
@@ -351,10 +397,11 @@ final class AdminConsole {
             r.tls = c.ssl.map { TLSContexts.describe($0) } ?? ""  // as PgBouncer: empty without TLS
             r.preparedStatements = c.sessionBox?.rewriter.clientStatements.count ?? 0
             r.pinned = c.pinned
+            r.worker = c.loop.index
             r.id = c.id
             snap.connections.append(r)
         }
-        for sv in loop.servers.values {
+        for sv in allServers {
             let pool = sv.pool
             let key = pool.databaseName + "\u{0}" + pool.userName
             let state: AdminConnectionState
@@ -385,12 +432,13 @@ final class AdminConsole {
             r.tls = sv.ssl.map { TLSContexts.describe($0) } ?? ""
             r.preparedStatements = sv.statementCache.count
             r.pinned = sv.client?.pinned == true
+            r.worker = sv.loop.index
             r.id = sv.id
             snap.connections.append(r)
         }
         snap.pools = Array(rows.values)
         var names = Set(loop.config.databases.keys)
-        for p in loop.pools.values { names.insert(p.databaseName) }
+        for p in allPools { names.insert(p.databaseName) }
         for name in names {
             guard let e = loop.config.database(named: name) else { continue }
             var d = AdminDatabaseRow(name: name, database: e.dbname)
@@ -404,17 +452,17 @@ final class AdminConsole {
             d.poolMode = e.poolMode?.rawValue
             d.loadBalanceHosts = Self.loadBalanceText(e)
             d.maxConnections = e.maxDbConnections ?? s.maxDbConnections
-            d.currentConnections = loop.serverCaps.count(database: e.dbname)
+            d.currentConnections = loop.group.budget.count(database: e.dbname)
             // The counts max_db_client_connections is enforced on (LoginHandler.countClient).
             d.maxClientConnections = ClientLimits.effective(e.maxDbClientConnections, global: s.maxDbClientConnections)
-            d.currentClientConnections = loop.login.databaseClientCounts[name] ?? 0
+            d.currentClientConnections = loop.group.clientCounts.database(name)
             d.paused = loop.isPaused(name)
             d.disabled = loop.disabledDatabases.contains(name)
             snap.databases.append(d)
         }
         // By database name, each database's hosts in the order of its list.
         for name in names.sorted() { if let e = loop.config.database(named: name) { snap.hosts += hostRows(name, e) } }
-        snap.databases.append(consoleDatabaseRow(s, clients: loop.login.databaseClientCounts["pgbouncer"] ?? 0))
+        snap.databases.append(consoleDatabaseRow(s, clients: loop.group.clientCounts.database("pgbouncer")))
         for name in knownUsers() {
             let u = loop.config.users[name]
             var row = AdminUserRow(name: name)
@@ -422,9 +470,9 @@ final class AdminConsole {
             row.reservePoolSize = u?.reservePoolSize
             row.poolMode = u?.poolMode?.rawValue
             row.maxUserConnections = u?.maxUserConnections ?? s.maxUserConnections
-            row.currentConnections = loop.serverCaps.count(user: name)
+            row.currentConnections = loop.group.budget.count(user: name)
             row.maxUserClientConnections = ClientLimits.effective(u?.maxUserClientConnections, global: s.maxUserClientConnections)
-            row.currentClientConnections = loop.login.userClientCounts[name] ?? 0
+            row.currentClientConnections = loop.group.clientCounts.user(name)
             snap.users.append(row)
         }
         snap.config = Settings.knownKeys.map { info in
@@ -433,20 +481,40 @@ final class AdminConsole {
         }
         snap.lists.databases = names.count + 1
         snap.lists.users = snap.users.count
-        snap.lists.pools = loop.pools.count
-        snap.lists.usedClients = loop.clients.count
-        snap.lists.usedServers = loop.servers.count
-        snap.lists.freeServers = loop.pools.values.reduce(0) { $0 + $1.machine.idle.count }
-        loop.resolverIfStarted?.fill(&snap)
-        snap.mem = [AdminMemRow(name: "iobuf", size: loop.buffers.size, used: loop.buffers.inUse,
-                                free: loop.buffers.freeCount, memtotal: loop.buffers.size * (loop.buffers.inUse + loop.buffers.freeCount)),
-                    AdminMemRow(name: "watcher", size: MemoryLayout<ev_io>.stride, used: loop.watchers.inUse,
-                                free: loop.watchers.capacity - loop.watchers.inUse,
-                                memtotal: MemoryLayout<ev_io>.stride * loop.watchers.capacity)]
+        snap.lists.pools = Set(allPools.map(\.key)).count
+        snap.lists.usedClients = allClients.count
+        snap.lists.usedServers = allServers.count
+        snap.lists.freeServers = allPools.reduce(0) { $0 + $1.machine.idle.count }
+        loop.group.dns.fill(&snap, now: loop.now)
+        let buffers = loops.map(\.buffers), watchers = loops.map(\.watchers)
+        let iobufSize = loop.buffers.size
+        let iobufUsed = buffers.reduce(0) { $0 + $1.inUse }, iobufFree = buffers.reduce(0) { $0 + $1.freeCount }
+        let watcherUsed = watchers.reduce(0) { $0 + $1.inUse }, watcherCapacity = watchers.reduce(0) { $0 + $1.capacity }
+        snap.mem = [AdminMemRow(name: "iobuf", size: iobufSize, used: iobufUsed, free: iobufFree,
+                                memtotal: iobufSize * (iobufUsed + iobufFree)),
+                    AdminMemRow(name: "watcher", size: MemoryLayout<ev_io>.stride, used: watcherUsed,
+                                free: watcherCapacity - watcherUsed, memtotal: MemoryLayout<ev_io>.stride * watcherCapacity)]
+        snap.threads = loops.map(threadRow)
         addPeers(to: &snap)
         snap.pauseMode = loop.globallyPaused ? .pause : .none
-        snap.restart = loop.takeoverProgress
+        snap.restart = loop.group.loop(0).takeoverProgress
         return snap
+    }
+
+    /// SHOW THREADS: one loop's connections, pools, CPU time and server moves.
+    private func threadRow(_ l: EventLoop) -> AdminThreadRow {
+        var row = AdminThreadRow(worker: l.index)
+        row.clients = l.clients.count
+        row.waitingClients = l.clients.values.reduce(0) { $0 + ($1.state == .waiting || $1.state == .waitingForWelcome ? 1 : 0) }
+        row.servers = l.servers.count
+        for s in l.servers.values {
+            if s.state == .idle { row.idleServers += 1 } else if s.state == .active { row.activeServers += 1 }
+        }
+        row.pools = l.pools.count
+        row.cpuSeconds = l.cpuSeconds
+        row.serversMovedIn = l.serversMovedIn
+        row.serversMovedOut = l.serversMovedOut
+        return row
     }
 
     /// SHOW DATABASES' row for the console itself (PgBouncer's admin_setup: pool size 2,
@@ -471,9 +539,9 @@ final class AdminConsole {
     private func knownUsers() -> Set<String> {
         var names = Set(loop.config.users.keys).union(loop.authFile.keys)
         names.insert("pgbouncer")
-        for (name, cached) in loop.authQueryCache where cached.secret != nil { names.insert(name) }
-        for p in loop.pools.values { names.insert(p.userName) }
-        for c in loop.clients.values where c.countedAsLoggedIn && !c.user.isEmpty { names.insert(c.user) }
+        names.formUnion(loop.authQueryCache.usersFound)
+        for p in allPools { names.insert(p.userName) }
+        for c in allClients where c.countedAsLoggedIn && !c.user.isEmpty { names.insert(c.user) }
         return names
     }
 

@@ -588,7 +588,7 @@ public final class ClientConnection: Endpoint {
             self.server = nil
             server.clientGone(unsentBytes: !inbuf.isEmpty && inbuf.scanned > inbuf.start)
         }
-        if countedAsLoggedIn { loop.loggedInClients -= 1; countedAsLoggedIn = false }
+        if countedAsLoggedIn { loop.group.clientCounts.left(); countedAsLoggedIn = false }
         if countFlags & 6 != 0 { loop.login.uncount(self) }
         if replication != .none { loop.login.forgetReplicationOptions(self) }
         if adminRole != nil { loop.admin.forget(self) }

@@ -35,11 +35,12 @@ public class Endpoint {
     /// The admin client that issued SUSPEND keeps being read (it must be able to say RESUME).
     var exemptFromSuspend = false
 
-    init(loop: EventLoop, fd: Int32) {
+    /// `connectTime`: when the connection was made, for one that comes from another loop.
+    init(loop: EventLoop, fd: Int32, connectTime: Double? = nil) {
         self.loopRef = Unmanaged.passUnretained(loop)
         self.id = loop.nextID()
         self.fd = fd
-        self.connectTime = loop.now
+        self.connectTime = connectTime ?? loop.now
         readWatcher = loop.watchers.take()
     }
 
@@ -245,6 +246,16 @@ public class Endpoint {
     }
 
     /// Stops watchers and closes the socket; the loop frees the object after this iteration.
+    /// Gives the socket and its TLS session up without closing them (they go on in another
+    /// loop's endpoint): this endpoint is closed and freed like a closed one.
+    func releaseSocket() -> (fd: Int32, ssl: OpaquePointer?) {
+        let taken = (fd, ssl)
+        ssl = nil
+        fd = -1
+        closeSocket()
+        return taken
+    }
+
     func closeSocket() {
         guard !isClosed else { return }
         stopReading(); stopWriting()

@@ -22,6 +22,17 @@ extension EventLoop {
         switch PeerCancelKey.route(key, ourPeerId: peerId, peers: peerId > 0 ? Set(config.peers.keys) : []) {
         case .local(let key):
             requester.disconnect(reason: cancelLocally(key: key), notify: false)
+        case .forward(let id, let key) where index != 0:
+            // Peer pools, and their pool_size, are loop 0's: the requester's socket goes there
+            // (it has sent all it will send; it only waits for the forward to end).
+            requester.stopReading()
+            let fd = requester.releaseSocket().fd
+            clientClosed(requester)
+            group.post(to: 0) { first in
+                let moved = ClientConnection(loop: first, fd: fd, remote: Socket.remoteAddress(fd))
+                first.clientAccepted(moved)
+                first.peerPool(id).forward(moved, key: key)
+            }
         case .forward(let id, let key):
             peerPool(id).forward(requester, key: key)
         case .unknownPeer:
@@ -34,16 +45,31 @@ extension EventLoop {
     /// Forwards a cancel of one of our clients; returns the requester's close reason. During an
     /// online restart a key of no client here may belong to one still in the old process (which
     /// no longer accepts): the old process gets it.
+    ///
+    /// The client may be on another loop: the world is stopped while the others are searched,
+    /// and the cancel goes out from the client's own loop.
     func cancelLocally(key: UInt64) -> String {
-        guard let client = clients.values.first(where: { $0.cancelKey == key && $0.state != .startup }) else {
+        func owner(in loop: EventLoop) -> ClientConnection? {
+            loop.clients.values.first(where: { $0.cancelKey == key && $0.state != .startup })
+        }
+        if let client = owner(in: self) { return cancel(client) }
+        return group.withWorldStopped(from: self) {
+            for other in group.loops where other !== self {
+                if let client = owner(in: other) { return cancel(client) }
+            }
             if let r = takeoverReceiver, r.forwardCancel(key: key) { return "cancel request forwarded to the old process" }
             return "failed cancel request"
         }
+    }
+
+    /// Cancels what `client` runs, from the client's own loop (the world is stopped when that
+    /// is not this one).
+    private func cancel(_ client: ClientConnection) -> String {
         guard let server = client.server else {
             log.debug("\(client.logPrefix) cancel request for idle client")
             return "cancel request for idle client"
         }
-        forwardCancel(to: server)
+        server.loop.forwardCancel(to: server)
         return "cancel request"
     }
 

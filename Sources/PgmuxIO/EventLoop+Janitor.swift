@@ -106,14 +106,22 @@ extension EventLoop {
         resolverIfStarted?.maintain()
         if t - lastMemoryTrim >= 1 { returnIdleMemory(now: t) }
         if statsPeriodStart == 0 { statsPeriodStart = t }
-        if t - statsPeriodStart >= Double(max(1, s.statsPeriod)) {
+        if index == 0 && t - statsPeriodStart >= Double(max(1, s.statsPeriod)) { endStatsPeriod(now: t) }
+    }
+
+    /// Loop 0, every stats_period: the `stats:` line over the pools of every loop, and a new
+    /// period for the averages of SHOW STATS on all of them.
+    private func endStatsPeriod(now t: Double) {
+        let s = config.settings
+        group.withWorldStopped(from: self) {
+            let all = group.loops.flatMap { $0.pools.values }
             if s.logStats || systemd.isActive {
-                let line = Stats.logLine(pools: Array(pools.values), window: t - statsPeriodStart)
+                let line = Stats.logLine(pools: all, window: t - statsPeriodStart)
                 if s.logStats { log.log(line) }
                 systemd.status(line)  // PgBouncer's STATUS= is its stats line, log_stats or not
             }
-            for p in pools.values { p.periodCounters = p.counters }
-            statsPeriodStart = t
+            for p in all { p.periodCounters = p.counters }
+            for l in group.loops { l.statsPeriodStart = t }
         }
     }
 
@@ -122,7 +130,7 @@ extension EventLoop {
     /// connections down after a burst instead of staying at its peak (PgBouncer keeps its slabs).
     private func returnIdleMemory(now t: Double) {
         lastMemoryTrim = t
-        let freed = buffers.trim(floor: 8)
+        let freed = buffers.trim(floor: max(1, 8 / group.count))  // 8 idle buffers for the process
         if freed > 0 || heapChurned {
             heapChurned = false
             _ = malloc_trim(0)

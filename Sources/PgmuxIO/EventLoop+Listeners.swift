@@ -19,6 +19,11 @@ extension EventLoop {
 
     /// systemd socket activation (LISTEN_FDS), as PgBouncer built with systemd support: the
     /// sockets handed over replace listen_addr and unix_socket_dir, tuned like pgmux's own.
+    /// Loops 1..n-1 watch loop 0's listening sockets (before their threads start).
+    func shareListeners(of first: EventLoop) {
+        listeners = first.listeners.map { $0.shared(with: self) }
+    }
+
     private func adoptActivatedSockets(_ fds: [Int32]) throws {
         let s = config.settings
         // PgBouncer's own words, for the same settings.

@@ -16,44 +16,52 @@ extension EventLoop {
         heapChurned = true
     }
 
+    /// A server joins the loop; it was counted in the group's budget when its pool decided to
+    /// open it (`Pool.canOpen`), or by `listenerOpened`, or on the loop it came from.
     func serverOpened(_ s: ServerConnection) {
         servers[s.id] = s
-        serverCaps.opened(database: s.pool.database.dbname, user: s.pool.serverUser)
     }
 
+    /// A server closed: it leaves the loop and the budget. Another loop whose clients of the
+    /// same pool wait may open one now.
     func serverClosed(_ s: ServerConnection) {
         bury(s)
         servers[s.id] = nil
-        serverCaps.closed(database: s.pool.database.dbname, user: s.pool.serverUser)
-    }
-
-    /// max_db_connections / max_user_connections across all pools (see `ServerCaps.verdict`):
-    /// an eviction closes the least recently used idle server under the full cap.
-    func limitsAllow(_ pool: Pool, evictIfNeeded: Bool) -> Bool {
-        let db = pool.database.dbname, user = pool.serverUser
-        let maxDb = pool.database.maxDbConnections ?? config.settings.maxDbConnections
-        let maxUser = config.users[pool.userName]?.maxUserConnections ?? config.settings.maxUserConnections
-        while true {
-            switch serverCaps.verdict(database: db, user: user, maxDatabase: maxDb, maxUser: maxUser,
-                                      evictIfNeeded: evictIfNeeded) {
-            case .allow: return true
-            case .deny: return false
-            case .evict(.database): if !evictIdleServer(where: { $0.database.dbname == db }) { return false }
-            case .evict(.user): if !evictIdleServer(where: { $0.serverUser == user }) { return false }
-            }
+        let pool = s.pool
+        let counted = s.notificationHub == nil
+        group.budget.released(pool: counted ? pool.key : nil, database: pool.database.dbname, user: pool.serverUser)
+        if counted, let share = pool.share {
+            let key = pool.key
+            for other in share.waitingLoops(except: index) { group.post(to: other) { $0.pools[key]?.launchIfNeeded() } }
         }
     }
 
-    /// Closes the idle server unused longest among the pools `matching`; false when there is none.
-    private func evictIdleServer(where matching: (Pool) -> Bool) -> Bool {
+    /// A server leaves this loop for another (`ServerTransfer`): it stays counted.
+    func serverLeft(_ s: ServerConnection) {
+        bury(s)
+        servers[s.id] = nil
+    }
+
+    /// Closes the idle server unused longest among the pools `matching` (max_db_connections,
+    /// max_user_connections); false when this loop has none. Other loops are then asked to close
+    /// one of theirs: the client waits for the place that frees (their close wakes its loop).
+    func evictIdleServer(where matching: @escaping (Pool) -> Bool) -> Bool {
+        if evictLocally(where: matching) { return true }
+        // `matching` compares names only: it may run on the other loops.
+        for other in 0..<group.count where other != index {
+            group.post(to: other) { loop in _ = loop.evictLocally(where: matching) }
+        }
+        return false
+    }
+
+    private func evictLocally(where matching: (Pool) -> Bool) -> Bool {
         var oldest: ServerConnection?
         for p in pools.values where matching(p) {
             // Idle lists are used from the end, so each one's first server is its least recent.
             if let s = p.machine.idle.first?.server, s.lastUsed < (oldest?.lastUsed ?? .infinity) { oldest = s }
         }
-        guard let oldest else { return false }
-        oldest.close(reason: "evicted", notifyClient: false)
-        return true
+        oldest?.close(reason: "evicted", notifyClient: false)
+        return oldest != nil
     }
 
     /// The pool for (database, user), created on first use.
@@ -69,7 +77,7 @@ extension EventLoop {
         if password == nil, let secret = authFile[serverUser] {
             password = secret  // plain, md5 (for md5 servers) or a SCRAM verifier (with a client's SCRAM keys)
         }
-        let p = Pool(loop: self, databaseName: name, database: entry, userName: serverUser,
+        let p = Pool(loop: self, key: key, databaseName: name, database: entry, userName: serverUser,
                      serverUser: serverUser, serverPassword: password, replication: replication, replicationOptions: options)
         pools[key] = p
         return p
@@ -95,16 +103,28 @@ extension EventLoop {
     /// primary back as a standby), servers of pools whose target_session_attrs no longer accepts
     /// it are closed: idle ones now, lent ones when released; they are never lent again.
     func hostReported(_ host: ServerHost, status reported: ServerStatus?, loggedIn: Bool) {
-        let before = hostHealth[host]?.status
-        var status = reported
-        if loggedIn {
-            hostHealth.loggedIn(host, status: status, at: now)
-        } else if let r = reported {
-            status = ServerStatus(hotStandby: r.hotStandby, defaultReadOnly: before?.defaultReadOnly ?? false)
-            hostHealth.statusReported(host, status: status!, at: now)
+        var before: ServerStatus?, status = reported
+        let t = now
+        // One critical section: another loop may report the same host meanwhile.
+        group.hostHealth.lock.withLock {
+            before = group.hostHealth.value[host]?.status
+            if loggedIn {
+                group.hostHealth.value.loggedIn(host, status: status, at: t)
+            } else if let r = reported {
+                status = ServerStatus(hotStandby: r.hotStandby, defaultReadOnly: before?.defaultReadOnly ?? false)
+                group.hostHealth.value.statusReported(host, status: status!, at: t)
+            }
         }
         guard let status, let before, before != status else { return }
         log.log("host \(host.description) is now \(status.roleName) (was \(before.roleName))")
+        // Every loop's servers of the host are judged again, each on its own loop.
+        for other in group.loops where other !== self {
+            group.post(to: other.index) { $0.hostChangedRole(host, status) }
+        }
+        hostChangedRole(host, status)
+    }
+
+    private func hostChangedRole(_ host: ServerHost, _ status: ServerStatus) {
         var touched: Set<ObjectIdentifier> = []
         for s in servers.values where s.host == host && !s.closeNeeded {
             switch s.state {

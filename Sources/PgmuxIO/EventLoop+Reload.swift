@@ -44,23 +44,27 @@ extension EventLoop {
         var hosts = Set(config.databases.values.flatMap(\.hosts))
         for p in pools.values { hosts.formUnion(p.selector.hosts) }
         hostHealth.keepOnly(hosts)
-        for l in listeners where !l.isUnix {
+        for l in listeners where !l.isUnix && l.ownsSocket {
             Socket.setDeferAccept(l.fd, s.tcpDeferAccept)
             l.retune(s)
         }
     }
 
-    /// Re-reads the configuration and auth_file. A bad file keeps the running configuration.
+    /// Re-reads the configuration and auth_file, and switches every loop to them at once (the
+    /// world stopped). A bad file keeps the running configuration on all of them.
     @discardableResult
     public func reload() -> Bool {
+        let fresh: Config, files: ([String: String], HBAFile?, IdentFile?)
         do {
-            let fresh = try Config.load(path: config.path)
-            for w in fresh.warnings { log.warning(w) }
-            let (users, rules, maps) = try EventLoop.readAuthFiles(fresh.settings)
-            config = fresh
-            authFile = users
-            hba = rules
-            identMaps = maps
+            fresh = try Config.load(path: config.path)
+            files = try EventLoop.readAuthFiles(fresh.settings)
+        } catch {
+            log.error("\(error)")
+            log.error("RELOAD failed, keeping the running configuration")
+            return false
+        }
+        for w in fresh.warnings { log.warning(w) }
+        group.withWorldStopped(from: self) {
             authQueryCache.removeAll()
             log.open(path: fresh.settings.logfile)
             log.configureSyslog(enabled: fresh.settings.syslog, ident: fresh.settings.syslogIdent,
@@ -68,30 +72,36 @@ extension EventLoop {
             do { try tls.load(fresh.settings) } catch {
                 log.error("TLS settings not applied, keeping the previous ones: \(error)")
             }
-            for pool in pools.values {
-                if let entry = fresh.database(named: pool.databaseName) {
-                    if entry != pool.database {
-                        for s in servers.values where s.pool === pool { s.closeNeeded = true }
-                        pool.machine.resetLoginBackoff()  // a fixed entry is tried at once
-                    }
-                    pool.database = entry
-                    // As PgBouncer's user list: the password for new server logins follows the
-                    // [databases] line, else the auth_file (a user no longer in it keeps its last).
-                    let password = entry.password ?? users[pool.serverUser] ?? pool.serverPassword
-                    if entry.password != nil || users[pool.serverUser] != nil { pool.serverPasswordFromLogin = false }
-                    if password != pool.serverPassword {
-                        pool.serverPassword = password
-                        pool.scramPassThrough = nil  // keys of the old verifier
-                        pool.machine.resetLoginBackoff()  // a fixed password is tried at once
-                    }
+            for l in group.loops { l.apply(fresh, files) }
+        }
+        return true
+    }
+
+    /// RELOAD on this loop (the world stopped).
+    private func apply(_ fresh: Config, _ files: ([String: String], HBAFile?, IdentFile?)) {
+        let (users, rules, maps) = files
+        config = fresh
+        authFile = users
+        hba = rules
+        identMaps = maps
+        for pool in pools.values {
+            if let entry = fresh.database(named: pool.databaseName) {
+                if entry != pool.database {
+                    for s in servers.values where s.pool === pool { s.closeNeeded = true }
+                    pool.machine.resetLoginBackoff()  // a fixed entry is tried at once
+                }
+                pool.database = entry
+                // As PgBouncer's user list: the password for new server logins follows the
+                // [databases] line, else the auth_file (a user no longer in it keeps its last).
+                let password = entry.password ?? users[pool.serverUser] ?? pool.serverPassword
+                if entry.password != nil || users[pool.serverUser] != nil { pool.serverPasswordFromLogin = false }
+                if password != pool.serverPassword {
+                    pool.serverPassword = password
+                    pool.scramPassThrough = nil  // keys of the old verifier
+                    pool.machine.resetLoginBackoff()  // a fixed password is tried at once
                 }
             }
-            applySettings()
-            return true
-        } catch {
-            log.error("\(error)")
-            log.error("RELOAD failed, keeping the running configuration")
-            return false
         }
+        applySettings()
     }
 }

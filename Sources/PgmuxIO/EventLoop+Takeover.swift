@@ -53,7 +53,7 @@ extension EventLoop {
         c.database = m.database
         c.lastActivity = now
         clientAccepted(c)
-        loggedInClients += 1
+        group.clientCounts.adopt()
         c.countedAsLoggedIn = true
         c.state = .idle  // before attaching: a refusal closes it as a logged-in client
         guard login.attachHandedOver(c), let pool = c.pool else {

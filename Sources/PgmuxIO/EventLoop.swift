@@ -3,9 +3,16 @@ import CLibEV
 import PgmuxCore
 
 /// Everything one event loop owns: its libev loop, configuration, pools, connections, timers and
-/// counters. There are no globals, so several loops (one per core) can run side by side.
+/// counters. There are no globals: the `workers` loops of a process run side by side, one thread
+/// each, and meet only through their `LoopGroup`.
 public final class EventLoop {
     let ev: OpaquePointer
+    /// The loops of this process and what they share. Strong: the group does not own its loops.
+    public let group: LoopGroup
+    /// This loop's place in the group: 0 listens, handles signals and runs the metrics endpoint.
+    public let index: Int
+    /// Jobs and park requests from the other loops.
+    let mailbox: Mailbox
     public internal(set) var config: Config
     var authFile: [String: String] = [:]
     public let log: Log
@@ -28,11 +35,19 @@ public final class EventLoop {
     var metrics: MetricsEndpoint?
     /// Closed connections, freed after the current loop iteration (never inside their callbacks).
     var graveyard: [Endpoint] = []
+    /// Connection ids are unique across loops: loop i of n hands out i + n, i + 2n, ...
     private var idCounter: UInt64 = 0
-    /// Servers per database and per user, for max_db_connections and max_user_connections.
-    var serverCaps = ServerCaps()
-    /// Failing hosts and the roles hosts reported, shared by the pools (see `HostSelector`).
-    var hostHealth = HostHealth()
+    private let idStride: UInt64
+    /// Failing hosts and the roles hosts reported, shared by the pools of every loop (see
+    /// `HostSelector`): read as a copy, changed in place under the group's lock.
+    var hostHealth: HostHealth {
+        get { group.hostHealth.lock.withLock { group.hostHealth.value } }
+        _modify {
+            group.hostHealth.lock.lock()
+            defer { group.hostHealth.lock.unlock() }
+            yield &group.hostHealth.value
+        }
+    }
     /// Server host names, looked up without blocking; created at the first lookup, so that a
     /// configuration without host names never sets c-ares up.
     private(set) var resolverIfStarted: Resolver?
@@ -54,10 +69,8 @@ public final class EventLoop {
     var disabledDatabases: Set<String> = []
     /// Start of the current stats_period (averages in SHOW STATS and the `stats:` line).
     var statsPeriodStart: Double = 0
-    /// Clients past a valid startup packet, checked against max_client_conn.
-    var loggedInClients = 0
-    /// PBKDF2 results, so no login repeats the 4096-round derivation.
-    let scramCache = SCRAMKeyCache()
+    /// PBKDF2 results, so no login repeats the 4096-round derivation (the group's).
+    let scramCache: SCRAMKeyCache
     /// SCRAM nonces and cancel keys, drawn from OpenSSL in blocks.
     var random = RandomPool()
     /// systemd's Type=notify messages (nothing when not started by systemd).
@@ -70,15 +83,15 @@ public final class EventLoop {
     lazy var ldapWorker = BlockingAuthWorker(ev: ev)
     /// gss: accepting security contexts on worker threads.
     lazy var gssWorker = BlockingAuthWorker(ev: ev)
-    /// TLS toward clients and toward PostgreSQL.
-    let tls = TLSContexts()
-    /// auth_query answers per user, reused for `authQueryCacheSeconds`.
-    var authQueryCache: [String: (secret: String?, time: Double)] = [:]
-    let authQueryCacheSeconds = 30.0
+    /// TLS toward clients and toward PostgreSQL: the group's contexts (OpenSSL's SSL_CTX serves
+    /// several threads), so a session resumes whatever loop accepts the reconnection.
+    let tls: TLSContexts
+    /// auth_query answers per user (the group's).
+    let authQueryCache: AuthQueryCache
     /// Shared parameter dictionaries (see `interned`).
     private var parameterSets: Set<[String: String]> = []
-    /// Pooler-wide names of protocol-level prepared statements.
-    let preparedStatements = PreparedStatementRegistry()
+    /// Pooler-wide names of protocol-level prepared statements (the group's).
+    let preparedStatements: PreparedStatementRegistry
     /// `pgmux -R`: the old process's listening sockets, taken before the loop runs.
     public var takeoverHandshake: TakeoverHandshake?
     /// Offers this process's sockets and clients to a successor (`pgmux -R`).
@@ -101,9 +114,24 @@ public final class EventLoop {
     /// loop is destroyed (connections give their watchers back when freed; see `deinit`).
     let watchers = WatcherSlab()
 
-    public init(config: Config, log: Log) throws {
+    /// A loop of its own group, as the only one (tests and tools).
+    public convenience init(config: Config, log: Log) throws {
+        try self.init(config: config, log: log, group: LoopGroup(), index: 0)
+    }
+
+    /// Loop `index` of `group` (made in index order, see `LoopGroup.makeLoops`).
+    init(config: Config, log: Log, group: LoopGroup, index: Int) throws {
         guard let ev = ev_loop_new(UInt32(EVFLAG_AUTO)) else { throw SocketError("ev_loop_new", 0) }
         self.ev = ev
+        self.group = group
+        self.index = index
+        idCounter = UInt64(index)
+        idStride = UInt64(max(1, config.settings.workers.resolved(onlineCPUs: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))))
+        mailbox = Mailbox(ev: ev)
+        scramCache = group.scramCache
+        authQueryCache = group.authQueryCache
+        preparedStatements = group.preparedStatements
+        tls = group.tls
         self.config = config
         self.log = log
         buffers = BufferPool(size: max(config.settings.pktBuf, 16384))
@@ -114,7 +142,9 @@ public final class EventLoop {
         now = ev_now(ev)
         maintenance.initialize(to: ev_timer())
         try loadAuthFile()
-        try tls.load(config.settings)
+        if index == 0 { try tls.load(config.settings) }
+        group.join(self)
+        mailbox.start(self)
     }
 
     /// libev's time of the current iteration (`ev_now`), copied in when the iteration's callbacks
@@ -122,7 +152,7 @@ public final class EventLoop {
     /// call into libev through the loop reference cost a retain/release pair around it.
     private(set) var now: Double = 0
 
-    func nextID() -> UInt64 { idCounter &+= 1; return idCounter }
+    func nextID() -> UInt64 { idCounter &+= idStride; return idCounter }
 
     /// auth_hba_file rules, when auth_type = hba.
     var hba: HBAFile?
@@ -140,8 +170,10 @@ public final class EventLoop {
 
     // MARK: lifecycle
 
-    /// Opens the listeners, installs timers and signal handlers, and runs until shutdown.
+    /// Loop 0: opens the listeners, installs timers and signal handlers, starts the other loops
+    /// (which accept on the same sockets), and runs until shutdown; returns once all have stopped.
     public func run() throws {
+        precondition(index == 0, "loop 0 runs the process")
         let me = Unmanaged.passUnretained(self).toOpaque()
         // Signal watchers first: a SIGHUP sent as soon as "listening on" is logged must reach a
         // handler, not the default action that ends the process.
@@ -154,23 +186,71 @@ public final class EventLoop {
         }
         try openListeners()
         startTakeoverSockets()
+        // Before their threads start: creating a thread orders these writes before its reads.
+        for other in group.loops.dropFirst() { other.shareListeners(of: self) }
+        startHousekeeping()
+        group.runOthers()
+        log.log("\(group.count) worker\(group.count == 1 ? "" : "s") running")
+        systemd.ready()  // listening, pidfile written (as PgBouncer's "process up")
+        ev_run(ev, 0)
+        mailbox.stop()  // before waiting for the others: one of them may be stopping the world
+        group.joinOthers()
+        for l in listeners { l.close() }
+        takeoverSender?.removeSocketFile()
+    }
+
+    /// Loops 1..n-1, on their own thread: serve until `stop`.
+    func runWorker() {
+        startHousekeeping()
+        ev_run(ev, 0)
+        mailbox.stop()
+        for l in listeners { l.close() }
+    }
+
+    /// The check watcher (first callback of every iteration) and the maintenance timer.
+    private func startHousekeeping() {
+        var clock = clockid_t()
+        if pthread_getcpuclockid(pthread_self(), &clock) == 0 { cpuClock = clock }
+        let me = Unmanaged.passUnretained(self).toOpaque()
         pgmux_ev_check_init(check, loopCheck, me)
         pgmux_ev_set_max_priority(check)  // runs before every other callback of an iteration
         ev_check_start(ev, check)
         now = ev_now(ev)
         pgmux_ev_timer_init(maintenance, loopMaintenance, 1.0 / 3.0, 1.0 / 3.0, me)
         ev_timer_start(ev, maintenance)
-        systemd.ready()  // listening, pidfile written (as PgBouncer's "process up")
-        ev_run(ev, 0)
-        for l in listeners { l.close() }
-        takeoverSender?.removeSocketFile()
     }
 
+    /// This loop only; `LoopGroup.stopAll` stops the process.
     func stop() { ev_break(ev, Int32(EVBREAK_ALL)) }
+
+    /// Jobs and park requests from other loops (`Mailbox`).
+    func mailboxReady() {
+        now = ev_now(ev)
+        mailbox.drain(self)
+    }
+
+    /// Whether this loop's part of a safe shutdown is done, as last told to the group.
+    private var reportedDrained = false
+    /// This loop's thread has stopped the world (`LoopGroup.withWorldStopped`).
+    var holdsWorld = false
+    /// Idle servers other loops handed to this one, and this one to others (SHOW THREADS).
+    var serversMovedIn: UInt64 = 0
+    var serversMovedOut: UInt64 = 0
+    /// The CPU clock of the loop's thread, once it runs (SHOW THREADS).
+    private var cpuClock: clockid_t?
+
+    /// CPU time this loop's thread has used.
+    var cpuSeconds: Double {
+        guard let cpuClock else { return 0 }
+        var ts = timespec()
+        guard clock_gettime(cpuClock, &ts) == 0 else { return 0 }
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
 
     /// Connections give their watchers back to `watchers` when freed: free them all while the
     /// loop is still whole.
     deinit {
+        mailbox.stop()
         graveyard.removeAll()
         clients.removeAll()
         servers.removeAll()
@@ -188,19 +268,26 @@ public final class EventLoop {
         admin.check()
         if let t = takeoverSender, t.progress.phase == .handingOver, t.handOver() {
             log.log("takeover: every client handed over (\(t.progress.clients) clients, \(t.progress.servers) servers), exiting")
-            for s in Array(servers.values) { s.close(reason: "online restart finished", notifyClient: false) }
-            stop()
+            group.withWorldStopped(from: self) {
+                for l in group.loops {
+                    for s in Array(l.servers.values) { s.close(reason: "online restart finished", notifyClient: false) }
+                }
+            }
+            group.stopAll(from: self)
             return
         }
         guard shuttingDown else { return }
+        let drained: Bool
         if shutdownWaitsForClients {
-            if !clients.values.contains(where: { $0.adminRole == nil }) {
-                log.log("client connections dropped, exiting")
-                stop()
-            }
-        } else if servers.values.allSatisfy({ $0.state != .active }) && clientsInTransaction == 0 {
-            log.log("server connections dropped, exiting")
-            stop()
+            drained = !clients.values.contains(where: { $0.adminRole == nil })
+        } else {
+            drained = servers.values.allSatisfy({ $0.state != .active }) && clientsInTransaction == 0
+        }
+        guard drained != reportedDrained else { return }
+        reportedDrained = drained
+        if group.loopDrained(self, drained) {
+            log.log(shutdownWaitsForClients ? "client connections dropped, exiting" : "server connections dropped, exiting")
+            group.stopAll(from: self)
         }
     }
 

@@ -15,6 +15,9 @@ final class Listener {
     private let watcher = UnsafeMutablePointer<ev_io>.allocate(capacity: 1)
     private let pauseTimer = UnsafeMutablePointer<ev_timer>.allocate(capacity: 1)
     private var closed = false
+    /// Loop 0's listener owns the socket; the other loops watch the same socket (the kernel gives
+    /// each connection to one of the loops whose accept comes first) and only stop watching.
+    let ownsSocket: Bool
     /// An online restart gave this socket to a new process: this one no longer accepts on it, and
     /// leaves its socket file in place when it exits.
     var handedOver = false {
@@ -24,8 +27,10 @@ final class Listener {
     /// a Unix socket.
     private var tuning: TCPTuning?
 
-    init(loop: EventLoop, fd: Int32, description: String, isUnix: Bool = false, unixPath: String? = nil) {
+    init(loop: EventLoop, fd: Int32, description: String, isUnix: Bool = false, unixPath: String? = nil,
+         ownsSocket: Bool = true) {
         self.loop = loop
+        self.ownsSocket = ownsSocket
         self.fd = fd
         self.description = description
         self.unixPath = unixPath
@@ -36,7 +41,12 @@ final class Listener {
         pgmux_ev_io_init(watcher, listenerReadable, fd, Int32(EV_READ), me)
         pgmux_ev_timer_init(pauseTimer, listenerResume, 0.5, 0, me)
         ev_io_start(loop.ev, watcher)
-        if !self.isUnix { retune(loop.config.settings) }
+        if !self.isUnix && ownsSocket { retune(loop.config.settings) }
+    }
+
+    /// The same socket, watched by another loop.
+    func shared(with other: EventLoop) -> Listener {
+        Listener(loop: other, fd: fd, description: description, isUnix: isUnix, unixPath: unixPath, ownsSocket: false)
     }
 
     /// Sets the tcp_* settings on the listener (at start and on RELOAD): connections accepted
@@ -54,7 +64,9 @@ final class Listener {
     }
 
     func onReadable() {
-        for _ in 0..<64 {
+        // With several loops on one socket, one connection per wake-up: a loop busy relaying
+        // then leaves the next ones to the others instead of draining the whole backlog.
+        for _ in 0..<(loop.group.count > 1 ? 1 : 64) {
             var remote = Socket.Address()
             let cfd = Socket.accept(fd, into: &remote)
             if cfd < 0 {
@@ -92,6 +104,7 @@ final class Listener {
         closed = true
         ev_io_stop(loop.ev, watcher)
         ev_timer_stop(loop.ev, pauseTimer)
+        guard ownsSocket else { return }
         Glibc.close(fd)
         if let unixPath, !handedOver { unlink(unixPath) }
     }

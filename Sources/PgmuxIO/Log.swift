@@ -4,7 +4,9 @@ import Glibc
 /// quiet, and to `logfile` when set; with `syslog = 1` also to syslog(3), the message alone
 /// (syslog adds time, ident and pid), as PgBouncer. Operators and scripts grep these lines, so
 /// wording matters.
-public final class Log {
+/// Shared by every loop of the process: a line is one write(2) (appends do not interleave), and
+/// the file, syslog and verbosity change only while the other loops are parked (RELOAD).
+public final class Log: @unchecked Sendable {
     public enum Level: Int, Comparable, Sendable {
         case fatal = 0, error, warning, log, debug, noise
         public static func < (a: Level, b: Level) -> Bool { a.rawValue < b.rawValue }

@@ -171,7 +171,7 @@ final class LoginHandler {
             client.sendError("pooler is shutting down")
             return
         }
-        if loop.loggedInClients >= s.maxClientConn && !AdminConsole.isConsole(client.database) {
+        if !loop.group.clientCounts.admit(limit: s.maxClientConn, console: AdminConsole.isConsole(client.database)) {
             client.sendError("no more connections allowed (max_client_conn)", code: SQLState.tooManyConnections)
             return
         }
@@ -180,7 +180,6 @@ final class LoginHandler {
             m.negotiateProtocolVersion(minor: 0, unsupported: unsupportedProtocolOptions)
             client.queue(m.bytes)
         }
-        loop.loggedInClients += 1
         client.countedAsLoggedIn = true
         beginAuthentication(client)
     }
@@ -331,7 +330,7 @@ final class LoginHandler {
                 return
             case .run(let pool, let sql):
                 lookupMade = true
-                if let cached = loop.authQueryCache[client.user], loop.now - cached.time < loop.authQueryCacheSeconds {
+                if let cached = loop.authQueryCache[client.user], loop.now - cached.time < loop.authQueryCache.seconds {
                     secret = cached.secret
                 } else {
                     // Ask PostgreSQL (as auth_user) for the secret; the client waits, unread.
@@ -587,9 +586,9 @@ final class LoginHandler {
     // MARK: client caps
 
     /// Clients per database (the console as `pgbouncer`) and per known user, counted from the
-    /// startup packet until close: SHOW DATABASES / SHOW USERS `current_client_connections`.
-    private(set) var databaseClientCounts: [String: Int] = [:]
-    private(set) var userClientCounts: [String: Int] = [:]
+    /// startup packet until close, on every loop (`ClientCounts`): SHOW DATABASES / SHOW USERS
+    /// `current_client_connections`.
+    private var counts: ClientCounts { loop.group.clientCounts }
     /// The user a client is counted under when it is not its login name (auth_type=any counts
     /// the database's forced user, as PgBouncer).
     private var countedUserNames: [UInt64: String] = [:]
@@ -609,8 +608,7 @@ final class LoginHandler {
         let entry = console ? nil : databaseEntry(client.database)
         if console || entry != nil {
             let key = console ? Self.consoleKey : client.database
-            let count = databaseClientCounts[key, default: 0] + 1
-            databaseClientCounts[key] = count
+            let count = counts.addDatabase(key)
             client.countedInDatabase = true
             let limit = ClientLimits.effective(entry?.maxDbClientConnections, global: s.maxDbClientConnections)
             if !ClientLimits.databaseAllows(count: count, limit: limit,
@@ -630,8 +628,7 @@ final class LoginHandler {
 
     private func countUser(_ client: ClientConnection, key: String) -> Bool {
         let s = loop.config.settings
-        let count = userClientCounts[key, default: 0] + 1
-        userClientCounts[key] = count
+        let count = counts.addUser(key)
         client.countedAsUser = true
         if key != client.user { countedUserNames[client.id] = key }
         if AdminConsole.isConsole(client.database) && s.adminUsers.contains(client.user) { return true }
@@ -650,14 +647,12 @@ final class LoginHandler {
         if client.countedInDatabase {
             client.countedInDatabase = false
             let key = AdminConsole.isConsole(client.database) ? Self.consoleKey : client.database
-            let n = databaseClientCounts[key, default: 1] - 1
-            databaseClientCounts[key] = n > 0 ? n : nil
+            counts.removeDatabase(key)
         }
         if client.countedAsUser {
             client.countedAsUser = false
             let key = countedUserNames.removeValue(forKey: client.id) ?? client.user
-            let n = userClientCounts[key, default: 1] - 1
-            userClientCounts[key] = n > 0 ? n : nil
+            counts.removeUser(key)
         }
     }
 }

@@ -40,32 +40,47 @@ final class MetricsEndpoint {
         for c in connections.values where now - c.connectTime > 5 { c.finish() }
     }
 
-    /// The exposition text from the loop's live figures.
+    /// The exposition text from the live figures of every loop (the world stopped).
     func render() -> String {
+        loop.group.withWorldStopped(from: loop) { renderStopped() }
+    }
+
+    private func renderStopped() -> String {
         var text = PrometheusText(version: Version.string)
         let s = loop.config.settings
+        let loops = loop.group.loops
+        let pools = loops.flatMap { $0.pools.values }
         text.maxClientConn = s.maxClientConn
-        var rows: [ObjectIdentifier: PrometheusText.Pool] = [:]
-        for p in loop.pools.values {
+        // One row per pool, whatever loops hold a part of it.
+        var rows: [String: PrometheusText.Pool] = [:]
+        for p in pools {
+            if var r = rows[p.key] {
+                r.waitHistogram = r.waitHistogram.merged(with: p.waitHistogram)
+                r.queryHistogram = r.queryHistogram.merged(with: p.queryHistogram)
+                r.transactionHistogram = r.transactionHistogram.merged(with: p.transactionHistogram)
+                if let since = p.machine.oldestWaitStart, since > 0 { r.maxWaitSeconds = max(r.maxWaitSeconds, loop.now - since) }
+                rows[p.key] = r
+                continue
+            }
             var r = PrometheusText.Pool(database: p.databaseName, user: p.userName, mode: p.mode.rawValue)
             r.waitHistogram = p.waitHistogram
             r.queryHistogram = p.queryHistogram
             r.transactionHistogram = p.transactionHistogram
             if let since = p.machine.oldestWaitStart, since > 0 { r.maxWaitSeconds = loop.now - since }
-            rows[ObjectIdentifier(p)] = r
+            rows[p.key] = r
         }
-        for c in loop.clients.values {
+        for c in loops.flatMap({ $0.clients.values }) {
             guard let p = c.pool else { continue }
             switch c.state {
             case .active, .idle:
-                rows[ObjectIdentifier(p)]?.clientActive += 1
-                if c.pinned { rows[ObjectIdentifier(p)]?.clientPinned += 1 }
-            case .waiting, .waitingForWelcome: rows[ObjectIdentifier(p)]?.clientWaiting += 1
+                rows[p.key]?.clientActive += 1
+                if c.pinned { rows[p.key]?.clientPinned += 1 }
+            case .waiting, .waitingForWelcome: rows[p.key]?.clientWaiting += 1
             default: break
             }
         }
-        for sv in loop.servers.values {
-            let key = ObjectIdentifier(sv.pool)
+        for sv in loops.flatMap({ $0.servers.values }) {
+            let key = sv.pool.key
             switch sv.state {
             case .active, .beingCanceled: rows[key]?.serverActive += 1
             case .idle: rows[key]?.serverIdle += 1
@@ -76,10 +91,10 @@ final class MetricsEndpoint {
         }
         text.pools = rows.values.sorted { ($0.database, $0.user) < ($1.database, $1.user) }
         var dbs: [String: PrometheusText.Database] = [:]
-        for p in loop.pools.values {
+        for p in pools {
             var d = dbs[p.databaseName] ?? PrometheusText.Database(name: p.databaseName, database: p.database.dbname)
             d.stats = Stats.add(d.stats, p.counters)
-            d.currentConnections = loop.serverCaps.count(database: p.database.dbname)
+            d.currentConnections = loop.group.budget.count(database: p.database.dbname)
             d.maxConnections = p.database.maxDbConnections ?? s.maxDbConnections
             d.poolSize = p.machine.limits.size
             d.paused = loop.isPaused(p.databaseName)
@@ -87,8 +102,8 @@ final class MetricsEndpoint {
             dbs[p.databaseName] = d
         }
         text.databases = dbs.values.sorted { $0.name < $1.name }
-        text.clients = loop.clients.count
-        text.servers = loop.servers.count
+        text.clients = loops.reduce(0) { $0 + $1.clients.count }
+        text.servers = loops.reduce(0) { $0 + $1.servers.count }
         text.openFDs = MetricsEndpoint.countOpenFDs()
         text.residentBytes = MetricsEndpoint.residentBytes()
         return text.render()

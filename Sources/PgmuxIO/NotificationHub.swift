@@ -173,7 +173,7 @@ final class NotificationHub {
         guard listener == nil, !subscriptions.commands.isEmpty, !loop.shuttingDown else { return }
         // After a failed attempt, LISTENs are refused with its reason until the retry.
         if loop.now < retryAt { return refuseWaiters(lastFailure) }
-        guard loop.limitsAllow(pool, evictIfNeeded: true) else {
+        guard pool.reserveListenerPlace() else {
             // Every slot is busy: the LISTENs wait, as a query waits for a server (the
             // maintenance timer tries again), up to query_wait_timeout.
             let since = capWaitSince ?? loop.now

@@ -19,6 +19,11 @@ public final class Pool {
     /// The loop owns the pools. Unmanaged, so that the lending paths borrow it at +0 (`withLoop`).
     private let loopRef: Unmanaged<EventLoop>
     var loop: EventLoop { loopRef.takeUnretainedValue() }
+    /// The loop's key for this pool, also the group's (`ServerBudget`, `PoolShare`).
+    let key: String
+    /// Idle and waiting figures of this pool on every loop; nil with one loop, and for
+    /// replication pools (their servers belong to one client).
+    let share: PoolShare?
     public let databaseName: String
     public let userName: String
     var database: DatabaseEntry { didSet { refreshSelector() } }
@@ -39,6 +44,8 @@ public final class Pool {
     /// The waiting clients, idle servers, counts, limits, pause and login failures.
     var machine: PoolStateMachine
 
+    /// Requests for an idle server this pool has sent to other loops and not yet had answered.
+    var pullsInFlight = 0
     /// auth_query lookups waiting for a server of this (auth_user) pool, in the order the
     /// machine counts them (`pendingLookups`).
     var authLookups: [(user: String, sql: String, answer: (AuthQueryAnswer) -> Void)] = []
@@ -70,10 +77,12 @@ public final class Pool {
         return n
     }
 
-    init(loop: EventLoop, databaseName: String, database: DatabaseEntry, userName: String,
+    init(loop: EventLoop, key: String, databaseName: String, database: DatabaseEntry, userName: String,
          serverUser: String, serverPassword: String?, replication: ReplicationMode = .none,
          replicationOptions: String? = nil) {
         self.loopRef = Unmanaged.passUnretained(loop)
+        self.key = key
+        self.share = replication == .none ? loop.group.share(for: key) : nil
         self.databaseName = databaseName
         self.database = database
         self.selector = Pool.makeSelector(database, loop.config.settings)
@@ -86,6 +95,14 @@ public final class Pool {
         machine = PoolStateMachine(limits: Pool.limits(loop.config, database: databaseName, user: userName,
                                                        replication: replication))
         machine.setPause(loop.pauseState(of: databaseName))
+        if let known = share?.welcome {
+            welcome = known
+            machine.welcomeKnown()
+        }
+        if let state = share?.loginState {
+            machine.adoptLoginState(backoff: state.backoff, failing: state.failing)
+            lastFailureMessage = state.message
+        }
         lastUsed = loop.now
         refreshLifetime()
     }
@@ -136,6 +153,7 @@ public final class Pool {
 
     /// A logged-in client has a request: lend it an idle server or queue it.
     func enqueue(_ client: ClientConnection) {
+        defer { balance() }
         while true {
             switch machine.clientRequests(client.member, since: client.stateSince, vet: { self.vetForClient($0) }) {
             case .lend(let server):
@@ -284,6 +302,7 @@ public final class Pool {
         case .keepIdle:
             server.startReading()  // notice a server that closes while idle
         }
+        balance()
     }
 
     /// A logged-in client of this pool is gone (`previous`: its state before closing).
@@ -296,12 +315,18 @@ public final class Pool {
         }
         machine.clientLeft(client.member, from: queue)
         notificationsIfAny?.clientLeft(client)
+        if queue == .server { balance() }
     }
 
     /// After the pool size went down (SET, RELOAD): idle servers beyond size + reserve are closed.
     func closeExcessIdle() {
-        for member in machine.excessIdle { member.server.close(reason: "too many servers in the pool", notifyClient: false) }
+        for member in machine.excessIdle(total: totalServers) {
+            member.server.close(reason: "too many servers in the pool", notifyClient: false)
+        }
     }
+
+    /// This pool's servers on every loop.
+    var totalServers: Int { share == nil ? machine.serverCount : loop.group.budget.total(pool: key) }
 
     /// Looks up a user's secret with auth_query on a server of this pool.
     func lookupSecret(user: String, sql: String, answer: @escaping (AuthQueryAnswer) -> Void) {
@@ -362,28 +387,70 @@ public final class Pool {
     func launchIfNeeded() {
         var toOpen = machine.serversWanted
         while toOpen > 0 && canOpen() {
-            if !launch() { break }
+            if !launchReserved() { break }
             toOpen -= 1
         }
     }
 
     /// Keeps `min_pool_size` servers open (called by the maintenance timer), as PgBouncer's janitor.
     func topUp() {
-        while machine.wantsMinimumServer(forcedUser: database.user != nil) && canOpen(evictIfNeeded: false) {
-            if !launch() { break }
+        while machine.wantsMinimumServer(forcedUser: database.user != nil, total: totalServers)
+                && canOpen(evictIfNeeded: false) {
+            if !launchReserved() { break }
         }
         launchIfNeeded()
+        balance()
     }
 
-    /// `evictIfNeeded`: a client waits, so idle servers of other pools may be closed to stay
-    /// within max_db_connections / max_user_connections (not for min_pool_size, as PgBouncer).
+    /// Whether a server may be opened now, and if so counted in the group's budget (the caller
+    /// opens it with `launchReserved`). Within the pool's limits across all loops, then
+    /// max_db_connections / max_user_connections; with `evictIfNeeded` (a client waits) idle
+    /// servers of other pools may be closed to make room (not for min_pool_size, as PgBouncer).
     func canOpen(evictIfNeeded: Bool = true) -> Bool {
-        switch machine.openDecision(now: loop.now) {
-        case .no: return false
-        case .yes: break
-        case .fromReserve(let first): loop.log.log("\(first.client.logPrefix) taking connection from reserve_pool")
+        reserve(inPool: true, evictIfNeeded: evictIfNeeded)
+    }
+
+    /// The place of a LISTEN/NOTIFY listener: outside the pool's size, within
+    /// max_db_connections / max_user_connections (an idle server may be closed to make room).
+    func reserveListenerPlace() -> Bool {
+        reserve(inPool: false, evictIfNeeded: true)
+    }
+
+    private func reserve(inPool: Bool, evictIfNeeded: Bool) -> Bool {
+        let s = loop.config.settings
+        let db = database.dbname, user = serverUser
+        let maxDb = database.maxDbConnections ?? s.maxDbConnections
+        let maxUser = loop.config.users[userName]?.maxUserConnections ?? s.maxUserConnections
+        let now = loop.now
+        while true {
+            var decision = PoolStateMachine.OpenDecision.yes
+            let verdict = loop.group.budget.reserve(pool: inPool ? key : nil, database: db, user: user, maxDatabase: maxDb,
+                                                    maxUser: maxUser, evictIfNeeded: evictIfNeeded) { total in
+                guard inPool else { return true }
+                decision = machine.openDecision(now: now, total: total)
+                return decision != .no
+            }
+            switch verdict {
+            case .allow:
+                if case .fromReserve(let first) = decision {
+                    loop.log.log("\(first.client.logPrefix) taking connection from reserve_pool")
+                }
+                return true
+            case .deny:
+                return false
+            case .evict(.database):
+                if !loop.evictIdleServer(where: { $0.database.dbname == db }) { return false }
+            case .evict(.user):
+                if !loop.evictIdleServer(where: { $0.serverUser == user }) { return false }
+            }
         }
-        return loop.limitsAllow(self, evictIfNeeded: evictIfNeeded)
+    }
+
+    /// Opens the server `canOpen` counted; gives its place back when none could be started.
+    private func launchReserved() -> Bool {
+        if launch() { return true }
+        loop.group.budget.released(pool: key, database: database.dbname, user: serverUser)
+        return false
     }
 
     /// Starts a connect to the host the selector picks (the only host, without a list). With a
@@ -395,7 +462,12 @@ public final class Pool {
 
     /// Opens the listener connection of `hub`: a server like the others, outside the pool's
     /// counts (see `NotificationHub`); nil when no connect could be started.
-    func launchListener(for hub: NotificationHub) -> ServerConnection? { launch(listenerFor: hub) }
+    /// The place was taken with `reserveListenerPlace`, and is given back when no connect starts.
+    func launchListener(for hub: NotificationHub) -> ServerConnection? {
+        let server = launch(listenerFor: hub)
+        if server == nil { loop.group.budget.released(pool: nil, database: database.dbname, user: serverUser) }
+        return server
+    }
 
     private func launch(listenerFor hub: NotificationHub?) -> ServerConnection? {
         for _ in selector.hosts.indices {
@@ -502,14 +574,17 @@ public final class Pool {
     /// check_fast_fail's other half: a client turned away still triggers an attempt (when the
     /// retry delay allows), or no attempt would ever be made once every waiter has been refused.
     func probe() {
-        if canOpen() { launch() }
+        if canOpen() { _ = launchReserved() }
     }
 
     func serverLoggedIn(_ server: ServerConnection) {
         failoverWait.serverLoggedIn()
+        let wasFailing = machine.loginFailing || machine.backoff.consecutiveFailures > 0
         let greeted = machine.loginSucceeded()
+        if wasFailing { shareLoginState(rejection: nil) }
         if welcome == nil {
             welcome = server.reportedOrder.compactMap { k in server.params[k].map { ($0.name, $0.value) } }
+            share?.welcome = welcome
         }
         for member in greeted { member.client.sendWelcome(serverParameters: welcome ?? []) }
         server.state = .idle
@@ -573,11 +648,14 @@ public final class Pool {
         }
         let killed = machine.loginFailed(kind, now: now, attemptStarted: server?.connectTime ?? now,
                                          retryBase: loop.config.settings.serverLoginRetry)
+        if kind != .startingUp { lastFailureMessage = reason }
+        var rejection: (message: String, code: String)?
+        if case .rejected(let code, _) = failure, kind == .rejected { rejection = (clientMessage ?? reason, code) }
+        shareLoginState(rejection: rejection)
         guard kind != .startingUp else { return }
         if machine.backoff.isBackingOff {
             loop.log.log("\(prefix) \(machine.backoff.consecutiveFailures) consecutive server login failures, next attempt in \(formatSeconds(machine.backoff.delay))")
         }
-        lastFailureMessage = reason
         guard let killed, case .rejected(let code, _) = failure else { return }
         let lookups = authLookups
         authLookups.removeAll()
@@ -585,6 +663,31 @@ public final class Pool {
         // auth_dbname served by `*` that PostgreSQL does not have: its own error).
         for l in lookups { l.answer(.serverError(message: reason, code: code)) }
         for member in killed.clients { member.client.sendError(clientMessage ?? reason, code: code) }
+    }
+
+    /// Login health is the pool's, not the loop's: what a failure or success left here is copied
+    /// to the pool on every other loop (and kept for pools made later), and a refused login fails
+    /// the clients waiting there too.
+    private func shareLoginState(rejection: (message: String, code: String)?) {
+        guard let share else { return }
+        let state = PoolLoginState(backoff: machine.backoff, failing: machine.loginFailing, message: lastFailureMessage)
+        share.loginState = state
+        let key = self.key
+        for other in 0..<loop.group.count where other != loop.index {
+            loop.group.post(to: other) { $0.pools[key]?.adoptLoginState(state, rejection: rejection) }
+        }
+    }
+
+    /// `shareLoginState` of another loop.
+    func adoptLoginState(_ state: PoolLoginState, rejection: (message: String, code: String)?) {
+        machine.adoptLoginState(backoff: state.backoff, failing: state.failing)
+        lastFailureMessage = state.message
+        guard let rejection, let killed = machine.failWaitersAfterRejection() else { return }
+        let lookups = authLookups
+        authLookups.removeAll()
+        for l in lookups { l.answer(.serverError(message: rejection.message, code: rejection.code)) }
+        for member in killed.clients { member.client.sendError(rejection.message, code: rejection.code) }
+        balance()
     }
 
     private func formatSeconds(_ s: Double) -> String {
@@ -602,5 +705,6 @@ public final class Pool {
         let clientsWait = machine.serverClosed(server.member, from: slot)
         loop.serverClosed(server)
         if clientsWait { launchIfNeeded() }
+        balance()
     }
 }

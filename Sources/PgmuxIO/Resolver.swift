@@ -12,6 +12,10 @@ import PgmuxCore
 /// c-ares reads /etc/resolv.conf, or `resolv_conf`, and /etc/hosts; `dns_nameservers` (pgmux
 /// extension) replaces the name servers. Each query is tried `tries` times for `timeoutMs`
 /// per name server before c-ares reports a timeout.
+///
+/// Each loop has its own c-ares channel; the cache and the zone serials are the process's
+/// (`SharedDNS`): a name looked up by one loop is known to all, a loop waiting for a lookup
+/// another loop started is woken by it, and a changed address marks every loop's servers.
 final class Resolver {
     static let timeoutMs: Int32 = 2000
     static let tries: Int32 = 2
@@ -20,8 +24,7 @@ final class Resolver {
     private var channel: ares_channel?
     /// Why c-ares could not be set up; every lookup then fails with it.
     private var setupError: String?
-    private(set) var cache = DNSCache()
-    private var zoneSerials = DNSZoneSerials()
+    private var shared: SharedDNS { loop.group.dns }
     private var lastZoneCheck: Double = 0
     /// Server connections waiting for a name's lookup, in arrival order.
     private var waiters: [String: [ServerConnection]] = [:]
@@ -83,8 +86,10 @@ final class Resolver {
     /// calls `start` (in that order: c-ares may answer inside `start`, from /etc/hosts).
     func lookup(_ name: String) -> DNSCache.Answer {
         if let setupError { return .failed(setupError) }
-        let s = loop.config.settings
-        return cache.lookup(name, now: loop.now, lookupTimeout: s.serverConnectTimeout > 0 ? s.serverConnectTimeout : 15)
+        let s = loop.config.settings, now = loop.now
+        return shared.lock.withLock {
+            shared.cache.lookup(name, now: now, lookupTimeout: s.serverConnectTimeout > 0 ? s.serverConnectTimeout : 15)
+        }
     }
 
     func wait(_ server: ServerConnection, for name: String) { waiters[name, default: []].append(server) }
@@ -111,14 +116,29 @@ final class Resolver {
             }
             node = n.pointee.ai_next
         }
+        let now = loop.now
         if status == ARES_SUCCESS && !addresses.isEmpty {
-            let vanished = cache.answered(name, addresses: addresses, now: loop.now, maxTTL: s.dnsMaxTtl)
-            if !vanished.isEmpty { addressesVanished(name, vanished) }
+            let vanished = shared.lock.withLock { shared.cache.answered(name, addresses: addresses, now: now, maxTTL: s.dnsMaxTtl) }
+            if !vanished.isEmpty {
+                loop.log.log("DNS: \(name) no longer resolves to \(vanished.joined(separator: ","))")
+                for other in loop.group.loops where other !== loop {
+                    loop.group.post(to: other.index) { $0.resolverIfStarted?.addressesVanished(name, vanished) }
+                }
+                addressesVanished(name, vanished)
+            }
         } else {
             let why = status == ARES_SUCCESS ? "no address" : String(cString: ares_strerror(status))
             loop.log.warning("DNS lookup failed: \(name): \(why)")
-            cache.failed(name, reason: why, now: loop.now, nxdomainTTL: s.dnsNxdomainTtl)
+            shared.lock.withLock { shared.cache.failed(name, reason: why, now: now, nxdomainTTL: s.dnsNxdomainTtl) }
         }
+        for other in loop.group.loops where other !== loop {
+            loop.group.post(to: other.index) { $0.resolverIfStarted?.wakeWaiters(for: name) }
+        }
+        wakeWaiters(for: name)
+    }
+
+    /// A lookup of `name` (this loop's or another's) answered: the servers waiting for it go on.
+    func wakeWaiters(for name: String) {
         let waiting = waiters.removeValue(forKey: name) ?? []
         for server in waiting where server.state == .resolving {
             switch lookup(name) {
@@ -132,8 +152,7 @@ final class Resolver {
     /// PgBouncer's tag_host_addr_dirty: servers connected to an address the name no longer has
     /// are closed when released (never in the middle of a transaction); new connections use the
     /// new addresses.
-    private func addressesVanished(_ name: String, _ vanished: [String]) {
-        loop.log.log("DNS: \(name) no longer resolves to \(vanished.joined(separator: ","))")
+    func addressesVanished(_ name: String, _ vanished: [String]) {
         var touched: [ObjectIdentifier: Pool] = [:]
         for s in loop.servers.values where s.host.name == name && !s.closeNeeded && vanished.contains(s.address.hostText) {
             s.closeReason = "address of \(name) changed"
@@ -157,8 +176,11 @@ final class Resolver {
         let period = loop.config.settings.dnsZoneCheckPeriod
         guard let channel, period > 0, loop.now - lastZoneCheck >= period else { return }
         lastZoneCheck = loop.now
-        let zones = cache.zones
-        zoneSerials.keepOnly(zones)
+        let zones = shared.lock.withLock { () -> [String] in
+            let zones = shared.cache.zones
+            shared.zoneSerials.keepOnly(zones)
+            return zones
+        }
         for zone in zones {
             let query = Unmanaged.passRetained(Query(resolver: self, name: zone)).toOpaque()
             ares_query(channel, zone, Int32(ns_c_in.rawValue), Int32(ns_t_soa.rawValue), resolverSOAAnswer, query)
@@ -172,27 +194,16 @@ final class Resolver {
         guard ares_parse_soa_reply(buffer, length, &reply) == ARES_SUCCESS, let soa = reply else { return }
         let serial = UInt32(truncatingIfNeeded: soa.pointee.serial)
         ares_free_data(soa)
-        let old = zoneSerials.serials[zone]
-        if zoneSerials.received(serial, for: zone) {
-            if let old { loop.log.log("zone '\(zone)' serial changed: old=\(old) new=\(serial)") }
-            for name in cache.refresh(zone: zone, now: loop.now) { start(name) }
-        }
-    }
-
-    /// SHOW DNS_HOSTS, DNS_ZONES and the dns_* counts of SHOW LISTS.
-    func fill(_ snap: inout AdminSnapshot) {
         let now = loop.now
-        for (name, r) in cache.records.sorted(by: { $0.key < $1.key }) {
-            snap.dnsHosts.append(AdminDNSHostRow(hostname: name, ttl: UInt64(max(0, r.expires - now)),
-                                                 addrs: r.addresses.joined(separator: ",")))
+        let (changed, old, names) = shared.lock.withLock { () -> (Bool, UInt32?, [String]) in
+            let old = shared.zoneSerials.serials[zone]
+            guard shared.zoneSerials.received(serial, for: zone) else { return (false, old, []) }
+            return (true, old, shared.cache.refresh(zone: zone, now: now))
         }
-        for zone in cache.zones {
-            let names = cache.records.keys.filter { DNSCache.zone(of: $0) == zone }.count
-            snap.dnsZones.append(AdminDNSZoneRow(zonename: zone, serial: UInt64(zoneSerials.serials[zone] ?? 0), count: names))
+        if changed {
+            if let old { loop.log.log("zone '\(zone)' serial changed: old=\(old) new=\(serial)") }
+            for name in names { start(name) }
         }
-        snap.lists.dnsNames = cache.records.count
-        snap.lists.dnsZones = snap.dnsZones.count
-        snap.lists.dnsQueries = cache.pendingCount
     }
 
     // MARK: driving c-ares

@@ -117,13 +117,13 @@ public final class ServerConnection: Endpoint {
     weak var notificationHub: NotificationHub?
 
     /// `address` and `fd` are placeholders (an empty address, -1) while the host name is resolved.
-    init(loop: EventLoop, pool: Pool, fd: Int32, address: Socket.Address, host: ServerHost) {
+    init(loop: EventLoop, pool: Pool, fd: Int32, address: Socket.Address, host: ServerHost, connectTime: Double? = nil) {
         self.poolRef = Unmanaged.passUnretained(pool)
         self.address = address
         self.host = host
         self.lastUsed = 0
         self.statementCache = ServerStatementCache(capacity: loop.config.settings.maxPreparedStatements)
-        super.init(loop: loop, fd: fd)
+        super.init(loop: loop, fd: fd, connectTime: connectTime)
         keepsOutputCapacity = true
         lastUsed = loop.now
         setupReadWatcher(serverReadable)

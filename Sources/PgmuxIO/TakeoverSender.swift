@@ -7,6 +7,9 @@ import PgmuxCore
 /// them this process stops accepting and gives it each client as the client becomes idle. Until
 /// the new process confirms a client, the client stays here (not read); if the new process goes
 /// away at any point, everything not confirmed is served here again and accepting resumes.
+///
+/// It lives on loop 0 and hands over the clients and servers of every loop: what it does to
+/// another loop's connections happens with the world stopped (see `LoopGroup`).
 final class TakeoverSender {
     unowned(unsafe) let loop: EventLoop
     let path: String
@@ -20,17 +23,25 @@ final class TakeoverSender {
     private var kept: Set<UInt64> = []
     /// When the new process took over: servers opened since stay here.
     private var handingOverSince = Double.infinity
+    /// With several loops, handing over runs every 5 ms (each round stops the world) rather
+    /// than at every iteration of loop 0; this timer wakes loop 0 for it.
+    private let tick = UnsafeMutablePointer<ev_timer>.allocate(capacity: 1)
+    private var lastRound = 0.0
 
     init(loop: EventLoop, path: String) throws {
         self.loop = loop
         self.path = path
         acceptWatcher.initialize(to: ev_io())
+        tick.initialize(to: ev_timer())
+        pgmux_ev_timer_init(tick, { _, _, _ in }, 0.005, 0.005, nil)  // wakes loop 0; its sweep hands over
         try startListening()
     }
 
     deinit {
         stopListening()
+        ev_timer_stop(loop.ev, tick)
         acceptWatcher.deallocate()
+        tick.deallocate()
     }
 
     private func startListening() throws {
@@ -97,8 +108,9 @@ final class TakeoverSender {
             loop.log.log("takeover: sent \(sockets.count) listening sockets")
         case (.offered, .ready):
             // Both processes accepted on the sockets until now: no connection was refused.
-            for l in loop.listeners { l.handedOver = true }
+            loop.group.everywhere(from: loop) { for l in $0.listeners { l.handedOver = true } }
             stopListening()
+            if loop.group.count > 1 { ev_timer_start(loop.ev, tick) }
             progress.phase = .handingOver
             handingOverSince = loop.now
             loop.log.log("takeover: new process accepts connections, handing over idle clients")
@@ -107,12 +119,14 @@ final class TakeoverSender {
                 peer.close(reason: "confirmation of an unknown client")
                 return
             }
-            if let s = c.server {  // session pooling: its server went along (no Terminate)
-                c.server = nil
-                s.client = nil
-                s.close(reason: "handed over to the new process", notifyClient: false, serverEOF: true)
+            loop.group.withWorldStopped(from: loop) {
+                if let s = c.server {  // session pooling: its server went along (no Terminate)
+                    c.server = nil
+                    s.client = nil
+                    s.close(reason: "handed over to the new process", notifyClient: false, serverEOF: true)
+                }
+                c.disconnect(reason: "handed over to the new process", notify: false)
             }
-            c.disconnect(reason: "handed over to the new process", notify: false)
         case (.handingOver, .cancel(let key)):
             _ = loop.cancelLocally(key: key)
         default:
@@ -133,8 +147,11 @@ final class TakeoverSender {
             loop.log.warning("takeover: new process failed before taking over (\(reason)), continuing")
         case .handingOver:
             loop.log.warning("takeover: lost the new process (\(reason)), accepting connections again")
-            for l in loop.listeners { l.handedOver = false }
-            for c in inFlight.values { c.startReading(); c.server?.startReading() }
+            ev_timer_stop(loop.ev, tick)
+            loop.group.everywhere(from: loop) { for l in $0.listeners { l.handedOver = false } }
+            loop.group.withWorldStopped(from: loop) {
+                for c in inFlight.values { c.startReading(); c.server?.startReading() }
+            }
             inFlight.removeAll()
             do { try startListening() } catch { loop.log.warning("takeover socket \(path): \(error)") }
         }
@@ -161,9 +178,19 @@ final class TakeoverSender {
     /// Called at the start of each loop iteration while handing over: sends every client that
     /// may go now. True when this process holds nothing more and may exit.
     func handOver() -> Bool {
-        guard progress.phase == .handingOver, let peer else { return false }
+        guard progress.phase == .handingOver, peer != nil else { return false }
+        if loop.group.count > 1 {
+            guard loop.now - lastRound >= 0.005 else { return false }
+            lastRound = loop.now
+        }
+        return loop.group.withWorldStopped(from: loop) { handOverStopped() }
+    }
+
+    private func handOverStopped() -> Bool {
+        guard let peer else { return false }
+        let loops = loop.group.loops
         var remaining = 0
-        for c in loop.clients.values where c.adminRole == nil && inFlight[c.id] == nil {
+        for c in loops.flatMap({ $0.clients.values }) where c.adminRole == nil && inFlight[c.id] == nil {
             guard self.peer != nil else { return false }  // a failed send ended the restart
             guard !kept.contains(c.id) else { remaining += 1; continue }
             var sessionServer: HandOverRule.ServerFacts?
@@ -183,7 +210,7 @@ final class TakeoverSender {
             guard HandOverRule.verdict(facts) == .now else { remaining += 1; continue }
             send(c, on: peer)
         }
-        for s in loop.servers.values where self.peer != nil {
+        for s in loops.flatMap({ $0.servers.values }) where self.peer != nil {
             let facts = HandOverRule.ServerFacts(
                 tls: s.ssl != nil, replication: s.pool.replication != .none,
                 idle: s.state == .idle && s.client == nil && s.inbuf.isEmpty && s.ownOut.isEmpty && s.cancelsInFlight == 0,

@@ -41,11 +41,12 @@ struct Main {
         ProcessSetup.writePidFile(config.settings.pidfile)
 
         do {
-            let loop = try EventLoop(config: config, log: log)
-            loop.takeoverHandshake = takeover
-            loop.successorCommand = SuccessorCommand(arguments: Array(CommandLine.arguments.dropFirst()))
+            // Loop 0 listens, handles signals and takes over; the others accept on its sockets.
+            let loops = try LoopGroup.makeLoops(config: config, log: log)
+            loops[0].takeoverHandshake = takeover
+            loops[0].successorCommand = SuccessorCommand(arguments: Array(CommandLine.arguments.dropFirst()))
             log.log("pgmux \(Version.string) starting")
-            try loop.run()
+            try loops[0].run()
         } catch {
             log.write(.fatal, "\(error)")
             ProcessSetup.removePidFile(config.settings.pidfile)

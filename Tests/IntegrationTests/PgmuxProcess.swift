@@ -10,8 +10,10 @@ final class PgmuxProcess {
     let logPath: String
     private var child: Child!
 
+    /// The pgmux next to the test bundle, or PGMUX_BINARY (`make tsan` gives its sanitized build).
     static var binary: String {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        if let path = ProcessInfo.processInfo.environment["PGMUX_BINARY"], !path.isEmpty { return path }
+        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
             .appendingPathComponent("pgmux").path
     }
 

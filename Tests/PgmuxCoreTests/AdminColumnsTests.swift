@@ -20,13 +20,13 @@ final class AdminColumnsTests: XCTestCase {
     func testClientsServersSockets() {
         let names = ["type", "user", "database", "replication", "state", "addr", "port", "local_addr", "local_port",
                      "connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link", "remote_pid",
-                     "tls", "application_name", "prepared_statements", "id", "pinned"]
+                     "tls", "application_name", "prepared_statements", "id", "pinned", "worker"]
         XCTAssertEqual(AdminColumns.clients.map(\.name), names)
-        XCTAssertEqual(sig(AdminColumns.clients), "ssssssisissiiississiii")
+        XCTAssertEqual(sig(AdminColumns.clients), "ssssssisissiiississiiii")
         XCTAssertEqual(AdminColumns.columns(for: .servers), AdminColumns.clients)
         XCTAssertEqual(AdminColumns.sockets.map(\.name),
                        names + ["recv_pos", "pkt_pos", "pkt_remain", "send_pos", "send_remain", "pkt_avail", "send_avail"])
-        XCTAssertEqual(sig(AdminColumns.sockets), "ssssssisissiiississiiiiiiiiii")
+        XCTAssertEqual(sig(AdminColumns.sockets), "ssssssisissiiississiiiiiiiiiii")
         XCTAssertEqual(AdminColumns.columns(for: .activeSockets), AdminColumns.sockets)
     }
 

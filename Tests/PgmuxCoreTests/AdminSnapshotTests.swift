@@ -36,6 +36,20 @@ final class AdminSnapshotTests: XCTestCase {
         XCTAssertEqual(AdminParser.parse("show hosts;"), .success(.show(.hosts)))
     }
 
+    func testThreadsRowPerWorker() throws {
+        var s = AdminSnapshot()
+        var w0 = AdminThreadRow(worker: 0)
+        w0.clients = 3; w0.waitingClients = 1; w0.servers = 2; w0.activeServers = 1; w0.idleServers = 1; w0.pools = 1
+        w0.cpuSeconds = 1.5; w0.serversMovedIn = 4; w0.serversMovedOut = 2
+        s.threads = [w0, AdminThreadRow(worker: 1)]
+        let t = try XCTUnwrap(s.table(for: .threads))
+        XCTAssertEqual(t.columns.map(\.name), ["worker", "clients", "waiting_clients", "servers", "active_servers",
+                                               "idle_servers", "pools", "cpu_seconds", "servers_moved_in", "servers_moved_out"])
+        XCTAssertEqual(t.rows, [["0", "3", "1", "2", "1", "1", "1", "1.500", "4", "2"],
+                                ["1", "0", "0", "0", "0", "0", "0", "0.000", "0", "0"]])
+        XCTAssertEqual(AdminParser.parse("SHOW THREADS"), .success(.show(.threads)))
+    }
+
     private func conn(_ owner: AdminConnectionOwner, _ state: AdminConnectionState, id: UInt64,
                       linked: Bool = false, buffered: Bool = false) -> AdminConnectionRow {
         var c = AdminConnectionRow(owner: owner, state: state, user: "u")
@@ -55,7 +69,7 @@ final class AdminSnapshotTests: XCTestCase {
         nouser.user = nil
         s.connections.append(nouser)
         let t = try XCTUnwrap(s.table(for: .clients))
-        XCTAssertEqual(t.columns.count, 22)
+        XCTAssertEqual(t.columns.count, 23)
         XCTAssertEqual(t.rows.map { $0[20]! }, ["5", "4", "2", "9", "1", "3", "10"])
         XCTAssertEqual(t.rows.map { $0[4]! }, ["idle", "waiting_cancel_req", "active", "idle", "waiting",
                                              "active_cancel_req", "waiting_cancel_req"])
@@ -74,14 +88,14 @@ final class AdminSnapshotTests: XCTestCase {
         c.replication = .logical; c.addr = "127.0.0.1"; c.port = 5432; c.localAddr = "127.0.0.1"; c.localPort = 40000
         c.connectTime = "2025-01-02 03:04:05 UTC"; c.requestTime = "2025-01-02 03:04:06 UTC"
         c.waitUs = 3_000_007; c.closeNeeded = true; c.remotePid = 4242; c.tls = "TLSv1.3/TLS_AES_256_GCM_SHA384"
-        c.applicationName = "app"; c.preparedStatements = 2
+        c.applicationName = "app"; c.preparedStatements = 2; c.worker = 1
         s.connections = [conn(p, .svLogin, id: 1), c, conn(p, .svActive, id: 2, linked: true), conn(.peer(id: 1), .svLogin, id: 3),
                          conn(p, .clActive, id: 4)]
         let t = try XCTUnwrap(s.table(for: .servers))
         XCTAssertEqual(t.rows.map { $0[4]! }, ["active", "idle", "new", "new"])
         XCTAssertEqual(t.rows[1], ["S", "u", "db", "logical", "idle", "127.0.0.1", "5432", "127.0.0.1", "40000",
                                    "2025-01-02 03:04:05 UTC", "2025-01-02 03:04:06 UTC", "3", "7", "1", "0x4294967301", "",
-                                   "4242", "TLSv1.3/TLS_AES_256_GCM_SHA384", "app", "2", "5", "0"])
+                                   "4242", "TLSv1.3/TLS_AES_256_GCM_SHA384", "app", "2", "5", "0", "1"])
     }
 
     func testSocketsAndActiveSockets() throws {
@@ -92,7 +106,7 @@ final class AdminSnapshotTests: XCTestCase {
         s.connections = [login, conn(p, .svIdle, id: 1), conn(p, .clActive, id: 2), conn(p, .clActiveCancelReq, id: 3),
                          conn(p, .svLogin, id: 4, buffered: true)]
         let t = try XCTUnwrap(s.table(for: .sockets))
-        XCTAssertEqual(t.columns.count, 29)
+        XCTAssertEqual(t.columns.count, 30)
         XCTAssertEqual(t.rows.map { $0[4]! }, ["cl_active", "sv_idle", "sv_login", "cl_login"])
         XCTAssertEqual(t.rows[3][2], "(nodb)")
         XCTAssertEqual(t.rows[0][25], "0")

@@ -23,6 +23,37 @@ final class PoolStateMachineTests: XCTestCase {
         }
     }
 
+    // MARK: several event loops
+
+    func testLimitsCountTheServersOfEveryLoop() {
+        var m = machine(size: 2)
+        XCTAssertEqual(m.clientRequests(c(1), since: 0, vet: ready), .queued)
+        XCTAssertEqual(m.openDecision(now: 0, total: 1), .yes, "one server on another loop")
+        XCTAssertEqual(m.openDecision(now: 0, total: 2), .no, "pool_size reached across loops")
+        XCTAssertTrue(m.wantsMinimumServer(forcedUser: true, total: 0) == false, "min_pool_size 0")
+    }
+
+    func testReserveAcrossLoopsFollowsTheTotal() {
+        var m = PoolStateMachine(limits: .init(size: 1, reserveSize: 1, minSize: 0, reserveTimeout: 5, roundRobin: false))
+        XCTAssertEqual(m.clientRequests(c(1), since: 0, vet: ready), .queued)
+        XCTAssertEqual(m.openDecision(now: 6, total: 1), .fromReserve(firstWaiter: c(1)))
+        XCTAssertEqual(m.openDecision(now: 6, total: 2), .no)
+    }
+
+    func testHandOverIdleOnlyWithoutOwnWaiters() {
+        var m = machine(size: 2)
+        addIdle(&m, 1...2)
+        XCTAssertEqual(m.handOverIdle(), s(2), "most recently released first")
+        XCTAssertEqual(m.serverCount, 1, "no longer counted here")
+        XCTAssertEqual(m.clientRequests(c(1), since: 0, vet: ready), .lend(server: s(1)))
+        XCTAssertEqual(m.clientRequests(c(2), since: 0, vet: ready), .queued)
+        XCTAssertNil(m.handOverIdle(), "nothing idle")
+        XCTAssertEqual(m.serverReleased(s(1), stale: false), .lend(client: c(2)))
+        XCTAssertEqual(m.clientRequests(c(3), since: 0, vet: ready), .queued)
+        m.connectStarted(); _ = m.loginSucceeded()
+        XCTAssertEqual(m.loggedInServerReady(s(3), stale: false), .lend(client: c(3)))
+    }
+
     // MARK: limits
 
     func testOpensOnlyWithinPoolSize() {
@@ -139,18 +170,18 @@ final class PoolStateMachineTests: XCTestCase {
 
     func testMinPoolSizeWantsServersOnlyWithClientsOrAForcedUserAndWithinPoolSize() {
         var m = machine(size: 3, min: 5)
-        XCTAssertFalse(m.wantsMinimumServer(forcedUser: false))
-        XCTAssertTrue(m.wantsMinimumServer(forcedUser: true))
+        XCTAssertFalse(m.wantsMinimumServer(forcedUser: false, total: m.serverCount))
+        XCTAssertTrue(m.wantsMinimumServer(forcedUser: true, total: m.serverCount))
         m.clientJoined()
-        XCTAssertTrue(m.wantsMinimumServer(forcedUser: false))
+        XCTAssertTrue(m.wantsMinimumServer(forcedUser: false, total: m.serverCount))
         addIdle(&m, 1...3)
-        XCTAssertFalse(m.wantsMinimumServer(forcedUser: false), "min_pool_size stays within pool_size")
+        XCTAssertFalse(m.wantsMinimumServer(forcedUser: false, total: m.serverCount), "min_pool_size stays within pool_size")
         m.clientLeft(c(1), from: .none)
         XCTAssertEqual(m.clients, 0)
         var small = machine(size: 5, min: 2)
         small.clientJoined()
         addIdle(&small, 1...2)
-        XCTAssertFalse(small.wantsMinimumServer(forcedUser: true))
+        XCTAssertFalse(small.wantsMinimumServer(forcedUser: true, total: small.serverCount))
     }
 
     // MARK: max_db_connections / max_user_connections
@@ -225,14 +256,14 @@ final class PoolStateMachineTests: XCTestCase {
         var m = machine(size: 4)
         addIdle(&m, 1...4)
         _ = m.clientRequests(c(1), since: 0, vet: ready)  // s4 lent
-        XCTAssertEqual(Array(m.excessIdle), [])
+        XCTAssertEqual(Array(m.excessIdle(total: m.serverCount)), [])
         m.limits.size = 1
-        XCTAssertEqual(Array(m.excessIdle), [s(1), s(2), s(3)])
+        XCTAssertEqual(Array(m.excessIdle(total: m.serverCount)), [s(1), s(2), s(3)])
         m.limits.reserveSize = 1
-        XCTAssertEqual(Array(m.excessIdle), [s(1), s(2)])
-        for server in m.excessIdle { _ = m.serverClosed(server, from: .idle) }
+        XCTAssertEqual(Array(m.excessIdle(total: m.serverCount)), [s(1), s(2)])
+        for server in m.excessIdle(total: m.serverCount) { _ = m.serverClosed(server, from: .idle) }
         XCTAssertEqual(m.idle, [s(3)])
-        XCTAssertEqual(Array(m.excessIdle), [])
+        XCTAssertEqual(Array(m.excessIdle(total: m.serverCount)), [])
     }
 
     func testLargerPoolAfterReloadOpensForTheQueue() {

@@ -28,6 +28,7 @@ public enum AdminColumns {
         case .version: return version
         case .state: return state
         case .hosts: return hosts
+        case .threads: return threads
         case .help: return []
         }
     }
@@ -50,6 +51,7 @@ public enum AdminColumns {
         ("wait", .int4), ("wait_us", .int4), ("close_needed", .int4),
         ("ptr", .text), ("link", .text), ("remote_pid", .int4), ("tls", .text),
         ("application_name", .text), ("prepared_statements", .int4), ("id", .int4), ("pinned", .int4),
+        ("worker", .int4),
     ])
 
     /// SHOW SOCKETS / ACTIVE_SOCKETS (`SKF_DBG`, 28 columns).
@@ -148,6 +150,13 @@ public enum AdminColumns {
     public static let hosts = cols([
         ("database", .text), ("host", .text), ("port", .int4), ("target_session_attrs", .text),
         ("role", .text), ("state", .text), ("failures", .int4), ("retry_in", .numeric), ("last_error", .text),
+    ])
+
+    /// SHOW THREADS (pgmux extension): one row per event loop.
+    public static let threads = cols([
+        ("worker", .int4), ("clients", .int4), ("waiting_clients", .int4), ("servers", .int4),
+        ("active_servers", .int4), ("idle_servers", .int4), ("pools", .int4), ("cpu_seconds", .numeric),
+        ("servers_moved_in", .int8), ("servers_moved_out", .int8),
     ])
 
     /// SHOW VERSION.

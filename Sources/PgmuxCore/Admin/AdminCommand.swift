@@ -92,6 +92,8 @@ public enum AdminShowItem: String, CaseIterable, Sendable {
     case state
     /// pgmux extension: the servers of every database's `host=` list, their role and health.
     case hosts
+    /// pgmux extension: the event loops (`workers`) and their load.
+    case threads
 }
 
 /// Session parameters the console pretends to have (`fake_param_list`).

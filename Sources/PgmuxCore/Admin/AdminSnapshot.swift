@@ -21,6 +21,7 @@ public struct AdminSnapshot: Sendable {
     public var dnsHosts: [AdminDNSHostRow] = []
     public var dnsZones: [AdminDNSZoneRow] = []
     public var hosts: [AdminHostRow] = []
+    public var threads: [AdminThreadRow] = []
     public var pauseMode: AdminPauseMode = .none
     /// An online restart this process takes part in (SHOW STATE).
     public var restart = TakeoverProgress()
@@ -213,6 +214,8 @@ public struct AdminConnectionRow: Sendable {
     public var preparedStatements = 0
     /// A client kept on its server by session state, or a server keeping one (pgmux extension).
     public var pinned = false
+    /// The event loop holding the connection (pgmux extension).
+    public var worker = 0
     /// KILL_CLIENT id (printed as int4, truncated like PgBouncer's `%d`).
     public var id: UInt64 = 0
     // SOCKETS buffer internals.
@@ -356,6 +359,24 @@ public struct AdminDNSZoneRow: Sendable {
 }
 
 /// SHOW HOSTS: a host of a database's list as the pooler sees it now.
+/// SHOW THREADS: one event loop (`workers`) and its load.
+public struct AdminThreadRow: Sendable {
+    public var worker: Int
+    public var clients = 0
+    public var waitingClients = 0
+    public var servers = 0
+    public var activeServers = 0
+    public var idleServers = 0
+    public var pools = 0
+    /// CPU time the loop's thread has used.
+    public var cpuSeconds = 0.0
+    /// Idle servers handed to this loop by others, and by this loop to others.
+    public var serversMovedIn: UInt64 = 0
+    public var serversMovedOut: UInt64 = 0
+
+    public init(worker: Int) { self.worker = worker }
+}
+
 public struct AdminHostRow: Sendable {
     public var database: String
     public var host: String
@@ -488,6 +509,12 @@ extension AdminSnapshot {
                 t.append([h.database, h.host, i4(h.port), h.targetSessionAttrs, h.role, h.state, i4(h.failures),
                           String(format3(h.retryIn)), h.lastError])
             }
+        case .threads:
+            for w in threads {
+                t.append([i4(w.worker), i4(w.clients), i4(w.waitingClients), i4(w.servers), i4(w.activeServers),
+                          i4(w.idleServers), i4(w.pools), String(format3(w.cpuSeconds)), String(w.serversMovedIn),
+                          String(w.serversMovedOut)])
+            }
         case .version:
             t.append([version])
         case .state:
@@ -548,6 +575,7 @@ extension AdminSnapshot {
             shownState, c.addr, i4(c.port), c.localAddr, i4(c.localPort), c.connectTime, c.requestTime,
             i4(c.waitUs / 1_000_000), i4(c.waitUs % 1_000_000), bool01(c.closeNeeded), c.ptr, c.link ?? "",
             String(c.remotePid), c.tls, c.applicationName, i4(c.preparedStatements), i4(c.id), bool01(c.pinned),
+            i4(c.worker),
         ]
         if debug {
             row += [i4(c.recvPos), i4(c.pktPos), i4(c.pktRemain), i4(c.sendPos), "0", i4(c.pktAvail), i4(c.sendAvail)]

@@ -10,8 +10,10 @@
 /// Bounded: at most `capacity` entries; when full, the oldest inserted entry is evicted (FIFO ring).
 /// Entries are keyed by the password bytes (hashed by the dictionary), so it holds passwords in
 /// memory exactly as the loaded auth_file does; `removeAll()` on reload drops stale ones.
-/// Not thread-safe by design (one instance per event-loop thread); it is not `Sendable`.
-public final class SCRAMKeyCache {
+/// One instance serves every event loop of the process (a key derived for one loop's client
+/// serves all), so every access holds `lock`.
+public final class SCRAMKeyCache: @unchecked Sendable {
+    private let lock = Lock()
     private struct Key: Hashable {
         let password: [UInt8]
         let salt: [UInt8]?  // nil: the ad-hoc entry for this password
@@ -23,65 +25,78 @@ public final class SCRAMKeyCache {
     private var ring: [Key] = []
     private var next = 0
     /// Number of PBKDF2 derivations performed (for tests and stats).
-    public private(set) var derivations = 0
+    private var derivationCount = 0
+    public var derivations: Int { lock.withLock { derivationCount } }
 
     public init(capacity: Int = 1024) {
         self.capacity = max(1, capacity)
     }
 
-    public var count: Int { entries.count }
+    public var count: Int { lock.withLock { entries.count } }
 
     /// Keys for a known salt (a stored verifier, or a server's `s=`/`i=`); nil if the parameters
     /// are out of range.
     public func keys(password: [UInt8], salt: [UInt8], iterations: Int) -> SCRAMKeys? {
-        let key = Key(password: password, salt: salt, iterations: iterations)
-        if let hit = entries[key] { return hit }
-        guard let derived = SCRAMKeys.derive(password: password, salt: salt, iterations: iterations) else { return nil }
-        derivations += 1
-        insert(key, derived)
-        return derived
+        lock.withLock {
+            let key = Key(password: password, salt: salt, iterations: iterations)
+            if let hit = entries[key] { return hit }
+            guard let derived = SCRAMKeys.derive(password: password, salt: salt, iterations: iterations) else { return nil }
+            derivationCount += 1
+            insert(key, derived)
+            return derived
+        }
     }
 
     /// Keys of the ad-hoc verifier for a plain password: random 16-byte salt on first use, then
     /// reused. nil if `iterations` is out of range.
     public func adHocKeys(password: [UInt8], iterations: Int) -> SCRAMKeys? {
-        let key = Key(password: password, salt: nil, iterations: iterations)
-        if let hit = entries[key] { return hit }
-        guard let derived = SCRAMKeys.derive(password: password, salt: Crypto.randomBytes(16),
-                                             iterations: iterations) else { return nil }
-        derivations += 1
-        insert(key, derived)
-        return derived
+        lock.withLock {
+            let key = Key(password: password, salt: nil, iterations: iterations)
+            if let hit = entries[key] { return hit }
+            guard let derived = SCRAMKeys.derive(password: password, salt: Crypto.randomBytes(16),
+                                                 iterations: iterations) else { return nil }
+            derivationCount += 1
+            insert(key, derived)
+            return derived
+        }
     }
 
     /// Cached keys for a known salt, without deriving; nil on a miss or out-of-range parameters.
     public func cached(password: [UInt8], salt: [UInt8], iterations: Int) -> SCRAMKeys? {
-        entries[Key(password: password, salt: salt, iterations: iterations)]
+        lock.withLock {
+            entries[Key(password: password, salt: salt, iterations: iterations)]
+        }
     }
 
     /// The ad-hoc keys of a plain password if cached, else the derivation that makes them (with
     /// a fresh random salt); nil if `iterations` is out of range.
     public func adHocRequest(password: [UInt8], iterations: Int) -> SCRAMLookup? {
-        guard iterations > 0, iterations <= SCRAMSecret.maxIterations else { return nil }
-        if let hit = entries[Key(password: password, salt: nil, iterations: iterations)] { return .hit(hit) }
-        return .miss(SCRAMDerivation(password: password, salt: Crypto.randomBytes(16), iterations: iterations, adHoc: true))
+        lock.withLock {
+            guard iterations > 0, iterations <= SCRAMSecret.maxIterations else { return nil }
+            if let hit = entries[Key(password: password, salt: nil, iterations: iterations)] { return .hit(hit) }
+            return .miss(SCRAMDerivation(password: password, salt: Crypto.randomBytes(16), iterations: iterations, adHoc: true))
+        }
     }
 
     /// Stores a derivation's result; returns what is cached for it now (an ad-hoc entry stored
     /// first by a concurrent request wins, so every client of one password sees one salt).
     @discardableResult
     public func store(_ request: SCRAMDerivation, _ keys: SCRAMKeys) -> SCRAMKeys {
-        let key = Key(password: request.password, salt: request.adHoc ? nil : request.salt, iterations: request.iterations)
-        if let existing = entries[key] { return existing }
-        derivations += 1
-        insert(key, keys)
-        return keys
+        lock.withLock {
+            let key = Key(password: request.password, salt: request.adHoc ? nil : request.salt, iterations: request.iterations)
+            if let existing = entries[key] { return existing }
+            derivationCount += 1
+            insert(key, keys)
+            return keys
+        }
     }
 
     public func removeAll() {
-        entries.removeAll()
-        ring.removeAll()
-        next = 0
+        lock.withLock {
+            entries.removeAll()
+            ring.removeAll()
+            next = 0
+        }
     }
 
     private func insert(_ key: Key, _ value: SCRAMKeys) {

@@ -16,7 +16,7 @@ extension Settings {
     public static let startOnlyKeys: Set<String> = [
         "listen_addr", "listen_port", "unix_socket_dir", "unix_socket_mode", "unix_socket_group",
         "pidfile", "pkt_buf", "listen_backlog", "so_reuseport", "user", "disable_pqexec",
-        "track_extra_parameters", "resolv_conf", "dns_nameservers", "job_name", "metrics_port", "metrics_addr",
+        "track_extra_parameters", "resolv_conf", "workers", "dns_nameservers", "job_name", "metrics_port", "metrics_addr",
     ]
 
     /// Every known key with its default text, sorted by name (SHOW CONFIG order).
@@ -65,6 +65,6 @@ extension Settings {
         ("tcp_keepalive", "1"), ("tcp_keepcnt", "0"), ("tcp_keepidle", "0"), ("tcp_keepintvl", "0"),
         ("target_session_attrs", "any"), ("tcp_socket_buffer", "0"), ("tcp_user_timeout", "0"), ("track_extra_parameters", "IntervalStyle"),
         ("transaction_timeout", "0"), ("unix_socket_dir", "/tmp"), ("unix_socket_group", ""),
-        ("unix_socket_mode", "0777"), ("user", nil), ("verbose", "0"),
+        ("unix_socket_mode", "0777"), ("user", nil), ("verbose", "0"), ("workers", "auto"),
     ]
 }

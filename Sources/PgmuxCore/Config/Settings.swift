@@ -18,6 +18,8 @@ public struct Settings: Sendable, Equatable {
     public var unixSocketMode = 0o777
     public var unixSocketGroup = ""
     public var soReuseport = false
+    /// pgmux extension: event loops (threads) serving clients; `auto` is one per online CPU.
+    public var workers: WorkerCount = .auto
     public var pktBuf = 4096
     public var maxPacketSize = 2_147_483_647
     public var sbufLoopcnt = 5
@@ -176,6 +178,10 @@ public struct Settings: Sendable, Equatable {
         case "unix_socket_mode": unixSocketMode = try v.integer(in: 0...0o7777)
         case "unix_socket_group": unixSocketGroup = v.string()
         case "so_reuseport": soReuseport = try v.bool()
+        case "workers":
+            if value.trimmingASCIIWhitespace.lowercased() == "auto" { workers = .auto } else {
+                workers = .fixed(try v.integer(in: 1...256))
+            }
         case "pkt_buf": pktBuf = try v.integer(in: 512...Int(Int32.max))
         case "max_packet_size": maxPacketSize = try v.nonNegative()
         case "sbuf_loopcnt": sbufLoopcnt = try v.nonNegative()
@@ -298,5 +304,27 @@ public struct Settings: Sendable, Equatable {
         default: return false
         }
         return true
+    }
+}
+
+/// `workers`: how many event loops serve clients.
+public enum WorkerCount: Equatable, Sendable, CustomStringConvertible {
+    /// One per online CPU.
+    case auto
+    case fixed(Int)
+
+    public var description: String {
+        switch self {
+        case .auto: return "auto"
+        case .fixed(let n): return String(n)
+        }
+    }
+
+    /// The number of loops, given the online CPUs.
+    public func resolved(onlineCPUs: Int) -> Int {
+        switch self {
+        case .auto: return max(1, onlineCPUs)
+        case .fixed(let n): return n
+        }
     }
 }

@@ -34,6 +34,15 @@ public final class LatencyHistogram: @unchecked Sendable {
         slots[LatencyHistogram.sumSlot] = (Double(bitPattern: slots[LatencyHistogram.sumSlot]) + seconds).bitPattern
     }
 
+    /// A new histogram holding this one's observations and `other`'s (one pool's histograms of
+    /// several event loops).
+    public func merged(with other: LatencyHistogram) -> LatencyHistogram {
+        let m = LatencyHistogram()
+        for i in 0..<LatencyHistogram.sumSlot { m.slots[i] = slots[i] &+ other.slots[i] }
+        m.slots[LatencyHistogram.sumSlot] = (sum + other.sum).bitPattern
+        return m
+    }
+
     /// Non-cumulative counts per bucket; the last slot is +Inf.
     public var counts: [UInt64] { Array(UnsafeBufferPointer(start: slots, count: LatencyHistogram.bounds.count + 1)) }
 

@@ -177,14 +177,15 @@ public struct PoolStateMachine: Sendable {
 
     /// min_pool_size wants another server: as PgBouncer's janitor, within pool_size and only for
     /// pools that have clients or belong to a database with a forced user.
-    public func wantsMinimumServer(forcedUser: Bool) -> Bool {
-        (clients > 0 || forcedUser) && serverCount < limits.minSize && serverCount < limits.size
+    /// `total`: the servers of this pool on every event loop (this machine's own count with one).
+    public func wantsMinimumServer(forcedUser: Bool, total: Int) -> Bool {
+        (clients > 0 || forcedUser) && total < limits.minSize && total < limits.size
     }
 
     /// Idle servers to close after pool_size or reserve_pool_size went down (RELOAD, SET), least
-    /// recently used first, as PgBouncer's check_pool_size.
-    public var excessIdle: ArraySlice<PoolMember> {
-        idle.prefix(max(0, serverCount - (limits.size + limits.reserveSize)))
+    /// recently used first, as PgBouncer's check_pool_size. `total` as in `wantsMinimumServer`.
+    public func excessIdle(total: Int) -> ArraySlice<PoolMember> {
+        idle.prefix(max(0, total - (limits.size + limits.reserveSize)))
     }
 
     // MARK: clients
@@ -302,6 +303,10 @@ public struct PoolStateMachine: Sendable {
         return .lend(server: server, client: next.client)
     }
 
+    /// Another event loop's server of this pool logged in: its parameters are the welcome here
+    /// too, so clients log in without waiting for a server of this loop.
+    public mutating func welcomeKnown() { hasWelcome = true }
+
     /// A server is being opened (its connect has started).
     public mutating func connectStarted() { connecting += 1 }
 
@@ -332,7 +337,10 @@ public struct PoolStateMachine: Sendable {
     /// Mutating although it changes nothing: the shell asks on every queued request, and a
     /// non-mutating call copied the whole machine out of its pool, retaining and releasing its
     /// arrays (callgrind, pgbench -S with 8 clients on a pool of 2: 4% more instructions in all).
-    @inlinable public mutating func openDecision(now: Double) -> OpenDecision {
+    ///
+    /// `total`: the servers of this pool on every event loop, which the limits are about (with
+    /// several loops the shell asks under the lock of `ServerBudget`, whose count this is).
+    @inlinable public mutating func openDecision(now: Double, total: Int) -> OpenDecision {
         if backoff.consecutiveFailures > 0 {
             if connecting > 0 || !backoff.mayAttempt(at: now) { return .no }
         }
@@ -340,10 +348,23 @@ public struct PoolStateMachine: Sendable {
         var reserveFor: PoolMember?
         if let first = waiting.first, limits.reserveSize > 0, now - first.since >= limits.reserveTimeout {
             limit += limits.reserveSize
-            if serverCount >= limits.size { reserveFor = first.client }
+            if total >= limits.size { reserveFor = first.client }
         }
-        guard serverCount < limit else { return .no }
+        guard total < limit else { return .no }
         return reserveFor.map { .fromReserve(firstWaiter: $0) } ?? .yes
+    }
+
+    /// `openDecision` for a pool that lives on one loop only.
+    @inlinable public mutating func openDecision(now: Double) -> OpenDecision {
+        openDecision(now: now, total: serverCount)
+    }
+
+    /// Takes the most recently released idle server out of this machine, uncounted, to go to
+    /// another event loop whose clients wait for it (its pool there adopts it); nil when none
+    /// is idle or this pool's own clients wait.
+    public mutating func handOverIdle() -> PoolMember? {
+        guard waiting.isEmpty, !idle.isEmpty else { return nil }
+        return idle.removeLast()
     }
 
     // MARK: login failures
@@ -357,6 +378,24 @@ public struct PoolStateMachine: Sendable {
         guard failure != .startingUp else { return nil }
         loginFailing = true
         guard failure == .rejected, !hasWelcome || idle.count + active == 0 else { return nil }
+        let killed = KilledLogins(clients: welcomeWaiters + waiting.drain().map(\.client), lookups: pendingLookups)
+        welcomeWaiters.removeAll()
+        pendingLookups = 0
+        return killed
+    }
+
+    /// The login health another event loop's machine of the same pool reached: failures and
+    /// successes there hold here too (one backoff, one cached error per pool).
+    public mutating func adoptLoginState(backoff: LoginBackoff, failing: Bool) {
+        self.backoff = backoff
+        loginFailing = failing
+    }
+
+    /// Another loop's login of this pool was refused: those waiting here fail too, unless this
+    /// loop still has a usable server (as `loginFailed`). nil when none are failed.
+    public mutating func failWaitersAfterRejection() -> KilledLogins? {
+        guard !hasWelcome || idle.count + active == 0 else { return nil }
+        guard !welcomeWaiters.isEmpty || !waiting.isEmpty || pendingLookups > 0 else { return nil }
         let killed = KilledLogins(clients: welcomeWaiters + waiting.drain().map(\.client), lookups: pendingLookups)
         welcomeWaiters.removeAll()
         pendingLookups = 0

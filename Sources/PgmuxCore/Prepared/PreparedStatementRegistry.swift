@@ -1,7 +1,11 @@
 /// Pooler-wide table of protocol-level prepared statements: each distinct (query text, parameter
 /// types) gets one server-side name, `PGMUX_<n>`, whatever the clients call it. Clients keep their
 /// own names; servers learn a statement the first time a client of theirs uses it.
-public final class PreparedStatementRegistry {
+///
+/// One per process, shared by its event loops (a server that moves to another loop keeps the
+/// statements it has under the same names), so every access holds `lock`.
+public final class PreparedStatementRegistry: @unchecked Sendable {
+    private let lock = Lock()
     /// Parse body after the statement name (query NUL, int16 count, int32 type OIDs) → id.
     private var ids: [[UInt8]: Int] = [:]
     private var definitions: [[UInt8]] = []
@@ -17,50 +21,58 @@ public final class PreparedStatementRegistry {
 
     public init() {}
 
-    public var count: Int { definitions.count }
+    public var count: Int { lock.withLock { definitions.count } }
 
     /// The id for a statement definition, registering it on first sight.
     public func id(for definition: [UInt8]) -> Int {
-        if let id = ids[definition] { return id }
-        let id = definitions.count
-        definitions.append(definition)
-        validated.append(false)
-        pins.append(definition.withUnsafeBytes(SessionPins.mayPin))
-        ids[definition] = id
-        return id
+        lock.withLock {
+            if let id = ids[definition] { return id }
+            let id = definitions.count
+            definitions.append(definition)
+            validated.append(false)
+            pins.append(definition.withUnsafeBytes(SessionPins.mayPin))
+            ids[definition] = id
+            return id
+        }
     }
 
     /// Whether executing statement `id` may take session state that pins its client.
-    public func mayPin(_ id: Int) -> Bool { id >= 0 && id < pins.count && pins[id] }
+    public func mayPin(_ id: Int) -> Bool { lock.withLock { id >= 0 && id < pins.count && pins[id] } }
 
     /// The id of a definition that a server has already prepared successfully, without
     /// registering anything.
     public func validatedID(for definition: UnsafeRawBufferPointer) -> Int? {
-        guard let id = ids[Array(definition)], validated[id] else { return nil }
-        return id
+        lock.withLock {
+            guard let id = ids[Array(definition)], validated[id] else { return nil }
+            return id
+        }
     }
 
     /// A server answered the Parse of statement `id` with ParseComplete.
     public func markValidated(_ id: Int) {
-        if id >= 0 && id < validated.count { validated[id] = true }
+        lock.withLock {
+            if id >= 0 && id < validated.count { validated[id] = true }
+        }
     }
 
     public func serverName(_ id: Int) -> [UInt8] { Array("PGMUX_\(id)".utf8) }
 
     /// The id of an SQL-level statement, `PREPARE name <tail>`, registering it on first sight.
     public func id(forSQL tail: String) -> Int {
-        if let id = sqlIDs[tail] { return id }
-        let id = definitions.count
-        definitions.append([])
-        validated.append(false)
-        pins.append(Array(tail.utf8).withUnsafeBytes(SessionPins.mayPin))
-        sqlIDs[tail] = id
-        sqlTails[id] = tail
-        return id
+        lock.withLock {
+            if let id = sqlIDs[tail] { return id }
+            let id = definitions.count
+            definitions.append([])
+            validated.append(false)
+            pins.append(Array(tail.utf8).withUnsafeBytes(SessionPins.mayPin))
+            sqlIDs[tail] = id
+            sqlTails[id] = tail
+            return id
+        }
     }
 
     /// Whether `id` came from SQL PREPARE (it cannot be prepared by a Parse message).
-    public func isSQL(_ id: Int) -> Bool { sqlTails[id] != nil }
+    public func isSQL(_ id: Int) -> Bool { lock.withLock { sqlTails[id] != nil } }
 
     /// The server name as an SQL identifier (quoted: unquoted names fold to lower case).
     public func sqlName(_ id: Int) -> String { "\"PGMUX_\(id)\"" }
@@ -68,19 +80,23 @@ public final class PreparedStatementRegistry {
     /// An SQL PREPARE creating statement `id` on a server, or nil when it cannot be written in SQL
     /// (a Parse with parameter type OIDs, which PREPARE takes as type names).
     public func sqlPrepare(_ id: Int) -> String? {
-        if let tail = sqlTails[id] { return "PREPARE \(sqlName(id))\(tail)" }
-        let d = definitions[id]
-        guard let nul = d.firstIndex(of: 0), d.count >= nul + 3 else { return nil }
-        guard d[(nul + 3)...].allSatisfy({ $0 == 0 }) else { return nil }
-        return "PREPARE \(sqlName(id)) AS " + String(decoding: d[..<nul], as: UTF8.self)
+        lock.withLock {
+            if let tail = sqlTails[id] { return "PREPARE \(sqlName(id))\(tail)" }
+            let d = definitions[id]
+            guard let nul = d.firstIndex(of: 0), d.count >= nul + 3 else { return nil }
+            guard d[(nul + 3)...].allSatisfy({ $0 == 0 }) else { return nil }
+            return "PREPARE \(sqlName(id)) AS " + String(decoding: d[..<nul], as: UTF8.self)
+        }
     }
 
     /// What statement `id` was registered from, so that another process (an online restart) can
     /// register it again; nil for an unknown id.
     public func definition(_ id: Int) -> TakeoverStatement.Definition? {
-        guard id >= 0 && id < definitions.count else { return nil }
-        if let tail = sqlTails[id] { return .sql(tail) }
-        return .parse(definitions[id])
+        lock.withLock {
+            guard id >= 0 && id < definitions.count else { return nil }
+            if let tail = sqlTails[id] { return .sql(tail) }
+            return .parse(definitions[id])
+        }
     }
 
     /// Registers a definition `definition(_:)` gave in another process; returns its id here.
@@ -93,7 +109,9 @@ public final class PreparedStatementRegistry {
 
     /// A complete Parse message preparing statement `id` under its server name.
     public func parseMessage(_ id: Int) -> [UInt8] {
-        PreparedStatementRegistry.message(UInt8(ascii: "P"), serverName(id) + [0] + definitions[id])
+        lock.withLock {
+            PreparedStatementRegistry.message(UInt8(ascii: "P"), serverName(id) + [0] + definitions[id])
+        }
     }
 
     static func message(_ type: UInt8, _ body: [UInt8]) -> [UInt8] {

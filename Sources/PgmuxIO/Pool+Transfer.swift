@@ -1,0 +1,137 @@
+import Glibc
+import COpenSSL
+import PgmuxCore
+
+/// An idle server on its way from one loop to another (see `Pool.balance`): its socket, TLS
+/// session and session state, as values. Whoever holds it owns the socket.
+struct ServerTransfer: @unchecked Sendable {
+    let poolKey: String
+    let database: String
+    let user: String
+    let fd: Int32
+    let ssl: OpaquePointer?
+    let address: Socket.Address
+    let localAddress: Socket.Address
+    let host: ServerHost
+    let connectTime: Double
+    let lastUsed: Double
+    let backendKey: UInt64
+    let params: [String: (name: String, value: String)]
+    let reportedOrder: [String]
+    let paramsInSync: [String: String]?
+    let sessionSettings: SessionSettings
+    let sessionDirty: Bool
+    let statementCache: ServerStatementCache
+}
+
+extension ServerConnection {
+    /// Whether this idle server can go to another loop now: nothing half-read or half-written.
+    var transferable: Bool {
+        state == .idle && inbuf.isEmpty && ownOut.isEmpty && !closeNeeded && cancelsInFlight == 0
+    }
+
+    /// Leaves this loop for another: the endpoint closes without closing the socket.
+    func detachForTransfer() -> ServerTransfer {
+        let pool = self.pool
+        let (fd, ssl) = (self.fd, self.ssl)
+        let t = ServerTransfer(poolKey: pool.key, database: pool.database.dbname, user: pool.serverUser, fd: fd,
+                               ssl: ssl, address: address, localAddress: localAddress, host: host,
+                               connectTime: connectTime, lastUsed: lastUsed, backendKey: backendKey, params: params,
+                               reportedOrder: reportedOrder, paramsInSync: paramsInSync,
+                               sessionSettings: sessionSettings, sessionDirty: sessionDirty,
+                               statementCache: statementCache)
+        state = .closed
+        _ = releaseSocket()
+        loop.serverLeft(self)
+        return t
+    }
+}
+
+extension Pool {
+    /// With several loops, after every change of this pool's idle or waiting figures: publish
+    /// them, then hand an idle server to a loop whose clients wait, or ask a loop that idles one
+    /// for it when this loop's clients wait for a server the limits do not let it open.
+    @inline(__always)
+    func balance() {
+        if let share { balance(share) }
+    }
+
+    private func balance(_ share: PoolShare) {
+        let me = loop.index
+        let (waitingLoop, idleLoop) = share.publish(loop: me, idle: machine.idle.count, waiting: machine.waitingCount)
+        if let target = waitingLoop, machine.idle.last?.server.transferable == true, let member = machine.handOverIdle() {
+            send(member.server, to: target)
+            _ = share.publish(loop: me, idle: machine.idle.count, waiting: machine.waitingCount)
+        } else if let source = idleLoop, machine.serversWanted > pullsInFlight {
+            pullsInFlight += 1
+            let key = self.key
+            loop.group.post(to: source) { $0.pools[key]?.giveIdle(to: me) }
+        }
+    }
+
+    private func send(_ server: ServerConnection, to target: Int) {
+        let t = server.detachForTransfer()
+        loop.serversMovedOut &+= 1
+        loop.group.post(to: target) { $0.adoptTransferred(t) }
+    }
+
+    /// Another loop's clients wait: one of this pool's idle servers goes there, if this loop's
+    /// own clients do not need it.
+    func giveIdle(to target: Int) {
+        if machine.idle.last?.server.transferable == true, let member = machine.handOverIdle() {
+            send(member.server, to: target)
+            balance()
+        } else {
+            let key = self.key
+            loop.group.post(to: target) { $0.pools[key]?.pullAnswered() }
+        }
+    }
+
+    func pullAnswered() {
+        pullsInFlight = max(0, pullsInFlight - 1)
+        balance()
+    }
+
+    /// A server from another loop joins this pool as if it had just logged in: it greets clients
+    /// waiting for the welcome and is lent to the first waiting client.
+    func adopt(_ t: ServerTransfer) {
+        pullsInFlight = max(0, pullsInFlight - 1)
+        loop.serversMovedIn &+= 1
+        let server = ServerConnection(loop: loop, pool: self, fd: t.fd, address: t.address, host: t.host,
+                                      connectTime: t.connectTime)
+        server.ssl = t.ssl
+        server.localAddress = t.localAddress
+        server.lastUsed = t.lastUsed
+        server.backendKey = t.backendKey
+        server.params = t.params
+        server.reportedOrder = t.reportedOrder
+        server.paramsInSync = t.paramsInSync
+        server.sessionSettings = t.sessionSettings
+        server.sessionDirty = t.sessionDirty
+        server.statementCache = t.statementCache
+        server.statementCache.setCapacity(loop.config.settings.maxPreparedStatements)
+        machine.connectStarted()
+        loop.serverOpened(server)
+        serverLoggedIn(server)
+    }
+}
+
+extension EventLoop {
+    /// A server another loop handed over (`Pool.balance`); closed when its pool is gone here.
+    func adoptTransferred(_ t: ServerTransfer) {
+        if let pool = pools[t.poolKey], pool.selector.hosts.contains(t.host) {
+            pool.adopt(t)
+            return
+        }
+        var m = MessageBuilder()
+        m.terminate()
+        if let ssl = t.ssl {
+            m.bytes.withUnsafeBytes { b in _ = SSL_write(ssl, b.baseAddress, Int32(b.count)) }
+            SSL_free(ssl)
+        } else {
+            m.bytes.withUnsafeBytes { b in _ = send(t.fd, b.baseAddress, b.count, Int32(MSG_NOSIGNAL)) }
+        }
+        close(t.fd)
+        group.budget.released(pool: t.poolKey, database: t.database, user: t.user)
+    }
+}

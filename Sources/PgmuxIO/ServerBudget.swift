@@ -1,0 +1,108 @@
+import PgmuxCore
+
+/// The server limits of the whole process, whatever loop opens the server: pool_size and
+/// reserve_pool_size per pool, max_db_connections and max_user_connections (`ServerCaps`). A
+/// server is counted from the moment a loop decides to open it (`reserve`, under the lock with
+/// the decision, so two loops can never both take the last place) until it closes; a server
+/// moving between loops stays counted. PostgreSQL therefore never sees more backends than the
+/// configuration allows, whatever `workers` is.
+final class ServerBudget: @unchecked Sendable {
+    private let lock = Lock()
+    private var caps = ServerCaps()
+    /// Servers per pool key (connecting, lent or idle, on every loop), listeners excepted.
+    private var pools: [String: Int] = [:]
+
+    /// Counts one more server of pool `key` when `decide` (asked with the pool's total across
+    /// loops) allows one and the caps do: `.allow`. `.deny` when either refuses, `.evict` when
+    /// a cap is full and a waiting client may have an idle server of another pool closed.
+    /// `key` nil: a server outside the pool's count (a LISTEN/NOTIFY listener), caps only.
+    func reserve(pool key: String?, database: String, user: String, maxDatabase: Int, maxUser: Int,
+                 evictIfNeeded: Bool, decide: (Int) -> Bool) -> ServerCaps.Verdict {
+        lock.withLock {
+            guard decide(key.flatMap { pools[$0] } ?? 0) else { return .deny }
+            let verdict = caps.verdict(database: database, user: user, maxDatabase: maxDatabase, maxUser: maxUser,
+                                       evictIfNeeded: evictIfNeeded)
+            if verdict == .allow {
+                if let key { pools[key, default: 0] += 1 }
+                caps.opened(database: database, user: user)
+            }
+            return verdict
+        }
+    }
+
+    /// A counted server closed, or a reserved one could not be started (`pool` nil: outside
+    /// the pool's count).
+    func released(pool key: String?, database: String, user: String) {
+        lock.withLock {
+            if let key {
+                let n = (pools[key] ?? 1) - 1
+                pools[key] = n > 0 ? n : nil
+            }
+            caps.closed(database: database, user: user)
+        }
+    }
+
+    func total(pool key: String) -> Int { lock.withLock { pools[key] ?? 0 } }
+    func count(database: String) -> Int { lock.withLock { caps.count(database: database) } }
+    func count(user: String) -> Int { lock.withLock { caps.count(user: user) } }
+}
+
+/// A pool's login backoff, failing flag and cached error, shared by its loops.
+struct PoolLoginState: Sendable {
+    var backoff: LoginBackoff
+    var failing: Bool
+    var message: String
+}
+
+/// Who idles and who waits in one pool, per loop, so that no client waits on one loop while an
+/// idle server of its pool sits on another: a loop that idles a server while another loop's
+/// clients wait hands it over, and a loop whose clients wait for a server it may not open asks
+/// a loop that idles one. Both sides publish under one lock before they look, so at least one
+/// of them sees the other.
+final class PoolShare: @unchecked Sendable {
+    let key: String
+    private let lock = Lock()
+    private var idle: [Int]
+    private var waiting: [Int]
+
+    init(key: String, loops: Int) {
+        self.key = key
+        idle = Array(repeating: 0, count: loops)
+        waiting = Array(repeating: 0, count: loops)
+    }
+
+    /// Publishes loop `index`'s figures; returns the other loop with the most waiting clients
+    /// and one with an idle server, if any.
+    func publish(loop index: Int, idle myIdle: Int, waiting myWaiting: Int) -> (waiting: Int?, idle: Int?) {
+        lock.withLock {
+            idle[index] = myIdle
+            waiting[index] = myWaiting
+            var mostWaiting: Int?, anyIdle: Int?
+            for i in idle.indices where i != index {
+                if waiting[i] > 0 && (mostWaiting.map { waiting[i] > waiting[$0] } ?? true) { mostWaiting = i }
+                if idle[i] > 0 && anyIdle == nil { anyIdle = i }
+            }
+            return (mostWaiting, anyIdle)
+        }
+    }
+
+    /// The pool's login health as the loop that logged in last left it (a pool made later on
+    /// another loop starts from it).
+    var loginState: PoolLoginState? {
+        get { lock.withLock { storedLoginState } }
+        set { lock.withLock { storedLoginState = newValue } }
+    }
+    private var storedLoginState: PoolLoginState?
+
+    /// The ParameterStatus set of the pool's first server login on any loop.
+    var welcome: [(String, String)]? {
+        get { lock.withLock { storedWelcome } }
+        set { lock.withLock { if storedWelcome == nil { storedWelcome = newValue } } }
+    }
+    private var storedWelcome: [(String, String)]?
+
+    /// Loops other than `index` whose clients wait (a server closed: they may open one now).
+    func waitingLoops(except index: Int) -> [Int] {
+        lock.withLock { waiting.indices.filter { $0 != index && waiting[$0] > 0 } }
+    }
+}

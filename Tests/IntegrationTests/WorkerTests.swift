@@ -1,0 +1,176 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// `workers = 2`: one pooler on two event loops. Limits stay global and exact, no client waits
+/// while an idle server of its pool sits on the other loop, cancels and the console reach every
+/// loop, and the metrics endpoint adds them up.
+final class WorkerTests: XCTestCase {
+    private func pgmux(_ settings: [String: String] = [:]) throws -> PgmuxProcess {
+        var s = ["workers": "2", "admin_users": "admin"]
+        for (k, v) in settings { s[k] = v }
+        return try PgmuxProcess(settings: s, userlist: [PostgresCluster.scramUser, PostgresCluster.md5User, ("admin", "adminpw")])
+    }
+
+    private func console(_ p: PgmuxProcess) throws -> PQConnection {
+        try PQConnection(p.conninfo(user: "admin", password: "adminpw", database: "pgbouncer"))
+    }
+
+    private func show(_ c: PQConnection, _ what: String) throws -> [[String: String]] {
+        let res = try c.queryWithColumns("SHOW \(what)")
+        return res.rows.map { row in Dictionary(uniqueKeysWithValues: zip(res.columns, row.map { $0 ?? "NULL" })) }
+    }
+
+    /// Opens clients until some sit on each worker; returns them by worker (SHOW CLIENTS `worker`).
+    private func clientsOnBothWorkers(_ p: PgmuxProcess, _ admin: PQConnection, atLeast n: Int = 1) throws -> [Int: [PQConnection]] {
+        var byWorker: [Int: [PQConnection]] = [:]
+        for _ in 0..<64 {
+            let c = try PQConnection(p.conninfo())
+            let pid = try XCTUnwrap(try c.scalar("SELECT 'app-' || (random() * 1e9)::bigint"))
+            try c.query("SET application_name = '\(pid)'")
+            let row = try show(admin, "CLIENTS").first { $0["application_name"] == pid }
+            let worker = Int(try XCTUnwrap(row?["worker"])) ?? -1
+            byWorker[worker, default: []].append(c)
+            if byWorker.count == 2 && byWorker.values.allSatisfy({ $0.count >= n }) { return byWorker }
+        }
+        XCTFail("clients did not spread over both workers: \(byWorker.mapValues(\.count))")
+        return byWorker
+    }
+
+    private func peakBackends(during work: @escaping @Sendable () throws -> Void) throws -> Int {
+        let done = Flag(), errorBox = ErrorBox()
+        let t = Thread { do { try work() } catch { errorBox.error = error }; done.set() }
+        t.start()
+        var peak = 0
+        while !done.isSet {
+            peak = max(peak, try PostgresCluster.shared.backendCount(user: PostgresCluster.scramUser.0))
+            usleep(50_000)
+        }
+        if let e = errorBox.error { throw e }
+        return peak
+    }
+
+    func testPoolSizeIsGlobalAcrossWorkersUnderLoad() throws {
+        let p = try pgmux(["default_pool_size": "3"])
+        let admin = try console(p)
+        let port = p.port
+        let peak = try peakBackends {
+            let r = try Pgbench.run(port: port, clients: 24, seconds: 4)
+            XCTAssertGreaterThan(r.transactions, 500)
+        }
+        XCTAssertGreaterThan(peak, 0)
+        XCTAssertLessThanOrEqual(peak, 3, "PostgreSQL saw more backends than pool_size with two workers")
+        let threads = try show(admin, "THREADS")
+        XCTAssertEqual(threads.map { $0["worker"] }, ["0", "1"])
+        for t in threads { XCTAssertGreaterThan(Double(t["cpu_seconds"] ?? "") ?? 0, 0, "both loops ran: \(threads)") }
+        XCTAssertTrue(p.isRunning)
+    }
+
+    func testMaxDbConnectionsIsGlobalAcrossWorkers() throws {
+        let p = try pgmux(["default_pool_size": "6", "max_db_connections": "2"])
+        let port = p.port
+        let peak = try peakBackends {
+            let r = try Pgbench.run(port: port, clients: 16, seconds: 3)
+            XCTAssertGreaterThan(r.transactions, 200)
+        }
+        XCTAssertLessThanOrEqual(peak, 2, "max_db_connections exceeded with two workers")
+    }
+
+    /// pool_size 1: the only server idles on one loop after its client's transaction; a client
+    /// on the other loop gets it (it moves) instead of waiting for query_wait_timeout.
+    func testNoClientWaitsWhileAServerIdlesOnTheOtherWorker() throws {
+        let p = try pgmux(["default_pool_size": "1", "query_wait_timeout": "10"])
+        let admin = try console(p)
+        let clients = try clientsOnBothWorkers(p, admin)
+        let a = try XCTUnwrap(clients[0]?.first), b = try XCTUnwrap(clients[1]?.first)
+        for round in 0..<20 {
+            let (first, second) = round % 2 == 0 ? (a, b) : (b, a)
+            let started = Date()
+            XCTAssertEqual(try first.scalar("SELECT 'first'"), "first")
+            XCTAssertEqual(try second.scalar("SELECT 'second'"), "second")
+            XCTAssertLessThan(Date().timeIntervalSince(started), 2, "round \(round): a client waited for a stranded server")
+        }
+        XCTAssertLessThanOrEqual(try PostgresCluster.shared.backendCount(user: PostgresCluster.scramUser.0), 1)
+        let moved = try show(admin, "THREADS").reduce(0) { $0 + (Int($1["servers_moved_in"] ?? "") ?? 0) }
+        XCTAssertGreaterThan(moved, 0, "the server moved between the loops")
+        let pool = try XCTUnwrap(try show(admin, "POOLS").first { $0["database"] == PostgresCluster.database })
+        XCTAssertEqual(pool["sv_idle"], "1", "one server, counted once: \(pool)")
+    }
+
+    /// Several clients on both loops run a long query; each is cancelled by a CancelRequest on a
+    /// new connection, which either loop may accept.
+    func testCancelReachesClientsOfEitherWorker() throws {
+        let p = try pgmux(["default_pool_size": "8"])
+        let admin = try console(p)
+        let clients = try clientsOnBothWorkers(p, admin, atLeast: 3).values.flatMap { $0 }
+        let group = DispatchGroup()
+        let errors = Locked<[String]>([])
+        for c in clients {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                do { _ = try c.query("SELECT pg_sleep(20)"); errors.update { $0.append("not cancelled") } } catch {
+                    errors.update { $0.append("\(error)") }
+                }
+            }.start()
+        }
+        usleep(400_000)
+        let started = Date()
+        for c in clients { XCTAssertTrue(c.cancel()) }
+        XCTAssertEqual(group.wait(timeout: .now() + 10), .success)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 8)
+        XCTAssertEqual(errors.value.count, clients.count)
+        for e in errors.value { XCTAssertTrue(e.contains("canceling statement"), e) }
+    }
+
+    func testOneConsoleViewAndCommandsActOnEveryWorker() throws {
+        let p = try pgmux(["default_pool_size": "4", "query_wait_timeout": "10"])
+        let admin = try console(p)
+        let clients = try clientsOnBothWorkers(p, admin, atLeast: 2)
+        let all = clients.values.flatMap { $0 }
+        let pools = try show(admin, "POOLS").filter { $0["database"] == PostgresCluster.database }
+        XCTAssertEqual(pools.count, 1, "one row per pool: \(pools)")
+        XCTAssertEqual(pools.first?["cl_active"], String(all.count))
+        let rows = try show(admin, "CLIENTS").filter { $0["database"] == PostgresCluster.database }
+        XCTAssertEqual(rows.count, all.count)
+        XCTAssertEqual(Set(rows.compactMap { $0["worker"] }), ["0", "1"])
+        XCTAssertEqual(try show(admin, "LISTS").first { $0["list"] == "used_clients" }?["items"], String(all.count + 1))
+
+        // PAUSE holds every client on every worker; RESUME lets them all go on.
+        _ = try admin.query("PAUSE")
+        let done = Locked(0)
+        for c in all { Thread { if (try? c.scalar("SELECT 1")) == "1" { done.update { $0 += 1 } } }.start() }
+        usleep(500_000)
+        XCTAssertEqual(done.value, 0, "paused on every worker")
+        _ = try admin.query("RESUME")
+        XCTAssertTrue(waitUntil(5) { done.value == all.count }, "resumed on every worker: \(done.value)")
+
+        // RELOAD switches every worker to the new pool size.
+        let text = try String(contentsOfFile: p.configPath, encoding: .utf8)
+        try text.replacingOccurrences(of: "default_pool_size = 4", with: "default_pool_size = 2")
+            .write(toFile: p.configPath, atomically: false, encoding: .utf8)
+        _ = try admin.query("RELOAD")
+        XCTAssertEqual(try show(admin, "CONFIG").first { $0["key"] == "default_pool_size" }?["value"], "2")
+        let port = p.port
+        let peak = try peakBackends { _ = try Pgbench.run(port: port, clients: 12, seconds: 2) }
+        XCTAssertLessThanOrEqual(peak, 4, "servers above the new size close as they are released")
+
+        // KILL drops the clients of every worker.
+        _ = try admin.query("KILL \(PostgresCluster.database)")
+        for c in all { XCTAssertThrowsError(try c.scalar("SELECT 1")) }
+        XCTAssertEqual(try PQConnection(p.conninfo()).scalar("SELECT 'after kill'"), "after kill")
+    }
+
+    func testMetricsAddUpEveryWorker() throws {
+        let metricsPort = PostgresCluster.freePort()
+        let p = try pgmux(["metrics_port": "\(metricsPort)"])
+        let admin = try console(p)
+        let clients = try clientsOnBothWorkers(p, admin, atLeast: 2)
+        let total = clients.values.reduce(0) { $0 + $1.count }
+        let body = String(decoding: rawExchange(port: metricsPort, send: Array("GET /metrics HTTP/1.0\r\n\r\n".utf8)), as: UTF8.self)
+        let line = body.split(separator: "\n").first {
+            $0.hasPrefix("pgbouncer_pools_client_active_connections{") && $0.contains("database=\"\(PostgresCluster.database)\"")
+        }
+        XCTAssertEqual(line?.split(separator: " ").last.map(String.init), String(total), body)
+    }
+}
