@@ -5,10 +5,13 @@
 #
 #   scripts/bench.sh [--quick] [--rounds N] [--duration S] [--only a,b,...] [--scale N]
 #                    [--idle-counts 1000,5000,10000] [--floor] [--pgbouncer PATH[,PATH...]]
-#                    [--tls-key rsa|ec] [--pgmux PATH]
+#                    [--tls-key rsa|ec] [--pgmux PATH] [--workers N[,N...]] [--connect-ms MS]
 #
 # --pgmux PATH: the pgmux binary to measure (default .build/release/pgmux), e.g. an older build
 # to compare a change against.
+# --workers 1,2 (N or auto): one pgmux target per value, pgmux-w1, pgmux-w2, ... (pgmux-auto),
+# each started with "workers = N" in its ini; the report gives w2/w1 (each further one over the
+# first) next to each pgmux over each PgBouncer. Without it: one target "pgmux", no workers line.
 # --pgbouncer PATH[,PATH...] (repeatable): the PgBouncer binaries to compare against, each a target
 # named after its --version (pgbouncer-1.18.0, pgbouncer-1.25.2, ...); default Debian's
 # /usr/sbin/pgbouncer only. scripts/build-pgbouncer.sh builds a release into .pgbouncer/VERSION/.
@@ -19,6 +22,11 @@
 #               mode: PgBouncer has it on by default since 1.24, 1.18 lacks it: FAIL there is expected)
 #   tpcb        pgbench TPC-B-like, 50 clients
 #   many        pgbench -S, 1,000 clients over the pool of 20 (-T is 8 s longer: connecting counts)
+#   latency-1k  many with pgbench's per-transaction log (-l): p50/p99/p99.9 latency per target
+#   latency-10k the same with 10,000 clients (-T is 80 s longer; direct is skipped: PostgreSQL's
+#               max_connections has room for the pools and 1,000 clients only)
+#   scaling     SELECT 1 (pgbench -f, -M simple), 200 clients, pool of 20, poolers only, pgbench -j
+#               half the CPUs (2 to 16): tps, the pooler's cores in use and tps per worker
 #   churn       pgbench -S -C (a new connection, so a SCRAM login, per transaction), 20 clients
 #   select-tls  select over TLS (sslmode=require), 50 clients
 #   churn-tls   churn over TLS (sslmode=require): a TLS handshake and a SCRAM login per transaction
@@ -31,11 +39,18 @@
 # in every workload. The *-tls workloads run with PGSSLMODE=require, all others with disable.
 # Every pgbench workload runs against pgmux, each PgBouncer and direct, interleaved over --rounds
 # rounds (default 3, target order rotated each round) of --duration seconds (default 10); medians
-# are reported. --quick: 1 round of 3 s, idle 1,000 and 5,000 only (about 4 minutes).
+# are reported. --quick: 1 round of 3 s, idle 1,000 and 5,000 only (about 8 minutes, 3 of them
+# latency-10k's logins). pgbench's -T counts connecting: workloads of more than 50 clients get
+# --connect-ms (default 8) ms per client on top (2 s for 200 clients, 8 s for 1,000, 80 s for 10,000).
+# Latency: pgbench 15 connects all its clients before the first transaction, so its log holds no
+# login; each client's first transaction (all sent at the same instant) is left out. Debian's
+# pgbench 15 waits with ppoll, not select, so one pgbench -j 2 takes 10,000 clients (ulimit -n is
+# raised to the hard limit); the logs stay gzipped in results/<timestamp>/pgbench/txlog/.
 # --floor adds one more target to the pgbench workloads: scripts/floor-relay.c, a 1:1 relay that
 # does one recv and one send per message and nothing else. Its CPU per transaction is the least any
 # pooler can pay on this machine, so the report shows how far each pooler is above that floor.
 # A run with a pgbench error, failed or aborted clients, or a dead pooler is FAIL, never a number.
+# Pooler CPU is utime+stime from /proc/PID/stat: every thread of the process (several workers too).
 # For churn and churn-tls, a transaction is a connection (pgbench -C reconnects for every one),
 # so their CPU figures are per connection.
 # Results: Markdown tables on stdout, results/<timestamp>/results.md and results.json (raw runs in
@@ -47,8 +62,9 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 ROUNDS=3 DURATION=10 SCALE=10 ONLY="" IDLE_COUNTS=1000,5000,10000 FLOOR=0 TLS_KEY=rsa PGMUX_BIN=.build/release/pgmux
+WORKERS="" CONNECT_MS=8
 PGB_PATHS=()
-ALL_WORKLOADS=(select extended prepared tpcb many churn select-tls churn-tls idle)
+ALL_WORKLOADS=(select extended prepared tpcb many churn select-tls churn-tls idle latency-1k latency-10k scaling)
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -62,13 +78,37 @@ while [ $# -gt 0 ]; do
     --pgbouncer) IFS=, read -r -a more <<< "$2"; PGB_PATHS+=("${more[@]}"); shift ;;
     --tls-key) TLS_KEY=$2; shift ;;
     --pgmux) case "$2" in /*) PGMUX_BIN=$2 ;; *) PGMUX_BIN=$caller/$2 ;; esac; shift ;;
+    --workers) WORKERS=$2; shift ;;
+    --connect-ms) CONNECT_MS=$2; shift ;;
     -h|--help) usage 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; usage 2 >&2 ;;
   esac
   shift
 done
-[[ "$ROUNDS" =~ ^[1-9][0-9]*$ && "$DURATION" =~ ^[1-9][0-9]*$ && "$SCALE" =~ ^[1-9][0-9]*$ ]] ||
-  { echo "bench.sh: --rounds, --duration and --scale take positive integers" >&2; exit 2; }
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ && "$DURATION" =~ ^[1-9][0-9]*$ && "$SCALE" =~ ^[1-9][0-9]*$ &&
+   "$CONNECT_MS" =~ ^[1-9][0-9]*$ ]] ||
+  { echo "bench.sh: --rounds, --duration, --scale and --connect-ms take positive integers" >&2; exit 2; }
+# the pgmux targets: "pgmux" (no workers line: the binary's default), or one per --workers value,
+# pgmux-w1, pgmux-w2, ... (pgmux-auto for auto), each started with "workers = N" in its ini
+declare -A PGMUX_WORKERS=()
+PGMUXES=()
+if [ -z "$WORKERS" ]; then
+  PGMUXES=(pgmux)
+else
+  IFS=, read -r -a wl <<< "$WORKERS"
+  for v in "${wl[@]}"; do
+    case "$v" in
+      auto) n=pgmux-auto ;;
+      *) [[ "$v" =~ ^[1-9][0-9]*$ ]] ||
+           { echo "bench.sh: --workers takes a comma-separated list of positive integers or auto" >&2; exit 2; }
+         v=$((10#$v)) n=pgmux-w$v ;;
+    esac
+    [ -n "${PGMUX_WORKERS[$n]:-}" ] && continue
+    PGMUX_WORKERS[$n]=$v
+    PGMUXES+=("$n")
+  done
+  [ ${#PGMUXES[@]} -gt 0 ] || { echo "bench.sh: --workers needs at least one value" >&2; exit 2; }
+fi
 case "$TLS_KEY" in rsa|ec) ;; *) echo "bench.sh: --tls-key takes rsa or ec" >&2; exit 2 ;; esac
 [ ${#PGB_PATHS[@]} -gt 0 ] || PGB_PATHS=(/usr/sbin/pgbouncer)
 workloads=()
@@ -121,13 +161,16 @@ command -v "$PY" >/dev/null || { echo "bench.sh: python3 is needed" >&2; exit 1;
 is_root=0; [ "$(id -u)" = 0 ] && is_root=1
 as_pg() { if [ $is_root = 1 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
-# 10,000 idle clients need 10,000 descriptors in the pooler and in the client
+# 10,000 idle clients (or latency-10k's pgbench clients) need 10,000 descriptors in the pooler and
+# in the client
 hard=$(ulimit -Hn); [ "$hard" = unlimited ] && hard=65536
 [ "$hard" -gt 65536 ] && hard=65536
 ulimit -n "$hard" || true
 max_idle=$(tr , '\n' <<< "$IDLE_COUNTS" | sort -n | tail -n 1)
-if [ "$(ulimit -n)" -lt $((max_idle + 200)) ]; then
-  echo "bench.sh: warning: ulimit -n is $(ulimit -n), too low for $max_idle idle clients" >&2
+max_clients=$max_idle
+[[ " ${workloads[*]} " == *" latency-10k "* ]] && [ "$max_clients" -lt 10000 ] && max_clients=10000
+if [ "$(ulimit -n)" -lt $((max_clients + 200)) ]; then
+  echo "bench.sh: warning: ulimit -n is $(ulimit -n), too low for $max_clients clients" >&2
 fi
 
 stamp=$(date +%Y%m%d-%H%M%S)
@@ -138,7 +181,7 @@ tmp=$(mktemp -d /tmp/pgmux-bench-XXXXXX)
 chmod 755 "$tmp"
 
 declare -A PID=() LAUNCHER=() PORT=() LOGPOS=()
-POOLERS=(pgmux "${PGBOUNCERS[@]}")   # pgmux and every PgBouncer; the floor relay is not one
+POOLERS=("${PGMUXES[@]}" "${PGBOUNCERS[@]}")   # every pgmux and every PgBouncer; the floor relay is not one
 child=
 # fd 9 is the script's stderr: a signal arriving while run_child waits runs the traps with that
 # call's redirections (the pgbench output file) still in place
@@ -163,9 +206,8 @@ free_port() {
   echo "$p"
 }
 PORT[direct]=$(free_port 25432)
-PORT[pgmux]=$(free_port 26432)
-last=${PORT[pgmux]}
-for n in "${PGBOUNCERS[@]}"; do PORT[$n]=$(free_port $((last + 1))); last=${PORT[$n]}; done
+last=26431
+for n in "${POOLERS[@]}"; do PORT[$n]=$(free_port $((last + 1))); last=${PORT[$n]}; done
 PORT[relay]=$(free_port $((last + 1)))
 
 t_start=$(date +%s)
@@ -184,8 +226,12 @@ if [ $is_root = 1 ]; then chown -R postgres: "$tmp/tls"; fi
 export PGSSLMODE=disable
 
 # ---- PostgreSQL
+# room for every pool (20 connections each) and for 1,000 direct clients (many, latency-1k), not
+# for 10,000: latency-10k skips direct
+DIRECT_MAX=1000
+PG_MAX_CONNECTIONS=$((DIRECT_MAX + 20 * ${#POOLERS[@]} + 50))
 log "PostgreSQL 15 cluster on 127.0.0.1:${PORT[direct]}, ssl on with a $tls_desc key (temp dir $tmp)"
-PG_MAX_CONNECTIONS=1100 PG_SSL_CERT_FILE="$tmp/tls/server.crt" PG_SSL_KEY_FILE="$tmp/tls/server.key" \
+PG_MAX_CONNECTIONS=$PG_MAX_CONNECTIONS PG_SSL_CERT_FILE="$tmp/tls/server.crt" PG_SSL_KEY_FILE="$tmp/tls/server.key" \
   scripts/pg-cluster.sh start "$tmp/pg" "${PORT[direct]}"
 SU=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "${PORT[direct]}" -U postgres)
 "${SU[@]}" -d postgres -c "CREATE ROLE bench LOGIN PASSWORD 'benchpw'" -c "CREATE DATABASE bench OWNER bench"
@@ -196,11 +242,13 @@ pgbench -q -i -s "$SCALE" -p "${PORT[direct]}" >"$out/pgbench/init.out" 2>&1 ||
 
 # ---- poolers: the same ini for all, apart from port and paths
 printf '"bench" "benchpw"\n' > "$tmp/userlist.txt"
+# scaling: a query PostgreSQL answers without touching a table, so that the pooler is the bottleneck
+echo 'SELECT 1;' > "$tmp/select1.sql"
 chmod 600 "$tmp/userlist.txt"
 mkdir -p "$tmp/bin"
 for n in "${POOLERS[@]}"; do mkdir -p "$tmp/$n"; done
 # copies: a concurrent rebuild must not change a binary mid-run, and postgres must be able to run it
-cp "$PGMUX_BIN" "$tmp/bin/pgmux"
+cp "$PGMUX_BIN" "$tmp/bin/pgmux"   # one copy for every pgmux target
 for n in "${PGBOUNCERS[@]}"; do cp "${PGB_BIN[$n]}" "$tmp/bin/$n"; done
 if [ $FLOOR = 1 ]; then
   mkdir -p "$tmp/relay"
@@ -239,15 +287,16 @@ client_tls_key_file = $tmp/tls/server.key
 client_tls_cert_file = $tmp/tls/server.crt
 server_tls_sslmode = disable
 INI
+  if [ -n "${PGMUX_WORKERS[$n]:-}" ]; then echo "workers = ${PGMUX_WORKERS[$n]}" >> "$tmp/$n/$n.ini"; fi
 done
 
 start_pooler() {
   local n=$1 i pid=
   rm -f "$tmp/$n/$n.pid"
   LOGPOS[$n]="$(cat "$tmp/$n/$n.log" 2>/dev/null | wc -l) $(cat "$tmp/$n/stdout.log" 2>/dev/null | wc -l)"
-  if [ "$n" = pgmux ]; then
+  if is_pgmux "$n"; then
     local runas=(); [ $is_root = 1 ] && runas=(-u postgres)
-    "$tmp/bin/pgmux" "${runas[@]}" "$tmp/pgmux/pgmux.ini" >>"$tmp/pgmux/stdout.log" 2>&1 &
+    "$tmp/bin/pgmux" "${runas[@]}" "$tmp/$n/$n.ini" >>"$tmp/$n/stdout.log" 2>&1 &
   elif [ "$n" = relay ]; then
     "$tmp/bin/floor-relay" "${PORT[relay]}" "${PORT[direct]}" >>"$tmp/relay/stdout.log" 2>&1 &
   else
@@ -274,10 +323,11 @@ start_pooler() {
   PID[$n]=$pid
   local nofile
   nofile=$(awk '/Max open files/ {print $4}' "/proc/$pid/limits")
-  [ "$nofile" -ge $((max_idle + 200)) ] ||
+  [ "$nofile" -ge $((max_clients + 200)) ] ||
     echo "bench.sh: warning: $n may open only $nofile files" >&2
 }
 is_pgbouncer() { [[ " ${PGBOUNCERS[*]} " == *" $1 "* ]]; }
+is_pgmux() { [[ " ${PGMUXES[*]} " == *" $1 "* ]]; }
 stop_pooler() {
   local n=$1 pid=${PID[$1]:-} i
   # interrupted while starting: a PgBouncer's launcher (runuser) is not the pooler, its pidfile says
@@ -314,6 +364,8 @@ ensure_pooler() {   # a pooler that died in an earlier run is restarted (and its
   stop_pooler "$n"
   start_pooler "$n"
 }
+# /proc/PID/stat's utime and stime are the whole process's (every thread, living or exited), so
+# this stays right for a pgmux with several workers and its crypto and auth threads
 cpu_ticks() {   # "utime stime" of a process, in clock ticks
   local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo "0 0"; return; }
   s=${s##*) }
@@ -357,27 +409,52 @@ pgbench_args() {
     churn)    echo "-S -M simple -C -c 20 -j 2" ;;
     select-tls) echo "-S -M simple -c 50 -j 2" ;;
     churn-tls)  echo "-S -M simple -C -c 20 -j 2" ;;
+    latency-1k)  echo "-S -M simple -c 1000 -j 2" ;;
+    latency-10k) echo "-S -M simple -c 10000 -j 2" ;;
+    scaling)  echo "-M simple -f $tmp/select1.sql -c 200 -j $SCALING_JOBS" ;;
   esac
 }
+# scaling's pgbench threads: half the CPUs (the rest for the pooler and PostgreSQL), 2 to 16
+SCALING_JOBS=$(( $(nproc) / 2 )); [ $SCALING_JOBS -lt 2 ] && SCALING_JOBS=2; [ $SCALING_JOBS -gt 16 ] && SCALING_JOBS=16
 sslmode() { case "$1" in *-tls) echo require ;; *) echo disable ;; esac; }
+clients() { local a; a=$(pgbench_args "$1"); a=${a#*-c }; echo "${a%% *}"; }
 
-# pgbench's -T clock includes connecting, and 1,000 SCRAM logins take up to ~6 s here (its tps
-# leaves the connection time out)
-run_seconds() { if [ "$1" = many ]; then echo $((DURATION + 8)); else echo "$DURATION"; fi; }
+# pgbench's -T clock includes connecting (pgbench 15 connects every client before the first
+# transaction; its tps leaves the connection time out), and 1,000 SCRAM logins take up to ~6 s
+# here: workloads of more than 50 clients get --connect-ms (default 8) ms per client on top
+run_seconds() {
+  local c; c=$(clients "$1")
+  if [ "$c" -gt 50 ]; then echo $((DURATION + (c * CONNECT_MS + 999) / 1000)); else echo "$DURATION"; fi
+}
+# which targets a workload runs against: scaling is about the poolers only; direct (and the 1:1
+# floor relay) take at most DIRECT_MAX clients, so latency-10k skips them
+runs_on() {   # workload target
+  [ "$2" = direct ] || [ "$2" = relay ] || return 0
+  [ "$1" = scaling ] && return 1
+  [ "$(clients "$1")" -le $DIRECT_MAX ]
+}
 
 run_pgbench() {   # workload target round
   local w=$1 t=$2 r=$3 rc=0 u0=0 s0=0 u1=0 s1=0 live=1 f="$out/pgbench/$1-$2-$3.out"
-  local cpu=() m0 m1
+  local cpu=() m0 m1 w0 w1 txlog=() prefix=
   if [ "$t" != direct ]; then
     ensure_pooler "$t" || { echo "pgbench: error: $t could not be started" > "$f"; }
     read -r u0 s0 <<< "$(cpu_ticks "${PID[$t]:-0}")"
   fi
-  m0=$(machine_ticks)
+  # the latency workloads keep pgbench's per-transaction log (one file per pgbench thread)
+  case "$w" in latency-*)
+    mkdir -p "$out/pgbench/txlog"
+    prefix="$out/pgbench/txlog/$w-$t-$r"
+    txlog=(-l --log-prefix "$prefix") ;;
+  esac
+  m0=$(machine_ticks) w0=$(date +%s%N)
   # shellcheck disable=SC2046
-  run_child env PGSSLMODE="$(sslmode "$w")" timeout -k 5 $((DURATION + 120)) \
-    pgbench -n $(pgbench_args "$w") -T "$(run_seconds "$w")" -p "${PORT[$t]}" >>"$f" 2>&1 || rc=$?
-  m1=$(machine_ticks)
-  cpu=(--machine-ticks $((m1 - m0)) --clk-tck "$CLK_TCK")
+  run_child env PGSSLMODE="$(sslmode "$w")" timeout -k 5 $(($(run_seconds "$w") + 120)) \
+    pgbench -n $(pgbench_args "$w") "${txlog[@]}" -T "$(run_seconds "$w")" -p "${PORT[$t]}" >>"$f" 2>&1 || rc=$?
+  m1=$(machine_ticks) w1=$(date +%s%N)
+  cpu=(--machine-ticks $((m1 - m0)) --clk-tck "$CLK_TCK" --wall-ms $(((w1 - w0) / 1000000)))
+  [ -n "$prefix" ] && cpu+=(--txlog-prefix "$prefix")
+  [ -n "${PGMUX_WORKERS[$t]:-}" ] && cpu+=(--workers "${PGMUX_WORKERS[$t]}")
   if [ "$t" != direct ]; then
     if alive "$t"; then
       read -r u1 s1 <<< "$(cpu_ticks "${PID[$t]}")"
@@ -389,6 +466,7 @@ run_pgbench() {   # workload target round
   fi
   "$PY" scripts/bench_report.py record --runs "$runs" --workload "$w" --target "$t" --round "$r" \
     --rc "$rc" --out "$f" --alive "$live" "${cpu[@]}" || echo "bench.sh: could not record $f" >&2
+  if [ -n "$prefix" ]; then gzip -1 -f "$prefix".* 2>/dev/null || true; fi
   settle
 }
 
@@ -403,7 +481,7 @@ run_idle() {   # target round
   run_child timeout -k 5 900 "$PY" scripts/bench_report.py idle --runs "$runs" --target "$t" --round "$r" \
     --pid "${PID[$t]}" --port "${PORT[$t]}" --user bench --password benchpw --db bench \
     --counts "$IDLE_COUNTS" --settle "$([ "$DURATION" -lt 5 ] && echo 1 || echo 2)" \
-    --active 1000 --active-seconds $((DURATION + 8)) --pgbench-out "$out/pgbench/busy-$t-$r.out" ||
+    --active 1000 --active-seconds $((DURATION + (1000 * CONNECT_MS + 999) / 1000)) --pgbench-out "$out/pgbench/busy-$t-$r.out" ||
     echo "bench.sh: idle clients against $t ended with status $?" >&2
   ensure_pooler "$t" || true
 }
@@ -412,23 +490,38 @@ run_idle() {   # target round
 pgmux_v=$("$tmp/bin/pgmux" -V 2>&1 | head -n 1 || true)
 pgb_v=$(for n in "${PGBOUNCERS[@]}"; do printf '%s, ' "${PGB_VERSION[$n]}"; done)
 pgb_v=${pgb_v%, }
-targets=(pgmux "${PGBOUNCERS[@]}" direct)
+targets=("${PGMUXES[@]}" "${PGBOUNCERS[@]}" direct)
 if [ $FLOOR = 1 ]; then targets+=(relay); fi
+skipped=$(for w in "${workloads[@]}"; do
+  [ "$w" = idle ] && continue
+  for t in "${targets[@]}"; do runs_on "$w" "$t" || printf '%s=%s\n' "$w" "$t"; done
+done)
+pgmux_workers=$(for n in "${PGMUXES[@]}"; do printf '%s=%s\n' "$n" "${PGMUX_WORKERS[$n]:-}"; done)
 pg_v=$("${SU[@]}" -d postgres -Atc "SHOW server_version" | awk '{print $1}')
 cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 pgb_files=$(for n in "${PGBOUNCERS[@]}"; do printf '%s=%s\n' "$n" "$(readlink -f "${PGB_BIN[$n]}")"; done)
 STARTED=$(date -Iseconds) HOST="$(nproc) CPUs ($cpu_model), $(uname -sr)" \
 VERSIONS="$pgmux_v, $pgb_v, PostgreSQL $pg_v" ROUNDS=$ROUNDS DURATION=$DURATION SCALE=$SCALE \
 WORKLOADS="${workloads[*]}" IDLE_COUNTS=$IDLE_COUNTS TARGETS="${targets[*]}" \
-PGB_NAMES="${PGBOUNCERS[*]}" PGB_FILES="$pgb_files" \
-TLS_KEY="$tls_desc" "$PY" - > "$out/meta.json" <<'EOF'
+PGB_NAMES="${PGBOUNCERS[*]}" PGB_FILES="$pgb_files" PGMUX_WORKERS="$pgmux_workers" SKIPPED="$skipped" \
+PG_MAX_CONNECTIONS=$PG_MAX_CONNECTIONS DIRECT_MAX=$DIRECT_MAX CONNECT_MS=$CONNECT_MS NPROC=$(nproc) \
+SCALING_ARGS="$(pgbench_args scaling | sed "s|$tmp/||")" TLS_KEY="$tls_desc" "$PY" - > "$out/meta.json" <<'EOF'
 import json, os
 e = os.environ
+pairs = lambda v: [l.split("=", 1) for l in v.splitlines() if l]
+skipped = {}
+for w, t in pairs(e["SKIPPED"]):
+    skipped.setdefault(w, []).append(t)
 print(json.dumps({"started": e["STARTED"], "host": e["HOST"], "versions": e["VERSIONS"],
                   "rounds": int(e["ROUNDS"]), "duration": int(e["DURATION"]), "scale": int(e["SCALE"]),
                   "workloads": e["WORKLOADS"].split(), "idle_counts": e["IDLE_COUNTS"],
                   "targets": e["TARGETS"].split(), "pgbouncers": e["PGB_NAMES"].split(),
-                  "pgbouncer_paths": dict(l.split("=", 1) for l in e["PGB_FILES"].splitlines() if l),
+                  "pgmuxes": [n for n, _ in pairs(e["PGMUX_WORKERS"])],
+                  "workers": {n: (int(v) if v.isdigit() else v or None) for n, v in pairs(e["PGMUX_WORKERS"])},
+                  "pgbouncer_paths": dict(pairs(e["PGB_FILES"])),
+                  "skipped": skipped, "pg_max_connections": int(e["PG_MAX_CONNECTIONS"]),
+                  "direct_max": int(e["DIRECT_MAX"]), "connect_ms": int(e["CONNECT_MS"]),
+                  "cpus": int(e["NPROC"]), "scaling_args": e["SCALING_ARGS"],
                   "tls_key": e["TLS_KEY"]}))
 EOF
 
@@ -454,8 +547,10 @@ for r in $(seq "$ROUNDS"); do
         if [[ " ${POOLERS[*]} " == *" $t "* ]]; then run_idle "$t" "$r"; fi
       done
     else
-      log "round $r/$ROUNDS: $w ($(pgbench_args "$w") -T $(run_seconds "$w"), sslmode=$(sslmode "$w"))"
-      for t in "${order[@]}"; do run_pgbench "$w" "$t" "$r"; done
+      log "round $r/$ROUNDS: $w ($(pgbench_args "$w" | sed "s|$tmp/||") -T $(run_seconds "$w"), sslmode=$(sslmode "$w"))"
+      for t in "${order[@]}"; do
+        if runs_on "$w" "$t"; then run_pgbench "$w" "$t" "$r"; fi
+      done
     fi
   done
 done

@@ -15,9 +15,11 @@ failed in any round is shown as FAIL for that target.
 import argparse
 import asyncio
 import base64
+import glob
 import hashlib
 import hmac
 import json
+import math
 import os
 import re
 import secrets
@@ -42,6 +44,10 @@ def parse_pgbench(text):
     r["conn_ms"] = float(m.group(1)) if m else None
     m = re.search(r"^tps = ([\d.]+)", text, re.M)
     r["tps"] = float(m.group(1)) if m else None
+    # -T counts connecting: what is left of it is the time over which the transactions ran
+    m = re.search(r"^duration: (\d+) s", text, re.M)
+    if m and r["conn_ms"] is not None and "initial connection time" in text:
+        r["steady_s"] = max(0.0, int(m.group(1)) - r["conn_ms"] / 1000.0)
     return r
 
 
@@ -67,8 +73,50 @@ def pgbench_failures(text, r, died_reason, rc):
     if r["failed_txns"]:
         reasons.append("%d failed transactions" % r["failed_txns"])
     if not r["txns"] or r["tps"] is None:
-        reasons.append("no transactions")
+        if not err and not rc and re.search(r"^duration: \d+ s", text, re.M):
+            # pgbench 15 prints no connection time when the -T alarm fired before it was connected
+            reasons.append("no transactions (connecting took all of -T? raise --connect-ms)")
+        else:
+            reasons.append("no transactions")
     return reasons
+
+
+def percentile(ordered, p):
+    """nearest rank: the smallest value with at least p of the values at or below it"""
+    return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
+
+
+def txlog_latencies(prefix):
+    """latency percentiles (ms) from pgbench's per-transaction logs PREFIX.PID[.TID], one per
+    pgbench thread: lines "client_id transaction_no time_us script_no time_epoch time_us".
+    Each client's first transaction (its lowest transaction_no) is left out: pgbench 15 connects
+    every client first and then sends all their first queries at the same instant, so that round
+    measures the start, not the steady state; nothing before it is in the log (connecting is not a
+    transaction)."""
+    files = [f for f in glob.glob(glob.escape(prefix) + ".*") if not f.endswith(".gz")]
+    rows, first_no, failed = [], {}, 0
+    for path in files:
+        with open(path, errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) < 3 or not fields[0].isdigit() or not fields[1].isdigit():
+                    continue
+                if not fields[2].isdigit():   # "failed", "skipped", ...: not a latency
+                    failed += 1
+                    continue
+                client, no = int(fields[0]), int(fields[1])
+                rows.append((client, no, int(fields[2])))
+                if no < first_no.get(client, no + 1):
+                    first_no[client] = no
+    lat = [us for client, no, us in rows if no != first_no[client]]
+    r = {"lat_files": len(files), "lat_txns": len(lat), "lat_first_dropped": len(rows) - len(lat),
+         "lat_clients": len(first_no), "lat_failed": failed}
+    if lat:
+        lat.sort()
+        for key, p in (("p50_ms", 0.5), ("p99_ms", 0.99), ("p999_ms", 0.999)):
+            r[key] = percentile(lat, p) / 1000.0
+        r["max_ms"] = lat[-1] / 1000.0
+    return r
 
 
 def cmd_record(a):
@@ -76,6 +124,25 @@ def cmd_record(a):
     r = parse_pgbench(text)
     rec = {"workload": a.workload, "target": a.target, "round": a.round, "rc": a.rc, **r}
     reasons = pgbench_failures(text, r, None if a.alive else a.died_reason or "pooler died", a.rc)
+    if a.txlog_prefix:
+        lr = txlog_latencies(a.txlog_prefix)
+        rec.update(lr)
+        if not lr["lat_files"]:
+            reasons.append("no per-transaction log")
+        elif not lr["lat_txns"]:
+            reasons.append("no transaction after each client's first in the per-transaction log")
+        if lr["lat_failed"]:
+            reasons.append("%d failed transactions in the per-transaction log" % lr["lat_failed"])
+    if a.workers:
+        rec["workers"] = int(a.workers) if a.workers.isdigit() else a.workers
+    if a.wall_ms:
+        rec["wall_s"] = a.wall_ms / 1000.0
+        if a.machine_ticks is not None:
+            rec["machine_cores"] = a.machine_ticks / a.clk_tck / rec["wall_s"]
+        if a.cpu_ticks is not None:
+            # the pooler's cores in use: its CPU seconds (the logins' included) per second of the
+            # transactions (pgbench's -T less its connecting), or of the whole run
+            rec["cores"] = a.cpu_ticks / a.clk_tck / (r.get("steady_s") or rec["wall_s"])
     rec["ok"] = not reasons
     rec["reason"] = "; ".join(dict.fromkeys(reasons)) or None
     if a.machine_ticks is not None and r["txns"]:
@@ -90,6 +157,10 @@ def cmd_record(a):
         f.write(json.dumps(rec) + "\n")
     if rec["ok"]:
         cpu = " cpu %.1f us/txn" % rec["cpu_us_per_txn"] if "cpu_us_per_txn" in rec else ""
+        if rec.get("cores") is not None and a.workload == "scaling":
+            cpu += ", %.2f cores" % rec["cores"]
+        if rec.get("p99_ms") is not None:
+            cpu += ", p50 %.1f p99 %.1f p99.9 %.1f ms" % (rec["p50_ms"], rec["p99_ms"], rec["p999_ms"])
         print("  %-10s %-16s round %d: %10.0f tps%s" % (a.workload, a.target, a.round, r["tps"], cpu))
     else:
         print("  %-10s %-16s round %d: FAIL (%s)" % (a.workload, a.target, a.round, rec["reason"]))
@@ -321,12 +392,16 @@ WORKLOADS = {
     "prepared": "select-only, -M prepared (50 clients)",
     "tpcb": "TPC-B-like (50 clients)",
     "many": "1,000 clients, pool of 20 (-S)",
+    "latency-1k": "latency, 1,000 clients, pool of 20 (-S)",
+    "latency-10k": "latency, 10,000 clients, pool of 20 (-S)",
+    "scaling": "scaling, SELECT 1, 200 clients, pool of 20",
     "select-tls": "select-only over TLS (-S, 50 clients, sslmode=require)",
     "churn": "connection churn (-C -S, 20 clients)",
     "churn-tls": "churn over TLS (-C -S, 20 clients, sslmode=require)",
 }
 # pgbench -C opens a new connection for every transaction: there, per transaction = per connection
 CHURN = ("churn", "churn-tls")
+LATENCY = ("latency-1k", "latency-10k")
 # results from before --pgbouncer had one PgBouncer target called "pgbouncer"
 OLD_TARGETS = ["pgmux", "pgbouncer", "direct"]
 
@@ -338,6 +413,13 @@ def label(t):
     if t.startswith("pgbouncer-"):
         return "PgB " + t[len("pgbouncer-"):]
     return {"relay": "floor"}.get(t, t)
+
+
+def short(t):
+    """name of a target in a ratio's header: pgmux-w2 -> w2, pgbouncer-1.25.2 -> PgB 1.25.2"""
+    if t.startswith("pgmux-"):
+        return t[len("pgmux-"):]
+    return label(t)
 
 
 def fmt(v, digits=0):
@@ -372,14 +454,27 @@ def cell_json(runs, keys):
     return d
 
 
+def num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def ratio(a, b):
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
+    if num(a) and num(b) and b:
         return "%.2f" % (a / b)
     return "–"
 
 
+def ratio_num(a, b):
+    return a / b if num(a) and num(b) and b else None
+
+
 def row(cells):
     return "| " + " | ".join(cells) + " |"
+
+
+def header(cells, left=1):
+    """a Markdown table header: the first `left` columns are text, the others numbers"""
+    return [row(cells), "|" + "---|" * left + "---:|" * (len(cells) - left)]
 
 
 def cmd_report(a):
@@ -391,14 +486,31 @@ def cmd_report(a):
     targets = list(meta.get("targets") or OLD_TARGETS)
     targets += sorted({t for _, t in by if t not in targets})
     pgbs = meta.get("pgbouncers") or [t for t in targets if t == "pgbouncer" or t.startswith("pgbouncer-")]
-    poolers = ["pgmux"] + pgbs
-    out = {"meta": meta, "targets": targets, "pgbouncers": pgbs, "workloads": {}, "results": {}, "runs": runs}
+    pgmuxes = meta.get("pgmuxes") or ["pgmux"]
+    workers = meta.get("workers") or {}
+    poolers = pgmuxes + pgbs
+    # the ratios shown: each pgmux against each PgBouncer, then each further pgmux against the first
+    # (pgmux-w2/pgmux-w1 with --workers 1,2)
+    pairs = [(m, b) for m in pgmuxes for b in pgbs] + [(m, pgmuxes[0]) for m in pgmuxes[1:]]
+    skipped = meta.get("skipped") or {}
+    shown = [t for t in targets if t != "relay"]   # the floor relay shows in the CPU split only
+
+    def get(w, t, key):
+        if (w, t) not in by and t in skipped.get(w, []):
+            return "skipped"
+        return cell(by.get((w, t)), key)
+
+    out = {"meta": meta, "targets": targets, "pgbouncers": pgbs, "pgmuxes": pgmuxes, "workloads": {},
+           "results": {}, "ratios": {}, "runs": runs}
     lines = ["# pgmux benchmark, %s" % meta.get("started", ""), "",
              "%s; %s round(s) x %s s per run, medians; pool_mode=transaction, default_pool_size=20, "
              "auth scram-sha-256; pgbench scale %s; %s." % (meta.get("host", ""), meta.get("rounds"),
                                                            meta.get("duration"), meta.get("scale"),
                                                            meta.get("versions", "")),
              ""]
+    if len(pgmuxes) > 1 or workers.get(pgmuxes[0]):
+        lines += ["pgmux targets: %s (the same binary, `workers = N` in each one's ini)." % ", ".join(
+            "%s (workers = %s)" % (m, workers.get(m) or "default") for m in pgmuxes), ""]
     if meta.get("tls_key"):
         lines += ["TLS: a self-signed %s certificate; client_tls_sslmode = allow with only the key and "
                   "certificate set (each pooler's other TLS defaults), PostgreSQL ssl = on with the same "
@@ -410,35 +522,85 @@ def cmd_report(a):
         out["workloads"][w] = {"title": WORKLOADS[w], "sslmode": "require" if w.endswith("-tls") else "disable",
                                "cpu_per": "connection" if churn else "transaction"}
         keys = ["tps", "latency_ms", "cpu_us_per_txn", "conn_ms"]
+        if w in LATENCY:
+            keys += ["p50_ms", "p99_ms", "p999_ms", "lat_txns", "steady_s"]
+        if w == "scaling":
+            keys += ["cores", "machine_cores"]
         out["results"][w] = {t: cell_json(by.get((w, t)), keys) for t in targets if (w, t) in by}
+        for t in skipped.get(w, []):
+            if (w, t) not in by:
+                out["results"][w][t] = {"ok": False, "skipped": True, "runs": 0, "failed_runs": 0}
         if churn:
             for d in out["results"][w].values():
-                d["cpu_us_per_conn"] = d["cpu_us_per_txn"]
+                d["cpu_us_per_conn"] = d.get("cpu_us_per_txn")
+        res = out["results"][w]
+        out["ratios"][w] = {"%s/%s" % (x, y): {
+            "tps": ratio_num(res.get(x, {}).get("tps"), res.get(y, {}).get("tps")),
+            "cpu_per_txn": ratio_num(res.get(x, {}).get("cpu_us_per_txn"), res.get(y, {}).get("cpu_us_per_txn"))}
+            for x, y in pairs}
+        if w in LATENCY:
+            for x, y in pairs:
+                for k in ("p50_ms", "p99_ms", "p999_ms"):
+                    out["ratios"][w]["%s/%s" % (x, y)][k] = ratio_num(res.get(x, {}).get(k), res.get(y, {}).get(k))
 
-    def throughput_table(ws, unit):
-        hdr = (["workload", "pgmux tps"] + ["%s tps" % label(t) for t in pgbs] + ["direct tps"]
-               + ["pgmux/%s tps" % label(t) for t in pgbs]
-               + ["pgmux µs CPU/%s" % unit] + ["%s µs CPU/%s" % (label(t), unit) for t in pgbs]
-               + ["pgmux/%s CPU" % label(t) for t in pgbs])
-        res = [row(hdr), "|---|" + "---:|" * (len(hdr) - 1)]
+    def throughput_tables(ws, unit):
+        res = header(["workload"] + ["%s tps" % label(t) for t in shown]
+                     + ["%s/%s tps" % (short(x), short(y)) for x, y in pairs])
         for w in ws:
-            c = {t: cell(by.get((w, t)), "tps") for t in targets}
-            u = {t: cell(by.get((w, t)), "cpu_us_per_txn") for t in poolers}
-            res.append(row([WORKLOADS[w], fmt(c["pgmux"])] + [fmt(c[t]) for t in pgbs] + [fmt(c.get("direct"))]
-                           + [ratio(c["pgmux"], c[t]) for t in pgbs]
-                           + [fmt(u["pgmux"], 1)] + [fmt(u[t], 1) for t in pgbs]
-                           + [ratio(u["pgmux"], u[t]) for t in pgbs]))
+            c = {t: get(w, t, "tps") for t in shown}
+            res.append(row([WORKLOADS[w]] + [fmt(c[t]) for t in shown] + [ratio(c[x], c[y]) for x, y in pairs]))
+        res += [""] + header(["workload"] + ["%s µs CPU/%s" % (label(t), unit) for t in poolers]
+                             + ["%s/%s CPU" % (short(x), short(y)) for x, y in pairs])
+        for w in ws:
+            u = {t: get(w, t, "cpu_us_per_txn") for t in poolers}
+            res.append(row([WORKLOADS[w]] + [fmt(u[t], 1) for t in poolers] + [ratio(u[x], u[y]) for x, y in pairs]))
         return res + [""]
 
     steady = [w for w in tp if w not in CHURN]
     churned = [w for w in tp if w in CHURN]
     if steady:
-        lines += throughput_table(steady, "txn")
+        lines += throughput_tables(steady, "txn")
     if churned:
         lines += ["Connection churn: pgbench -C opens a new connection for every transaction (TCP and a "
                   "SCRAM login; with sslmode=require a TLS handshake first), so tps is connections per "
                   "second and the pooler's CPU is per connection:", ""]
-        lines += throughput_table(churned, "conn")
+        lines += throughput_tables(churned, "conn")
+    lat = [w for w in tp if w in LATENCY]
+    if lat:
+        lines += ["Latency under many clients (pgbench -S -M simple over the pool of 20): percentiles of "
+                  "pgbench's per-transaction log (-l), leaving out each client's first transaction (pgbench "
+                  "connects every client first, then all of them send at once); measured s = pgbench's -T "
+                  "less its connecting time, the time the transactions ran in; medians over rounds:", ""]
+        lines += header(["workload", "target", "tps", "p50 ms", "p99 ms", "p99.9 ms", "transactions",
+                         "measured s"] + ["p99 / %s p99" % label(b) for b in pgbs], left=2)
+        for w in lat:
+            for t in shown:
+                if (w, t) not in by and t not in skipped.get(w, []):
+                    continue
+                v = {k: get(w, t, k) for k in ("tps", "p50_ms", "p99_ms", "p999_ms", "lat_txns", "steady_s")}
+                lines.append(row([WORKLOADS[w], label(t), fmt(v["tps"]), fmt(v["p50_ms"], 1), fmt(v["p99_ms"], 1),
+                                  fmt(v["p999_ms"], 1), fmt(v["lat_txns"]), fmt(v["steady_s"], 1)]
+                                 + [ratio(v["p99_ms"], get(w, b, "p99_ms")) if t != b else "–" for b in pgbs]))
+        lines.append("")
+    if "scaling" in tp:
+        base = pgmuxes[0]
+        lines += ["Scaling (pgbench %s, a query PostgreSQL answers without a table, so the pooler is the "
+                  "bottleneck): pooler cores = its CPU seconds (the 200 logins' included) per second that the "
+                  "transactions ran; machine cores = busy CPUs of the whole machine over the whole run "
+                  "(pgbench and PostgreSQL included, %s CPUs):" % (
+                      meta.get("scaling_args") or "-M simple -f select1.sql -c 200", meta.get("cpus", "?")), ""]
+        lines += header(["target", "workers", "tps", "pooler cores", "tps per worker", "µs CPU/txn",
+                         "machine cores", "tps / %s tps" % label(base)])
+        for t in poolers:
+            if ("scaling", t) not in by:
+                continue
+            n = workers.get(t) if t in pgmuxes else 1   # PgBouncer: one thread
+            tps = get("scaling", t, "tps")
+            lines.append(row([label(t), str(n or "default"), fmt(tps), fmt(get("scaling", t, "cores"), 2),
+                              fmt(tps / n, 0) if num(tps) and isinstance(n, int) else "–",
+                              fmt(get("scaling", t, "cpu_us_per_txn"), 1), fmt(get("scaling", t, "machine_cores"), 2),
+                              ratio(tps, get("scaling", base, "tps"))]))
+        lines.append("")
     split = [w for w in tp if any(r.get("sys_us_per_txn") is not None
                                   for t in poolers for r in by.get((w, t), []))]
     if split:
@@ -458,7 +620,7 @@ def cmd_report(a):
             if (w, "relay") in by:
                 out["results"][w]["relay"] = cell_json(by.get((w, "relay")), ["tps", "cpu_us_per_txn"])
             for t in targets:
-                if out["results"][w].get(t):
+                if out["results"][w].get(t) and (w, t) in by:
                     for k in ("user", "sys", "machine"):
                         out["results"][w][t][k + "_us_per_txn"] = cell_json(by.get((w, t)),
                                                                             [k + "_us_per_txn"])[k + "_us_per_txn"]
@@ -473,32 +635,33 @@ def cmd_report(a):
         lines.append("")
     idle = sorted({k[0] for k in by if k[0].startswith("idle")}, key=lambda s: int(s[4:]))
     if idle:
-        hdr = (["idle authenticated clients"] + ["%s RSS MB" % label(t) for t in poolers]
-               + ["%s bytes/client" % label(t) for t in poolers] + ["pgmux/%s bytes/client" % label(t) for t in pgbs])
-        lines += [row(hdr), "|---|" + "---:|" * (len(hdr) - 1)]
+        lines += header(["idle authenticated clients"] + ["%s RSS MB" % label(t) for t in poolers]
+                        + ["%s bytes/client" % label(t) for t in poolers]
+                        + ["%s/%s bytes/client" % (short(x), short(y)) for x, y in pairs])
         for w in idle:
             rss = {}
             bpc = {}
             for t in poolers:
                 rs = by.get((w, t))
                 r = cell(rs, "rss_kb")
-                rss[t] = r / 1024 if isinstance(r, (int, float)) else r
+                rss[t] = r / 1024 if num(r) else r
                 bpc[t] = cell(rs, "bytes_per_client")
             out["results"][w] = {t: cell_json(by.get((w, t)), ["rss_kb", "base_kb", "bytes_per_client"])
                                  for t in poolers}
+            out["ratios"][w] = {"%s/%s" % (x, y): {"bytes_per_client": ratio_num(bpc[x], bpc[y])} for x, y in pairs}
             lines.append(row(["{:,}".format(int(w[4:]))] + [fmt(rss[t], 1) for t in poolers]
-                             + [fmt(bpc[t]) for t in poolers] + [ratio(bpc["pgmux"], bpc[t]) for t in pgbs]))
+                             + [fmt(bpc[t]) for t in poolers] + [ratio(bpc[x], bpc[y]) for x, y in pairs]))
         lines.append("")
     if any(k[0] == "busy" for k in by):
         rs = {t: by.get(("busy", t)) or [] for t in poolers}
         first = next(r for t in poolers for r in rs[t])
         c = {t: cell(rs[t], "tps") for t in poolers}
         out["results"]["busy"] = {t: cell_json(rs[t], ["tps"]) for t in poolers}
-        hdr = ["served at once"] + ["%s tps" % label(t) for t in poolers] + ["pgmux/%s tps" % label(t) for t in pgbs]
-        lines += [row(hdr), "|---|" + "---:|" * (len(hdr) - 1),
-                  row(["%s idle + %s active clients (-S), no idle client dropped" % (
+        lines += header(["served at once"] + ["%s tps" % label(t) for t in poolers]
+                        + ["%s/%s tps" % (short(x), short(y)) for x, y in pairs])
+        lines += [row(["%s idle + %s active clients (-S), no idle client dropped" % (
                       "{:,}".format(first.get("idle_clients", 0)), "{:,}".format(first.get("active_clients", 0)))]
-                      + [fmt(c[t]) for t in poolers] + [ratio(c["pgmux"], c[t]) for t in pgbs]), ""]
+                      + [fmt(c[t]) for t in poolers] + [ratio(c[x], c[y]) for x, y in pairs]), ""]
     notes = []
     for (w, t), rs in sorted(by.items()):
         reasons = {}
@@ -509,9 +672,21 @@ def cmd_report(a):
             notes.append("- FAIL %s / %s (round %s): %s" % (w, t, ",".join(rounds), reason))
     if notes:
         lines += ["Failures:", ""] + notes + [""]
-    lines.append("CPU/txn: the pooler's utime+stime during the run over pgbench's transactions "
-                 "(includes logins for 1,000 clients; for churn every transaction is a login, hence "
-                 "CPU/conn). Ratios < 1 on tps mean pgmux is slower; < 1 on CPU or bytes mean pgmux uses less.")
+    skips = [(w, t) for w in tp for t in skipped.get(w, []) if (w, t) not in by]
+    if skips:
+        lines += ["Not run:", ""]
+        for w, t in skips:
+            if w == "scaling":
+                why = "scaling measures the poolers only"
+            else:
+                why = ("PostgreSQL's max_connections (%s) has room for the pools and %s direct clients, not "
+                       "for this workload's clients" % (meta.get("pg_max_connections", "?"),
+                                                        "{:,}".format(meta.get("direct_max", 1000))))
+            lines.append("- %s / %s: %s" % (w, label(t), why))
+        lines.append("")
+    lines.append("CPU/txn: the pooler's utime+stime (all its threads) during the run over pgbench's transactions "
+                 "(includes logins for 1,000 clients or more; for churn every transaction is a login, hence "
+                 "CPU/conn). Ratios < 1 on tps mean the first is slower; < 1 on CPU or bytes mean it uses less.")
     md = "\n".join(lines) + "\n"
     open(os.path.join(a.dir, "results.md"), "w").write(md)
     with open(os.path.join(a.dir, "results.json"), "w") as f:
@@ -535,6 +710,9 @@ def main():
     r.add_argument("--sys-ticks", type=int, help="the kernel-mode part of --cpu-ticks")
     r.add_argument("--machine-ticks", type=int, help="busy time of all CPUs during the run")
     r.add_argument("--clk-tck", type=int, default=100)
+    r.add_argument("--wall-ms", type=int, help="wall-clock time of the pgbench run")
+    r.add_argument("--txlog-prefix", help="pgbench --log-prefix of the run: latency percentiles from its logs")
+    r.add_argument("--workers", help="the workers setting of a pgmux target")
     i = sub.add_parser("idle")
     i.add_argument("--runs", required=True)
     i.add_argument("--target", required=True)
