@@ -6,7 +6,7 @@ SYSCONFDIR ?= $(PREFIX)/etc/pgmux
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all build deps test run bench login-cost soak torture fuzz install clean
+.PHONY: all build deps test run bench login-cost soak torture tsan fuzz install clean
 
 all: build
 
@@ -49,6 +49,11 @@ soak: build
 # `make test` runs it), --pgbench (the pgbench matrix), --phase I (replay one phase of a seed).
 torture: build
 	scripts/torture.sh $(TORTURE_ARGS)
+
+# pgmux built with ThreadSanitizer runs the multi-worker integration tests and a torture run with two
+# event loops; any data race fails it. `make test` runs the short form (TSAN_ARGS=--short).
+tsan: deps
+	scripts/tsan.sh $(TSAN_ARGS)
 
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)

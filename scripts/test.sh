@@ -9,9 +9,11 @@ scripts/pyvenv.sh || echo "scripts/pyvenv.sh failed: DirectTLSTests will skip" >
 swift build --build-tests 2>&1 | grep -E "error|warning: unre|Compiling|Build" | grep -v "^\[" || true
 swift test "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
-summary=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -n 1)
+# XCTest's closing line: "Executed N tests, with M failures" or, with skips, "Executed N tests,
+# with K tests skipped and M failures".
+summary=$(grep -E "Executed [0-9]+ tests?, with ([0-9]+ tests? skipped and )?[0-9]+ failures?" "$log" | tail -n 1)
 total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
-failed=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
+failed=$(echo "$summary" | sed -E 's/.* ([0-9]+) failures?.*/\1/')
 skipped=$(grep -cE "Test Case .* skipped" "$log" || true)
 rm -f "$log"
 if [ -z "$summary" ]; then echo "0 passed, 1 failed"; exit 1; fi
@@ -21,6 +23,9 @@ if scripts/fuzz.sh "${FUZZ_SECONDS:-20}" --no-merge; then passed=$((passed + 1))
 # A short randomized torture run (about 90 s: three pool modes, chaos, the pgbench reproduction of
 # the prepared-statement hang) against the pgmux just built counts as one more.
 if scripts/torture.sh --quick; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+# pgmux under ThreadSanitizer: the multi-worker integration tests and a 30 s torture run with two
+# event loops, no data race reported (scripts/tsan.sh --short) counts as one more.
+if scripts/tsan.sh --short; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 if [ "$status" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ] && [ "$status" = 0 ]

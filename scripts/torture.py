@@ -1440,8 +1440,9 @@ class Monitor(threading.Thread):
         total = sum(counts.values())
         self.peak_backends = max(self.peak_backends, total)
         # In transaction and statement mode a pool whose clients LISTEN has one listener
-        # connection beyond pool_size (pgmux(1), LISTEN/NOTIFY).
-        allowed = ph.pool + (1 if ph.mode != "session" else 0)
+        # connection beyond pool_size on each event loop holding such clients (pgmux(1),
+        # LISTEN/NOTIFY and WORKERS).
+        allowed = ph.pool + (phase_loops(ph) if ph.mode != "session" else 0)
         over = [f"{u}: {n} > pool {ph.pool}" for u, n in counts.items() if n > allowed]
         if ph.max_db and total > ph.max_db:
             over.append(f"database: {total} > max_db_connections {ph.max_db}")

@@ -58,15 +58,35 @@ extension Pool {
 
     private func balance(_ share: PoolShare) {
         let me = loop.index
-        let (waitingLoop, idleLoop) = share.publish(loop: me, idle: machine.idle.count, waiting: machine.waitingCount)
+        let (waitingLoop, idleLoop) = share.publish(loop: me, idle: machine.idle.count, waiting: machine.waitingCount,
+                                                    oldestWait: machine.oldestWaitStart)
         if let target = waitingLoop, machine.idle.last?.server.transferable == true, let member = machine.handOverIdle() {
             send(member.server, to: target)
-            _ = share.publish(loop: me, idle: machine.idle.count, waiting: machine.waitingCount)
+            _ = share.publish(loop: me, idle: machine.idle.count, waiting: machine.waitingCount,
+                              oldestWait: machine.oldestWaitStart)
         } else if let source = idleLoop, machine.serversWanted > pullsInFlight {
             pullsInFlight += 1
             let key = self.key
             loop.group.post(to: source) { $0.pools[key]?.giveIdle(to: me) }
         }
+    }
+
+    /// A server just released while this loop's clients wait: the loop it should go to instead,
+    /// when clients there have waited longer (`PoolShare.waitingLonger`); nil to serve here.
+    func fairerLoop(for server: ServerConnection) -> Int? {
+        guard let share, machine.pause == .running, machine.pendingLookups == 0,
+              let mine = machine.oldestWaitStart, server.inbuf.isEmpty, server.ownOut.isEmpty, !server.closeNeeded,
+              let target = share.waitingLonger(than: mine, except: loop.index) else { return nil }
+        return target
+    }
+
+    /// `release` found a loop whose clients waited longer: the server leaves this loop's counts
+    /// (lent, or fresh from its login and not yet placed) and goes there.
+    func sendReleased(_ server: ServerConnection, to target: Int) {
+        if server.state != .idle { _ = machine.serverClosed(server.member, from: .active) }
+        server.state = .idle
+        server.lastUsed = loop.now
+        send(server, to: target)
     }
 
     private func send(_ server: ServerConnection, to target: Int) {

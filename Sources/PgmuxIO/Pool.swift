@@ -283,6 +283,12 @@ public final class Pool {
             return
         }
         let stale = staleReason(server)
+        // Several loops: clients of another loop that have waited longer get it.
+        if stale == nil, share != nil, let target = fairerLoop(for: server) {
+            sendReleased(server, to: target)
+            balance()
+            return
+        }
         // A server fresh from its login (state idle) was not counted as lent.
         let action = server.state == .idle
             ? machine.loggedInServerReady(server.member, stale: stale != nil)
@@ -417,6 +423,9 @@ public final class Pool {
     }
 
     private func reserve(inPool: Bool, evictIfNeeded: Bool) -> Bool {
+        // The pool's total is at least this loop's count: a `.no` here is a `.no` (the common
+        // case of a full pool under load), without the lock or the configuration's limits.
+        if inPool && machine.openDecision(now: loop.now) == .no { return false }
         let s = loop.config.settings
         let db = database.dbname, user = serverUser
         let maxDb = database.maxDbConnections ?? s.maxDbConnections

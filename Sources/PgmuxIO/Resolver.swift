@@ -24,7 +24,8 @@ final class Resolver {
     private var channel: ares_channel?
     /// Why c-ares could not be set up; every lookup then fails with it.
     private var setupError: String?
-    private var shared: SharedDNS { loop.group.dns }
+    /// The process's cache (the group's).
+    private let shared: SharedDNS
     private var lastZoneCheck: Double = 0
     /// Server connections waiting for a name's lookup, in arrival order.
     private var waiters: [String: [ServerConnection]] = [:]
@@ -36,11 +37,13 @@ final class Resolver {
 
     init(loop: EventLoop) {
         self.loop = loop
+        shared = loop.group.dns
         timer.initialize(to: ev_timer())
         let me = Unmanaged.passUnretained(self).toOpaque()
         pgmux_ev_timer_init(timer, resolverTimer, 0, 0, me)
         let s = loop.config.settings
-        var rc = ares_library_init(ARES_LIB_INIT_ALL)
+        // c-ares' library init and cleanup count their users without a lock: one loop at a time.
+        var rc = shared.lock.withLock { ares_library_init(ARES_LIB_INIT_ALL) }
         guard rc == ARES_SUCCESS else { setupError = "c-ares: \(String(cString: ares_strerror(rc)))"; return }
         var opts = ares_options()
         opts.sock_state_cb = resolverSocketState
@@ -77,7 +80,7 @@ final class Resolver {
         }
         watchers.removeAll()
         if let channel { ares_destroy(channel) }  // cancels queries: their callbacks see ARES_EDESTRUCTION
-        ares_library_cleanup()
+        shared.lock.withLock { ares_library_cleanup() }
     }
 
     // MARK: lookups

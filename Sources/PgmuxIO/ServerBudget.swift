@@ -64,19 +64,28 @@ final class PoolShare: @unchecked Sendable {
     private let lock = Lock()
     private var idle: [Int]
     private var waiting: [Int]
+    /// When each loop's longest-waiting client began to wait (infinity: none waits).
+    private var oldestWait: [Double]
+    /// A released server goes to another loop, although clients of its own loop wait, when that
+    /// loop's first client has waited this much longer: first come, first served across loops,
+    /// give or take this, without moving servers back and forth under even load.
+    static let fairnessSlack = 0.005
 
     init(key: String, loops: Int) {
         self.key = key
         idle = Array(repeating: 0, count: loops)
         waiting = Array(repeating: 0, count: loops)
+        oldestWait = Array(repeating: .infinity, count: loops)
     }
 
     /// Publishes loop `index`'s figures; returns the other loop with the most waiting clients
     /// and one with an idle server, if any.
-    func publish(loop index: Int, idle myIdle: Int, waiting myWaiting: Int) -> (waiting: Int?, idle: Int?) {
+    func publish(loop index: Int, idle myIdle: Int, waiting myWaiting: Int,
+                 oldestWait since: Double?) -> (waiting: Int?, idle: Int?) {
         lock.withLock {
             idle[index] = myIdle
             waiting[index] = myWaiting
+            oldestWait[index] = myWaiting > 0 ? since ?? .infinity : .infinity
             var mostWaiting: Int?, anyIdle: Int?
             for i in idle.indices where i != index {
                 if waiting[i] > 0 && (mostWaiting.map { waiting[i] > waiting[$0] } ?? true) { mostWaiting = i }
@@ -100,6 +109,19 @@ final class PoolShare: @unchecked Sendable {
         set { lock.withLock { if storedWelcome == nil { storedWelcome = newValue } } }
     }
     private var storedWelcome: [(String, String)]?
+
+    /// The loop whose first waiting client began to wait more than `fairnessSlack` before
+    /// `since` (this loop's first), the earliest such; nil when none.
+    func waitingLonger(than since: Double, except index: Int) -> Int? {
+        lock.withLock {
+            var best: Int?
+            for i in oldestWait.indices where i != index && waiting[i] > 0
+                && oldestWait[i] < since - PoolShare.fairnessSlack && oldestWait[i] < (best.map { oldestWait[$0] } ?? .infinity) {
+                best = i
+            }
+            return best
+        }
+    }
 
     /// Loops other than `index` whose clients wait (a server closed: they may open one now).
     func waitingLoops(except index: Int) -> [Int] {

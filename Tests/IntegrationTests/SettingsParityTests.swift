@@ -27,7 +27,9 @@ final class SettingsParityTests: XCTestCase {
     /// LIFO reuse gives the most recently used server every time; server_round_robin goes round.
     func testServerRoundRobin() throws {
         for roundRobin in [false, true] {
-            let pgmux = try PgmuxProcess(settings: ["default_pool_size": "2", "server_round_robin": roundRobin ? "1" : "0"])
+            // One loop: server_round_robin rotates among the idle servers of the client's loop.
+            let pgmux = try PgmuxProcess(settings: ["default_pool_size": "2", "server_round_robin": roundRobin ? "1" : "0",
+                                                    "workers": "1"])
             let a = try PQConnection(pgmux.conninfo()), b = try PQConnection(pgmux.conninfo())
             _ = try a.query("BEGIN"); _ = try b.query("BEGIN")
             _ = try a.query("COMMIT"); _ = try b.query("COMMIT")  // two idle servers

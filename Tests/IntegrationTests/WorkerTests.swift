@@ -97,10 +97,35 @@ final class WorkerTests: XCTestCase {
         XCTAssertEqual(pool["sv_idle"], "1", "one server, counted once: \(pool)")
     }
 
+    /// pool_size 2 and a busy loop whose own queue never empties: a client of the other loop is
+    /// still served in turn (the server goes to the loop whose client has waited longest),
+    /// instead of waiting until the busy loop's queue drains.
+    func testClientsOfAQuietWorkerAreServedWhileTheOtherIsSaturated() throws {
+        let p = try pgmux(["default_pool_size": "2", "query_wait_timeout": "20"])
+        let admin = try console(p)
+        let clients = try clientsOnBothWorkers(p, admin, atLeast: 8)
+        let (busyWorker, quietWorker) = (clients[0]!.count >= clients[1]!.count) ? (0, 1) : (1, 0)
+        let busy = Array(clients[busyWorker]!.prefix(8)), quiet = try XCTUnwrap(clients[quietWorker]?.first)
+        let stop = Flag()
+        for c in busy {
+            Thread { while !stop.isSet { _ = try? c.scalar("SELECT pg_sleep(0.02)") } }.start()
+        }
+        defer { stop.set(); usleep(200_000) }
+        usleep(300_000)
+        var slowest = 0.0
+        for _ in 0..<10 {
+            let started = Date()
+            XCTAssertEqual(try quiet.scalar("SELECT 'quiet'"), "quiet")
+            slowest = max(slowest, Date().timeIntervalSince(started))
+        }
+        XCTAssertLessThan(slowest, 1.0, "the quiet loop's client waited behind the busy loop's queue")
+        XCTAssertLessThanOrEqual(try PostgresCluster.shared.backendCount(user: PostgresCluster.scramUser.0), 2)
+    }
+
     /// Several clients on both loops run a long query; each is cancelled by a CancelRequest on a
     /// new connection, which either loop may accept.
     func testCancelReachesClientsOfEitherWorker() throws {
-        let p = try pgmux(["default_pool_size": "8"])
+        let p = try pgmux(["default_pool_size": "40"])  // every client has a server to cancel
         let admin = try console(p)
         let clients = try clientsOnBothWorkers(p, admin, atLeast: 3).values.flatMap { $0 }
         let group = DispatchGroup()
