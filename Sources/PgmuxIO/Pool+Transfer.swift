@@ -1,5 +1,6 @@
 import Glibc
 import COpenSSL
+import CLibEV
 import PgmuxCore
 
 /// An idle server on its way from one loop to another (see `Pool.balance`): its socket, TLS
