@@ -4,7 +4,8 @@
 # given the sanitized pgmux through PGMUX_BINARY) and a torture run with two event loops. Any
 # data race report fails the run (the report is printed). Ends with "N passed, N failed".
 #
-#   scripts/tsan.sh [--short]     --short (what `make test` runs): WorkerTests and one 30 s torture phase
+#   scripts/tsan.sh [--short]     --short (what `make test` runs): WorkerTests and torture --quick;
+#                                 without it: WorkerTests and 3 minutes of torture
 set -uo pipefail
 cd "$(dirname "$0")/.."
 short=0; [ "${1:-}" = "--short" ] && short=1
@@ -25,9 +26,9 @@ if swift test --skip-build --filter WorkerTests 2>&1 | tail -n 3 | grep -q "with
 else
   failed=$((failed + 1)); echo "tsan: WorkerTests failed"
 fi
-secs=30; [ $short = 1 ] || secs=180
-if scripts/torture.sh --seconds "$secs" --loops 2 --pgmux "$PWD/$bin" --deadline 60 > "$reports/torture.log" 2>&1; then
-  passed=$((passed + 1)); echo "tsan: torture ($secs s, two loops) passed"
+run=(--quick); [ $short = 1 ] || run=(--minutes 3)
+if scripts/torture.sh "${run[@]}" --loops 2 --pgmux "$PWD/$bin" --deadline 60 > "$reports/torture.log" 2>&1; then
+  passed=$((passed + 1)); echo "tsan: torture (${run[*]}, two loops) passed"
 else
   failed=$((failed + 1)); echo "tsan: torture failed:"; tail -n 30 "$reports/torture.log"
 fi

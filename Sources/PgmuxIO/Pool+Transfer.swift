@@ -108,9 +108,10 @@ extension Pool {
         }
     }
 
+    /// The loop asked had nothing to give after all: the maintenance timer asks again (not at
+    /// once, or two loops could trade requests and refusals as fast as they can).
     func pullAnswered() {
         pullsInFlight = max(0, pullsInFlight - 1)
-        balance()
     }
 
     /// A server from another loop joins this pool as if it had just logged in: it greets clients

@@ -46,7 +46,9 @@ struct Main {
             loops[0].takeoverHandshake = takeover
             loops[0].successorCommand = SuccessorCommand(arguments: Array(CommandLine.arguments.dropFirst()))
             log.log("pgmux \(Version.string) starting")
-            try loops[0].run()
+            // Every loop lives until the process ends: the group and the other loops' threads
+            // reach them unretained.
+            try withExtendedLifetime(loops) { try loops[0].run() }
         } catch {
             log.write(.fatal, "\(error)")
             ProcessSetup.removePidFile(config.settings.pidfile)
