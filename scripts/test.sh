@@ -23,7 +23,14 @@ if scripts/fuzz.sh "${FUZZ_SECONDS:-20}" --no-merge; then passed=$((passed + 1))
 # A short randomized torture run (about 90 s: three pool modes, chaos, the pgbench reproduction of
 # the prepared-statement hang) against the pgmux just built counts as one more.
 if scripts/torture.sh --quick; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
-# pgmux under ThreadSanitizer: the multi-worker integration tests and a 30 s torture run with two
+# The release build (what `make run`, `make bench` and users run: the optimizer may end lifetimes
+# earlier than a debug build does) under the multi-worker and pool-mode tests counts as one more.
+if swift build -c release 2>&1 | grep -E "error" ; then failed=$((failed + 1)); else
+  if PGMUX_BINARY=$PWD/.build/release/pgmux swift test --skip-build --filter "WorkerTests|PoolModeTests" 2>&1 | grep -E "Executed [0-9]+ tests" \
+      | tail -n 1 | grep -q "with 0 failures"; then passed=$((passed + 1)); echo "release build: WorkerTests and PoolModeTests passed"
+  else failed=$((failed + 1)); echo "release build: WorkerTests or PoolModeTests failed"; fi
+fi
+# pgmux under ThreadSanitizer: the multi-worker integration tests and torture --quick with two
 # event loops, no data race reported (scripts/tsan.sh --short) counts as one more.
 if scripts/tsan.sh --short; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 if [ "$status" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi

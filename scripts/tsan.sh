@@ -21,7 +21,7 @@ swift build --build-tests 2>&1 | grep -E "error" || true
 # halt_on_error: a race stops pgmux at once, so the test that met it fails too.
 export TSAN_OPTIONS="halt_on_error=1 exitcode=66 log_path=$reports/race second_deadlock_stack=1"
 export PGMUX_BINARY=$PWD/$bin
-if swift test --skip-build --filter WorkerTests 2>&1 | tail -n 3 | grep -q "with 0 failures"; then
+if swift test --skip-build --filter WorkerTests 2>&1 | grep -E "Executed [0-9]+ tests" | tail -n 1 | grep -q "with 0 failures"; then
   passed=$((passed + 1)); echo "tsan: WorkerTests passed"
 else
   failed=$((failed + 1)); echo "tsan: WorkerTests failed"

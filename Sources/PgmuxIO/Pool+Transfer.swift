@@ -52,9 +52,19 @@ extension Pool {
     /// With several loops, after every change of this pool's idle or waiting figures: publish
     /// them, then hand an idle server to a loop whose clients wait, or ask a loop that idles one
     /// for it when this loop's clients wait for a server the limits do not let it open.
+    ///
+    /// The figures are published when one of them becomes zero or stops being zero (what the
+    /// other loops decide on), otherwise at most once per millisecond: under steady load the
+    /// lock is not taken on every transaction.
     @inline(__always)
     func balance() {
-        if let share { balance(share) }
+        guard let share else { return }
+        let idleNow = machine.idle.count > 0, waitingNow = machine.waitingCount > 0
+        guard idleNow != publishedIdle || waitingNow != publishedWaiting || loop.now - publishedAt >= 0.001 else { return }
+        publishedIdle = idleNow
+        publishedWaiting = waitingNow
+        publishedAt = loop.now
+        balance(share)
     }
 
     private func balance(_ share: PoolShare) {
@@ -75,7 +85,10 @@ extension Pool {
     /// A server just released while this loop's clients wait: the loop it should go to instead,
     /// when clients there have waited longer (`PoolShare.waitingLonger`); nil to serve here.
     func fairerLoop(for server: ServerConnection) -> Int? {
-        guard let share, machine.pause == .running, machine.pendingLookups == 0,
+        // Asked at most once per millisecond, the resolution that matters against the slack.
+        guard let share, loop.now - fairnessCheckedAt >= 0.001 else { return nil }
+        fairnessCheckedAt = loop.now
+        guard machine.pause == .running, machine.pendingLookups == 0,
               let mine = machine.oldestWaitStart, server.inbuf.isEmpty, server.ownOut.isEmpty, !server.closeNeeded,
               let target = share.waitingLonger(than: mine, except: loop.index) else { return nil }
         return target

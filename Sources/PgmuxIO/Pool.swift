@@ -46,6 +46,10 @@ public final class Pool {
 
     /// Requests for an idle server this pool has sent to other loops and not yet had answered.
     var pullsInFlight = 0
+    /// What `balance` last published to the pool's share (whether servers idle and clients wait
+    /// here), and when; when `fairerLoop` last looked.
+    var publishedIdle = false, publishedWaiting = false
+    var publishedAt = 0.0, fairnessCheckedAt = 0.0
     /// auth_query lookups waiting for a server of this (auth_user) pool, in the order the
     /// machine counts them (`pendingLookups`).
     var authLookups: [(user: String, sql: String, answer: (AuthQueryAnswer) -> Void)] = []
