@@ -264,7 +264,7 @@ final class AdminConsole {
                 AdminReply.complete(command.tag, into: &reply)
                 client.queue(reply.bytes)
                 reply = MessageBuilder()
-                for l in loops { l.beginShutdown(waitForClients: mode == .waitForClients) }
+                for l in loops.reversed() { l.beginShutdown(waitForClients: mode == .waitForClients) }
             }
         case .suspend:
             if loop.suspended || loop.globallyPaused { return error(.alreadyPaused, &reply) }

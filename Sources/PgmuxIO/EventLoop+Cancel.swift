@@ -57,7 +57,10 @@ extension EventLoop {
             for other in group.loops where other !== self {
                 if let client = owner(in: other) { return cancel(client) }
             }
-            if let r = takeoverReceiver, r.forwardCancel(key: key) { return "cancel request forwarded to the old process" }
+            // Loop 0 talks to the old process of an online restart.
+            if let r = group.loop(0).takeoverReceiver, r.forwardCancel(key: key) {
+                return "cancel request forwarded to the old process"
+            }
             return "failed cancel request"
         }
     }

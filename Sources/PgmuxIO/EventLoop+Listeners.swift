@@ -19,6 +19,15 @@ extension EventLoop {
 
     /// systemd socket activation (LISTEN_FDS), as PgBouncer built with systemd support: the
     /// sockets handed over replace listen_addr and unix_socket_dir, tuned like pgmux's own.
+    /// A connection accepted by a listener of this loop or of another one (which hands it over
+    /// before reading from it). TCP options come from the listener (see `Listener.retune`).
+    func adoptAccepted(fd: Int32, remote: Socket.Address, readNow: Bool) {
+        let client = ClientConnection(loop: self, fd: fd, remote: remote)
+        clientAccepted(client)
+        client.startReading()
+        if readNow { client.onReadable() }
+    }
+
     /// Loops 1..n-1 watch loop 0's listening sockets (before their threads start).
     func shareListeners(of first: EventLoop) {
         listeners = first.listeners.map { $0.shared(with: self) }

@@ -8,11 +8,14 @@ extension EventLoop {
 
     var clientsInTransaction: Int { clients.values.reduce(0) { $0 + ($1.server != nil ? 1 : 0) } }
 
-    func clientAccepted(_ c: ClientConnection) { clients[c.id] = c }
+    func clientAccepted(_ c: ClientConnection) {
+        clients[c.id] = c
+        group.clientLoad(index, +1)
+    }
 
     func clientClosed(_ c: ClientConnection) {
         bury(c)  // keeps it alive until the iteration ends: callers still run on it
-        clients[c.id] = nil
+        if clients.removeValue(forKey: c.id) != nil { group.clientLoad(index, -1) }
         heapChurned = true
     }
 

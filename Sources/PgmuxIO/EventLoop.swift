@@ -116,17 +116,18 @@ public final class EventLoop {
 
     /// A loop of its own group, as the only one (tests and tools).
     public convenience init(config: Config, log: Log) throws {
-        try self.init(config: config, log: log, group: LoopGroup(), index: 0)
+        try self.init(config: config, log: log, group: LoopGroup(), index: 0, of: 1)
     }
 
-    /// Loop `index` of `group` (made in index order, see `LoopGroup.makeLoops`).
-    init(config: Config, log: Log, group: LoopGroup, index: Int) throws {
+    /// Loop `index` of the `count` loops of `group` (made in index order, see
+    /// `LoopGroup.makeLoops`).
+    init(config: Config, log: Log, group: LoopGroup, index: Int, of count: Int) throws {
         guard let ev = ev_loop_new(UInt32(EVFLAG_AUTO)) else { throw SocketError("ev_loop_new", 0) }
         self.ev = ev
         self.group = group
         self.index = index
         idCounter = UInt64(index)
-        idStride = UInt64(max(1, config.settings.workers.resolved(onlineCPUs: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))))
+        idStride = UInt64(count)
         mailbox = Mailbox(ev: ev)
         scramCache = group.scramCache
         authQueryCache = group.authQueryCache

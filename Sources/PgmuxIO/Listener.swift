@@ -82,13 +82,18 @@ final class Listener {
                 return
             }
             if isUnix { remote = Socket.Address(); remote.storage.ss_family = sa_family_t(AF_UNIX) }
-            // TCP options come from the listener (see retune).
-            let client = ClientConnection(loop: loop, fd: cfd, remote: remote)
-            loop.clientAccepted(client)
-            client.startReading()
             // With tcp_defer_accept the startup packet is already here (PgBouncer's sbuf_accept
             // reads at once too): one wait and wake-up fewer per connection.
-            if !isUnix && loop.config.settings.tcpDeferAccept { client.onReadable() }
+            let readNow = !isUnix && loop.config.settings.tcpDeferAccept
+            // The kernel wakes whichever loop it likes: connections made one after the other
+            // (an application's pool filling up) could all land on one. A loop with two
+            // clients more than the least loaded one hands the new one over, before reading.
+            if let target = loop.group.lessLoadedLoop(than: loop.index) {
+                let address = remote
+                loop.group.post(to: target) { $0.adoptAccepted(fd: cfd, remote: address, readNow: readNow) }
+                continue
+            }
+            loop.adoptAccepted(fd: cfd, remote: remote, readNow: readNow)
         }
     }
 

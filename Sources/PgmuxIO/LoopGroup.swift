@@ -11,7 +11,9 @@ import PgmuxCore
 /// 1. **Mailboxes** (`post(to:_:)`): a closure runs on another loop's thread, at the top of one of
 ///    its iterations. A job captures only values (descriptors, strings, value types, an OpenSSL
 ///    session nobody else holds), never an object of the posting loop. Used to hand an idle
-///    server to the loop whose clients wait for it (`ServerTransfer`), and to wake a loop.
+///    server to the loop whose clients wait for it (`ServerTransfer`), and to tell the other
+///    loops what one learned: a pool's login failed or works again, a host changed role or
+///    address, a DNS answer arrived, a place freed up (a server closed, one was evicted).
 /// 2. **Stopping the world** (`withWorldStopped(from:_:)`): the calling loop parks every other
 ///    loop at a safe point (between callbacks, in its mailbox callback) and waits until all are
 ///    parked; it may then read and change their state as if the process had one loop, libev
@@ -21,14 +23,16 @@ import PgmuxCore
 ///    Only one loop stops the world at a time; a loop waiting for its turn parks when asked,
 ///    so two stoppers never wait on each other.
 /// 3. **Shared structures with their own lock**: `ServerBudget` (global pool and server limits),
-///    `PoolShare` (who idles and who waits, per pool), `ClientCounts` (max_client_conn and the
-///    client caps), the prepared-statement registry, the SCRAM key cache and the auth_query
-///    cache. Their critical sections are a few dictionary operations and never call out.
+///    `PoolShare` (who idles and who waits, per pool; a pool's login health and welcome),
+///    `ClientCounts` (max_client_conn and the client caps), the prepared-statement registry,
+///    the SCRAM key cache, the auth_query cache, host health and the DNS cache. Their critical
+///    sections are a few dictionary operations and never call out. The TLS contexts are shared
+///    too (OpenSSL's SSL_CTX serves several threads) and replaced only with the world stopped.
 ///
 /// With `workers = 1` no mailbox job is ever posted and no world is stopped.
 public final class LoopGroup: @unchecked Sendable {
-    /// The loops, in index order. Unowned: `Main` (or a test) owns them, and each loop keeps its
-    /// group alive.
+    /// The loops, in index order. Unowned: `Main` (or a test) owns them for as long as loop 0
+    /// runs, and each loop keeps its group alive.
     private var members: [Unmanaged<EventLoop>] = []
     var loops: [EventLoop] { members.map { $0.takeUnretainedValue() } }
     var count: Int { members.count }
@@ -52,6 +56,9 @@ public final class LoopGroup: @unchecked Sendable {
     private let stopper = Lock()
     /// Threads of loops 1..n-1.
     private var threads: [pthread_t] = []
+    /// Client connections per loop, for spreading new ones (`lessLoadedLoop`).
+    private let loadLock = Lock()
+    private var load: [Int] = []
     /// Loops whose shutdown condition holds (see `EventLoop.sweep`).
     private let drainedLock = Lock()
     private var drained: Set<Int> = []
@@ -64,13 +71,29 @@ public final class LoopGroup: @unchecked Sendable {
         let n = config.settings.workers.resolved(onlineCPUs: sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         let group = LoopGroup()
         var loops: [EventLoop] = []
-        for i in 0..<n { loops.append(try EventLoop(config: config, log: log, group: group, index: i)) }
+        for i in 0..<n { loops.append(try EventLoop(config: config, log: log, group: group, index: i, of: n)) }
         return loops
     }
 
     func join(_ loop: EventLoop) {
         precondition(loop.index == members.count)
         members.append(Unmanaged.passUnretained(loop))
+        load.append(0)
+    }
+
+    /// A client connection joined (+1) or left (-1) loop `index`.
+    func clientLoad(_ index: Int, _ delta: Int) {
+        guard members.count > 1 else { return }
+        loadLock.withLock { load[index] += delta }
+    }
+
+    /// The least loaded loop, when loop `index` has at least two client connections more.
+    func lessLoadedLoop(than index: Int) -> Int? {
+        guard members.count > 1 else { return nil }
+        return loadLock.withLock {
+            guard let least = load.indices.min(by: { load[$0] < load[$1] }), load[index] >= load[least] + 2 else { return nil }
+            return least
+        }
     }
 
     func share(for key: String) -> PoolShare? {
@@ -154,9 +177,10 @@ public final class LoopGroup: @unchecked Sendable {
         return try body()
     }
 
-    /// `body` on every loop, the world stopped (PAUSE, KILL, signals...).
+    /// `body` on every loop, the world stopped (PAUSE, KILL, signals...), loop 0 last: the loops
+    /// watching its sockets stop doing so before it closes them (shutdown).
     func everywhere(from me: EventLoop, _ body: (EventLoop) -> Void) {
-        withWorldStopped(from: me) { for l in loops { body(l) } }
+        withWorldStopped(from: me) { for l in loops.reversed() { body(l) } }
     }
 }
 

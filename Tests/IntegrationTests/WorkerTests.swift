@@ -66,6 +66,20 @@ final class WorkerTests: XCTestCase {
         XCTAssertTrue(p.isRunning)
     }
 
+    /// Connections made one after the other (an application's pool filling up) spread over the
+    /// loops, whichever loop the kernel wakes for each.
+    func testConnectionsMadeOneAfterAnotherSpreadOverTheWorkers() throws {
+        let p = try pgmux()
+        let admin = try console(p)
+        let clients = try (0..<20).map { _ in try PQConnection(p.conninfo()) }
+        for c in clients { XCTAssertEqual(try c.scalar("SELECT 1"), "1") }
+        let perWorker = try show(admin, "THREADS").map { Int($0["clients"] ?? "") ?? -1 }
+        XCTAssertEqual(perWorker.reduce(0, +), 21, "20 clients and the console: \(perWorker)")
+        XCTAssertLessThanOrEqual(abs(perWorker[0] - perWorker[1]), 2, "\(perWorker)")
+        let rows = try show(admin, "CLIENTS").filter { $0["database"] == PostgresCluster.database }
+        XCTAssertEqual(rows.filter { $0["worker"] == "0" }.count + rows.filter { $0["worker"] == "1" }.count, 20)
+    }
+
     func testMaxDbConnectionsIsGlobalAcrossWorkers() throws {
         let p = try pgmux(["default_pool_size": "6", "max_db_connections": "2"])
         let port = p.port
