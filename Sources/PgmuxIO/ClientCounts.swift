@@ -22,7 +22,6 @@ final class ClientCounts: @unchecked Sendable {
     /// A client handed over by an online restart, admitted whatever the limit.
     func adopt() { lock.withLock { loggedIn += 1 } }
     func left() { lock.withLock { loggedIn -= 1 } }
-    var loggedInCount: Int { lock.withLock { loggedIn } }
 
     /// Counts a client of `key`; returns the count with it.
     func addDatabase(_ key: String) -> Int { lock.withLock { perDatabase[key, default: 0] += 1; return perDatabase[key]! } }

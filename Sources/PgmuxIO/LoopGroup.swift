@@ -100,7 +100,7 @@ public final class LoopGroup: @unchecked Sendable {
         guard members.count > 1 else { return nil }
         return sharesLock.withLock {
             if let s = shares[key] { return s }
-            let s = PoolShare(key: key, loops: members.count)
+            let s = PoolShare(loops: members.count)
             shares[key] = s
             return s
         }

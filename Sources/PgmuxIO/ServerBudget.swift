@@ -60,7 +60,6 @@ struct PoolLoginState: Sendable {
 /// a loop that idles one. Both sides publish under one lock before they look, so at least one
 /// of them sees the other.
 final class PoolShare: @unchecked Sendable {
-    let key: String
     private let lock = Lock()
     private var idle: [Int]
     private var waiting: [Int]
@@ -71,8 +70,7 @@ final class PoolShare: @unchecked Sendable {
     /// give or take this, without moving servers back and forth under even load.
     static let fairnessSlack = 0.005
 
-    init(key: String, loops: Int) {
-        self.key = key
+    init(loops: Int) {
         idle = Array(repeating: 0, count: loops)
         waiting = Array(repeating: 0, count: loops)
         oldestWait = Array(repeating: .infinity, count: loops)
