@@ -61,7 +61,8 @@ extension EventLoop {
                 }
             case .idle:
                 let pool = server.pool
-                let aboveMinimum = pool.machine.serverCount > pool.machine.limits.minSize
+                // min_pool_size counts the pool's servers on every loop.
+                let aboveMinimum = pool.totalServers > pool.machine.limits.minSize
                 if s.serverIdleTimeout > 0 && t - server.lastUsed > s.serverIdleTimeout && aboveMinimum {
                     server.close(reason: "server idle timeout", notifyClient: false)
                 } else if t - server.connectTime > pool.effectiveLifetime && aboveMinimum {

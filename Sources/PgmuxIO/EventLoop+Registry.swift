@@ -20,7 +20,7 @@ extension EventLoop {
     }
 
     /// A server joins the loop; it was counted in the group's budget when its pool decided to
-    /// open it (`Pool.canOpen`), or by `listenerOpened`, or on the loop it came from.
+    /// open it (`Pool.canOpen`, `Pool.reserveListenerPlace`), or on the loop it came from.
     func serverOpened(_ s: ServerConnection) {
         servers[s.id] = s
     }
