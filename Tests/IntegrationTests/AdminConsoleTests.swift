@@ -181,7 +181,9 @@ final class AdminConsoleTests: XCTestCase {
         _ = try holder.query("COMMIT")
         XCTAssertEqual(try show(admin, "SERVERS").count, 2)
         try admin.query("SET default_pool_size = 1")
-        XCTAssertTrue(try waitUntil(3) { try self.show(admin, "SERVERS").count == 1 }, "idle servers beyond the new size close")
+        let ok = try waitUntil(3) { try self.show(admin, "SERVERS").count == 1 }
+        let left = try show(admin, "SERVERS").count
+        XCTAssertTrue(ok, "idle servers beyond the new size close: \(left)")
         try admin.query("SET max_prepared_statements = 2")
         for i in 0..<5 { try holder.prepare("s\(i)", "SELECT \(i) + $1::int") }
         for i in 0..<5 { XCTAssertEqual(try holder.execPrepared("s\(i)", ["1"]).first?.first, "\(i + 1)") }
