@@ -79,10 +79,15 @@ extension EventLoop {
                 break
             }
         }
-        for pool in pools.values {
-            pool.closeExcessIdle()
-            pool.notificationsIfAny?.maintain()
+        // After pool_size went down. With several loops, loop 0 does it for all with the world
+        // stopped: a close lowers the pool's total at once, so the next loop sees it (two janitors
+        // deciding from the same total would both close).
+        if group.count == 1 {
+            for pool in pools.values { pool.closeExcessIdle() }
+        } else if index == 0 {
+            group.everywhere(from: self) { l in for pool in l.pools.values { pool.closeExcessIdle() } }
         }
+        for pool in pools.values { pool.notificationsIfAny?.maintain() }
         // While suspended no server is opened (PgBouncer's janitor does nothing then, so as not
         // to surprise the process taking over); RESUME's next round tops the pools up.
         if !suspended {
