@@ -134,13 +134,18 @@ extension EventLoop {
     /// Once a second: relay buffers unused for that long are freed, and after clients came or
     /// went the heap's free pages are handed back to the kernel, so RSS follows the number of
     /// connections down after a burst instead of staying at its peak (PgBouncer keeps its slabs).
+    /// malloc_trim covers every thread's arena, so only loop 0 calls it, when any loop asked:
+    /// one walk of the arenas per second rather than one per loop, and never two at once (which
+    /// glibc allows but which, under ThreadSanitizer's own allocator, raced on glibc's lazy
+    /// initialisation of its unused heap and crashed).
     private func returnIdleMemory(now t: Double) {
         lastMemoryTrim = t
         let freed = buffers.trim(floor: max(1, 8 / group.count))  // 8 idle buffers for the process
         if freed > 0 || heapChurned {
             heapChurned = false
-            _ = malloc_trim(0)
+            group.wantHeapTrim()
         }
+        if index == 0 && group.takeHeapTrim() { _ = malloc_trim(0) }
     }
 
     /// The timeouts of a client in its pool's queue: failover_timeout first (no host of the pool

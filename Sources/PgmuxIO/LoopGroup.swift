@@ -62,6 +62,10 @@ public final class LoopGroup: @unchecked Sendable {
     /// Loops whose shutdown condition holds (see `EventLoop.sweep`).
     private let drainedLock = Lock()
     private var drained: Set<Int> = []
+    /// Some loop freed memory since loop 0 last gave the heap's free pages back (see
+    /// `EventLoop.returnIdleMemory`).
+    private let heapLock = Lock()
+    private var heapTrimWanted = false
 
     public init() {}
 
@@ -93,6 +97,19 @@ public final class LoopGroup: @unchecked Sendable {
         return loadLock.withLock {
             guard let least = load.indices.min(by: { load[$0] < load[$1] }), load[index] >= load[least] + 2 else { return nil }
             return least
+        }
+    }
+
+    /// A loop freed memory worth giving back to the kernel.
+    func wantHeapTrim() {
+        heapLock.withLock { heapTrimWanted = true }
+    }
+
+    /// Whether a loop asked for a heap trim since the last call (which clears the request).
+    func takeHeapTrim() -> Bool {
+        heapLock.withLock {
+            defer { heapTrimWanted = false }
+            return heapTrimWanted
         }
     }
 
