@@ -58,13 +58,13 @@ extension Pool {
     /// lock is not taken on every transaction.
     @inline(__always)
     func balance() {
-        guard let share else { return }
+        guard isShared else { return }
         let idleNow = machine.idle.count > 0, waitingNow = machine.waitingCount > 0
         guard idleNow != publishedIdle || waitingNow != publishedWaiting || loop.now - publishedAt >= 0.001 else { return }
         publishedIdle = idleNow
         publishedWaiting = waitingNow
         publishedAt = loop.now
-        balance(share)
+        withShare { balance($0) }
     }
 
     private func balance(_ share: PoolShare) {
@@ -86,12 +86,13 @@ extension Pool {
     /// when clients there have waited longer (`PoolShare.waitingLonger`); nil to serve here.
     func fairerLoop(for server: ServerConnection) -> Int? {
         // Asked at most once per millisecond, the resolution that matters against the slack.
-        guard let share, loop.now - fairnessCheckedAt >= 0.001 else { return nil }
+        guard isShared, loop.now - fairnessCheckedAt >= 0.001 else { return nil }
         fairnessCheckedAt = loop.now
         guard machine.pause == .running, machine.pendingLookups == 0,
-              let mine = machine.oldestWaitStart, server.inbuf.isEmpty, server.ownOut.isEmpty, !server.closeNeeded,
-              let target = share.waitingLonger(than: mine, except: loop.index) else { return nil }
-        return target
+              let mine = machine.oldestWaitStart, server.inbuf.isEmpty, server.ownOut.isEmpty, !server.closeNeeded
+        else { return nil }
+        let me = loop.index
+        return withShare { $0.waitingLonger(than: mine, except: me) } ?? nil
     }
 
     /// `release` found a loop whose clients waited longer: the server leaves this loop's counts

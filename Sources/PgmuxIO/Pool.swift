@@ -22,8 +22,17 @@ public final class Pool {
     /// The loop's key for this pool, also the group's (`ServerBudget`, `PoolShare`).
     let key: String
     /// Idle and waiting figures of this pool on every loop; nil with one loop, and for
-    /// replication pools (their servers belong to one client).
-    let share: PoolShare?
+    /// replication pools (their servers belong to one client). Unmanaged: the group keeps every
+    /// share for the life of the process, and the lending paths borrow it at +0 (`withShare`);
+    /// a retain there would write to an object all loops use, its reference count's cache line
+    /// bouncing between cores on every transaction.
+    private let shareRef: Unmanaged<PoolShare>?
+    var share: PoolShare? { shareRef?.takeUnretainedValue() }
+    var isShared: Bool { shareRef != nil }
+    @inline(__always) func withShare<R>(_ body: (PoolShare) -> R) -> R? { shareRef?._withUnsafeGuaranteedRef(body) }
+    /// This pool's servers on every loop (nil where `shareRef` is), kept by `ServerBudget` for
+    /// the life of the process; unmanaged for the same reason.
+    private let serverTotalRef: Unmanaged<PoolServerTotal>?
     public let databaseName: String
     public let userName: String
     var database: DatabaseEntry { didSet { refreshSelector() } }
@@ -86,7 +95,9 @@ public final class Pool {
          replicationOptions: String? = nil) {
         self.loopRef = Unmanaged.passUnretained(loop)
         self.key = key
-        self.share = replication == .none ? loop.group.share(for: key) : nil
+        let share = replication == .none ? loop.group.share(for: key) : nil
+        self.shareRef = share.map { Unmanaged.passUnretained($0) }
+        self.serverTotalRef = share == nil ? nil : Unmanaged.passUnretained(loop.group.budget.poolTotal(for: key))
         self.databaseName = databaseName
         self.database = database
         self.selector = Pool.makeSelector(database, loop.config.settings)
@@ -288,7 +299,7 @@ public final class Pool {
         }
         let stale = staleReason(server)
         // Several loops: clients of another loop that have waited longer get it.
-        if stale == nil, share != nil, let target = fairerLoop(for: server) {
+        if stale == nil, isShared, let target = fairerLoop(for: server) {
             sendReleased(server, to: target)
             balance()
             return
@@ -336,7 +347,7 @@ public final class Pool {
     }
 
     /// This pool's servers on every loop.
-    var totalServers: Int { share == nil ? machine.serverCount : loop.group.budget.total(pool: key) }
+    var totalServers: Int { serverTotalRef?._withUnsafeGuaranteedRef { $0.current } ?? machine.serverCount }
 
     /// Looks up a user's secret with auth_query on a server of this pool.
     func lookupSecret(user: String, sql: String, answer: @escaping (AuthQueryAnswer) -> Void) {
@@ -427,9 +438,10 @@ public final class Pool {
     }
 
     private func reserve(inPool: Bool, evictIfNeeded: Bool) -> Bool {
-        // The pool's total is at least this loop's count: a `.no` here is a `.no` (the common
-        // case of a full pool under load), without the lock or the configuration's limits.
-        if inPool && machine.openDecision(now: loop.now) == .no { return false }
+        // The pool's total is at least this loop's count, and with several loops the budget's
+        // lock-free count (`PoolServerTotal`): a `.no` here is a `.no` (the common case of a
+        // full pool under load), without the lock or the configuration's limits.
+        if inPool && machine.openDecision(now: loop.now, total: max(machine.serverCount, totalServers)) == .no { return false }
         let s = loop.config.settings
         let db = database.dbname, user = serverUser
         let maxDb = database.maxDbConnections ?? s.maxDbConnections

@@ -1,4 +1,5 @@
 import PgmuxCore
+import Synchronization
 
 /// The server limits of the whole process, whatever loop opens the server: pool_size and
 /// reserve_pool_size per pool, max_db_connections and max_user_connections (`ServerCaps`). A
@@ -10,7 +11,20 @@ final class ServerBudget: @unchecked Sendable {
     private let lock = Lock()
     private var caps = ServerCaps()
     /// Servers per pool key (connecting, lent or idle, on every loop), listeners excepted.
-    private var pools: [String: Int] = [:]
+    /// Entries stay once made: pools keep a reference (`Pool.serverTotal`).
+    private var pools: [String: PoolServerTotal] = [:]
+
+    /// The count of pool `key`'s servers on every loop, for the pool to read without the lock.
+    func poolTotal(for key: String) -> PoolServerTotal {
+        lock.withLock { entry(key) }
+    }
+
+    private func entry(_ key: String) -> PoolServerTotal {
+        if let t = pools[key] { return t }
+        let t = PoolServerTotal()
+        pools[key] = t
+        return t
+    }
 
     /// Counts one more server of pool `key` when `decide` (asked with the pool's total across
     /// loops) allows one and the caps do: `.allow`. `.deny` when either refuses, `.evict` when
@@ -19,11 +33,12 @@ final class ServerBudget: @unchecked Sendable {
     func reserve(pool key: String?, database: String, user: String, maxDatabase: Int, maxUser: Int,
                  evictIfNeeded: Bool, decide: (Int) -> Bool) -> ServerCaps.Verdict {
         lock.withLock {
-            guard decide(key.flatMap { pools[$0] } ?? 0) else { return .deny }
+            let total = key.map { entry($0) }
+            guard decide(total?.current ?? 0) else { return .deny }
             let verdict = caps.verdict(database: database, user: user, maxDatabase: maxDatabase, maxUser: maxUser,
                                        evictIfNeeded: evictIfNeeded)
             if verdict == .allow {
-                if let key { pools[key, default: 0] += 1 }
+                total?.count.add(1, ordering: .relaxed)
                 caps.opened(database: database, user: user)
             }
             return verdict
@@ -34,17 +49,25 @@ final class ServerBudget: @unchecked Sendable {
     /// the pool's count).
     func released(pool key: String?, database: String, user: String) {
         lock.withLock {
-            if let key {
-                let n = (pools[key] ?? 1) - 1
-                pools[key] = n > 0 ? n : nil
-            }
+            if let key, let total = pools[key], total.current > 0 { total.count.subtract(1, ordering: .relaxed) }
             caps.closed(database: database, user: user)
         }
     }
 
-    func total(pool key: String) -> Int { lock.withLock { pools[key] ?? 0 } }
     func count(database: String) -> Int { lock.withLock { caps.count(database: database) } }
     func count(user: String) -> Int { lock.withLock { caps.count(user: user) } }
+}
+
+/// One pool's servers on every loop, changed under `ServerBudget`'s lock only and read without
+/// it: a loop whose own servers leave room (its pool spread over several loops) learns that the
+/// pool is full from one shared read instead of the budget's lock, the common case under load.
+/// A read may be a moment old; a `.no` from it is then corrected by what follows a server's
+/// close anyway (the closing loop wakes the loops whose clients wait, whose next look, after
+/// the mailbox's lock, reads the new count; and the janitor's `topUp` every third of a second),
+/// and a `.yes` is checked again under the lock.
+final class PoolServerTotal: Sendable {
+    fileprivate let count = Atomic<Int>(0)
+    var current: Int { count.load(ordering: .relaxed) }
 }
 
 /// A pool's login backoff, failing flag and cached error, shared by its loops.
