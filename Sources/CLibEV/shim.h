@@ -33,6 +33,16 @@ static inline int pgmux_peer_uid(int fd, unsigned int *uid) {
   int r = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &len);
   if (r == 0) *uid = c.uid;
   return r; }
+/* recv() and send() of the relay without glibc's cancellation-point wrapper: once a process has
+   a second thread (a crypto worker, another event loop) every such call brackets its syscall
+   with __pthread_enable_asynccancel / __pthread_disable_asynccancel (1-2% of pgmux's CPU under
+   pgbench). pgmux never cancels a thread, so the bracket buys nothing. -1 and errno as usual. */
+#include <sys/syscall.h>
+#include <unistd.h>
+static inline ssize_t pgmux_recv(int fd, void *buf, size_t len, int flags) {
+  return syscall(SYS_recvfrom, fd, buf, len, flags, (void *)0, (void *)0); }
+static inline ssize_t pgmux_send(int fd, const void *buf, size_t len, int flags) {
+  return syscall(SYS_sendto, fd, buf, len, flags, (void *)0, 0); }
 static inline void pgmux_ev_set_max_priority(void *w) { ev_set_priority((ev_watcher *)w, EV_MAXPRI); }
 static inline int pgmux_ev_is_active(const void *w) { return ev_is_active((const ev_watcher *)w); }
 #endif

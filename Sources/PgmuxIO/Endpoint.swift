@@ -179,19 +179,20 @@ public class Endpoint {
     }
 
     /// recv(), or SSL_read() on a TLS connection, with the same conventions (-1 + errno EAGAIN
-    /// when nothing can be read now).
+    /// when nothing can be read now). `pgmux_recv`: the syscall without glibc's cancellation
+    /// bracket (see shim.h).
     @inline(__always)
     func ioRead(_ p: UnsafeMutableRawPointer, _ n: Int) -> Int {
-        guard let ssl else { return recv(fd, p, n, 0) }
+        guard let ssl else { return pgmux_recv(fd, p, n, 0) }
         let r = SSL_read(ssl, p, Int32(min(n, Int(Int32.max))))
         if r > 0 { return Int(r) }
         return tlsFailure(ssl, r)
     }
 
-    /// send(), or SSL_write() on a TLS connection.
+    /// send(), or SSL_write() on a TLS connection (`pgmux_send`, as `ioRead`).
     @inline(__always)
     func ioWrite(_ p: UnsafeRawPointer, _ n: Int) -> Int {
-        guard let ssl else { return send(fd, p, n, Int32(MSG_NOSIGNAL)) }
+        guard let ssl else { return pgmux_send(fd, p, n, Int32(MSG_NOSIGNAL)) }
         let r = SSL_write(ssl, p, Int32(min(n, Int(Int32.max))))
         if r > 0 { return Int(r) }
         return tlsFailure(ssl, r)
