@@ -141,7 +141,9 @@ extension Pool {
         server.backendKey = t.backendKey
         server.params = t.params
         server.reportedOrder = t.reportedOrder
-        server.paramsInSync = t.paramsInSync
+        // This loop's copy of the set: `link` compares it with its clients' (interned here) by
+        // storage first, and the other loop's storage would cost a full comparison every time.
+        server.paramsInSync = t.paramsInSync.map { loop.interned($0) }
         server.sessionSettings = t.sessionSettings
         server.sessionDirty = t.sessionDirty
         server.statementCache = t.statementCache
