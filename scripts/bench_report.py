@@ -468,6 +468,22 @@ def ratio_num(a, b):
     return a / b if num(a) and num(b) and b else None
 
 
+def paired_ratio(xs, ys, key):
+    """x/y of `key` as the median over rounds of the two targets' ratio within one round, falling
+    back to the ratio of the medians when no round has both. Targets run back to back within a
+    round, so a shared machine's drift between rounds (direct tps moving by ±15 % or more) cancels
+    out of the ratio instead of landing on whichever target had the slow round's median."""
+    def by_round(runs):
+        return {r["round"]: r[key] for r in runs or [] if r.get("ok") and num(r.get(key)) and "round" in r}
+    if any(not r.get("ok") for r in (xs or []) + (ys or [])):
+        return None
+    a, b = by_round(xs), by_round(ys)
+    both = [a[k] / b[k] for k in a if k in b and b[k]]
+    if both:
+        return statistics.median(both)
+    return ratio_num(cell(xs, key), cell(ys, key))
+
+
 def row(cells):
     return "| " + " | ".join(cells) + " |"
 
@@ -535,8 +551,8 @@ def cmd_report(a):
                 d["cpu_us_per_conn"] = d.get("cpu_us_per_txn")
         res = out["results"][w]
         out["ratios"][w] = {"%s/%s" % (x, y): {
-            "tps": ratio_num(res.get(x, {}).get("tps"), res.get(y, {}).get("tps")),
-            "cpu_per_txn": ratio_num(res.get(x, {}).get("cpu_us_per_txn"), res.get(y, {}).get("cpu_us_per_txn"))}
+            "tps": paired_ratio(by.get((w, x)), by.get((w, y)), "tps"),
+            "cpu_per_txn": paired_ratio(by.get((w, x)), by.get((w, y)), "cpu_us_per_txn")}
             for x, y in pairs}
         if w in LATENCY:
             for x, y in pairs:
@@ -548,12 +564,14 @@ def cmd_report(a):
                      + ["%s/%s tps" % (short(x), short(y)) for x, y in pairs])
         for w in ws:
             c = {t: get(w, t, "tps") for t in shown}
-            res.append(row([WORKLOADS[w]] + [fmt(c[t]) for t in shown] + [ratio(c[x], c[y]) for x, y in pairs]))
+            res.append(row([WORKLOADS[w]] + [fmt(c[t]) for t in shown]
+                           + [fmt(paired_ratio(by.get((w, x)), by.get((w, y)), "tps"), 2) for x, y in pairs]))
         res += [""] + header(["workload"] + ["%s µs CPU/%s" % (label(t), unit) for t in poolers]
                              + ["%s/%s CPU" % (short(x), short(y)) for x, y in pairs])
         for w in ws:
             u = {t: get(w, t, "cpu_us_per_txn") for t in poolers}
-            res.append(row([WORKLOADS[w]] + [fmt(u[t], 1) for t in poolers] + [ratio(u[x], u[y]) for x, y in pairs]))
+            res.append(row([WORKLOADS[w]] + [fmt(u[t], 1) for t in poolers]
+                           + [fmt(paired_ratio(by.get((w, x)), by.get((w, y)), "cpu_us_per_txn"), 2) for x, y in pairs]))
         return res + [""]
 
     steady = [w for w in tp if w not in CHURN]
@@ -686,7 +704,9 @@ def cmd_report(a):
         lines.append("")
     lines.append("CPU/txn: the pooler's utime+stime (all its threads) during the run over pgbench's transactions "
                  "(includes logins for 1,000 clients or more; for churn every transaction is a login, hence "
-                 "CPU/conn). Ratios < 1 on tps mean the first is slower; < 1 on CPU or bytes mean it uses less.")
+                 "CPU/conn). Ratios < 1 on tps mean the first is slower; < 1 on CPU or bytes mean it uses less. "
+                 "The tps and CPU ratios are medians over rounds of each round's ratio (the two targets "
+                 "ran back to back), so drift between rounds cancels; the columns are medians per target.")
     md = "\n".join(lines) + "\n"
     open(os.path.join(a.dir, "results.md"), "w").write(md)
     with open(os.path.join(a.dir, "results.json"), "w") as f:
