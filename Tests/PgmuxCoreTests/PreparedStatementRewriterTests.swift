@@ -107,6 +107,25 @@ final class PreparedStatementRewriterTests: XCTestCase {
         XCTAssertTrue(cache.contains(0))
     }
 
+    /// Binds say whether their statement may pin the client, every time: the answer is
+    /// remembered per client (no registry lock per Bind), also across many names coming and going.
+    func testBindsTellWhetherTheStatementMayPin() throws {
+        let reg = PreparedStatementRegistry()
+        var cache = ServerStatementCache(capacity: 100)
+        var rw = PreparedStatementRewriter()
+        _ = run(&rw, "P", parseBody("lock", "SELECT pg_advisory_lock(1)"), &cache, reg)
+        _ = run(&rw, "P", parseBody("plain", "SELECT 1"), &cache, reg)
+        for round in 0..<40 {
+            XCTAssertEqual(try XCTUnwrap(run(&rw, "B", bindBody("lock"), &cache, reg)).mayPin, true, "round \(round)")
+            XCTAssertEqual(try XCTUnwrap(run(&rw, "B", bindBody("plain"), &cache, reg)).mayPin, false, "round \(round)")
+            // A statement used once and closed, as a driver with a statement cache does.
+            let name = "tmp\(round)"
+            _ = run(&rw, "P", parseBody(name, round % 2 == 0 ? "SELECT \(round)" : "CREATE TEMP TABLE t\(round) (x int)"), &cache, reg)
+            XCTAssertEqual(try XCTUnwrap(run(&rw, "B", bindBody(name), &cache, reg)).mayPin, round % 2 == 1, name)
+            _ = run(&rw, "C", body([[UInt8(ascii: "S")], cstr(name)]), &cache, reg)
+        }
+    }
+
     func testUnnamedAndUnknownPassThrough() throws {
         let reg = PreparedStatementRegistry()
         var cache = ServerStatementCache(capacity: 10)

@@ -22,6 +22,10 @@ public struct PreparedStatementRewriter {
 
     /// The client's names (client name → registry id), kept across servers.
     public var clientStatements: [String: Int] = [:]
+    /// `registry.mayPin` of statements this client has bound. A registry fact never changes
+    /// once an id exists, and asking the registry takes the lock every event loop shares: with
+    /// several loops each Bind did, the lock's cache line moving between cores every time.
+    private var pinMemo: [Int: Bool] = [:]
     public var parses = 0, binds = 0, hits = 0, misses = 0
 
     public init() {}
@@ -65,7 +69,7 @@ public struct PreparedStatementRewriter {
             let exp = ensurePrepared(id, server: &server, registry: registry, into: &out)
             out += PreparedStatementRegistry.message(UInt8(ascii: "B"),
                                                      Array(portal.utf8) + [0] + registry.serverName(id) + [0] + Array(body[r.offset...]))
-            return .success(Rewrite(replacement: out, expectations: exp, mayPin: registry.mayPin(id), statement: id))
+            return .success(Rewrite(replacement: out, expectations: exp, mayPin: mayPin(id, registry), statement: id))
 
         case UInt8(ascii: "D"):
             guard let kind = r.byte(), let name = r.cString() else { return .failure(.malformed("Describe")) }
@@ -107,7 +111,7 @@ public struct PreparedStatementRewriter {
         let length = UInt32(4 + names.count + bodyLength - r.offset)
         out += [UInt8(ascii: "B"), UInt8(length >> 24), UInt8(truncatingIfNeeded: length >> 16),
                 UInt8(truncatingIfNeeded: length >> 8), UInt8(truncatingIfNeeded: length)] + names
-        return (Rewrite(replacement: out, expectations: exp, mayPin: registry.mayPin(id)), r.offset)
+        return (Rewrite(replacement: out, expectations: exp, mayPin: mayPin(id, registry)), r.offset)
     }
 
     /// Prepares `id` on the server first when it lacks it (reply swallowed). A statement from SQL
@@ -123,6 +127,15 @@ public struct PreparedStatementRewriter {
         out += registry.parseMessage(id)
         exp.append(.parse(id: id, swallow: true))
         return exp
+    }
+
+    private mutating func mayPin(_ id: Int, _ registry: PreparedStatementRegistry) -> Bool {
+        if let known = pinMemo[id] { return known }
+        let pins = registry.mayPin(id)
+        // Names come and go: kept within twice the client's live statements.
+        if pinMemo.count >= max(16, 2 * clientStatements.count) { pinMemo.removeAll() }
+        pinMemo[id] = pins
+        return pins
     }
 
     private func closeStatement(_ id: Int, registry: PreparedStatementRegistry, into out: inout [UInt8],
