@@ -11,7 +11,7 @@ final class ServerBudget: @unchecked Sendable {
     private let lock = Lock()
     private var caps = ServerCaps()
     /// Servers per pool key (connecting, lent or idle, on every loop), listeners excepted.
-    /// Entries stay once made: pools keep a reference (`Pool.serverTotal`).
+    /// Entries stay once made: pools keep a reference (`Pool.serverTotalRef`).
     private var pools: [String: PoolServerTotal] = [:]
 
     /// The count of pool `key`'s servers on every loop, for the pool to read without the lock.
