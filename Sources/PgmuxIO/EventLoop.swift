@@ -109,6 +109,10 @@ public final class EventLoop {
 
     private let check = UnsafeMutablePointer<ev_check>.allocate(capacity: 1)
     private let maintenance = UnsafeMutablePointer<ev_timer>.allocate(capacity: 1)
+    /// Pools with an idle server to hand to another loop once it has been idle for
+    /// `Pool.handOverGrace`, and the timer that wakes the loop for them.
+    var handOversDue: [Pool] = []
+    let handOverTimer = UnsafeMutablePointer<ev_timer>.allocate(capacity: 1)
     private var signals: [UnsafeMutablePointer<ev_signal>] = []
     /// Every connection's watchers. Declared last, so it outlives the other properties while the
     /// loop is destroyed (connections give their watchers back when freed; see `deinit`).
@@ -142,6 +146,7 @@ public final class EventLoop {
         check.initialize(to: ev_check())
         now = ev_now(ev)
         maintenance.initialize(to: ev_timer())
+        handOverTimer.initialize(to: ev_timer())
         try loadAuthFile()
         if index == 0 { try tls.load(config.settings) }
         group.join(self)

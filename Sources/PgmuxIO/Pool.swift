@@ -59,6 +59,8 @@ public final class Pool {
     /// here), and when; when `fairerLoop` last looked.
     var publishedIdle = false, publishedWaiting = false
     var publishedAt = 0.0, fairnessCheckedAt = 0.0
+    /// This pool waits in its loop's `handOversDue`.
+    var handOverScheduled = false
     /// auth_query lookups waiting for a server of this (auth_user) pool, in the order the
     /// machine counts them (`pendingLookups`).
     var authLookups: [(user: String, sql: String, answer: (AuthQueryAnswer) -> Void)] = []

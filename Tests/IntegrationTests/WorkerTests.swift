@@ -111,6 +111,35 @@ final class WorkerTests: XCTestCase {
         XCTAssertEqual(pool["sv_idle"], "1", "one server, counted once: \(pool)")
     }
 
+    /// pool_size 1: a client of one loop waits while a client of the other holds the server in
+    /// a transaction. At COMMIT the server idles on the holder's loop, which keeps it for the
+    /// hand-over grace (its own clients may want it) and then hands it over on its own timer,
+    /// not only when the waiting loop's maintenance asks again (every 1/3 s).
+    func testAServerReleasedOnOneWorkerReachesAWaiterOnTheOtherAtOnce() throws {
+        let p = try pgmux(["default_pool_size": "1", "query_wait_timeout": "10"])
+        let admin = try console(p)
+        let clients = try clientsOnBothWorkers(p, admin)
+        let a = try XCTUnwrap(clients[0]?.first), b = try XCTUnwrap(clients[1]?.first)
+        var waits: [Double] = []
+        for round in 0..<8 {
+            let (holder, waiter) = round % 2 == 0 ? (a, b) : (b, a)
+            try holder.query("BEGIN")
+            XCTAssertEqual(try holder.scalar("SELECT 'holding'"), "holding")
+            let served = Locked<Date?>(nil)
+            let t = Thread { if (try? waiter.scalar("SELECT 'served'")) == "served" { served.update { $0 = Date() } } }
+            t.start()
+            usleep(300_000)
+            XCTAssertNil(served.value, "round \(round): served while the only server was in a transaction")
+            let committed = Date()
+            try holder.query("COMMIT")
+            XCTAssertTrue(waitUntil(5) { served.value != nil }, "round \(round): the waiter was never served")
+            waits.append(served.value.map { $0.timeIntervalSince(committed) } ?? 5)
+        }
+        let median = waits.sorted()[waits.count / 2]
+        XCTAssertLessThan(median, 0.1, "the server waited for the other loop's maintenance: \(waits)")
+        XCTAssertLessThanOrEqual(try PostgresCluster.shared.backendCount(user: PostgresCluster.scramUser.0), 1)
+    }
+
     /// pool_size 2 and a busy loop whose own queue never empties: a client of the other loop is
     /// still served in turn (the server goes to the loop whose client has waited longest),
     /// instead of waiting until the busy loop's queue drains.

@@ -359,12 +359,13 @@ public struct PoolStateMachine: Sendable {
         openDecision(now: now, total: serverCount)
     }
 
-    /// Takes the most recently released idle server out of this machine, uncounted, to go to
+    /// Takes the server idle longest (`idle.first`) out of this machine, uncounted, to go to
     /// another event loop whose clients wait for it (its pool there adopts it); nil when none
-    /// is idle or this pool's own clients wait.
+    /// is idle or this pool's own clients wait. The longest idle: the one this loop's own
+    /// clients would reuse last (LIFO), and the one the shell's hand-over grace is judged on.
     public mutating func handOverIdle() -> PoolMember? {
         guard waiting.isEmpty, !idle.isEmpty else { return nil }
-        return idle.removeLast()
+        return idle.removeFirst()
     }
 
     // MARK: login failures
