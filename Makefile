@@ -6,7 +6,7 @@ SYSCONFDIR ?= $(PREFIX)/etc/pgmux
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: all build deps test run bench login-cost soak torture tsan fuzz install clean
+.PHONY: all build deps test run bench login-cost loop-cost soak torture tsan fuzz install clean
 
 all: build
 
@@ -38,6 +38,13 @@ bench: build
 login-cost: build
 	scripts/deps.sh pgbouncer valgrind
 	scripts/login-cost.sh $(LOGIN_COST_ARGS)
+
+# pgmux's work per transaction (callgrind instructions, strace system calls) with workers = 1 and 2
+# at a fixed rate: what more loops cost in pgmux's design, apart from the machine;
+# LOOP_COST_ARGS="--workers 1,2,4 --rate 300 --clients 50".
+loop-cost: build
+	scripts/deps.sh valgrind strace
+	scripts/loop-cost.sh $(LOOP_COST_ARGS)
 
 # pgmux under mixed load and injected faults on a throwaway cluster, then recovery checks (not part
 # of `make test`); SOAK_ARGS=--quick for 1 minute, --minutes N (default 5). Logs in results/soak-*/.
