@@ -44,18 +44,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  local p=$1
-  while ss -Hltn "sport = :$p" | grep -q .; do p=$((p + 1)); done
-  echo "$p"
-}
-# Listening ports below the ephemeral range: pgbench's own connections cannot hold them.
-pg_port=$(free_port 15432)
-scripts/pg-cluster.sh start "$tmp/pg" "$pg_port"
-psql -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres \
-  -c "CREATE ROLE bench LOGIN PASSWORD 'benchpw'" -c "CREATE DATABASE bench OWNER bench"
+source scripts/bench-cluster.sh
+start_bench_cluster "$tmp/pg" 15432
 export PGPASSWORD=benchpw
-pgbench -q -i -s 1 -h 127.0.0.1 -p "$pg_port" -U bench bench >/dev/null 2>&1
 printf '"bench" "benchpw"\n' > "$tmp/userlist.txt"
 if [ $TLS = 1 ]; then
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/server.key" -out "$tmp/server.crt" -days 1 \

@@ -60,17 +60,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  local p=$1
-  while ss -Hltn "sport = :$p" | grep -q .; do p=$((p + 1)); done
-  echo "$p"
-}
-pg_port=$(free_port 15532)
-scripts/pg-cluster.sh start "$tmp/pg" "$pg_port"
-psql -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres \
-  -c "CREATE ROLE bench LOGIN PASSWORD 'benchpw'" -c "CREATE DATABASE bench OWNER bench"
+source scripts/bench-cluster.sh
+start_bench_cluster "$tmp/pg" 15532
 export PGPASSWORD=benchpw PGSSLMODE=disable
-pgbench -q -i -s 1 -h 127.0.0.1 -p "$pg_port" -U bench bench >/dev/null 2>&1
 printf '"bench" "benchpw"\n' > "$tmp/userlist.txt"
 [ $is_root = 1 ] && chown -R postgres: "$tmp"
 port=$(free_port 16532)
