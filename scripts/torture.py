@@ -1514,6 +1514,10 @@ def phase_settings(ph: Phase) -> dict[str, object]:
     s: dict[str, object] = {"pool_mode": ph.mode, "default_pool_size": ph.pool,
                             "max_prepared_statements": ph.mps, "auth_type": ph.auth,
                             "workers": phase_loops(ph)}
+    if phase_loops(ph) > 1:
+        # Every loop takes clients, and as clients come and go loop 0 levels them: clients move
+        # between loops under the chaos too (the default, load, would gather this light load on one).
+        s["worker_placement"] = "even"
     if ph.max_db:
         s["max_db_connections"] = ph.max_db
     return s

@@ -514,6 +514,9 @@ final class AdminConsole {
         row.cpuSeconds = l.cpuSeconds
         row.serversMovedIn = l.serversMovedIn
         row.serversMovedOut = l.serversMovedOut
+        row.clientsMovedIn = l.clientsMovedIn
+        row.clientsMovedOut = l.clientsMovedOut
+        row.inUse = l.index < l.group.loadLock.withLock { l.group.loopsInUse }
         return row
     }
 

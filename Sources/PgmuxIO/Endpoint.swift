@@ -11,9 +11,10 @@ public class Endpoint {
     // flags last, so that a subclass's own small fields fill the same word (idle clients are
     // many; every 16 bytes saved is a malloc size class).
     /// The loop owns every endpoint. Unmanaged, so that hot paths borrow it at +0 (`withLoop`).
-    private let loopRef: Unmanaged<EventLoop>
+    /// A variable only for a client that moves to another loop (`rehome`).
+    private var loopRef: Unmanaged<EventLoop>
     public let id: UInt64
-    let readWatcher: UnsafeMutablePointer<ev_io>
+    private(set) var readWatcher: UnsafeMutablePointer<ev_io>
     /// Allocated on first use: most idle clients never wait for writability.
     private var writeWatcherStorage: UnsafeMutablePointer<ev_io>?
     /// Bytes read from this socket, waiting to be forwarded to the peer.
@@ -58,6 +59,21 @@ public class Endpoint {
     /// Installs the read watcher's callback (the fd may be set later for outgoing connections).
     func setupReadWatcher(_ read: pgmux_io_cb) {
         pgmux_ev_io_init(readWatcher, read, fd, Int32(EV_READ), Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// The connection moves to `target`'s loop, the world stopped, with nothing buffered or
+    /// queued: its watchers (stopped) go back to this loop's slab and come again from the target's,
+    /// so that each slab only ever holds its own loop's connections' watchers.
+    func rehome(to target: EventLoop, read: pgmux_io_cb) {
+        precondition(inbuf.isEmpty && ownOut.isEmpty && !isClosed)
+        stopReading()
+        stopWriting()
+        releaseBufferIfEmpty()
+        loop.watchers.give(readWatcher)
+        if let w = writeWatcherStorage { loop.watchers.give(w); writeWatcherStorage = nil }
+        loopRef = Unmanaged.passUnretained(target)
+        readWatcher = target.watchers.take()
+        setupReadWatcher(read)
     }
 
     /// The write watcher's callback, a property of the subclass rather than of every instance.

@@ -111,6 +111,7 @@ extension EventLoop {
         dropIdleAutoDatabases(now: t)
         resolverIfStarted?.maintain()
         if t - lastMemoryTrim >= 1 { returnIdleMemory(now: t) }
+        group.balanceClients(from: self)
         if statsPeriodStart == 0 { statsPeriodStart = t }
         if index == 0 && t - statsPeriodStart >= Double(max(1, s.statsPeriod)) { endStatsPeriod(now: t) }
     }

@@ -217,6 +217,7 @@ public final class EventLoop {
     private func startHousekeeping() {
         var clock = clockid_t()
         if pthread_getcpuclockid(pthread_self(), &clock) == 0 { cpuClock = clock }
+        group.loopStarted(index, cpuClock: cpuClock)
         let me = Unmanaged.passUnretained(self).toOpaque()
         pgmux_ev_check_init(check, loopCheck, me)
         pgmux_ev_set_max_priority(check)  // runs before every other callback of an iteration
@@ -242,16 +243,14 @@ public final class EventLoop {
     /// Idle servers other loops handed to this one, and this one to others (SHOW THREADS).
     var serversMovedIn: UInt64 = 0
     var serversMovedOut: UInt64 = 0
+    /// Clients that came from other loops and left for them (`worker_placement`, SHOW THREADS).
+    var clientsMovedIn: UInt64 = 0
+    var clientsMovedOut: UInt64 = 0
     /// The CPU clock of the loop's thread, once it runs (SHOW THREADS).
     private var cpuClock: clockid_t?
 
     /// CPU time this loop's thread has used.
-    var cpuSeconds: Double {
-        guard let cpuClock else { return 0 }
-        var ts = timespec()
-        guard clock_gettime(cpuClock, &ts) == 0 else { return 0 }
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
+    var cpuSeconds: Double { cpuClock.map(LoopGroup.threadCPUSeconds) ?? 0 }
 
     /// Connections give their watchers back to `watchers` when freed: free them all while the
     /// loop is still whole.

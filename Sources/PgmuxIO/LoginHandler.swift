@@ -643,6 +643,11 @@ final class LoginHandler {
     }
 
     /// A counted client closes (ClientConnection.disconnect).
+    /// The client moves to `other`'s loop: the name it is counted under goes with it.
+    func handOverCount(of client: ClientConnection, to other: LoginHandler) {
+        if let key = countedUserNames.removeValue(forKey: client.id) { other.countedUserNames[client.id] = key }
+    }
+
     func uncount(_ client: ClientConnection) {
         if client.countedInDatabase {
             client.countedInDatabase = false

@@ -56,9 +56,16 @@ public final class LoopGroup: @unchecked Sendable {
     private let stopper = Lock()
     /// Threads of loops 1..n-1.
     private var threads: [pthread_t] = []
-    /// Client connections per loop, for spreading new ones (`lessLoadedLoop`).
-    private let loadLock = Lock()
-    private var load: [Int] = []
+    /// Client connections per loop, for spreading new ones (`lessLoadedLoop`); the loops that
+    /// take new clients (`LoopBalancer.inUse`) and each loop's CPU clock, for loop 0's balancing
+    /// (`balanceClients`).
+    let loadLock = Lock()
+    var load: [Int] = []
+    var loopsInUse = 1
+    var cpuClocks: [clockid_t?] = []
+    /// Loop 0's thread only: the placement policy and the CPU times it last read.
+    var balancer = LoopBalancer(loops: 1, placement: .load)
+    var lastCPUSample: (time: Double, cpu: [Double])?
     /// Loops whose shutdown condition holds (see `EventLoop.sweep`).
     private let drainedLock = Lock()
     private var drained: Set<Int> = []
@@ -76,6 +83,8 @@ public final class LoopGroup: @unchecked Sendable {
         let group = LoopGroup()
         var loops: [EventLoop] = []
         for i in 0..<n { loops.append(try EventLoop(config: config, log: log, group: group, index: i, of: n)) }
+        group.balancer = LoopBalancer(loops: n, placement: config.settings.workerPlacement)
+        group.loopsInUse = group.balancer.inUse
         return loops
     }
 
@@ -83,6 +92,7 @@ public final class LoopGroup: @unchecked Sendable {
         precondition(loop.index == members.count)
         members.append(Unmanaged.passUnretained(loop))
         load.append(0)
+        cpuClocks.append(nil)
     }
 
     /// A client connection joined (+1) or left (-1) loop `index`.
@@ -91,12 +101,18 @@ public final class LoopGroup: @unchecked Sendable {
         loadLock.withLock { load[index] += delta }
     }
 
-    /// The least loaded loop, when loop `index` has at least two client connections more.
+    /// A client moved between loops, the world stopped (`EventLoop.moveClients`).
+    func clientMoved(from: Int, to: Int) {
+        loadLock.withLock { load[from] -= 1; load[to] += 1 }
+    }
+
+    /// Where a connection accepted by loop `index` goes instead: the least loaded loop in use,
+    /// when loop `index` is not in use or has at least two client connections more.
     func lessLoadedLoop(than index: Int) -> Int? {
         guard members.count > 1 else { return nil }
         return loadLock.withLock {
-            guard let least = load.indices.min(by: { load[$0] < load[$1] }), load[index] >= load[least] + 2 else { return nil }
-            return least
+            guard let least = (0..<loopsInUse).min(by: { load[$0] < load[$1] }) else { return nil }
+            return index >= loopsInUse || load[index] >= load[least] + 2 ? least : nil
         }
     }
 

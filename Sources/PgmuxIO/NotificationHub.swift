@@ -119,6 +119,12 @@ final class NotificationHub {
         if !client.inbuf.isEmpty { client.requestServer() }
     }
 
+    /// Whether the hub holds anything of this client (a subscription, a reply, a LISTEN it
+    /// handles): such a client stays on its loop.
+    func knows(_ client: ClientConnection) -> Bool {
+        inboxes[client.id] != nil || replies[client.id] != nil || serving == client.id
+    }
+
     /// The client disconnected.
     func clientLeft(_ client: ClientConnection) {
         replies[client.id] = nil

@@ -37,6 +37,8 @@ final class PgmuxProcess {
             "listen_addr": "127.0.0.1", "listen_port": "\(self.port)", "unix_socket_dir": dir,
             "auth_type": "scram-sha-256", "auth_file": dir + "/userlist.txt", "pool_mode": "transaction",
             "default_pool_size": "5", "log_connections": "0", "log_disconnections": "0",
+            // Light test loads would gather every client on one loop; tests that want that say so.
+            "worker_placement": "even",
         ]
         for (k, v) in settings { s[k] = v }
         let dbs = databases ?? [

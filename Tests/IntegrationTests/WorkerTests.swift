@@ -241,4 +241,116 @@ final class WorkerTests: XCTestCase {
         }
         XCTAssertEqual(line?.split(separator: " ").last.map(String.init), String(total), body)
     }
+
+    // MARK: worker_placement
+
+    private func threads(_ admin: PQConnection) throws -> [(clients: Int, movedIn: Int, movedOut: Int, inUse: String)] {
+        try show(admin, "THREADS").map {
+            (Int($0["clients"] ?? "") ?? -1, Int($0["clients_moved_in"] ?? "") ?? -1, Int($0["clients_moved_out"] ?? "") ?? -1,
+             $0["in_use"] ?? "")
+        }
+    }
+
+    /// Clients 0, 1, 4, 5, ... over TLS: connections alternate between the loops, so each loop
+    /// gets some of both.
+    private static func overTLS(_ i: Int) -> Bool { i / 2 % 2 == 0 }
+
+    private func threadsText(_ admin: PQConnection) -> String { (try? threads(admin)).map { "\($0)" } ?? "?" }
+
+    /// `load` (the default): under a light load every new client goes to loop 0, whichever loop
+    /// the kernel wakes; loop 1 is not in use.
+    func testLoadPlacementGathersALightLoadOnOneLoop() throws {
+        let p = try pgmux(["worker_placement": "load"])
+        let admin = try console(p)
+        let clients = try (0..<12).map { _ in try PQConnection(p.conninfo()) }
+        for c in clients { XCTAssertEqual(try c.scalar("SELECT 1"), "1") }
+        let t = try threads(admin)
+        XCTAssertEqual(t.map(\.clients), [13, 0], "12 clients and the console on loop 0: \(t)")
+        XCTAssertEqual(t.map(\.inUse), ["1", "0"])
+        let rows = try show(admin, "CLIENTS").filter { $0["database"] == PostgresCluster.database }
+        XCTAssertEqual(Set(rows.map { $0["worker"] ?? "" }), ["0"])
+    }
+
+    /// RELOAD from `even` to `load`: the quiet pooler gives loop 1 up after three seconds and its
+    /// clients move to loop 0 between transactions, TLS session, prepared statement, session
+    /// setting, cancel key and SHOW CLIENTS id included; a client inside a transaction stays until
+    /// it ends. None of them notices.
+    func testClientsOfALoopGivenUpMoveAndGoOnWorking() throws {
+        let t = PostgresCluster.shared.tlsDir
+        let p = try pgmux(["default_pool_size": "6", "max_prepared_statements": "10", "client_tls_sslmode": "allow",
+                           "client_tls_cert_file": t + "/server.crt", "client_tls_key_file": t + "/server.key"])
+        let admin = try console(p)
+        let all = try (0..<16).map { i in
+            try PQConnection(p.conninfo(extra: "application_name=mover\(i) sslmode=\(Self.overTLS(i) ? "require" : "disable")"))
+        }
+        sleep(2)  // loop 0 levels the loops once a second: placement settles
+        let rows = try show(admin, "CLIENTS")
+        let loop1 = all.indices.filter { i in rows.first { $0["application_name"] == "mover\(i)" }?["worker"] == "1" }
+        // Two over TLS and two without.
+        let picked = Array(loop1.filter(Self.overTLS).prefix(2) + loop1.filter { !Self.overTLS($0) }.prefix(2))
+        guard picked.count == 4 else { return XCTFail("clients on loop 1: \(rows)") }
+        let onLoop1 = picked.map { all[$0] }
+        XCTAssertEqual(picked.map { i in rows.first { $0["application_name"] == "mover\(i)" }?["tls"]?.isEmpty == false },
+                       [true, true, false, false], "SHOW CLIENTS tls")
+        var ids: [String: String] = [:]
+        for (n, c) in onLoop1.enumerated() {
+            try c.prepare("moving\(n)", "SELECT $1::int + \(n)")
+            try c.query("SET statement_timeout = '\(n + 7)s'")
+            let name = try XCTUnwrap(c.scalar("SHOW application_name"))
+            ids[name] = try show(admin, "CLIENTS").first { $0["application_name"] == name }?["ptr"]
+        }
+        let inTransaction = onLoop1[3]
+        try inTransaction.query("BEGIN")
+        XCTAssertEqual(try inTransaction.scalar("SELECT 'held'"), "held")
+
+        let text = try String(contentsOfFile: p.configPath, encoding: .utf8)
+        try text.replacingOccurrences(of: "worker_placement = even", with: "worker_placement = load")
+            .write(toFile: p.configPath, atomically: false, encoding: .utf8)
+        _ = try admin.query("RELOAD")
+        XCTAssertTrue(try waitUntil(8) { try threads(admin)[1].inUse == "0" }, "loop 1 given up: \(threadsText(admin))")
+        XCTAssertTrue(try waitUntil(4) { try threads(admin)[0].movedIn >= 3 }, "\(threadsText(admin))")
+        sleep(2)
+        let moving = try show(admin, "CLIENTS").filter { ($0["application_name"] ?? "").hasPrefix("mover") }
+        let inTxName = try XCTUnwrap(inTransaction.scalar("SHOW application_name"))
+        for row in moving where ids[row["application_name"] ?? ""] != nil {
+            let name = row["application_name"] ?? ""
+            XCTAssertEqual(row["worker"], name == inTxName ? "1" : "0", "\(name): in a transaction it stays")
+            XCTAssertEqual(row["ptr"], ids[name], "\(name) keeps its id")
+        }
+        try inTransaction.query("COMMIT")
+        XCTAssertTrue(try waitUntil(4) {
+            try show(admin, "CLIENTS").first { $0["application_name"] == inTxName }?["worker"] == "0"
+        }, "the client moves once its transaction ended")
+
+        for (n, c) in onLoop1.enumerated() {
+            XCTAssertEqual(try c.execPrepared("moving\(n)", ["1"]).first?.first ?? nil, String(1 + n))
+            XCTAssertEqual(try c.scalar("SHOW statement_timeout"), "\(n + 7)s")
+            XCTAssertEqual(try c.scalar("SELECT 1"), "1")
+        }
+        // Their cancel keys still reach their backends.
+        let sleeper = onLoop1[0]
+        let errorBox = ErrorBox(), done = Flag()
+        Thread { do { _ = try sleeper.query("SELECT pg_sleep(20)") } catch { errorBox.error = error }; done.set() }.start()
+        usleep(400_000)
+        XCTAssertTrue(sleeper.cancel())
+        XCTAssertTrue(waitUntil(8) { done.isSet })
+        XCTAssertTrue("\(errorBox.error.map { "\($0)" } ?? "")".contains("canceling statement"))
+        // Only a console client (which stays where it is) may be left there.
+        let left = try show(admin, "CLIENTS").filter { $0["worker"] == "1" && $0["database"] != "pgbouncer" }
+        XCTAssertEqual(left.count, 0, "\(left)")
+    }
+
+    /// `even`: clients that leave one loop leave it with fewer than the other; loop 0 levels the
+    /// loops again (within two clients) by moving some of the other's.
+    func testEvenPlacementLevelsTheLoopsAfterClientsLeave() throws {
+        let p = try pgmux()
+        let admin = try console(p)
+        let clients = try clientsOnBothWorkers(p, admin, atLeast: 5)
+        for c in clients[1] ?? [] { c.finish() }
+        XCTAssertTrue(try waitUntil(5) {
+            let t = try threads(admin)
+            return abs(t[0].clients - t[1].clients) <= 2 && t[1].movedIn > 0
+        }, "levelled: \(threadsText(admin))")
+        for c in clients[0] ?? [] { XCTAssertEqual(try c.scalar("SELECT 'still here'"), "still here") }
+    }
 }

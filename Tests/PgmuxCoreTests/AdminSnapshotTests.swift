@@ -40,13 +40,16 @@ final class AdminSnapshotTests: XCTestCase {
         var s = AdminSnapshot()
         var w0 = AdminThreadRow(worker: 0)
         w0.clients = 3; w0.waitingClients = 1; w0.servers = 2; w0.activeServers = 1; w0.idleServers = 1; w0.pools = 1
-        w0.cpuSeconds = 1.5; w0.serversMovedIn = 4; w0.serversMovedOut = 2
-        s.threads = [w0, AdminThreadRow(worker: 1)]
+        w0.cpuSeconds = 1.5; w0.serversMovedIn = 4; w0.serversMovedOut = 2; w0.clientsMovedIn = 7
+        var w1 = AdminThreadRow(worker: 1)
+        w1.clientsMovedOut = 7; w1.inUse = false
+        s.threads = [w0, w1]
         let t = try XCTUnwrap(s.table(for: .threads))
         XCTAssertEqual(t.columns.map(\.name), ["worker", "clients", "waiting_clients", "servers", "active_servers",
-                                               "idle_servers", "pools", "cpu_seconds", "servers_moved_in", "servers_moved_out"])
-        XCTAssertEqual(t.rows, [["0", "3", "1", "2", "1", "1", "1", "1.500", "4", "2"],
-                                ["1", "0", "0", "0", "0", "0", "0", "0.000", "0", "0"]])
+                                               "idle_servers", "pools", "cpu_seconds", "servers_moved_in", "servers_moved_out",
+                                               "clients_moved_in", "clients_moved_out", "in_use"])
+        XCTAssertEqual(t.rows, [["0", "3", "1", "2", "1", "1", "1", "1.500", "4", "2", "7", "0", "1"],
+                                ["1", "0", "0", "0", "0", "0", "0", "0.000", "0", "0", "0", "7", "0"]])
         XCTAssertEqual(AdminParser.parse("SHOW THREADS"), .success(.show(.threads)))
     }
 

@@ -156,7 +156,8 @@ public enum AdminColumns {
     public static let threads = cols([
         ("worker", .int4), ("clients", .int4), ("waiting_clients", .int4), ("servers", .int4),
         ("active_servers", .int4), ("idle_servers", .int4), ("pools", .int4), ("cpu_seconds", .numeric),
-        ("servers_moved_in", .int8), ("servers_moved_out", .int8),
+        ("servers_moved_in", .int8), ("servers_moved_out", .int8), ("clients_moved_in", .int8),
+        ("clients_moved_out", .int8), ("in_use", .int4),
     ])
 
     /// SHOW VERSION.

@@ -373,6 +373,11 @@ public struct AdminThreadRow: Sendable {
     /// Idle servers handed to this loop by others, and by this loop to others.
     public var serversMovedIn: UInt64 = 0
     public var serversMovedOut: UInt64 = 0
+    /// Clients moved to this loop by `worker_placement`, and from it.
+    public var clientsMovedIn: UInt64 = 0
+    public var clientsMovedOut: UInt64 = 0
+    /// The loop takes new clients (`LoopBalancer.inUse`).
+    public var inUse = true
 
     public init(worker: Int) { self.worker = worker }
 }
@@ -513,7 +518,7 @@ extension AdminSnapshot {
             for w in threads {
                 t.append([i4(w.worker), i4(w.clients), i4(w.waitingClients), i4(w.servers), i4(w.activeServers),
                           i4(w.idleServers), i4(w.pools), String(format3(w.cpuSeconds)), String(w.serversMovedIn),
-                          String(w.serversMovedOut)])
+                          String(w.serversMovedOut), String(w.clientsMovedIn), String(w.clientsMovedOut), w.inUse ? "1" : "0"])
             }
         case .version:
             t.append([version])

@@ -65,6 +65,6 @@ extension Settings {
         ("tcp_keepalive", "1"), ("tcp_keepcnt", "0"), ("tcp_keepidle", "0"), ("tcp_keepintvl", "0"),
         ("target_session_attrs", "any"), ("tcp_socket_buffer", "0"), ("tcp_user_timeout", "0"), ("track_extra_parameters", "IntervalStyle"),
         ("transaction_timeout", "0"), ("unix_socket_dir", "/tmp"), ("unix_socket_group", ""),
-        ("unix_socket_mode", "0777"), ("user", nil), ("verbose", "0"), ("workers", "auto"),
+        ("unix_socket_mode", "0777"), ("user", nil), ("verbose", "0"), ("worker_placement", "load"), ("workers", "auto"),
     ]
 }

@@ -20,6 +20,8 @@ public struct Settings: Sendable, Equatable {
     public var soReuseport = false
     /// pgmux extension: event loops (threads) serving clients; `auto` is one per online CPU.
     public var workers: WorkerCount = .auto
+    /// pgmux extension: how clients are spread over the loops (`LoopBalancer`).
+    public var workerPlacement: WorkerPlacement = .load
     public var pktBuf = 4096
     public var maxPacketSize = 2_147_483_647
     public var sbufLoopcnt = 5
@@ -182,6 +184,7 @@ public struct Settings: Sendable, Equatable {
             if value.trimmingASCIIWhitespace.lowercased() == "auto" { workers = .auto } else {
                 workers = .fixed(try v.integer(in: 1...256))
             }
+        case "worker_placement": workerPlacement = try v.choice(WorkerPlacement.self)
         case "pkt_buf": pktBuf = try v.integer(in: 512...Int(Int32.max))
         case "max_packet_size": maxPacketSize = try v.nonNegative()
         case "sbuf_loopcnt": sbufLoopcnt = try v.nonNegative()
@@ -305,6 +308,15 @@ public struct Settings: Sendable, Equatable {
         }
         return true
     }
+}
+
+/// `worker_placement`: which loops take clients.
+/// * `load` — as few loops as the load needs: clients gather on the loops in use, and one more
+///   loop is taken into use when those are busy (see `LoopBalancer`);
+/// * `even` — every loop takes clients, as many each as can be.
+public enum WorkerPlacement: String, ConfigEnum, Equatable, Sendable {
+    case load, even
+    public var configName: String { rawValue }
 }
 
 /// `workers`: how many event loops serve clients.
