@@ -5,12 +5,14 @@
 #
 #   scripts/bench.sh [--quick] [--rounds N] [--duration S] [--only a,b,...] [--scale N]
 #                    [--idle-counts 1000,5000,10000] [--floor] [--pgbouncer PATH[,PATH...]]
-#                    [--tls-key rsa|ec] [--pgmux PATH] [--workers N[,N...]] [--connect-ms MS]
+#                    [--tls-key rsa|ec] [--pgmux PATH] [--workers N[:even|load][,...]] [--connect-ms MS]
 #
 # --pgmux PATH: the pgmux binary to measure (default .build/release/pgmux), e.g. an older build
 # to compare a change against.
 # --workers 1,2 (N or auto): one pgmux target per value, pgmux-w1, pgmux-w2, ... (pgmux-auto),
-# each started with "workers = N" in its ini; the report gives w2/w1 (each further one over the
+# each started with "workers = N" in its ini (N:even or N:load adds "worker_placement = ...", the
+# target then named pgmux-wN-even; e.g. --workers 1,2,2:even shows what two loops that both take
+# clients carry when the default, load, keeps a light load on one); the report gives w2/w1 (each further one over the
 # first) next to each pgmux over each PgBouncer. Without it: one target "pgmux", no workers line.
 # --pgbouncer PATH[,PATH...] (repeatable): the PgBouncer binaries to compare against, each a target
 # named after its --version (pgbouncer-1.18.0, pgbouncer-1.25.2, ...); default Debian's
@@ -90,21 +92,28 @@ done
   { echo "bench.sh: --rounds, --duration, --scale and --connect-ms take positive integers" >&2; exit 2; }
 # the pgmux targets: "pgmux" (no workers line: the binary's default), or one per --workers value,
 # pgmux-w1, pgmux-w2, ... (pgmux-auto for auto), each started with "workers = N" in its ini
-declare -A PGMUX_WORKERS=()
+declare -A PGMUX_WORKERS=() PGMUX_PLACEMENT=()
 PGMUXES=()
 if [ -z "$WORKERS" ]; then
   PGMUXES=(pgmux)
 else
   IFS=, read -r -a wl <<< "$WORKERS"
   for v in "${wl[@]}"; do
+    placement=
+    if [[ "$v" == *:* ]]; then placement=${v#*:} v=${v%%:*}; fi
+    case "$placement" in ''|load|even) ;;
+      *) echo "bench.sh: --workers N:PLACEMENT takes load or even" >&2; exit 2 ;;
+    esac
     case "$v" in
       auto) n=pgmux-auto ;;
       *) [[ "$v" =~ ^[1-9][0-9]*$ ]] ||
            { echo "bench.sh: --workers takes a comma-separated list of positive integers or auto" >&2; exit 2; }
          v=$((10#$v)) n=pgmux-w$v ;;
     esac
+    [ -n "$placement" ] && n=$n-$placement
     [ -n "${PGMUX_WORKERS[$n]:-}" ] && continue
     PGMUX_WORKERS[$n]=$v
+    PGMUX_PLACEMENT[$n]=$placement
     PGMUXES+=("$n")
   done
   [ ${#PGMUXES[@]} -gt 0 ] || { echo "bench.sh: --workers needs at least one value" >&2; exit 2; }
@@ -288,6 +297,7 @@ client_tls_cert_file = $tmp/tls/server.crt
 server_tls_sslmode = disable
 INI
   if [ -n "${PGMUX_WORKERS[$n]:-}" ]; then echo "workers = ${PGMUX_WORKERS[$n]}" >> "$tmp/$n/$n.ini"; fi
+  if [ -n "${PGMUX_PLACEMENT[$n]:-}" ]; then echo "worker_placement = ${PGMUX_PLACEMENT[$n]}" >> "$tmp/$n/$n.ini"; fi
 done
 
 start_pooler() {
@@ -497,13 +507,14 @@ skipped=$(for w in "${workloads[@]}"; do
   for t in "${targets[@]}"; do runs_on "$w" "$t" || printf '%s=%s\n' "$w" "$t"; done
 done)
 pgmux_workers=$(for n in "${PGMUXES[@]}"; do printf '%s=%s\n' "$n" "${PGMUX_WORKERS[$n]:-}"; done)
+pgmux_placements=$(for n in "${PGMUXES[@]}"; do printf '%s=%s\n' "$n" "${PGMUX_PLACEMENT[$n]:-}"; done)
 pg_v=$("${SU[@]}" -d postgres -Atc "SHOW server_version" | awk '{print $1}')
 cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 pgb_files=$(for n in "${PGBOUNCERS[@]}"; do printf '%s=%s\n' "$n" "$(readlink -f "${PGB_BIN[$n]}")"; done)
 STARTED=$(date -Iseconds) HOST="$(nproc) CPUs ($cpu_model), $(uname -sr)" \
 VERSIONS="$pgmux_v, $pgb_v, PostgreSQL $pg_v" ROUNDS=$ROUNDS DURATION=$DURATION SCALE=$SCALE \
 WORKLOADS="${workloads[*]}" IDLE_COUNTS=$IDLE_COUNTS TARGETS="${targets[*]}" \
-PGB_NAMES="${PGBOUNCERS[*]}" PGB_FILES="$pgb_files" PGMUX_WORKERS="$pgmux_workers" SKIPPED="$skipped" \
+PGB_NAMES="${PGBOUNCERS[*]}" PGB_FILES="$pgb_files" PGMUX_WORKERS="$pgmux_workers" PGMUX_PLACEMENTS="$pgmux_placements" SKIPPED="$skipped" \
 PG_MAX_CONNECTIONS=$PG_MAX_CONNECTIONS DIRECT_MAX=$DIRECT_MAX CONNECT_MS=$CONNECT_MS NPROC=$(nproc) \
 SCALING_ARGS="$(pgbench_args scaling | sed "s|$tmp/||")" TLS_KEY="$tls_desc" "$PY" - > "$out/meta.json" <<'EOF'
 import json, os
@@ -518,6 +529,7 @@ print(json.dumps({"started": e["STARTED"], "host": e["HOST"], "versions": e["VER
                   "targets": e["TARGETS"].split(), "pgbouncers": e["PGB_NAMES"].split(),
                   "pgmuxes": [n for n, _ in pairs(e["PGMUX_WORKERS"])],
                   "workers": {n: (int(v) if v.isdigit() else v or None) for n, v in pairs(e["PGMUX_WORKERS"])},
+                  "placements": {n: v for n, v in pairs(e["PGMUX_PLACEMENTS"]) if v},
                   "pgbouncer_paths": dict(pairs(e["PGB_FILES"])),
                   "skipped": skipped, "pg_max_connections": int(e["PG_MAX_CONNECTIONS"]),
                   "direct_max": int(e["DIRECT_MAX"]), "connect_ms": int(e["CONNECT_MS"]),

@@ -524,9 +524,13 @@ def cmd_report(a):
                                                            meta.get("duration"), meta.get("scale"),
                                                            meta.get("versions", "")),
              ""]
+    placements = meta.get("placements") or {}
     if len(pgmuxes) > 1 or workers.get(pgmuxes[0]):
-        lines += ["pgmux targets: %s (the same binary, `workers = N` in each one's ini)." % ", ".join(
-            "%s (workers = %s)" % (m, workers.get(m) or "default") for m in pgmuxes), ""]
+        lines += ["pgmux targets: %s (the same binary, `workers = N` in each one's ini; worker_placement "
+                  "is the default, load, unless given)." % ", ".join(
+            "%s (workers = %s%s)" % (m, workers.get(m) or "default",
+                                     ", worker_placement = %s" % placements[m] if m in placements else "")
+            for m in pgmuxes), ""]
     if meta.get("tls_key"):
         lines += ["TLS: a self-signed %s certificate; client_tls_sslmode = allow with only the key and "
                   "certificate set (each pooler's other TLS defaults), PostgreSQL ssl = on with the same "

@@ -19,7 +19,9 @@ import PgmuxCore
 ///    parked; it may then read and change their state as if the process had one loop, libev
 ///    calls on their loops included (no other thread touches them meanwhile, and the semaphores
 ///    order the memory). Used where one answer needs every loop: the admin console, signals,
-///    RELOAD, cancel requests for another loop's client, the metrics endpoint, the stats line.
+///    RELOAD, cancel requests for another loop's client, the metrics endpoint, the stats line;
+///    and to move idle clients between loops (`worker_placement`, LoopGroup+Placement.swift): a
+///    client object changes owner only then, whole, and belongs to its new loop alone afterwards.
 ///    Only one loop stops the world at a time; a loop waiting for its turn parks when asked,
 ///    so two stoppers never wait on each other.
 /// 3. **Shared structures with their own lock**: `ServerBudget` (global pool and server limits),

@@ -187,12 +187,12 @@ func readUntilReady(_ fd: Int32) -> [UInt8] {
     return got
 }
 
-/// Polls `condition` every 50 ms for up to `timeout` seconds; its last value.
-func waitUntil(_ timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+/// Polls `condition` every `interval` seconds (50 ms) for up to `timeout` seconds; its last value.
+func waitUntil(_ timeout: Double, every interval: Double = 0.05, _ condition: () throws -> Bool) rethrows -> Bool {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if try condition() { return true }
-        usleep(50_000)
+        usleep(useconds_t(interval * 1e6))
     }
     return try condition()
 }

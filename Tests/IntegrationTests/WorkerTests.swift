@@ -307,8 +307,10 @@ final class WorkerTests: XCTestCase {
         try text.replacingOccurrences(of: "worker_placement = even", with: "worker_placement = load")
             .write(toFile: p.configPath, atomically: false, encoding: .utf8)
         _ = try admin.query("RELOAD")
-        XCTAssertTrue(try waitUntil(8) { try threads(admin)[1].inUse == "0" }, "loop 1 given up: \(threadsText(admin))")
-        XCTAssertTrue(try waitUntil(4) { try threads(admin)[0].movedIn >= 3 }, "\(threadsText(admin))")
+        // Polled slowly: each SHOW stops the world, and would keep the pooler from being quiet
+        // under ThreadSanitizer.
+        XCTAssertTrue(try waitUntil(15, every: 1) { try threads(admin)[1].inUse == "0" }, "loop 1 given up: \(threadsText(admin))")
+        XCTAssertTrue(try waitUntil(5, every: 0.5) { try threads(admin)[0].movedIn >= 3 }, "\(threadsText(admin))")
         sleep(2)
         let moving = try show(admin, "CLIENTS").filter { ($0["application_name"] ?? "").hasPrefix("mover") }
         let inTxName = try XCTUnwrap(inTransaction.scalar("SHOW application_name"))
@@ -318,7 +320,7 @@ final class WorkerTests: XCTestCase {
             XCTAssertEqual(row["ptr"], ids[name], "\(name) keeps its id")
         }
         try inTransaction.query("COMMIT")
-        XCTAssertTrue(try waitUntil(4) {
+        XCTAssertTrue(try waitUntil(6, every: 0.5) {
             try show(admin, "CLIENTS").first { $0["application_name"] == inTxName }?["worker"] == "0"
         }, "the client moves once its transaction ended")
 
