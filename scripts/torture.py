@@ -1603,6 +1603,13 @@ def end_checks(st: PhaseState, checks: Checks, base_fds: int, base_rss: int,
     checks.check(not wrong, f"{tag} table contents equal the workers' models"
                  + (f" (not for workers {wrong[:5]})" if wrong else ""), ph)
     checks.check(*fresh_client_check(st), ph)
+    if phase_loops(ph) > 1:
+        # Clients moved between the loops by worker_placement's leveling, under the chaos above.
+        try:
+            moved = sum(int(r.get("clients_moved_in") or 0) for r in pgmux.admin("SHOW THREADS"))
+            log(f"{tag} clients moved between loops: {moved}")
+        except Exception as e:
+            log(f"{tag} SHOW THREADS: no answer ({e!r})")
     fds, rss = pgmux.fds(), pgmux.rss_kb()
     fd_limit = base_fds + ph.pool * len(USERS) + 4
     checks.check(fds <= fd_limit and rss <= base_rss + 40 * 1024,

@@ -642,12 +642,12 @@ final class LoginHandler {
         return true
     }
 
-    /// A counted client closes (ClientConnection.disconnect).
     /// The client moves to `other`'s loop: the name it is counted under goes with it.
     func handOverCount(of client: ClientConnection, to other: LoginHandler) {
         if let key = countedUserNames.removeValue(forKey: client.id) { other.countedUserNames[client.id] = key }
     }
 
+    /// A counted client closes (ClientConnection.disconnect).
     func uncount(_ client: ClientConnection) {
         if client.countedInDatabase {
             client.countedInDatabase = false

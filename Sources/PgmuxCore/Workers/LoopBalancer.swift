@@ -15,8 +15,8 @@
 ///
 /// Either way, the clients of loops out of use move to loops in use, and the loops in use keep
 /// client counts within two of each other, the tolerance of the accept-time spreading (clients
-/// that close leave holes that new ones may never fill). Counts here are all of a loop's clients; the shell moves those that
-/// can move (`Move.count` at most), and the next tick sees what is left.
+/// that close leave holes that new ones may never fill). Counts here are all of a loop's clients;
+/// the shell moves those that can move (`Move.count` at most), and the next tick sees the rest.
 public struct LoopBalancer: Sendable {
     public struct Move: Equatable, Sendable {
         public let from: Int
